@@ -1,0 +1,41 @@
+//! The job a runner is asked to run: one attempt of one step, fully resolved.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// One attempt of one step, with everything resolved: the script to run, its environment, the
+/// folder it runs in and the resources it was given. A runner needs nothing else.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Job {
+    pub run_id: String,
+    pub step: String,
+    pub attempt: u32,
+    /// A bash script, run as `bash -euo pipefail -c SCRIPT`. Parameters in it are already quoted.
+    pub script: String,
+    /// The environment the script gets on top of the runner's own (`TUNA_*` included).
+    pub env: BTreeMap<String, String>,
+    /// The attempt folder on the orchestrator's machine: logs, metrics and the work folder.
+    pub attempt_dir: PathBuf,
+    /// Wall-clock limit; the runner kills the whole process group past it.
+    pub timeout: Option<Duration>,
+    pub resources: Resources,
+}
+
+/// What a job was given: CPU slots and whole GPUs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Resources {
+    pub slots: u32,
+    pub gpus: Vec<Gpu>,
+}
+
+/// One GPU slot of a runner.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Hash)]
+pub struct Gpu {
+    /// Lower-case type, e.g. `a100`.
+    pub kind: String,
+    /// The index the job sees in `CUDA_VISIBLE_DEVICES`.
+    pub index: u32,
+}

@@ -1,0 +1,13 @@
+//! Where tuna's steps run.
+//!
+//! This crate owns the [`Runner`] trait and the wire types every runner speaks: a [`Job`] to
+//! run, the [`Handle`] that names a launched job durably (so a restarted orchestrator can
+//! watch it again), and the [`Outcome`] it ended with. Runner kinds live in their own modules.
+//! The crate never imports the orchestrator or the step kinds.
+
+mod job;
+pub mod local;
+mod runner;
+
+pub use job::{Gpu, Job, Resources};
+pub use runner::{Handle, Outcome, Runner, RunnerError, RunnerInfo};

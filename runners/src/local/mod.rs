@@ -1,0 +1,1 @@
+//! The local runner: runs jobs as processes on this machine, each under a detached shim.

@@ -1,0 +1,76 @@
+//! The `Runner` trait and the durable names of launched jobs.
+
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::Job;
+
+/// A launched job, named durably. The orchestrator stores it before it waits, so that after a
+/// crash it can ask the same runner to [`Runner::watch`] the same handle again.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Handle {
+    /// The runner that launched it.
+    pub runner: String,
+    /// The attempt folder the job writes its pid, status and logs to.
+    pub attempt_dir: PathBuf,
+    /// Runner-specific data (a pid, a remote job id, ...).
+    pub data: serde_json::Value,
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Outcome {
+    /// The script exited; `code` 0 is success.
+    Exited { code: i32 },
+    /// The script was killed by a signal it did not ask for.
+    Signaled { signal: i32 },
+    /// The runner killed it at its timeout.
+    TimedOut,
+    /// Someone asked for it to stop.
+    Cancelled,
+    /// The runner can no longer say what became of it (the machine went away, the wrapper died).
+    Lost { reason: String },
+}
+
+impl Outcome {
+    pub fn success(&self) -> bool {
+        matches!(self, Outcome::Exited { code: 0 })
+    }
+}
+
+/// What `check` learns about a runner.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunnerInfo {
+    pub reachable: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The runner cannot take the job now (no free slot, host down); another may.
+    #[error("runner unavailable: {0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Something that runs jobs. `launch` and `watch` are split so that a stored [`Handle`] can be
+/// watched again by a later process: `launch` returns as soon as the job is durably started.
+#[async_trait]
+pub trait Runner: Send + Sync {
+    fn name(&self) -> &str;
+    /// Reachability and a one-line description.
+    async fn check(&self) -> Result<RunnerInfo, RunnerError>;
+    /// Starts the job and returns its handle. Launching the same job (same attempt folder)
+    /// twice never runs its script twice.
+    async fn launch(&self, job: &Job) -> Result<Handle, RunnerError>;
+    /// Waits for the job to end, also for a handle from an earlier process.
+    async fn watch(&self, handle: &Handle) -> Result<Outcome, RunnerError>;
+    /// Stops the job (its whole process group); `watch` then reports `Cancelled`.
+    async fn cancel(&self, handle: &Handle) -> Result<(), RunnerError>;
+}

@@ -1,0 +1,1 @@
+//! tuna's built-in step kinds.
