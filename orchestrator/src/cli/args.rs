@@ -1,0 +1,138 @@
+//! The command line's shape (clap).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "tuna", version, about = "A workflow DAG orchestrator for LLM fine-tuning experiments")]
+pub struct Cli {
+    /// Where tuna keeps its store, artifacts and logs (default: the nearest .tuna/ folder).
+    #[arg(long, global = true, env = "TUNA_HOME")]
+    pub home: Option<PathBuf>,
+    /// The runner inventory (default: $TUNA_RUNNERS, else ~/.config/tuna/runners.yaml, else one local runner).
+    #[arg(long, global = true)]
+    pub runners: Option<PathBuf>,
+    /// Format of tuna's own log lines (RUST_LOG sets the level).
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// How a run shows progress.
+    #[arg(long, global = true, value_enum, default_value = "auto")]
+    pub progress: ProgressMode,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressMode {
+    /// Bars on a terminal, plain lines otherwise.
+    Auto,
+    Bars,
+    Plain,
+    Quiet,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum GraphFormat {
+    Ascii,
+    Dot,
+    Mermaid,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check workflow files; print every problem with file:line:col.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print a workflow's DAG.
+    Graph {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value = "ascii")]
+        format: GraphFormat,
+    },
+    /// Say, for every step, whether it would be a cache hit, and why not.
+    Plan {
+        file: PathBuf,
+        /// Override a param: -p name=value (repeatable).
+        #[arg(short = 'p', long = "param", value_parser = parse_kv)]
+        params: Vec<(String, String)>,
+        #[arg(long)]
+        no_cache: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a workflow.
+    Run {
+        file: PathBuf,
+        /// Override a param: -p name=value (repeatable).
+        #[arg(short = 'p', long = "param", value_parser = parse_kv)]
+        params: Vec<(String, String)>,
+        /// Steps at once (default: cores).
+        #[arg(short = 'j', long)]
+        jobs: Option<usize>,
+        /// Run every step, ignoring cached results.
+        #[arg(long)]
+        no_cache: bool,
+    },
+    /// Continue a failed, cancelled or crashed run.
+    Resume {
+        run: Option<String>,
+        /// The newest run.
+        #[arg(long, conflicts_with = "run")]
+        last: bool,
+        #[arg(short = 'j', long)]
+        jobs: Option<usize>,
+    },
+    /// List runs.
+    Runs {
+        #[arg(long)]
+        json: bool,
+    },
+    /// A run's steps, statuses and metrics.
+    Status {
+        /// A run id, or `last`.
+        run: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A step's log.
+    Logs {
+        run: String,
+        step: String,
+        /// Keep printing while the step runs.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// stderr instead of stdout.
+        #[arg(long)]
+        stderr: bool,
+        /// Which attempt (default: the last).
+        #[arg(long)]
+        attempt: Option<u32>,
+    },
+    /// Stop a running run (it stays resumable).
+    Cancel { run: String },
+    /// Drop unreferenced artifacts and old attempt folders.
+    Gc {
+        /// Keep only the N newest runs (default: keep every run, drop only older attempts).
+        #[arg(long)]
+        keep: Option<usize>,
+    },
+    /// Print the JSON Schema of the workflow format.
+    Schema,
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("`{s}` is not name=value"))?;
+    if k.is_empty() {
+        return Err(format!("`{s}` has an empty name"));
+    }
+    Ok((k.to_string(), v.to_string()))
+}

@@ -1,0 +1,184 @@
+//! Commands that look at runs: runs, status, logs, cancel. They read the store directly when
+//! no other tuna process owns it, and ask the owner over its control socket when one does.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::args::Cli;
+use super::exit::{Fail, OK};
+use crate::engine::{Request, RunSummary, RunView, request};
+use crate::store::{Store, StoreError};
+
+enum Access {
+    Local(Store),
+    Remote(PathBuf),
+}
+
+fn access(cli: &Cli) -> Result<Access, Fail> {
+    let home = super::run::home(cli, None);
+    if !home.db().exists() {
+        return Err(Fail::invalid(format!("error: no tuna store at {} (run a workflow first, or set --home)", home.root.display())));
+    }
+    match Store::open(&home.db()) {
+        Ok(s) => Ok(Access::Local(s)),
+        Err(StoreError::Locked { .. }) => Ok(Access::Remote(home.control_socket())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn summaries(a: &Access) -> Result<Vec<RunSummary>, Fail> {
+    match a {
+        Access::Local(s) => Ok(RunSummary::list(s)?),
+        Access::Remote(sock) => {
+            let v = request(sock, &Request::Runs).map_err(Fail::env)?;
+            serde_json::from_value(v).map_err(|e| Fail::env(e.to_string()))
+        }
+    }
+}
+
+fn view(a: &Access, run: &str) -> Result<RunView, Fail> {
+    let run = if run == "last" {
+        summaries(a)?
+            .into_iter()
+            .max_by(|x, y| x.created_at.cmp(&y.created_at).then(x.id.cmp(&y.id)))
+            .ok_or_else(|| Fail::invalid("error: there are no runs"))?
+            .id
+    } else {
+        run.to_string()
+    };
+    match a {
+        Access::Local(s) => RunView::load(s, &run)?.ok_or_else(|| Fail::invalid(format!("error: run `{run}` not found"))),
+        Access::Remote(sock) => {
+            let v = request(sock, &Request::Status { run }).map_err(Fail::invalid)?;
+            serde_json::from_value(v).map_err(|e| Fail::env(e.to_string()))
+        }
+    }
+}
+
+pub fn runs(cli: &Cli, json: bool) -> Result<u8, Fail> {
+    let list = summaries(&access(cli)?)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&list).expect("json"));
+        return Ok(OK);
+    }
+    println!("{:<22} {:<24} {:<12} {:>9}  STEPS", "RUN", "WORKFLOW", "STATUS", "TIME");
+    for r in &list {
+        println!(
+            "{:<22} {:<24} {:<12} {:>9}  {} passed, {} cached, {} failed of {}",
+            r.id,
+            r.workflow,
+            r.status,
+            r.duration_s.map(fmt_secs).unwrap_or_else(|| "-".into()),
+            r.passed,
+            r.cached,
+            r.failed,
+            r.steps
+        );
+    }
+    Ok(OK)
+}
+
+pub fn status(cli: &Cli, run: &str, json: bool) -> Result<u8, Fail> {
+    let v = view(&access(cli)?, run)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+        return Ok(OK);
+    }
+    let time = v.duration_s.map(|d| format!(" in {}", fmt_secs(d))).unwrap_or_default();
+    println!("run {} ({}) {}{}", v.id, v.workflow, v.status, time);
+    let w = v.steps.iter().map(|s| s.name.len()).max().unwrap_or(4).max(4);
+    println!("{:w$}  {:<10} {:>7}  {:<10} {:>8}  NOTE", "STEP", "STATUS", "ATTEMPT", "RUNNER", "TIME");
+    for s in &v.steps {
+        let mut note = s.message.clone().unwrap_or_default();
+        if !s.metrics.is_empty() {
+            let m: Vec<String> = s.metrics.iter().map(|(k, x)| format!("{k}={x}")).collect();
+            note = if note.is_empty() { m.join(" ") } else { format!("{note}; {}", m.join(" ")) };
+        }
+        println!(
+            "{:w$}  {:<10} {:>7}  {:<10} {:>8}  {}",
+            s.name,
+            s.status,
+            s.attempt,
+            s.runner.as_deref().unwrap_or("-"),
+            s.duration_s.map(fmt_secs).unwrap_or_else(|| "-".into()),
+            note
+        );
+    }
+    Ok(OK)
+}
+
+pub fn logs(cli: &Cli, run: &str, step: &str, follow: bool, stderr: bool, attempt: Option<u32>) -> Result<u8, Fail> {
+    let a = access(cli)?;
+    let v = view(&a, run)?;
+    let s = v
+        .steps
+        .iter()
+        .find(|s| s.name == step)
+        .ok_or_else(|| Fail::invalid(format!("error: run `{}` has no step `{step}`", v.id)))?;
+    let mut path = if stderr { s.stderr.clone() } else { s.stdout.clone() }
+        .ok_or_else(|| Fail::invalid(format!("error: step `{step}` has not started (status {})", s.status)))?;
+    if let Some(n) = attempt {
+        let file = path.file_name().expect("log file name").to_owned();
+        path = path.parent().and_then(|p| p.parent()).expect("attempt folder").join(n.to_string()).join(file);
+    }
+    let mut pos = 0u64;
+    let mut out = std::io::stdout().lock();
+    loop {
+        pos += copy_from(&path, pos, &mut out);
+        if !follow {
+            break;
+        }
+        let Access::Remote(_) = &a else { break };
+        let v = view(&a, &v.id)?;
+        let done = v.status != "running"
+            || v.steps.iter().find(|x| x.name == step).is_none_or(|x| !matches!(x.status.as_str(), "running" | "launching" | "pending" | "waiting"));
+        if done {
+            copy_from(&path, pos, &mut out);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(OK)
+}
+
+/// Copies a file from `pos` to `out`; the number of bytes copied.
+fn copy_from(path: &std::path::Path, pos: u64, out: &mut impl Write) -> u64 {
+    let Ok(mut f) = std::fs::File::open(path) else { return 0 };
+    if f.seek(SeekFrom::Start(pos)).is_err() {
+        return 0;
+    }
+    let mut buf = Vec::new();
+    let n = f.read_to_end(&mut buf).unwrap_or(0);
+    let _ = out.write_all(&buf[..n]);
+    let _ = out.flush();
+    n as u64
+}
+
+pub fn cancel(cli: &Cli, run: &str) -> Result<u8, Fail> {
+    match access(cli)? {
+        Access::Remote(sock) => {
+            request(&sock, &Request::Cancel { run: run.to_string() }).map_err(|e| Fail::invalid(format!("error: {e}")))?;
+            println!("cancelling {run}");
+            Ok(OK)
+        }
+        Access::Local(store) => {
+            drop(store);
+            let engine = super::run::open_engine(cli, None, true)?;
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let n = rt.block_on(engine.cancel_detached(run))?;
+            println!("cancelled {run} ({n} running steps stopped)");
+            Ok(OK)
+        }
+    }
+}
+
+pub fn fmt_secs(s: f64) -> String {
+    if s < 60.0 {
+        format!("{s:.1}s")
+    } else if s < 3600.0 {
+        format!("{}m{:02}s", (s / 60.0) as u64, (s % 60.0) as u64)
+    } else {
+        format!("{}h{:02}m", (s / 3600.0) as u64, (s % 3600.0 / 60.0) as u64)
+    }
+}

@@ -1,0 +1,116 @@
+//! `tuna run` and `tuna resume`: the process that runs a workflow owns the store, serves the
+//! control socket for other tuna processes, and turns signals into a clean stop.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::args::{Cli, ProgressMode};
+use super::exit::{Fail, INTERRUPTED, OK, RUN_FAILED};
+use crate::engine::{Bars, Control, Engine, Home, Inventory, Plain, Quiet, Reporter, RunOptions};
+use crate::store::{RunStatus, StoreError};
+
+/// The home for a command: `--home`/`$TUNA_HOME`, else discovered from the workflow's folder
+/// (or the current folder).
+pub fn home(cli: &Cli, file: Option<&Path>) -> Home {
+    if let Some(h) = &cli.home {
+        return Home { root: std::path::absolute(h).unwrap_or_else(|_| h.clone()) };
+    }
+    let start = file
+        .and_then(|f| std::path::absolute(f).ok())
+        .and_then(|f| f.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| std::env::current_dir().unwrap_or_default());
+    Home::discover(&start)
+}
+
+fn reporter(cli: &Cli, quiet: bool) -> Arc<dyn Reporter> {
+    match cli.progress {
+        _ if quiet => Arc::new(Quiet),
+        ProgressMode::Quiet => Arc::new(Quiet),
+        ProgressMode::Plain => Arc::new(Plain),
+        ProgressMode::Bars => Arc::new(Bars::new()),
+        ProgressMode::Auto if std::io::stderr().is_terminal() => Arc::new(Bars::new()),
+        ProgressMode::Auto => Arc::new(Plain),
+    }
+}
+
+/// Opens the engine (store, artifacts, runners) for a command.
+pub fn open_engine(cli: &Cli, file: Option<&Path>, quiet: bool) -> Result<Engine, Fail> {
+    let inventory = Inventory::discover(cli.runners.as_deref()).map_err(|e| Fail::invalid(format!("error: {e}")))?;
+    Engine::open(home(cli, file), &inventory, reporter(cli, quiet)).map_err(|e| match e {
+        crate::engine::EngineError::Store(StoreError::Locked { pid, .. }) => Fail::env(format!(
+            "error: another tuna process (pid {pid}) is working in this home; wait for it, or use `tuna status`/`tuna cancel` to reach it"
+        )),
+        e => e.into(),
+    })
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime")
+}
+
+/// Drives a run with the control socket served and signals turned into a clean stop.
+fn drive(engine: Engine, run_id: &str, resumed: bool) -> Result<u8, Fail> {
+    let rt = runtime();
+    rt.block_on(async move {
+        let engine = Arc::new(engine);
+        let server = tokio::spawn(crate::engine::serve_control(engine.clone()));
+        let signals = tokio::spawn(watch_signals(engine.clone()));
+        let status = engine.drive(run_id, resumed).await;
+        server.abort();
+        signals.abort();
+        let _ = std::fs::remove_file(engine.home.control_socket());
+        let status = status?;
+        Ok(match status {
+            RunStatus::Passed => OK,
+            RunStatus::Failed => RUN_FAILED,
+            RunStatus::Cancelled | RunStatus::Interrupted | RunStatus::Running => INTERRUPTED,
+        })
+    })
+}
+
+/// First SIGINT/SIGTERM: stop the run cleanly (steps cancelled, run resumable). Second: exit.
+async fn watch_signals(engine: Arc<Engine>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        return;
+    };
+    for n in 0.. {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        if n == 0 {
+            eprintln!("stopping: cancelling running steps (again to exit at once)");
+            engine.control_all(Control::Interrupt);
+        } else {
+            std::process::exit(INTERRUPTED as i32);
+        }
+    }
+}
+
+pub fn run(cli: &Cli, file: &Path, params: &[(String, String)], jobs: Option<usize>, no_cache: bool) -> Result<u8, Fail> {
+    let (dag, text) = super::files::load(file)?;
+    let engine = open_engine(cli, Some(file), false)?;
+    let overrides: BTreeMap<String, String> = params.iter().cloned().collect();
+    let opts = RunOptions { jobs: jobs.unwrap_or(0), no_cache, scheduled_time: None };
+    let id = engine.create_run(&dag, &text, &overrides, &opts)?;
+    println!("{id}");
+    drive(engine, &id, false)
+}
+
+pub fn resume(cli: &Cli, run: Option<&str>, last: bool, jobs: Option<usize>) -> Result<u8, Fail> {
+    let engine = open_engine(cli, None, false)?;
+    let id = match (run, last) {
+        (Some(r), _) if r != "last" => r.to_string(),
+        _ => engine.last_run()?.ok_or_else(|| Fail::invalid("error: there are no runs to resume"))?.id,
+    };
+    let mut rec = engine.prepare_resume(&id)?;
+    if let Some(j) = jobs {
+        rec.jobs = j.max(1);
+        engine.store.put_run(&rec)?;
+    }
+    println!("{id}");
+    drive(engine, &id, true)
+}

@@ -1,0 +1,257 @@
+//! The engine: owns the store, the artifact store and the runner pool, starts runs and drives
+//! them (a new run and a resumed one are driven the same way, from what the store says).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc::UnboundedSender;
+use tuna_runners::local::{LocalConfig, LocalRunner};
+
+use super::events::Control;
+use super::home::Home;
+use super::inventory::Inventory;
+use super::job::merged_params;
+use super::pool::{Pool, PoolGpu, PoolRunner};
+use super::progress::Reporter;
+use super::run_id::new_run_id;
+use crate::cas::Cas;
+use crate::dag::Dag;
+use crate::store::{FORMAT_MAJOR, RunRecord, RunStatus, StepRecord, StepStatus, Store, StoreError, now_ms};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("run `{0}` not found")]
+    NoSuchRun(String),
+    #[error("run `{0}` is still running")]
+    Busy(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Steps at once; 0 = cores.
+    pub jobs: usize,
+    pub no_cache: bool,
+    pub scheduled_time: Option<String>,
+}
+
+pub struct Engine {
+    pub home: Home,
+    pub store: Arc<Store>,
+    pub cas: Arc<Cas>,
+    pub(super) pool: Mutex<Pool>,
+    pub(super) reporter: Arc<dyn Reporter>,
+    pub(super) tuna_exe: PathBuf,
+    controls: Mutex<HashMap<String, UnboundedSender<Control>>>,
+}
+
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+impl Engine {
+    /// Opens the home's stores and builds the runner pool from the inventory.
+    pub fn open(home: Home, inventory: &Inventory, reporter: Arc<dyn Reporter>) -> Result<Engine, EngineError> {
+        std::fs::create_dir_all(&home.root)?;
+        let store = Store::open(&home.db())?;
+        let cas = Cas::open(&home.cas()).map_err(|e| EngineError::Invalid(format!("artifact store: {e}")))?;
+        let tuna_exe = std::env::current_exe()?;
+        let shim = std::env::var_os("TUNA_SHIM")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| tuna_exe.with_file_name("tuna-shim"));
+        let mut pool = Pool::default();
+        for (name, spec) in &inventory.runners {
+            let slots = spec.slots.unwrap_or(cores() as u32);
+            let mut gpus = Vec::new();
+            for g in &spec.gpus {
+                let memory = match &g.memory {
+                    Some(m) => Some(crate::workflow::parse_size(m).map_err(|e| {
+                        EngineError::Invalid(format!("runner `{name}`: gpu memory `{m}`: {e}"))
+                    })?),
+                    None => None,
+                };
+                for _ in 0..g.count {
+                    gpus.push(PoolGpu { kind: g.kind.to_lowercase(), index: gpus.len() as u32, memory, busy: false });
+                }
+            }
+            let runner = LocalRunner::new(LocalConfig { name: name.clone(), slots, shim: shim.clone() });
+            pool.runners.push(PoolRunner {
+                name: name.clone(),
+                class: spec.kind.clone(),
+                runner: Arc::new(runner),
+                slots,
+                used: 0,
+                gpus,
+                price_per_hour: spec.price_per_hour.unwrap_or(0.0),
+            });
+        }
+        Ok(Engine {
+            home,
+            store: Arc::new(store),
+            cas: Arc::new(cas),
+            pool: Mutex::new(pool),
+            reporter,
+            tuna_exe,
+            controls: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Sends a control message to a run this process drives; false if it drives no such run.
+    pub fn control(&self, run: &str, c: Control) -> bool {
+        self.controls.lock().expect("controls").get(run).is_some_and(|tx| tx.send(c).is_ok())
+    }
+
+    /// Sends a control message to every run this process drives.
+    pub fn control_all(&self, c: Control) {
+        for tx in self.controls.lock().expect("controls").values() {
+            let _ = tx.send(c);
+        }
+    }
+
+    pub(super) fn register(&self, run: &str, tx: UnboundedSender<Control>) {
+        self.controls.lock().expect("controls").insert(run.to_string(), tx);
+    }
+
+    pub(super) fn unregister(&self, run: &str) {
+        self.controls.lock().expect("controls").remove(run);
+    }
+
+    /// Checks what can be checked before anything runs (params, placement, inputs), then
+    /// records a new run with every step Pending. Nothing runs until [`Engine::drive`].
+    pub fn create_run(
+        &self,
+        dag: &Dag,
+        text: &str,
+        overrides: &BTreeMap<String, String>,
+        opts: &RunOptions,
+    ) -> Result<String, EngineError> {
+        let wf = dag.workflow();
+        merged_params(wf, overrides).map_err(EngineError::Invalid)?;
+        self.preflight(dag)?;
+        let id = new_run_id();
+        let run = RunRecord {
+            format: FORMAT_MAJOR,
+            id: id.clone(),
+            workflow: wf.name.clone(),
+            workflow_path: wf.path.clone(),
+            workflow_text: text.to_string(),
+            params: overrides.clone(),
+            status: RunStatus::Running,
+            jobs: if opts.jobs == 0 { cores() } else { opts.jobs },
+            no_cache: opts.no_cache,
+            created_at: now_ms(),
+            ended_at: None,
+            scheduled_time: opts.scheduled_time.clone(),
+        };
+        for name in dag.topo_order() {
+            self.store.put_step(&StepRecord::new(&id, name))?;
+        }
+        self.store.put_run(&run)?;
+        self.store.flush()?;
+        Ok(id)
+    }
+
+    /// Placement and inputs: a workflow that cannot run is refused before it half-runs.
+    pub fn preflight(&self, dag: &Dag) -> Result<(), EngineError> {
+        let wf = dag.workflow();
+        let pool = self.pool.lock().expect("pool");
+        let mut problems = Vec::new();
+        for step in wf.steps.values() {
+            if let Err(why) = pool.feasible(&step.runs_on) {
+                problems.push(format!("step `{}`: {why}", step.name));
+            }
+            for input in &step.inputs {
+                let p = wf.project_dir.join(input.trim_end_matches('/'));
+                if !p.exists() {
+                    problems.push(format!("step `{}`: input `{input}` does not exist ({})", step.name, p.display()));
+                }
+            }
+        }
+        if problems.is_empty() { Ok(()) } else { Err(EngineError::Invalid(problems.join("\n"))) }
+    }
+
+    /// Makes a failed, cancelled or crashed run runnable again: finished steps are kept, steps
+    /// that were launched are left to be adopted, the rest go back to Pending.
+    pub fn prepare_resume(&self, run_id: &str) -> Result<RunRecord, EngineError> {
+        let mut run = self.store.run(run_id)?.ok_or_else(|| EngineError::NoSuchRun(run_id.to_string()))?;
+        if run.status == RunStatus::Passed {
+            return Err(EngineError::Invalid(format!("run `{run_id}` already passed; nothing to resume")));
+        }
+        for mut rec in self.store.steps(run_id)? {
+            if matches!(
+                rec.status,
+                StepStatus::Failed | StepStatus::Skipped | StepStatus::Cancelled | StepStatus::TimedOut | StepStatus::Waiting
+            ) {
+                rec.status = StepStatus::Pending;
+                rec.message = None;
+                rec.not_before = None;
+                rec.ended_at = None;
+                self.store.put_step(&rec)?;
+            }
+        }
+        run.status = RunStatus::Running;
+        run.ended_at = None;
+        self.store.put_run(&run)?;
+        self.store.flush()?;
+        Ok(run)
+    }
+
+    /// The newest run, if any.
+    pub fn last_run(&self) -> Result<Option<RunRecord>, EngineError> {
+        Ok(self.store.runs()?.into_iter().max_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id))))
+    }
+}
+
+impl Engine {
+    /// Drives a run recorded in the store until it ends: a new one from [`Engine::create_run`],
+    /// or one made ready by [`Engine::prepare_resume`].
+    pub async fn drive(&self, run_id: &str, resumed: bool) -> Result<RunStatus, EngineError> {
+        super::dispatcher::Dispatcher::load(self, run_id)?.drive(resumed).await
+    }
+}
+
+impl Engine {
+    /// Cancels a run that no tuna process drives (its driver crashed): stops its still-running
+    /// steps through their runners and marks it Cancelled. Returns how many steps were stopped.
+    pub async fn cancel_detached(&self, run_id: &str) -> Result<usize, EngineError> {
+        let mut run = self.store.run(run_id)?.ok_or_else(|| EngineError::NoSuchRun(run_id.to_string()))?;
+        if run.status != RunStatus::Running {
+            return Err(EngineError::Invalid(format!(
+                "run `{run_id}` is not running (it is {})",
+                super::dispatcher::run_status_str(run.status)
+            )));
+        }
+        let mut stopped = 0;
+        for mut rec in self.store.steps(run_id)? {
+            if !rec.status.is_active() && rec.status != StepStatus::Waiting {
+                continue;
+            }
+            if let (Some(h), Some(att)) = (&rec.handle, rec.attempts.last()) {
+                let runner = {
+                    let pool = self.pool.lock().expect("pool");
+                    pool.by_name(&att.runner).map(|i| pool.runner(i).runner.clone())
+                };
+                if let Some(r) = runner {
+                    let _ = r.cancel(h).await;
+                    let _ = r.watch(h).await;
+                    stopped += 1;
+                }
+            }
+            rec.status = StepStatus::Cancelled;
+            rec.message = Some("cancelled".into());
+            rec.ended_at = Some(now_ms());
+            self.store.put_step(&rec)?;
+        }
+        run.status = RunStatus::Cancelled;
+        run.ended_at = Some(now_ms());
+        self.store.put_run(&run)?;
+        self.store.flush()?;
+        Ok(stopped)
+    }
+}

@@ -1,0 +1,82 @@
+//! An executor owns one attempt: launch, watch, and on success collect the declared outputs
+//! into the artifact store and read the metrics file. It reports to the dispatcher by events.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::sync::mpsc::UnboundedSender;
+use tuna_runners::{Job, Runner};
+
+use super::events::{Collected, Event};
+use crate::cas::Cas;
+
+pub fn spawn(runner: Arc<dyn Runner>, cas: Arc<Cas>, job: Job, outputs: Vec<String>, tx: UnboundedSender<Event>) {
+    tokio::spawn(async move {
+        let (step, attempt) = (job.step.clone(), job.attempt);
+        let handle = match runner.launch(&job).await {
+            Ok(h) => h,
+            Err(e) => {
+                let _ = tx.send(Event::Finished { step, attempt, result: Err(e.to_string()), collected: None });
+                return;
+            }
+        };
+        let _ = tx.send(Event::Launched { step: step.clone(), attempt, handle: handle.clone() });
+        let result = runner.watch(&handle).await.map_err(|e| e.to_string());
+        let collected = match &result {
+            Ok(o) if o.success() => {
+                let dir = job.attempt_dir.clone();
+                let c = tokio::task::spawn_blocking(move || collect(&cas, &dir, &outputs))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("collecting outputs: {e}")));
+                Some(c)
+            }
+            _ => None,
+        };
+        let _ = tx.send(Event::Finished { step, attempt, result, collected });
+    });
+}
+
+/// Puts each declared output of the attempt's work folder into the store, reads metrics.
+pub fn collect(cas: &Cas, attempt_dir: &Path, outputs: &[String]) -> Result<Collected, String> {
+    let work = attempt_dir.join("work");
+    let mut digests = BTreeMap::new();
+    for out in outputs {
+        let path = work.join(out.trim_end_matches('/'));
+        if path.symlink_metadata().is_err() {
+            return Err(format!("declared output `{out}` was not produced ({} does not exist)", path.display()));
+        }
+        if out.ends_with('/') != path.is_dir() {
+            let want = if out.ends_with('/') { "a folder" } else { "a file" };
+            return Err(format!("declared output `{out}` should be {want} ({})", path.display()));
+        }
+        let d = cas.put(&path).map_err(|e| format!("storing output `{out}`: {e}"))?;
+        digests.insert(out.clone(), d);
+    }
+    let metrics = read_metrics(&attempt_dir.join("metrics.json"))?;
+    Ok(Collected { outputs: digests, outputs_dir: work, metrics })
+}
+
+/// `$TUNA_METRICS`: a JSON object; numbers (and booleans as 0/1) are kept.
+pub fn read_metrics(path: &Path) -> Result<BTreeMap<String, f64>, String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    if text.trim().is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| format!("$TUNA_METRICS ({}) is not valid JSON: {e}", path.display()))?;
+    let obj = value
+        .as_object()
+        .ok_or_else(|| format!("$TUNA_METRICS ({}) must hold a JSON object", path.display()))?;
+    Ok(obj
+        .iter()
+        .filter_map(|(k, v)| {
+            let n = v.as_f64().or_else(|| v.as_bool().map(|b| if b { 1.0 } else { 0.0 }))?;
+            Some((k.clone(), n))
+        })
+        .collect())
+}

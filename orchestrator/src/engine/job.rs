@@ -1,0 +1,197 @@
+//! Turning a step of a run into what a runner runs: its cache key inputs, its rendered script
+//! and env, and its attempt folder with staged inputs.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use tuna_runners::{Job, Resources};
+
+use crate::cache::{KEY_VERSION, KeyInputs, digest_path};
+use crate::cas::Digest;
+use crate::workflow::{Action, Ref, Step, Template, Workflow, shell_quote};
+
+/// Defaults overlaid with `-p` overrides; an override of an undeclared param is an error.
+pub fn merged_params(
+    wf: &Workflow,
+    overrides: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, String> {
+    let mut params: BTreeMap<String, String> =
+        wf.params.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    for (k, v) in overrides {
+        if !params.contains_key(k) {
+            let known: Vec<&str> = wf.params.keys().map(String::as_str).collect();
+            return Err(format!(
+                "param `{k}` is not declared in {} (declared: {})",
+                wf.path.display(),
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            ));
+        }
+        params.insert(k.clone(), v.clone());
+    }
+    Ok(params)
+}
+
+/// Every template of a step: the command (or `with` strings) and the env values.
+fn templates(step: &Step) -> Vec<&Template> {
+    let mut out: Vec<&Template> = step.env.values().collect();
+    if let Action::Run(t) = &step.action {
+        out.push(t);
+    }
+    out
+}
+
+/// Params named in `${{ params.X }}` anywhere in a `with:` value.
+fn with_params(v: &serde_yaml::Value, out: &mut Vec<String>) {
+    match v {
+        serde_yaml::Value::String(s) => {
+            let mut rest = s.as_str();
+            while let Some(i) = rest.find("${{") {
+                let after = &rest[i + 3..];
+                let Some(end) = after.find("}}") else { break };
+                if let Some(name) = after[..end].trim().strip_prefix("params.") {
+                    out.push(name.to_string());
+                }
+                rest = &after[end + 2..];
+            }
+        }
+        serde_yaml::Value::Sequence(items) => items.iter().for_each(|i| with_params(i, out)),
+        serde_yaml::Value::Mapping(m) => m.values().for_each(|i| with_params(i, out)),
+        serde_yaml::Value::Tagged(t) => with_params(&t.value, out),
+        _ => {}
+    }
+}
+
+/// The inputs of a step's cache key. `upstream(step)` gives a finished upstream step's
+/// outputs.
+pub fn key_inputs<'a>(
+    wf: &Workflow,
+    step: &Step,
+    params: &BTreeMap<String, String>,
+    upstream: impl Fn(&str) -> Option<&'a BTreeMap<String, Digest>>,
+    runner: &str,
+) -> Result<KeyInputs, String> {
+    let (kind, definition, mut names) = match &step.action {
+        Action::Run(t) => ("run".to_string(), t.source.clone(), Vec::new()),
+        Action::Uses { kind, with } => {
+            let version = tuna_steps::find(kind).map_or(0, |k| k.version());
+            let mut names = Vec::new();
+            with_params(with, &mut names);
+            let json = serde_json::to_string(with).map_err(|e| e.to_string())?;
+            (format!("uses:{kind}@{version}"), json, names)
+        }
+    };
+    for t in templates(step) {
+        for r in t.refs() {
+            if let Ref::Param(p) = r {
+                names.push(p.clone());
+            }
+        }
+    }
+    let params = names
+        .into_iter()
+        .map(|n| {
+            let v = params.get(&n).cloned().unwrap_or_default();
+            (n, v)
+        })
+        .collect();
+    let mut inputs = BTreeMap::new();
+    for input in &step.inputs {
+        let path = wf.project_dir.join(input.trim_end_matches('/'));
+        let digest = digest_path(&path)
+            .map_err(|e| format!("input `{input}` of step `{}` ({}): {e}", step.name, path.display()))?;
+        inputs.insert(input.clone(), digest);
+    }
+    let mut up = BTreeMap::new();
+    for need in &step.needs {
+        let outs = upstream(need).ok_or_else(|| format!("upstream step `{need}` has not finished"))?;
+        for (out, digest) in outs {
+            up.insert(format!("{need}/{out}"), digest.to_string());
+        }
+    }
+    Ok(KeyInputs {
+        version: KEY_VERSION,
+        kind,
+        definition,
+        params,
+        env: step.env.iter().map(|(k, v)| (k.clone(), v.source.clone())).collect(),
+        inputs,
+        upstream: up,
+        outputs: step.outputs.clone(),
+        gate: step.gate.iter().map(|g| g.text.clone()).collect(),
+        runner: runner.to_string(),
+    })
+}
+
+/// Everything a job needs from its run.
+pub struct JobContext<'a> {
+    pub run_id: &'a str,
+    pub scheduled_time: Option<&'a str>,
+    pub params: &'a BTreeMap<String, String>,
+    /// Where each finished upstream step's outputs are in this run.
+    pub outputs_dir: &'a dyn Fn(&str) -> Option<PathBuf>,
+    /// The `tuna` executable (built-in kinds run through it).
+    pub tuna_exe: &'a Path,
+}
+
+/// Builds the job for one attempt: makes the attempt folder, stages inputs, renders the
+/// script (values shell-quoted) and the env.
+pub fn build_job(
+    wf: &Workflow,
+    step: &Step,
+    ctx: &JobContext<'_>,
+    attempt: u32,
+    attempt_dir: &Path,
+    resources: Resources,
+) -> Result<Job, String> {
+    let work = attempt_dir.join("work");
+    std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+    for input in &step.inputs {
+        let rel = input.trim_end_matches('/');
+        let (src, dst) = (wf.project_dir.join(rel), work.join(rel));
+        if dst.symlink_metadata().is_ok() {
+            continue;
+        }
+        if let Some(parent) = dst.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+        }
+        std::os::unix::fs::symlink(&src, &dst)
+            .map_err(|e| format!("staging input `{input}`: {e}"))?;
+    }
+    let resolve = |r: &Ref| -> String {
+        match r {
+            Ref::Param(p) => ctx.params.get(p).cloned().unwrap_or_default(),
+            Ref::StepOutput { step, output } => (ctx.outputs_dir)(step)
+                .map(|d| d.join(output.trim_end_matches('/')).to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            Ref::RunId => ctx.run_id.to_string(),
+            Ref::ScheduledTime => ctx.scheduled_time.unwrap_or_default().to_string(),
+        }
+    };
+    let script = match &step.action {
+        Action::Run(t) => t.render(resolve, shell_quote),
+        Action::Uses { kind, .. } => {
+            return Err(format!("step kind `{kind}` cannot run in this build of tuna"));
+        }
+    };
+    let mut env = BTreeMap::new();
+    for (k, t) in &step.env {
+        env.insert(k.clone(), t.render(resolve, |s| s.to_string()));
+    }
+    env.insert("TUNA_RUN_ID".into(), ctx.run_id.to_string());
+    env.insert("TUNA_STEP".into(), step.name.clone());
+    env.insert("TUNA_ATTEMPT".into(), attempt.to_string());
+    env.insert("TUNA_OUTPUTS".into(), work.to_string_lossy().into_owned());
+    env.insert("TUNA_METRICS".into(), attempt_dir.join("metrics.json").to_string_lossy().into_owned());
+    env.insert("TUNA_PROJECT_DIR".into(), wf.project_dir.to_string_lossy().into_owned());
+    env.insert("TUNA_EXE".into(), ctx.tuna_exe.to_string_lossy().into_owned());
+    Ok(Job {
+        run_id: ctx.run_id.to_string(),
+        step: step.name.clone(),
+        attempt,
+        script,
+        env,
+        attempt_dir: attempt_dir.to_path_buf(),
+        timeout: step.timeout,
+        resources,
+    })
+}

@@ -1,0 +1,31 @@
+//! The engine: runs a sealed DAG on runners with caching, retries and resume.
+//!
+//! [`Engine`] owns the store, the artifact store and the runner pool; a [`dispatcher`] drives one
+//! run, executors own one attempt each and report by [`events`].
+
+mod control;
+mod dispatcher;
+#[allow(clippy::module_inception)]
+mod engine;
+mod events;
+mod executor;
+mod gate;
+mod home;
+mod inventory;
+mod job;
+mod plan;
+mod pool;
+mod progress;
+mod run_id;
+mod view;
+
+pub use control::{Request, request, serve as serve_control};
+pub use dispatcher::run_status_str;
+pub use engine::{Engine, EngineError, RunOptions, cores};
+pub use events::Control;
+pub use executor::read_metrics;
+pub use home::Home;
+pub use inventory::{Inventory, InventoryError};
+pub use plan::PlanRow;
+pub use progress::{Bars, Plain, Progress, Quiet, Reporter};
+pub use view::{RunSummary, RunView, StepView};

@@ -1,0 +1,76 @@
+//! `tuna plan`: for every step, hit or miss and why, without running anything.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+use super::engine::{Engine, EngineError};
+use super::job::{key_inputs, merged_params};
+use crate::cache::DirtyReason;
+use crate::cas::Digest;
+use crate::dag::Dag;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanRow {
+    pub step: String,
+    pub hit: bool,
+    pub key: Option<String>,
+    /// Empty on a hit.
+    pub reasons: Vec<String>,
+}
+
+impl Engine {
+    pub fn plan(
+        &self,
+        dag: &Dag,
+        overrides: &BTreeMap<String, String>,
+        no_cache: bool,
+    ) -> Result<Vec<PlanRow>, EngineError> {
+        let wf = dag.workflow();
+        let params = merged_params(wf, overrides).map_err(EngineError::Invalid)?;
+        // Outputs of steps that would hit, so their dependents' keys can be computed.
+        let mut known: HashMap<String, BTreeMap<String, Digest>> = HashMap::new();
+        let mut rows = Vec::new();
+        for name in dag.topo_order() {
+            let step = &wf.steps[name];
+            if let Some(up) = dag.needs(name).iter().find(|n| !known.contains_key(*n)) {
+                rows.push(PlanRow {
+                    step: name.clone(),
+                    hit: false,
+                    key: None,
+                    reasons: vec![DirtyReason::UpstreamRuns(up.clone()).to_string()],
+                });
+                continue;
+            }
+            let runner = self.pool.lock().expect("pool").cache_identity(&step.runs_on, step.cache.per_runner);
+            let inputs = key_inputs(wf, step, &params, |s| known.get(s), &runner).map_err(EngineError::Invalid)?;
+            let key = inputs.key();
+            let mut reasons = Vec::new();
+            if !step.cache.enabled {
+                reasons.push(DirtyReason::CacheDisabled);
+            } else if no_cache {
+                reasons.push(DirtyReason::NoCacheFlag);
+            }
+            let entry = self.store.cache_entry(&key)?;
+            match &entry {
+                Some(e) if e.outputs.values().all(|d| self.cas.contains(d)) => {}
+                Some(_) => reasons.push(DirtyReason::OutputsMissing),
+                None => match self.store.last_key(&wf.name, name)? {
+                    None => reasons.push(DirtyReason::NeverRun),
+                    Some(last) => reasons.extend(DirtyReason::diff(&last.inputs, &inputs)),
+                },
+            }
+            let hit = reasons.is_empty();
+            if hit {
+                known.insert(name.clone(), entry.map(|e| e.outputs).unwrap_or_default());
+            }
+            rows.push(PlanRow {
+                step: name.clone(),
+                hit,
+                key: Some(key),
+                reasons: reasons.iter().map(ToString::to_string).collect(),
+            });
+        }
+        Ok(rows)
+    }
+}

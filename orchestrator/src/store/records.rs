@@ -1,0 +1,195 @@
+//! The records tuna keeps durably: one per run, one per (run, step), one per cache entry.
+//!
+//! Each record carries `format`; a store written by a newer major format is refused rather
+//! than misread. Timestamps are unix milliseconds.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use tuna_runners::{Handle, Outcome};
+
+use crate::cache::KeyInputs;
+use crate::cas::Digest;
+
+/// Bump the major on an incompatible change of any record below.
+pub const FORMAT_MAJOR: u32 = 1;
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunStatus {
+    Running,
+    Passed,
+    Failed,
+    /// Stopped by `tuna cancel`; resumable.
+    Cancelled,
+    /// Stopped by a signal to tuna (Ctrl-C); resumable.
+    Interrupted,
+}
+
+impl RunStatus {
+    pub fn is_final(self) -> bool {
+        !matches!(self, RunStatus::Running)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub format: u32,
+    pub id: String,
+    pub workflow: String,
+    /// The workflow file as it was when the run started: resume runs this text, not the file's
+    /// current content.
+    pub workflow_path: PathBuf,
+    pub workflow_text: String,
+    /// `-p` overrides (defaults come from the workflow text).
+    pub params: BTreeMap<String, String>,
+    pub status: RunStatus,
+    pub jobs: usize,
+    pub no_cache: bool,
+    pub created_at: u64,
+    pub ended_at: Option<u64>,
+    /// Set by the daemon's scheduler for scheduled fires.
+    pub scheduled_time: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepStatus {
+    Pending,
+    /// Waiting for runner capacity or for a retry's backoff.
+    Waiting,
+    Launching,
+    Running,
+    Passed,
+    Cached,
+    Failed,
+    /// An upstream step failed.
+    Skipped,
+    Cancelled,
+    TimedOut,
+}
+
+impl StepStatus {
+    /// Passed or Cached: downstream steps may use its outputs.
+    pub fn is_done(self) -> bool {
+        matches!(self, StepStatus::Passed | StepStatus::Cached)
+    }
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            StepStatus::Passed
+                | StepStatus::Cached
+                | StepStatus::Failed
+                | StepStatus::Skipped
+                | StepStatus::Cancelled
+                | StepStatus::TimedOut
+        )
+    }
+    pub fn is_active(self) -> bool {
+        matches!(self, StepStatus::Launching | StepStatus::Running)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Pending => "pending",
+            StepStatus::Waiting => "waiting",
+            StepStatus::Launching => "launching",
+            StepStatus::Running => "running",
+            StepStatus::Passed => "passed",
+            StepStatus::Cached => "cached",
+            StepStatus::Failed => "failed",
+            StepStatus::Skipped => "skipped",
+            StepStatus::Cancelled => "cancelled",
+            StepStatus::TimedOut => "timed-out",
+        }
+    }
+}
+
+/// One try of a step.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AttemptRecord {
+    pub n: u32,
+    pub runner: String,
+    pub dir: PathBuf,
+    pub started_at: u64,
+    pub ended_at: Option<u64>,
+    pub outcome: Option<Outcome>,
+    /// The GPUs the attempt was given.
+    #[serde(default)]
+    pub gpus: Vec<tuna_runners::Gpu>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub format: u32,
+    pub run: String,
+    pub step: String,
+    pub status: StepStatus,
+    /// Every attempt so far; the last is the current one.
+    pub attempts: Vec<AttemptRecord>,
+    /// The launched job's handle, stored before tuna waits on it.
+    pub handle: Option<Handle>,
+    pub cache_key: Option<String>,
+    /// Declared output path → digest in the artifact store.
+    pub outputs: BTreeMap<String, Digest>,
+    /// Where this run's copy of the outputs lives (an attempt's work folder, or where a cache
+    /// hit was restored).
+    pub outputs_dir: Option<PathBuf>,
+    pub metrics: BTreeMap<String, f64>,
+    /// Why it failed, was skipped or waits.
+    pub message: Option<String>,
+    /// Unix ms before which a retry must not start.
+    pub not_before: Option<u64>,
+    pub started_at: Option<u64>,
+    pub ended_at: Option<u64>,
+}
+
+impl StepRecord {
+    pub fn new(run: &str, step: &str) -> Self {
+        StepRecord {
+            format: FORMAT_MAJOR,
+            run: run.to_string(),
+            step: step.to_string(),
+            status: StepStatus::Pending,
+            attempts: Vec::new(),
+            handle: None,
+            cache_key: None,
+            outputs: BTreeMap::new(),
+            outputs_dir: None,
+            metrics: BTreeMap::new(),
+            message: None,
+            not_before: None,
+            started_at: None,
+            ended_at: None,
+        }
+    }
+
+    pub fn attempt(&self) -> u32 {
+        self.attempts.last().map_or(0, |a| a.n)
+    }
+}
+
+/// What a cache key stands for: the outputs and metrics of the step that made it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CacheEntry {
+    pub format: u32,
+    pub outputs: BTreeMap<String, Digest>,
+    pub metrics: BTreeMap<String, f64>,
+    pub run: String,
+    pub created_at: u64,
+}
+
+/// The inputs of a step's key the last time it ran or was looked up in a workflow, so that
+/// `tuna plan` can say what changed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LastKey {
+    pub format: u32,
+    pub key: String,
+    pub inputs: KeyInputs,
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,0 +1,111 @@
+//! A run seen and stopped from a second terminal: status and logs through the owner's control
+//! socket, `tuna cancel`, Ctrl-C, and resume after either.
+
+use std::io::{BufRead, BufReader};
+use std::process::Child;
+use std::time::Duration;
+
+use tuna_tests::{Project, alive, wait_until};
+
+const WF: &str = r#"
+name: long
+steps:
+  slow:
+    run: |
+      echo $$ > "$TUNA_PROJECT_DIR/slow.pid"
+      echo started
+      if [ ! -e "$TUNA_PROJECT_DIR/fast" ]; then sleep 300; fi
+      echo finished
+  quick:
+    run: echo quick
+  after:
+    needs: [slow]
+    run: touch "$TUNA_PROJECT_DIR/after-ran"
+"#;
+
+/// Starts `tuna run` and returns it with its run id, once `slow` is running.
+fn start(p: &Project) -> (Child, String) {
+    p.file("wf.yaml", WF);
+    let mut child = p.spawn(&["run", "wf.yaml"]);
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    let id = line.trim().to_string();
+    wait_until(Duration::from_secs(20), "the slow step to start", || p.path("slow.pid").exists());
+    (child, id)
+}
+
+fn wait_exit(child: &mut Child) -> i32 {
+    let mut code = None;
+    wait_until(Duration::from_secs(30), "tuna to exit", || {
+        code = child.try_wait().unwrap().map(|s| s.code().unwrap_or(-1));
+        code.is_some()
+    });
+    code.unwrap()
+}
+
+#[test]
+fn cancel_from_another_process_then_resume() {
+    let p = Project::new();
+    let (mut child, id) = start(&p);
+    // status answered by the owner over its control socket
+    wait_until(Duration::from_secs(10), "slow to be running", || p.step_status(&id, "slow") == "running");
+    let second = p.run(&["run", "wf.yaml"]);
+    assert_eq!(second.code, 3, "a second run in the same home is refused: {}", second.stderr);
+    assert!(second.stderr.contains(&format!("pid {}", child.id())), "{}", second.stderr);
+    p.run(&["cancel", &id]).ok();
+    assert_eq!(wait_exit(&mut child), 130);
+    let pid: i32 = p.read("slow.pid").trim().parse().unwrap();
+    wait_until(Duration::from_secs(10), "the step's process to end", || !alive(pid));
+    assert_eq!(p.step_status(&id, "slow"), "cancelled");
+    assert_eq!(p.status(&id)["status"], "cancelled");
+    assert!(!p.path("after-ran").exists());
+    p.file("fast", "");
+    let r = p.run(&["resume", &id]).ok();
+    assert_eq!(r.run_id(), id);
+    assert_eq!(p.step_status(&id, "slow"), "passed");
+    assert_eq!(p.step_status(&id, "quick"), "passed");
+    assert!(p.path("after-ran").exists());
+    assert_eq!(p.status(&id)["status"], "passed");
+}
+
+#[test]
+fn ctrl_c_interrupts_cleanly_and_resume_last_finishes() {
+    let p = Project::new();
+    let (mut child, id) = start(&p);
+    wait_until(Duration::from_secs(10), "slow to be running", || p.step_status(&id, "slow") == "running");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    assert_eq!(wait_exit(&mut child), 130);
+    let pid: i32 = p.read("slow.pid").trim().parse().unwrap();
+    wait_until(Duration::from_secs(10), "the step's process to end", || !alive(pid));
+    assert_eq!(p.status(&id)["status"], "interrupted");
+    p.file("fast", "");
+    p.run(&["resume", "--last"]).ok();
+    assert_eq!(p.status(&id)["status"], "passed");
+}
+
+#[test]
+fn logs_follow_a_running_step() {
+    let p = Project::new();
+    p.file(
+        "wf.yaml",
+        r#"
+name: follow
+steps:
+  s:
+    run: |
+      echo one
+      while [ ! -e "$TUNA_PROJECT_DIR/go" ]; do sleep 0.05; done
+      echo two
+"#,
+    );
+    let mut child = p.spawn(&["run", "wf.yaml"]);
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    let id = line.trim().to_string();
+    wait_until(Duration::from_secs(20), "s to be running", || p.step_status(&id, "s") == "running");
+    let follower = p.tuna().args(["logs", &id, "s", "-f"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    p.file("go", "");
+    let out = follower.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "one\ntwo\n");
+    assert_eq!(wait_exit(&mut child), 0);
+}

@@ -1,0 +1,69 @@
+//! The file commands: validate (diagnostics at file:line:col, exit 2), graph, schema.
+
+use tuna_tests::{Project, workspace_root};
+
+#[test]
+fn validate_reports_every_error_with_positions() {
+    let p = Project::new();
+    p.file(
+        "bad.yaml",
+        "name: bad\nsteps:\n  a:\n    run: echo a\n    neds: [b]\n  b:\n    needs: [zzz]\n    run: echo b\n",
+    );
+    let r = p.run(&["validate", "bad.yaml"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("bad.yaml:5:5"), "unknown key position: {}", r.stderr);
+    assert!(r.stderr.contains("needs"), "did-you-mean: {}", r.stderr);
+    assert!(r.stderr.contains("bad.yaml:7:"), "unknown need position: {}", r.stderr);
+}
+
+#[test]
+fn validate_accepts_every_shipped_workflow() {
+    let p = Project::new();
+    let dir = workspace_root().join("workflows");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|f| f.extension().is_some_and(|e| e == "yaml"))
+        .map(|f| f.to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 2);
+    let mut args = vec!["validate"];
+    args.extend(files.iter().map(String::as_str));
+    let r = p.run(&args).ok();
+    assert_eq!(r.stdout.lines().filter(|l| l.starts_with("ok: ")).count(), files.len());
+}
+
+#[test]
+fn a_cycle_is_reported_with_its_path() {
+    let p = Project::new();
+    p.file(
+        "cycle.yaml",
+        "name: cycle\nsteps:\n  a:\n    needs: [c]\n    run: echo\n  b:\n    needs: [a]\n    run: echo\n  c:\n    needs: [b]\n    run: echo\n",
+    );
+    let r = p.run(&["validate", "cycle.yaml"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains('→'), "{}", r.stderr);
+    assert!(r.stderr.contains("cycle"), "{}", r.stderr);
+}
+
+#[test]
+fn graph_prints_ascii_dot_and_mermaid() {
+    let p = Project::new();
+    p.file("wf.yaml", "name: g\nsteps:\n  prep:\n    run: echo\n  train:\n    needs: [prep]\n    run: echo\n");
+    let dot = p.run(&["graph", "wf.yaml", "--format", "dot"]).ok();
+    assert!(dot.stdout.contains("digraph") && dot.stdout.contains("prep") && dot.stdout.contains("->"), "{}", dot.stdout);
+    let mm = p.run(&["graph", "wf.yaml", "--format", "mermaid"]).ok();
+    assert!(mm.stdout.contains("prep") && mm.stdout.contains("-->"), "{}", mm.stdout);
+    let ascii = p.run(&["graph", "wf.yaml"]).ok();
+    assert!(ascii.stdout.contains("train"), "{}", ascii.stdout);
+}
+
+#[test]
+fn schema_is_json_schema() {
+    let p = Project::new();
+    let r = p.run(&["schema"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert!(v["$schema"].as_str().unwrap().contains("json-schema.org"));
+    assert!(v.to_string().contains("runs-on"));
+}

@@ -1,0 +1,72 @@
+//! The crash test: `tuna` killed with SIGKILL at random moments, resumed until done; every
+//! step's command ran exactly once.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use tuna_tests::Project;
+
+/// 120 steps in 12 layers of 10; step (l, i) needs (l-1, i) and (l-1, (i+1) % 10).
+fn workflow() -> String {
+    let mut s = String::from("name: crash\nsteps:\n");
+    for l in 0..12 {
+        for i in 0..10 {
+            let _ = writeln!(s, "  s{l}-{i}:");
+            if l > 0 {
+                let _ = writeln!(s, "    needs: [s{}-{i}, s{}-{}]", l - 1, l - 1, (i + 1) % 10);
+            }
+            let _ = writeln!(s, "    run: echo s{l}-{i} >> \"$TUNA_PROJECT_DIR/lines\"; sleep 0.{}", (l * 7 + i) % 3 + 1);
+        }
+    }
+    s
+}
+
+#[test]
+fn sigkill_at_random_moments_never_runs_a_step_twice() {
+    let p = Project::new();
+    p.file("wf.yaml", &workflow());
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x7a7a);
+    let mut kills = 0;
+    let mut first = true;
+    let start = Instant::now();
+    loop {
+        let args: &[&str] = if first { &["run", "wf.yaml", "-j", "4"] } else { &["resume", "--last", "-j", "4"] };
+        let mut child = p.spawn(args);
+        first = false;
+        if kills < 25 {
+            let deadline = Instant::now() + Duration::from_millis(rng.random_range(30..300));
+            let mut exited = None;
+            while Instant::now() < deadline && exited.is_none() {
+                exited = child.try_wait().unwrap();
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if exited.is_none() {
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                kills += 1;
+                continue;
+            }
+            let code = exited.unwrap().code();
+            assert_eq!(code, Some(0), "tuna ended early with {code:?}");
+            break;
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "final resume failed: {}", String::from_utf8_lossy(&out.stderr));
+        break;
+    }
+    assert!(start.elapsed() < Duration::from_secs(600));
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for line in p.read("lines").lines() {
+        *seen.entry(line.to_string()).or_default() += 1;
+    }
+    assert_eq!(seen.len(), 120, "every step ran");
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(twice.is_empty(), "steps that ran more than once: {twice:?}");
+    assert!(kills >= 20, "only {kills} kills happened before the run finished");
+    let last = p.run(&["runs", "--json"]).ok();
+    let runs: serde_json::Value = serde_json::from_str(&last.stdout).unwrap();
+    assert_eq!(runs.as_array().unwrap().len(), 1, "one run, resumed");
+    assert_eq!(runs[0]["status"], "passed");
+}
