@@ -4,10 +4,10 @@
 //! `cargo run --release -p tuna-runners --example launch_overhead -- SHIM [N] [J]`
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
-use tuna_runners::local::{LocalConfig, LocalRunner};
+use tuna_runners::local::{ExitRecord, LocalConfig, LocalRunner};
 use tuna_runners::{Job, Runner};
 
 #[tokio::main]
@@ -42,16 +42,31 @@ async fn main() {
             slots.clone().acquire_owned().await.expect("semaphore"),
         );
         tasks.push(tokio::spawn(async move {
+            let t0 = Instant::now();
             let handle = runner.launch(&job).await.expect("launch");
+            let t1 = Instant::now();
             let outcome = runner.watch(&handle).await.expect("watch");
+            let t2 = Instant::now();
             drop(permit);
             assert!(outcome.success(), "{outcome:?}");
+            let record = ExitRecord::read(&job.attempt_dir)
+                .expect("exit.json")
+                .expect("exit.json");
+            (t1 - t0, t2 - t1, record.ended_ms - record.started_ms)
         }));
     }
+    let (mut launch, mut watch, mut shim_ms) = (Duration::ZERO, Duration::ZERO, 0);
     for task in tasks {
-        task.await.expect("task");
+        let (l, w, s) = task.await.expect("task");
+        (launch, watch, shim_ms) = (launch + l, watch + w, shim_ms + s);
     }
     let elapsed = start.elapsed();
+    println!(
+        "mean launch {:?}, mean watch {:?}, mean shim claim-to-exit {} us",
+        launch / n as u32,
+        watch / n as u32,
+        shim_ms * 1000 / n as u64
+    );
     println!(
         "{n} jobs at -j{j}: {elapsed:?} ({:?} per job)",
         elapsed / n as u32
