@@ -48,6 +48,10 @@ async fn run(job: &Job) -> Outcome {
     runner.watch(&handle).await.unwrap()
 }
 
+fn read_optional(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path).ok()
+}
+
 fn read(path: impl AsRef<Path>) -> String {
     std::fs::read_to_string(path.as_ref())
         .unwrap_or_else(|e| panic!("{}: {e}", path.as_ref().display()))
@@ -344,14 +348,14 @@ async fn a_restarted_runner_reads_how_a_finished_job_ended() {
 #[tokio::test]
 async fn a_shim_killed_without_a_record_is_lost_and_its_job_stopped() {
     let tmp = TempDir::new().unwrap();
-    let job = job(&tmp, "orphan", "sleep 1000");
+    let job = job(&tmp, "orphan", "echo $$ > ../script.pid; sleep 1000");
     let runner = runner();
     let handle = runner.launch(&job).await.unwrap();
-    let child_file = job.attempt_dir.join(layout::CHILD);
+    let pid_file = job.attempt_dir.join("script.pid");
     wait_until("the script started", Duration::from_secs(10), || {
-        child_file.exists()
+        read_optional(&pid_file).is_some_and(|s| s.ends_with('\n'))
     });
-    let child: ProcId = serde_json::from_str(&read(&child_file)).unwrap();
+    let script: u32 = read(&pid_file).trim().parse().unwrap();
     // SAFETY: SIGKILL to the shim this test started.
     unsafe { libc::kill(shim_of(&handle).pid as i32, libc::SIGKILL) };
     match runner.watch(&handle).await.unwrap() {
@@ -361,8 +365,32 @@ async fn a_shim_killed_without_a_record_is_lost_and_its_job_stopped() {
     wait_until(
         "the orphaned script is gone",
         Duration::from_secs(5),
-        || gone(child.pid),
+        || gone(script),
     );
+}
+
+#[tokio::test]
+async fn launch_reports_a_shim_that_did_not_claim() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = TempDir::new().unwrap();
+    let failing = tmp.path().join("failing-shim");
+    std::fs::write(&failing, "#!/bin/sh\necho 'error tuna-shim: it broke'\n").unwrap();
+    std::fs::set_permissions(&failing, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for (shim, expected) in [
+        (failing, "it broke"),
+        (PathBuf::from("/bin/true"), "did not take"),
+    ] {
+        let runner = LocalRunner::new(LocalConfig {
+            shim,
+            ..LocalConfig::default()
+        });
+        let err = runner
+            .launch(&job(&tmp, "never", "true"))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(expected), "{err}");
+    }
 }
 
 #[tokio::test]

@@ -10,8 +10,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub const JOB: &str = "job.json";
 /// The shim that owns the attempt: its pid and start time. Created exclusively.
 pub const CLAIM: &str = "claim";
-/// The script's process (pid and start time), written by the shim once it started it.
-pub const CHILD: &str = "child";
 /// The outcome, written atomically by the shim when the script has ended.
 pub const EXIT: &str = "exit.json";
 /// Marker written by `cancel` before it signals the shim.
@@ -20,7 +18,7 @@ pub const CANCEL: &str = "cancel";
 pub const STDOUT_LOG: &str = "stdout.log";
 /// The script's standard error (appended).
 pub const STDERR_LOG: &str = "stderr.log";
-/// The shim's own diagnostics.
+/// The shim's own diagnostics, created only when it has something to say.
 pub const SHIM_LOG: &str = "shim.log";
 /// The script's working directory.
 pub const WORK_DIR: &str = "work";

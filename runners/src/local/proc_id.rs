@@ -38,10 +38,35 @@ impl ProcId {
     }
 }
 
+/// Sends `signal` to every process of the session `sid` (a session leader's pid). A pid that
+/// names a live session cannot be reused, so this reaches only that session's members.
+pub(crate) fn signal_session(sid: u32, signal: i32) {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // The leader itself is gone or is not ours to kill.
+        if pid != sid
+            && matches!(ProcStatus::read(pid), Ok(Some(s)) if s.session as i64 == sid as i64)
+        {
+            // SAFETY: kill with a pid and a signal number.
+            unsafe { libc::kill(pid as libc::pid_t, signal) };
+        }
+    }
+}
+
 /// The few fields of `/proc/PID/stat` the runner needs.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ProcStatus {
     pub state: char,
+    pub session: i32,
     pub start_time: u64,
 }
 
@@ -71,8 +96,13 @@ impl ProcStatus {
         let rest = &text[text.rfind(')')? + 1..];
         let mut fields = rest.split_whitespace();
         let state = fields.next()?.chars().next()?;
-        let start_time = fields.nth(22 - 4)?.parse().ok()?;
-        Some(ProcStatus { state, start_time })
+        let session = fields.nth(6 - 4)?.parse().ok()?;
+        let start_time = fields.nth(22 - 7)?.parse().ok()?;
+        Some(ProcStatus {
+            state,
+            session,
+            start_time,
+        })
     }
 }
 
@@ -85,6 +115,7 @@ mod tests {
         let line = "4242 (a) b (c)) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10 18446744073709551615";
         let s = ProcStatus::parse(line).unwrap();
         assert_eq!(s.state, 'S');
+        assert_eq!(s.session, 4242);
         assert_eq!(s.start_time, 987654);
     }
 

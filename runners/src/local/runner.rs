@@ -2,7 +2,7 @@
 //! attempt folder, also after the orchestrator restarted.
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -15,7 +15,7 @@ use super::config::LocalConfig;
 use super::exit_record::ExitRecord;
 use super::layout;
 use super::pidfd::{self, Pidfd};
-use super::proc_id::ProcId;
+use super::proc_id::{self, ProcId, ProcStatus};
 use super::spec::LaunchSpec;
 use crate::{Handle, Job, Outcome, Runner, RunnerError, RunnerInfo};
 
@@ -153,15 +153,12 @@ fn start_shim(shim: &Path, spec: &LaunchSpec) -> Result<(ProcId, Option<Child>),
     let dir = &spec.job.attempt_dir;
     fs::create_dir_all(dir.join(layout::WORK_DIR))?;
     spec.write_if_absent(dir)?;
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join(layout::SHIM_LOG))?;
     let mut child = Command::new(shim)
         .arg(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(log)
+        // The shim says what went wrong on stdout before it claims, and in shim.log after.
+        .stderr(Stdio::null())
         .spawn()
         .map_err(|e| {
             RunnerError::Other(format!("cannot start the shim {}: {e}", shim.display()))
@@ -181,11 +178,17 @@ fn start_shim(shim: &Path, spec: &LaunchSpec) -> Result<(ProcId, Option<Child>),
             let _ = child.wait();
             Ok((id, None))
         }
+        ("error", _) => {
+            let _ = child.wait();
+            Err(RunnerError::Other(claim.to_owned()))
+        }
         _ => {
             let _ = child.wait();
             Err(RunnerError::Other(format!(
-                "the shim did not take the attempt {}: {}",
+                "the shim {} did not take the attempt {} (it said {:?}): {}",
+                shim.display(),
                 dir.display(),
+                line.trim_end(),
                 shim_log_tail(dir)
             )))
         }
@@ -195,12 +198,15 @@ fn start_shim(shim: &Path, spec: &LaunchSpec) -> Result<(ProcId, Option<Child>),
 /// The outcome of a shim that ended without writing `exit.json`. Kills the script's group if
 /// it outlived the shim, so that no orphan keeps running.
 fn lost(dir: &Path, shim: ProcId) -> Outcome {
-    if let Ok(Some(bytes)) = layout::read_optional(dir, layout::CHILD)
-        && let Ok(child) = serde_json::from_slice::<ProcId>(&bytes)
-        && child.is_running()
-    {
-        // SAFETY: kill with a negative pid signals the script's process group.
-        unsafe { libc::kill(-(child.pid as libc::pid_t), libc::SIGKILL) };
+    // The script runs in the shim's session. Only when the shim's pid is free (or still the
+    // shim's zombie) does that session belong to it; otherwise the pid names someone else.
+    let shim_pid_free = match ProcStatus::read(shim.pid) {
+        Ok(None) => true,
+        Ok(Some(status)) => status.start_time == shim.start_time,
+        Err(_) => false,
+    };
+    if shim_pid_free {
+        proc_id::signal_session(shim.pid, libc::SIGKILL);
     }
     Outcome::Lost {
         reason: format!(
@@ -218,7 +224,7 @@ fn shim_log_tail(dir: &Path) -> String {
             let lines: Vec<&str> = text.trim_end().lines().collect();
             lines[lines.len().saturating_sub(5)..].join("; ")
         }
-        _ => format!("nothing in {}", path.display()),
+        _ => format!("{} says nothing more", path.display()),
     }
 }
 

@@ -4,7 +4,7 @@
 //! launcher's session, claims the attempt exclusively, says `claimed` or `taken` on stdout and
 //! never writes there again (the launcher may be dead by then).
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -20,16 +20,21 @@ pub fn shim_main() -> i32 {
         eprintln!("usage: tuna-shim ATTEMPT_DIR");
         return 2;
     };
-    match run(&dir) {
+    let mut announced = false;
+    match run(&dir, &mut announced) {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("tuna-shim: {}: {e}", dir.display());
+            let message = format!("tuna-shim: {}: {e}", dir.display());
+            if !announced {
+                announce(&format!("error {message}"));
+            }
+            log(&dir, &message);
             1
         }
     }
 }
 
-fn run(dir: &Path) -> io::Result<()> {
+fn run(dir: &Path, announced: &mut bool) -> io::Result<()> {
     let signals = Signals::block()?;
     // Leave the launcher's session and process group, so that a Ctrl-C or a kill of the
     // launcher's group does not reach the job. Fails harmlessly if we already lead a group.
@@ -39,11 +44,24 @@ fn run(dir: &Path) -> io::Result<()> {
     let claim = serde_json::to_string(&me).map_err(io::Error::other)?;
     if layout::create_exclusive(dir, layout::CLAIM, claim.as_bytes())? {
         announce(&format!("claimed {claim}"));
+        *announced = true;
         supervisor::supervise(dir, &signals).write(dir)
     } else {
         let owner = layout::read_optional(dir, layout::CLAIM)?.unwrap_or_default();
         announce(&format!("taken {}", String::from_utf8_lossy(&owner).trim()));
+        *announced = true;
         Ok(())
+    }
+}
+
+/// Appends `message` to the attempt's shim.log (created only now: most shims never need it).
+fn log(dir: &Path, message: &str) {
+    if let Ok(mut file) = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(layout::SHIM_LOG))
+    {
+        let _ = writeln!(file, "{message}");
     }
 }
 

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::exit_record::ExitRecord;
 use super::layout;
-use super::proc_id::ProcId;
 use super::signals::Signals;
 use super::spec::LaunchSpec;
 use crate::{Job, Outcome};
@@ -40,11 +39,6 @@ pub(crate) fn supervise(dir: &Path, signals: &Signals) -> ExitRecord {
         Err(e) => return finish(lost(format!("cannot start bash: {e}")), None),
     };
     let pid = child.id();
-    if let Ok(Some(id)) = ProcId::of(pid)
-        && let Ok(json) = serde_json::to_vec(&id)
-    {
-        let _ = layout::write_atomic(dir, layout::CHILD, &json);
-    }
     let stop = wait_for_exit(pid, spec.job.timeout, spec.kill_grace(), signals);
     // The script's process is a zombie now (waited for without reaping), so its pid, which
     // names its process group, cannot be reused yet: kill what is left of the group, then reap.
