@@ -1,0 +1,77 @@
+//! The shim's entry point: claim the attempt, tell the launcher, then supervise the script.
+//!
+//! The shim must start fast and survive its launcher: it blocks its signals first, leaves the
+//! launcher's session, claims the attempt exclusively, says `claimed` or `taken` on stdout and
+//! never writes there again (the launcher may be dead by then).
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use super::layout;
+use super::proc_id::ProcId;
+use super::signals::Signals;
+use super::supervisor;
+
+/// The `tuna-shim ATTEMPT_DIR` program. Returns the process exit code.
+pub fn shim_main() -> i32 {
+    let Some(dir) = std::env::args_os().nth(1).map(PathBuf::from) else {
+        eprintln!("usage: tuna-shim ATTEMPT_DIR");
+        return 2;
+    };
+    let mut announced = false;
+    match run(&dir, &mut announced) {
+        Ok(()) => 0,
+        Err(e) => {
+            let message = format!("tuna-shim: {}: {e}", dir.display());
+            if !announced {
+                announce(&format!("error {message}"));
+            }
+            log(&dir, &message);
+            1
+        }
+    }
+}
+
+fn run(dir: &Path, announced: &mut bool) -> io::Result<()> {
+    let signals = Signals::block()?;
+    // Leave the launcher's session and process group, so that a Ctrl-C or a kill of the
+    // launcher's group does not reach the job. Fails harmlessly if we already lead a group.
+    // SAFETY: setsid has no preconditions.
+    unsafe { libc::setsid() };
+    let me = ProcId::current()?;
+    let claim = serde_json::to_string(&me).map_err(io::Error::other)?;
+    if layout::create_exclusive(dir, layout::CLAIM, claim.as_bytes())? {
+        announce(&format!("claimed {claim}"));
+        *announced = true;
+        supervisor::supervise(dir, &signals).write(dir)
+    } else {
+        let owner = layout::read_optional(dir, layout::CLAIM)?.unwrap_or_default();
+        announce(&format!("taken {}", String::from_utf8_lossy(&owner).trim()));
+        *announced = true;
+        Ok(())
+    }
+}
+
+/// Appends `message` to the attempt's shim.log (created only now: most shims never need it).
+fn log(dir: &Path, message: &str) {
+    if let Ok(mut file) = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(layout::SHIM_LOG))
+    {
+        let _ = writeln!(file, "{message}");
+    }
+}
+
+/// Writes the one line the launcher waits for, then points stdout at /dev/null.
+fn announce(line: &str) {
+    let mut out = io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+    drop(out);
+    if let Ok(null) = File::options().write(true).open("/dev/null") {
+        // SAFETY: dup2 onto fd 1 with a valid, open fd.
+        unsafe { libc::dup2(null.as_raw_fd(), libc::STDOUT_FILENO) };
+    }
+}

@@ -1,0 +1,57 @@
+//! The shim's signals: blocked from its first instruction and taken synchronously with
+//! `sigtimedwait`, so that a signal is never lost between two checks and no handler runs.
+
+use std::io;
+use std::time::Duration;
+
+/// The signals the shim waits for: its child's end, and requests to stop.
+#[derive(Debug)]
+pub(crate) struct Signals {
+    set: libc::sigset_t,
+}
+
+/// Signals that ask the shim to stop its job.
+pub(crate) const STOP_SIGNALS: [i32; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
+
+impl Signals {
+    /// Blocks SIGCHLD and the stop signals in this (single-threaded) process and resets their
+    /// dispositions, which an exec inherits when they were ignored. Children started with
+    /// `std::process::Command` get an empty mask back.
+    pub fn block() -> io::Result<Signals> {
+        // SAFETY: plain libc calls on a local sigset_t, initialised by sigemptyset.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for sig in STOP_SIGNALS.into_iter().chain([libc::SIGCHLD]) {
+                libc::sigaddset(&mut set, sig);
+            }
+            if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            for sig in STOP_SIGNALS.into_iter().chain([libc::SIGCHLD]) {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+            Ok(Signals { set })
+        }
+    }
+
+    /// Waits up to `timeout` (forever if `None`) for one of the blocked signals.
+    /// `None` when the time ran out or the wait was interrupted.
+    pub fn wait(&self, timeout: Option<Duration>) -> Option<i32> {
+        // SAFETY: sigtimedwait/sigwaitinfo on our initialised set; the siginfo is write-only.
+        let sig = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            match timeout {
+                Some(t) => {
+                    let ts = libc::timespec {
+                        tv_sec: t.as_secs().min(i64::MAX as u64) as libc::time_t,
+                        tv_nsec: t.subsec_nanos() as libc::c_long,
+                    };
+                    libc::sigtimedwait(&self.set, &mut info, &ts)
+                }
+                None => libc::sigwaitinfo(&self.set, &mut info),
+            }
+        };
+        (sig > 0).then_some(sig)
+    }
+}

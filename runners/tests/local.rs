@@ -1,0 +1,429 @@
+//! The local runner driven through the `Runner` trait, with the real shim binary.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+use tuna_runners::local::{ExitRecord, LocalConfig, LocalRunner, ProcId, layout};
+use tuna_runners::{Gpu, Handle, Job, Outcome, Runner};
+
+const SHIM: &str = env!("CARGO_BIN_EXE_tuna-shim-test");
+
+fn runner() -> LocalRunner {
+    runner_with_grace(Duration::from_millis(200))
+}
+
+/// A runner whose jobs get `kill_grace` between SIGTERM and SIGKILL.
+fn runner_with_grace(kill_grace: Duration) -> LocalRunner {
+    LocalRunner::new(LocalConfig {
+        name: "local".into(),
+        slots: 2,
+        gpus: vec![],
+        shim: SHIM.into(),
+        kill_grace,
+    })
+}
+
+/// Long enough that a test passing within it shows SIGTERM did the work, not SIGKILL.
+const LONG_GRACE: Duration = Duration::from_secs(120);
+
+fn job(tmp: &TempDir, name: &str, script: &str) -> Job {
+    let attempt_dir = tmp.path().join(name);
+    std::fs::create_dir_all(&attempt_dir).unwrap();
+    Job {
+        run_id: "run-1".into(),
+        step: name.into(),
+        attempt: 1,
+        script: script.into(),
+        env: Default::default(),
+        attempt_dir,
+        timeout: None,
+        resources: Default::default(),
+    }
+}
+
+async fn run(job: &Job) -> Outcome {
+    let runner = runner();
+    let handle = runner.launch(job).await.unwrap();
+    runner.watch(&handle).await.unwrap()
+}
+
+fn read_optional(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path).ok()
+}
+
+fn read(path: impl AsRef<Path>) -> String {
+    std::fs::read_to_string(path.as_ref())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.as_ref().display()))
+}
+
+/// Waits for `cond` to hold, failing after `limit`.
+fn wait_until(what: &str, limit: Duration, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Whether `pid` is gone (no process, or a zombie nobody reaped yet).
+fn gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat[stat.rfind(')').unwrap() + 1..]
+            .trim_start()
+            .starts_with('Z'),
+    }
+}
+
+fn shim_of(handle: &Handle) -> ProcId {
+    serde_json::from_value(handle.data.clone()).unwrap()
+}
+
+#[tokio::test]
+async fn exit_codes_and_signals() {
+    let tmp = TempDir::new().unwrap();
+    let cases = [
+        ("ok", "true", Outcome::Exited { code: 0 }),
+        ("three", "exit 3", Outcome::Exited { code: 3 }),
+        (
+            "errexit",
+            "false; echo unreachable",
+            Outcome::Exited { code: 1 },
+        ),
+        ("pipefail", "false | true", Outcome::Exited { code: 1 }),
+        (
+            "nounset",
+            "echo \"$TUNA_NOT_SET_ANYWHERE\"",
+            Outcome::Exited { code: 1 },
+        ),
+        ("killed", "kill -KILL $$", Outcome::Signaled { signal: 9 }),
+    ];
+    for (name, script, expected) in cases {
+        assert_eq!(
+            run(&job(&tmp, name, script)).await,
+            expected,
+            "{name}: {script}"
+        );
+    }
+    let record = ExitRecord::read(&tmp.path().join("three"))
+        .unwrap()
+        .unwrap();
+    assert!(record.started_ms <= record.ended_ms);
+    assert!(record.child_pid.is_some());
+}
+
+#[tokio::test]
+async fn timeout_kills_the_whole_process_group() {
+    let tmp = TempDir::new().unwrap();
+    let mut job = job(
+        &tmp,
+        "slow",
+        "sleep 1000 & echo $! > bg.pid; sleep 1000; wait",
+    );
+    job.timeout = Some(Duration::from_millis(300));
+    let runner = runner_with_grace(LONG_GRACE);
+    let handle = runner.launch(&job).await.unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(20), runner.watch(&handle)).await;
+    assert_eq!(
+        outcome.expect("SIGTERM did not stop the group").unwrap(),
+        Outcome::TimedOut
+    );
+    let grandchild: u32 = read(job.attempt_dir.join("work/bg.pid"))
+        .trim()
+        .parse()
+        .unwrap();
+    let child = ExitRecord::read(&job.attempt_dir)
+        .unwrap()
+        .unwrap()
+        .child_pid
+        .unwrap();
+    wait_until(
+        "the background sleep is gone",
+        Duration::from_secs(5),
+        || gone(grandchild),
+    );
+    assert!(gone(child));
+}
+
+#[tokio::test]
+async fn what_the_script_leaves_running_is_killed_when_it_ends() {
+    let tmp = TempDir::new().unwrap();
+    let job = job(&tmp, "leaver", "sleep 1000 & echo $! > bg.pid");
+    assert_eq!(run(&job).await, Outcome::Exited { code: 0 });
+    let grandchild: u32 = read(job.attempt_dir.join("work/bg.pid"))
+        .trim()
+        .parse()
+        .unwrap();
+    wait_until(
+        "the background sleep is gone",
+        Duration::from_secs(5),
+        || gone(grandchild),
+    );
+}
+
+#[tokio::test]
+async fn timeout_escalates_to_sigkill_when_sigterm_is_ignored() {
+    let tmp = TempDir::new().unwrap();
+    let mut job = job(&tmp, "stubborn", "trap '' TERM; sleep 1000");
+    job.timeout = Some(Duration::from_millis(100));
+    assert_eq!(run(&job).await, Outcome::TimedOut);
+}
+
+#[tokio::test]
+async fn cancel_stops_the_job() {
+    let tmp = TempDir::new().unwrap();
+    for (name, script) in [
+        ("polite", "sleep 1000"),
+        ("stubborn", "trap '' TERM; sleep 1000"),
+    ] {
+        let job = job(&tmp, name, script);
+        let runner = runner();
+        let handle = runner.launch(&job).await.unwrap();
+        runner.cancel(&handle).await.unwrap();
+        assert_eq!(
+            runner.watch(&handle).await.unwrap(),
+            Outcome::Cancelled,
+            "{name}"
+        );
+        let child = ExitRecord::read(&job.attempt_dir)
+            .unwrap()
+            .unwrap()
+            .child_pid;
+        if let Some(child) = child {
+            assert!(gone(child), "{name}: the script survived");
+        }
+    }
+}
+
+#[tokio::test]
+async fn cancel_sends_sigterm_to_the_script() {
+    let tmp = TempDir::new().unwrap();
+    let job = job(
+        &tmp,
+        "trapper",
+        "trap 'echo terminated > ../term; exit 0' TERM; touch ../ready; sleep 1000 & wait",
+    );
+    let runner = runner_with_grace(LONG_GRACE);
+    let handle = runner.launch(&job).await.unwrap();
+    let ready = job.attempt_dir.join("ready");
+    wait_until("the trap is set", Duration::from_secs(10), || {
+        ready.exists()
+    });
+    runner.cancel(&handle).await.unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(20), runner.watch(&handle)).await;
+    assert_eq!(
+        outcome.expect("SIGTERM did not reach the script").unwrap(),
+        Outcome::Cancelled
+    );
+    assert_eq!(read(job.attempt_dir.join("term")), "terminated\n");
+}
+
+#[tokio::test]
+async fn environment_gpus_and_working_directory() {
+    let tmp = TempDir::new().unwrap();
+    let script =
+        "echo \"$GREETING\" > greeting; pwd > cwd; echo \"${CUDA_VISIBLE_DEVICES-unset}\" > gpus";
+    let mut with_gpus = job(&tmp, "gpus", script);
+    with_gpus
+        .env
+        .insert("GREETING".into(), "hello world".into());
+    with_gpus.resources.gpus = vec![
+        Gpu {
+            kind: "a100".into(),
+            index: 0,
+        },
+        Gpu {
+            kind: "a100".into(),
+            index: 2,
+        },
+    ];
+    assert!(run(&with_gpus).await.success());
+    let work = with_gpus.attempt_dir.join(layout::WORK_DIR);
+    assert_eq!(read(work.join("greeting")), "hello world\n");
+    assert_eq!(
+        PathBuf::from(read(work.join("cwd")).trim()),
+        work.canonicalize().unwrap()
+    );
+    assert_eq!(read(work.join("gpus")), "0,2\n");
+
+    let mut without = job(&tmp, "no-gpus", script);
+    without.env.insert("GREETING".into(), "hi".into());
+    assert!(run(&without).await.success());
+    assert_eq!(read(without.attempt_dir.join("work/gpus")), "\n");
+}
+
+#[tokio::test]
+async fn output_goes_to_log_files() {
+    let tmp = TempDir::new().unwrap();
+    let job = job(&tmp, "logs", "echo to-out; echo to-err >&2; echo more-out");
+    assert!(run(&job).await.success());
+    assert_eq!(
+        read(job.attempt_dir.join(layout::STDOUT_LOG)),
+        "to-out\nmore-out\n"
+    );
+    assert_eq!(read(job.attempt_dir.join(layout::STDERR_LOG)), "to-err\n");
+}
+
+#[tokio::test]
+async fn launching_an_attempt_twice_runs_it_once() {
+    let tmp = TempDir::new().unwrap();
+    let job = job(&tmp, "once", "echo ran >> ../count");
+    let runner = runner();
+    let first = runner.launch(&job).await.unwrap();
+    assert!(runner.watch(&first).await.unwrap().success());
+    let again = runner.launch(&job).await.unwrap();
+    assert_eq!(again, first);
+    assert!(runner.watch(&again).await.unwrap().success());
+    assert_eq!(read(job.attempt_dir.join("count")), "ran\n");
+
+    let job = crate::job(&tmp, "racing", "echo ran >> ../count");
+    let (a, b) = tokio::join!(runner.launch(&job), runner.launch(&job));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a, b);
+    let (a, b) = tokio::join!(runner.watch(&a), runner.watch(&b));
+    assert!(a.unwrap().success() && b.unwrap().success());
+    assert_eq!(read(job.attempt_dir.join("count")), "ran\n");
+}
+
+#[tokio::test]
+async fn a_restarted_runner_adopts_a_running_job() {
+    let tmp = TempDir::new().unwrap();
+    let gate = tmp.path().join("gate");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&gate)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut job = job(&tmp, "adopted", "read -r _ < \"$GATE\"; exit 7");
+    job.env.insert("GATE".into(), gate.display().to_string());
+    let handle = {
+        let first = runner();
+        first.launch(&job).await.unwrap()
+    };
+    let second = runner();
+    let watching = second.watch(&handle);
+    tokio::pin!(watching);
+    // The job waits at the gate, so the watch cannot end yet.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), &mut watching)
+            .await
+            .is_err()
+    );
+    tokio::task::spawn_blocking(move || std::fs::write(gate, "go\n"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(watching.await.unwrap(), Outcome::Exited { code: 7 });
+}
+
+#[tokio::test]
+async fn a_restarted_runner_reads_how_a_finished_job_ended() {
+    let tmp = TempDir::new().unwrap();
+    // Watched to the end by the first runner.
+    let job_a = job(&tmp, "watched", "exit 5");
+    let first = runner();
+    let handle = first.launch(&job_a).await.unwrap();
+    assert_eq!(
+        first.watch(&handle).await.unwrap(),
+        Outcome::Exited { code: 5 }
+    );
+    assert_eq!(
+        runner().watch(&handle).await.unwrap(),
+        Outcome::Exited { code: 5 }
+    );
+
+    // Finished while no runner watched.
+    let job_b = job(&tmp, "unwatched", "exit 4");
+    let handle = runner().launch(&job_b).await.unwrap();
+    wait_until("the job has ended", Duration::from_secs(10), || {
+        job_b.attempt_dir.join(layout::EXIT).exists()
+    });
+    assert_eq!(
+        runner().watch(&handle).await.unwrap(),
+        Outcome::Exited { code: 4 }
+    );
+}
+
+#[tokio::test]
+async fn a_shim_killed_without_a_record_is_lost_and_its_job_stopped() {
+    let tmp = TempDir::new().unwrap();
+    let job = job(&tmp, "orphan", "echo $$ > ../script.pid; sleep 1000");
+    let runner = runner();
+    let handle = runner.launch(&job).await.unwrap();
+    let pid_file = job.attempt_dir.join("script.pid");
+    wait_until("the script started", Duration::from_secs(10), || {
+        read_optional(&pid_file).is_some_and(|s| s.ends_with('\n'))
+    });
+    let script: u32 = read(&pid_file).trim().parse().unwrap();
+    // SAFETY: SIGKILL to the shim this test started.
+    unsafe { libc::kill(shim_of(&handle).pid as i32, libc::SIGKILL) };
+    match runner.watch(&handle).await.unwrap() {
+        Outcome::Lost { reason } => assert!(reason.contains("without recording"), "{reason}"),
+        other => panic!("expected Lost, got {other:?}"),
+    }
+    wait_until(
+        "the orphaned script is gone",
+        Duration::from_secs(5),
+        || gone(script),
+    );
+}
+
+#[tokio::test]
+async fn launch_reports_a_shim_that_did_not_claim() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = TempDir::new().unwrap();
+    let failing = tmp.path().join("failing-shim");
+    std::fs::write(&failing, "#!/bin/sh\necho 'error tuna-shim: it broke'\n").unwrap();
+    std::fs::set_permissions(&failing, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for (shim, expected) in [
+        (failing, "it broke"),
+        (PathBuf::from("/bin/true"), "did not take"),
+    ] {
+        let runner = LocalRunner::new(LocalConfig {
+            shim,
+            ..LocalConfig::default()
+        });
+        let err = runner
+            .launch(&job(&tmp, "never", "true"))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(expected), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn a_handle_whose_pid_was_reused_is_not_waited_for() {
+    let tmp = TempDir::new().unwrap();
+    let me = ProcId::current().unwrap();
+    let handle = Handle {
+        runner: "local".into(),
+        attempt_dir: tmp.path().to_path_buf(),
+        data: serde_json::to_value(ProcId {
+            start_time: me.start_time + 1,
+            ..me
+        })
+        .unwrap(),
+    };
+    assert!(matches!(
+        runner().watch(&handle).await.unwrap(),
+        Outcome::Lost { .. }
+    ));
+}
+
+#[tokio::test]
+async fn check_reports_a_missing_shim() {
+    assert!(runner().check().await.unwrap().reachable);
+    let broken = LocalRunner::new(LocalConfig {
+        shim: "/nonexistent/tuna-shim".into(),
+        ..LocalConfig::default()
+    });
+    let info = broken.check().await.unwrap();
+    assert!(!info.reachable);
+    assert!(
+        info.detail.contains("/nonexistent/tuna-shim"),
+        "{}",
+        info.detail
+    );
+}
