@@ -51,7 +51,7 @@ pub fn gc(cli: &Cli, keep: Option<usize>) -> Result<u8, Fail> {
     let stats = engine.cas.gc(live).map_err(|e| Fail::env(format!("error: artifact store: {e}")))?;
     println!(
         "removed {dropped_runs} runs, {dropped_dirs} old attempt folders, {dropped_entries} cache entries, {} blobs ({} bytes)",
-        stats.blobs_removed, stats.bytes_freed
+        stats.removed, stats.bytes_freed
     );
     Ok(OK)
 }

@@ -80,7 +80,13 @@ impl Engine {
                     gpus.push(PoolGpu { kind: g.kind.to_lowercase(), index: gpus.len() as u32, memory, busy: false });
                 }
             }
-            let runner = LocalRunner::new(LocalConfig { name: name.clone(), slots, shim: shim.clone() });
+            let runner = LocalRunner::new(LocalConfig {
+                name: name.clone(),
+                slots,
+                gpus: gpus.iter().map(|g: &PoolGpu| tuna_runners::Gpu { kind: g.kind.clone(), index: g.index }).collect(),
+                shim: shim.clone(),
+                kill_grace: LocalConfig::default().kill_grace,
+            });
             pool.runners.push(PoolRunner {
                 name: name.clone(),
                 class: spec.kind.clone(),
