@@ -4,4 +4,5 @@
 //! graph), `cas` (content-addressed artifacts), `store` (sled: runs, step records, cache
 //! index), `engine` (dispatcher, cache, resume) and `cli` (the `tuna` binary's commands).
 
+pub mod dag;
 pub mod workflow;
