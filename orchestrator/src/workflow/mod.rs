@@ -1,8 +1,28 @@
 //! Workflow files: loading YAML with spans, validating everything at once, and the validated
 //! model the engine consumes.
 
+mod cron;
+mod ctx;
+mod diag;
+mod gate;
+mod interp;
+mod keys;
+mod links;
+mod load;
 mod model;
+mod schema;
+mod sections;
+mod source;
+mod step;
+mod suggest;
 mod template;
+mod units;
+mod yaml;
 
+pub use cron::{CronError, CronSet, CronSpec};
+pub use diag::{Diag, LoadError, render_plain};
+pub use load::{load_file, load_str};
 pub use model::*;
+pub use schema::json_schema;
 pub use template::{Part, Ref, Template, shell_quote};
+pub use units::{parse_duration, parse_size};

@@ -1,0 +1,250 @@
+//! Readers for the small sections: `retry`, `cache`, `runs-on`, `schedule`, `budget`.
+
+use std::str::FromStr;
+
+use super::cron::CronSpec;
+use super::ctx::Ctx;
+use super::diag::Diag;
+use super::keys;
+use super::model::{
+    Budget, CachePolicy, ConcurrencyPolicy, MissedPolicy, Retry, RetryOn, RunsOn, Schedule,
+    Selector,
+};
+use super::suggest::help_for;
+use super::yaml::{Kind, Node};
+
+pub(crate) fn retry(ctx: &mut Ctx, node: &Node) -> Option<Retry> {
+    let f = ctx.map(node, "`retry`", Some(keys::RETRY))?;
+    let mut r = Retry::default();
+    let mut ok = true;
+    if let Some(n) = f.get("attempts") {
+        match ctx.count(n, "`retry.attempts`", 1) {
+            Some(a) => r.attempts = a,
+            None => ok = false,
+        }
+    }
+    if let Some(n) = f.get("backoff") {
+        match ctx.duration(n, "`retry.backoff`") {
+            Some(d) => r.backoff = d,
+            None => ok = false,
+        }
+    }
+    if let Some(n) = f.get("on") {
+        let options = [
+            ("failure", RetryOn::Failure),
+            ("capacity", RetryOn::Capacity),
+            ("runner-lost", RetryOn::RunnerLost),
+        ];
+        let items = ctx.strings(n, "`retry.on`")?;
+        let mut on = Vec::new();
+        for (_, item) in items {
+            match ctx.choice(item, "each entry of `retry.on`", &options) {
+                Some(v) if !on.contains(&v) => on.push(v),
+                Some(_) => {}
+                None => ok = false,
+            }
+        }
+        r.on = on;
+    }
+    ok.then_some(r)
+}
+
+pub(crate) fn cache(ctx: &mut Ctx, node: &Node) -> Option<CachePolicy> {
+    if let Some(b) = node.as_scalar().and_then(|s| s.as_bool()) {
+        return Some(CachePolicy {
+            enabled: b,
+            per_runner: false,
+        });
+    }
+    if !matches!(node.kind, Kind::Map(_)) {
+        ctx.wrong_type(node, "`cache`", "`true`, `false` or a mapping");
+        return None;
+    }
+    let f = ctx.map(node, "`cache`", Some(keys::CACHE))?;
+    let mut c = CachePolicy::default();
+    if let Some(n) = f.get("enabled") {
+        c.enabled = ctx.bool(n, "`cache.enabled`")?;
+    }
+    if let Some(n) = f.get("per-runner") {
+        c.per_runner = ctx.bool(n, "`cache.per-runner`")?;
+    }
+    Some(c)
+}
+
+pub(crate) fn runs_on(ctx: &mut Ctx, node: &Node) -> Option<Vec<RunsOn>> {
+    match &node.kind {
+        Kind::Seq(items) if items.is_empty() => {
+            let d = Diag::new("runs_on", "`runs-on` is an empty list")
+                .label("no runner to choose from")
+                .help("leave `runs-on` out to run anywhere");
+            ctx.push(d, node.span);
+            None
+        }
+        Kind::Seq(items) => {
+            let all: Vec<Option<RunsOn>> =
+                items.iter().map(|i| one_runs_on(ctx, i, true)).collect();
+            all.into_iter().collect()
+        }
+        _ => one_runs_on(ctx, node, false).map(|r| vec![r]),
+    }
+}
+
+fn one_runs_on(ctx: &mut Ctx, node: &Node, in_list: bool) -> Option<RunsOn> {
+    match &node.kind {
+        Kind::Map(_) => selector(ctx, node).map(RunsOn::Selector),
+        Kind::Scalar(s) if !s.is_null() => Some(RunsOn::Runner(s.value.clone())),
+        _ => {
+            let what = if in_list {
+                "each entry of `runs-on`"
+            } else {
+                "`runs-on`"
+            };
+            ctx.wrong_type(
+                node,
+                what,
+                "a runner name or a selector like `{ gpu: a100 }`",
+            );
+            None
+        }
+    }
+}
+
+fn selector(ctx: &mut Ctx, node: &Node) -> Option<Selector> {
+    let f = ctx.map(node, "a `runs-on` selector", Some(keys::SELECTOR))?;
+    let gpu = match f.get("gpu") {
+        Some(n) => Some(ctx.string(n, "`gpu`")?.to_ascii_lowercase()),
+        None => None,
+    };
+    let count = match f.get("count") {
+        Some(n) => Some(ctx.count(n, "`count`", 1)?),
+        None => None,
+    };
+    let memory = match f.get("memory") {
+        Some(n) => Some(ctx.size(n, "`memory`")?),
+        None => None,
+    };
+    if gpu.is_none() {
+        for key in ["count", "memory"] {
+            if let Some(k) = f.key(key) {
+                let d = Diag::new(
+                    "runs_on",
+                    format!("`{key}` describes GPUs, but this selector names no `gpu`"),
+                )
+                .label("needs `gpu`")
+                .help("add the GPU type, e.g. `{ gpu: a100, count: 2 }`");
+                ctx.push(d, k.span);
+                return None;
+            }
+        }
+    }
+    let count = count.unwrap_or(if gpu.is_some() { 1 } else { 0 });
+    Some(Selector { gpu, count, memory })
+}
+
+pub(crate) fn schedule(ctx: &mut Ctx, node: &Node) -> Option<Schedule> {
+    let f = ctx.map(node, "`schedule`", Some(keys::SCHEDULE))?;
+    let mut ok = true;
+    let cron = match f.get("cron") {
+        Some(n) => cron_line(ctx, n),
+        None => {
+            let d = Diag::new("missing_key", "`schedule` needs a `cron` line")
+                .label("no `cron` here")
+                .help("e.g. `cron: \"0 2 * * *\"` (every day at 02:00)");
+            ctx.push(d, node.span);
+            None
+        }
+    };
+    let timezone = match f.get("timezone") {
+        Some(n) => timezone(ctx, n),
+        None => Some("UTC".to_string()),
+    };
+    let missed = match f.get("missed") {
+        Some(n) => ctx.choice(
+            n,
+            "`schedule.missed`",
+            &[
+                ("skip", MissedPolicy::Skip),
+                ("latest", MissedPolicy::Latest),
+                ("all", MissedPolicy::All),
+            ],
+        ),
+        None => Some(MissedPolicy::Latest),
+    };
+    let concurrency = match f.get("concurrency") {
+        Some(n) => ctx.choice(
+            n,
+            "`schedule.concurrency`",
+            &[
+                ("forbid", ConcurrencyPolicy::Forbid),
+                ("allow", ConcurrencyPolicy::Allow),
+                ("replace", ConcurrencyPolicy::Replace),
+            ],
+        ),
+        None => Some(ConcurrencyPolicy::Forbid),
+    };
+    ok &= timezone.is_some() && missed.is_some() && concurrency.is_some();
+    let cron = cron?;
+    ok.then(|| Schedule {
+        cron,
+        timezone: timezone.unwrap(),
+        missed: missed.unwrap(),
+        concurrency: concurrency.unwrap(),
+    })
+}
+
+fn cron_line(ctx: &mut Ctx, node: &Node) -> Option<String> {
+    let text = ctx.string(node, "`schedule.cron`")?;
+    match CronSpec::parse(text) {
+        Ok(_) => Some(text.to_string()),
+        Err(e) => {
+            let (start, _) = ctx.src.find_in(node.span, text);
+            let found = ctx.src.text[start..].starts_with(text);
+            let range = if found {
+                (start + e.offset, e.len.max(1))
+            } else {
+                ctx.src.range(node.span)
+            };
+            let d = Diag::new("cron", format!("invalid cron line `{text}`: {}", e.message))
+                .label("here")
+                .help(e.help.unwrap_or_else(|| {
+                    "fields: minute hour day-of-month month day-of-week".into()
+                }));
+            ctx.push_at(d, range);
+            None
+        }
+    }
+}
+
+fn timezone(ctx: &mut Ctx, node: &Node) -> Option<String> {
+    let name = ctx.string(node, "`schedule.timezone`")?;
+    if chrono_tz::Tz::from_str(name).is_ok() {
+        return Some(name.to_string());
+    }
+    let names = chrono_tz::TZ_VARIANTS.iter().map(|t| t.name());
+    let help = chrono_tz::TZ_VARIANTS
+        .iter()
+        .find(|t| t.name().eq_ignore_ascii_case(name))
+        .map(|t| format!("did you mean `{}`?", t.name()))
+        .or_else(|| help_for(name, names))
+        .unwrap_or_else(|| "use an IANA time zone name such as `UTC` or `Europe/Amsterdam`".into());
+    let d = Diag::new("timezone", format!("unknown time zone `{name}`"))
+        .label("not an IANA time zone")
+        .help(help);
+    ctx.push(d, node.span);
+    None
+}
+
+pub(crate) fn budget(ctx: &mut Ctx, node: &Node) -> Option<Budget> {
+    let f = ctx.map(node, "`budget`", Some(keys::BUDGET))?;
+    let mut b = Budget::default();
+    let mut ok = true;
+    if let Some(n) = f.get("max_gpu_hours") {
+        b.max_gpu_hours = ctx.positive(n, "`budget.max_gpu_hours`");
+        ok &= b.max_gpu_hours.is_some();
+    }
+    if let Some(n) = f.get("max_cost") {
+        b.max_cost = ctx.positive(n, "`budget.max_cost`");
+        ok &= b.max_cost.is_some();
+    }
+    ok.then_some(b)
+}

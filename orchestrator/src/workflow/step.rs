@@ -1,0 +1,364 @@
+//! Reading one step (and the `defaults:` section, which shares its keys) into a draft that
+//! keeps the spans the cross-step checks need: explicit `needs` and every `${{ … }}` reference.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::ctx::{Ctx, PlacedRef};
+use super::diag::Diag;
+use super::gate::parse_gate;
+use super::keys;
+use super::model::{Action, CachePolicy, Gate, Retry, RunsOn};
+use super::sections;
+use super::suggest::help_for;
+use super::template::Template;
+use super::yaml::{Kind, Node, Span};
+
+/// A step as read, before defaults and cross-step checks.
+pub(crate) struct Draft<'n> {
+    pub name: &'n str,
+    pub needs: Vec<(&'n str, Span)>,
+    pub refs: Vec<PlacedRef>,
+    pub action: Option<Action>,
+    pub inputs: Vec<String>,
+    pub outputs: Vec<String>,
+    pub env: BTreeMap<String, Template>,
+    pub runs_on: Option<Vec<RunsOn>>,
+    pub retry: Option<Retry>,
+    pub timeout: Option<Duration>,
+    pub wait_for_capacity: Option<Duration>,
+    pub cache: CachePolicy,
+    pub gate: Vec<Gate>,
+}
+
+/// The `defaults:` section.
+#[derive(Default)]
+pub(crate) struct Defaults {
+    pub retry: Option<Retry>,
+    pub timeout: Option<Duration>,
+    pub wait_for_capacity: Option<Duration>,
+    pub runs_on: Option<Vec<RunsOn>>,
+    pub env: BTreeMap<String, Template>,
+    pub refs: Vec<PlacedRef>,
+}
+
+pub(crate) fn is_step_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+pub(crate) fn read_step<'n>(
+    ctx: &mut Ctx,
+    key: &'n Node,
+    name: &'n str,
+    node: &'n Node,
+) -> Option<Draft<'n>> {
+    if !is_step_name(name) {
+        let d = Diag::new("invalid_step_name", format!("invalid step name `{name}`"))
+            .label("not a valid step name")
+            .help("step names may use letters, digits, `_` and `-`");
+        ctx.push(d, key.span);
+    }
+    let what = format!("step `{name}`");
+    if node.is_null() {
+        let d = Diag::new("no_action", format!("step `{name}` is empty"))
+            .label("nothing to do")
+            .help("give the step a shell command with `run:` or a built-in kind with `uses:`");
+        ctx.push(d, key.span);
+        return None;
+    }
+    let f = ctx.map(node, &what, Some(keys::STEP))?;
+    let mut d = Draft {
+        name,
+        needs: Vec::new(),
+        refs: Vec::new(),
+        action: None,
+        inputs: Vec::new(),
+        outputs: Vec::new(),
+        env: BTreeMap::new(),
+        runs_on: None,
+        retry: None,
+        timeout: None,
+        wait_for_capacity: None,
+        cache: CachePolicy::default(),
+        gate: Vec::new(),
+    };
+    if let Some(n) = f.get("needs") {
+        for (need, item) in ctx
+            .strings(n, &format!("`needs` of step `{name}`"))
+            .unwrap_or_default()
+        {
+            d.needs.push((need, item.span));
+        }
+    }
+    d.action = action(ctx, &f, name, node, &mut d.refs);
+    if let Some(n) = f.get("inputs") {
+        d.inputs = paths(ctx, n, "`inputs`");
+    }
+    if let Some(n) = f.get("outputs") {
+        d.outputs = paths(ctx, n, "`outputs`");
+    }
+    if let Some(n) = f.get("env") {
+        d.env = env(ctx, n, &mut d.refs);
+    }
+    d.runs_on = f.get("runs-on").and_then(|n| sections::runs_on(ctx, n));
+    d.retry = f.get("retry").and_then(|n| sections::retry(ctx, n));
+    d.timeout = f
+        .get("timeout")
+        .and_then(|n| positive_duration(ctx, n, "`timeout`"));
+    d.wait_for_capacity = f
+        .get("wait_for_capacity")
+        .and_then(|n| ctx.duration(n, "`wait_for_capacity`"));
+    if let Some(n) = f.get("cache") {
+        d.cache = sections::cache(ctx, n).unwrap_or_default();
+    }
+    if let Some(n) = f.get("gate") {
+        for (text, item) in ctx.strings(n, "`gate`").unwrap_or_default() {
+            match parse_gate(text) {
+                Ok(g) => d.gate.push(g),
+                Err((message, help)) => {
+                    let diag = Diag::new("gate", message).label("invalid gate").help(help);
+                    ctx.push(diag, item.span);
+                }
+            }
+        }
+    }
+    Some(d)
+}
+
+fn action(
+    ctx: &mut Ctx,
+    f: &super::ctx::Fields,
+    name: &str,
+    node: &Node,
+    refs: &mut Vec<PlacedRef>,
+) -> Option<Action> {
+    match (f.key("run"), f.key("uses")) {
+        (Some(run), Some(uses)) => {
+            let second = if run.span.start.line > uses.span.start.line {
+                run
+            } else {
+                uses
+            };
+            let d = Diag::new("run_and_uses", format!("step `{name}` has both `run` and `uses`"))
+                .label("second action")
+                .help("a step either runs a shell command (`run:`) or a built-in kind (`uses:`); split it into two steps");
+            ctx.push(d, second.span);
+            return None;
+        }
+        (None, None) => {
+            let d = Diag::new(
+                "no_action",
+                format!("step `{name}` has neither `run` nor `uses`"),
+            )
+            .label("nothing to do")
+            .help("give the step a shell command with `run:` or a built-in kind with `uses:`");
+            ctx.push(d, node.span);
+            return None;
+        }
+        _ => {}
+    }
+    if let Some(n) = f.get("run") {
+        if let Some(k) = f.key("with") {
+            let d = Diag::new(
+                "unknown_key",
+                format!("`with` in step `{name}` is for `uses:` steps"),
+            )
+            .label("not used by `run:`")
+            .help("pass values to a shell command inside `run:` with `${{ params.NAME }}`");
+            ctx.push(d, k.span);
+        }
+        let t = ctx.template(n, "`run`", refs)?;
+        if t.source.trim().is_empty() {
+            ctx.push(
+                Diag::new("no_action", "`run` is an empty command").label("empty"),
+                n.span,
+            );
+            return None;
+        }
+        return Some(Action::Run(t));
+    }
+    let uses = f.get("uses")?;
+    let kind = ctx.string(uses, "`uses`")?;
+    let with = f.get("with");
+    if let Some(w) = with {
+        if !matches!(w.kind, Kind::Map(_)) {
+            ctx.wrong_type(w, "`with`", "a mapping");
+            return None;
+        }
+        with_templates(ctx, w, refs);
+    }
+    let value = with.map_or(
+        serde_yaml::Value::Mapping(Default::default()),
+        Node::to_value,
+    );
+    let Some(k) = tuna_steps::find(kind) else {
+        let names: Vec<&str> = tuna_steps::all().iter().map(|k| k.name()).collect();
+        let help = help_for(kind, names.iter().copied()).unwrap_or_else(|| {
+            if names.is_empty() {
+                "this build of tuna has no built-in step kinds; use `run:` for a shell command"
+                    .into()
+            } else {
+                format!("built-in kinds: {}", names.join(", "))
+            }
+        });
+        let d = Diag::new("unknown_kind", format!("unknown step kind `{kind}`"))
+            .label("not a built-in kind")
+            .help(help);
+        ctx.push(d, uses.span);
+        return None;
+    };
+    let problems = k.check_with(&value);
+    for p in &problems {
+        let at = with.map_or(uses, |w| locate(w, &p.path));
+        let d = Diag::new(
+            "with",
+            format!("`with.{}` for `{kind}`: {}", p.path, p.message),
+        )
+        .label("here");
+        ctx.push(d, at.span);
+    }
+    problems.is_empty().then(|| Action::Uses {
+        kind: kind.to_string(),
+        with: value,
+    })
+}
+
+/// The node at a dotted path inside `with:` (`lora.r`, `targets.0`), else the deepest found.
+fn locate<'n>(mut node: &'n Node, path: &str) -> &'n Node {
+    for seg in path.split('.').filter(|s| !s.is_empty()) {
+        let next = match &node.kind {
+            Kind::Map(pairs) => pairs
+                .iter()
+                .find(|(k, _)| k.as_str() == Some(seg))
+                .map(|(_, v)| v),
+            Kind::Seq(items) => seg.parse::<usize>().ok().and_then(|i| items.get(i)),
+            Kind::Scalar(_) => None,
+        };
+        match next {
+            Some(n) => node = n,
+            None => break,
+        }
+    }
+    node
+}
+
+/// Checks every string leaf of `with:` for malformed references and collects the references.
+fn with_templates(ctx: &mut Ctx, node: &Node, refs: &mut Vec<PlacedRef>) {
+    match &node.kind {
+        Kind::Scalar(s) if s.value.contains("${{") => {
+            ctx.template(node, "a `with` value", refs);
+        }
+        Kind::Scalar(_) => {}
+        Kind::Seq(items) => items.iter().for_each(|i| with_templates(ctx, i, refs)),
+        Kind::Map(pairs) => pairs.iter().for_each(|(_, v)| with_templates(ctx, v, refs)),
+    }
+}
+
+fn positive_duration(ctx: &mut Ctx, node: &Node, what: &str) -> Option<Duration> {
+    let d = ctx.duration(node, what)?;
+    if d.is_zero() {
+        let diag = Diag::new("duration", format!("{what} must be longer than zero"))
+            .label("zero")
+            .help("leave it out for no limit");
+        ctx.push(diag, node.span);
+        return None;
+    }
+    Some(d)
+}
+
+/// `inputs` / `outputs`: relative paths that stay inside their folder.
+fn paths(ctx: &mut Ctx, node: &Node, what: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for (p, item) in ctx.strings(node, what).unwrap_or_default() {
+        let problem = if p.contains("${{") {
+            Some("holds a reference, but paths are literal")
+        } else if p.starts_with('/') || p.starts_with('~') {
+            Some("must be a relative path")
+        } else if p.split('/').any(|c| c == "..") {
+            Some("must stay inside its folder (no `..`)")
+        } else if p.split('/').all(|c| c.is_empty() || c == ".") {
+            Some("must name a file or folder")
+        } else {
+            None
+        };
+        let base = if what == "`outputs`" {
+            "the step's work folder"
+        } else {
+            "the project folder"
+        };
+        if let Some(problem) = problem {
+            let d = Diag::new("path", format!("{what} entry `{p}` {problem}"))
+                .label("invalid path")
+                .help(format!(
+                    "paths in {what} are relative to {base}, e.g. `data/train.jsonl` or `adapter/`"
+                ));
+            ctx.push(d, item.span);
+        } else if out.iter().any(|o| o == p) {
+            let d = Diag::new("duplicate_key", format!("{what} lists `{p}` twice"))
+                .label("listed again");
+            ctx.push(d, item.span);
+        } else {
+            out.push(p.to_string());
+        }
+    }
+    out
+}
+
+/// `env`: NAME → template.
+fn env(ctx: &mut Ctx, node: &Node, refs: &mut Vec<PlacedRef>) -> BTreeMap<String, Template> {
+    let mut out = BTreeMap::new();
+    let Some(f) = ctx.map(node, "`env`", None) else {
+        return out;
+    };
+    for (name, key, value) in f.entries {
+        let valid = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !valid {
+            let d = Diag::new(
+                "env",
+                format!("`{name}` is not a valid environment variable name"),
+            )
+            .label("invalid name")
+            .help("use letters, digits and `_`, not starting with a digit");
+            ctx.push(d, key.span);
+            continue;
+        }
+        if name.starts_with("TUNA_") {
+            let d = Diag::new(
+                "env",
+                format!("`{name}`: variables starting with `TUNA_` are set by tuna"),
+            )
+            .label("reserved")
+            .help("choose another name");
+            ctx.push(d, key.span);
+            continue;
+        }
+        if matches!(value.kind, Kind::Scalar(_)) && value.is_null() {
+            out.insert(name.to_string(), Template::literal(""));
+        } else if let Some(t) = ctx.template(value, &format!("`env.{name}`"), refs) {
+            out.insert(name.to_string(), t);
+        }
+    }
+    out
+}
+
+pub(crate) fn read_defaults(ctx: &mut Ctx, node: &Node) -> Defaults {
+    let mut d = Defaults::default();
+    let Some(f) = ctx.map(node, "`defaults`", Some(keys::DEFAULTS)) else {
+        return d;
+    };
+    d.retry = f.get("retry").and_then(|n| sections::retry(ctx, n));
+    d.timeout = f
+        .get("timeout")
+        .and_then(|n| positive_duration(ctx, n, "`timeout`"));
+    d.wait_for_capacity = f
+        .get("wait_for_capacity")
+        .and_then(|n| ctx.duration(n, "`wait_for_capacity`"));
+    d.runs_on = f.get("runs-on").and_then(|n| sections::runs_on(ctx, n));
+    if let Some(n) = f.get("env") {
+        d.env = env(ctx, n, &mut d.refs);
+    }
+    d
+}

@@ -1,0 +1,373 @@
+//! A YAML document as a tree whose every node knows where it sits in the file.
+//!
+//! serde_yaml forgets positions, so the loader reads the file a second time through
+//! saphyr-parser's event stream and builds this tree: every key and value keeps its span, which
+//! is what lets each diagnostic point at file:line:col. Duplicate keys are kept (the loader
+//! reports them); aliases are expanded (with a cap against "billion laughs" files).
+
+use std::collections::HashMap;
+
+use saphyr_parser::{Event, Parser, ScalarStyle};
+
+/// A position: 1-based line, 0-based column in characters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Pos {
+    pub line: usize,
+    pub col: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Span {
+    pub start: Pos,
+    pub end: Pos,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Node {
+    pub kind: Kind,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Kind {
+    Scalar(Scalar),
+    Seq(Vec<Node>),
+    Map(Vec<(Node, Node)>),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Scalar {
+    pub value: String,
+    /// Plain (unquoted, not a block scalar): only these resolve to null, booleans and numbers.
+    pub plain: bool,
+    /// `!!str`-style core tag suffix, if any.
+    pub tag: Option<String>,
+}
+
+/// A YAML error from the event parser.
+#[derive(Debug)]
+pub(crate) struct SyntaxError {
+    pub at: Pos,
+    pub message: String,
+}
+
+/// Nodes an alias may copy in total before the file is refused.
+const ALIAS_BUDGET: usize = 1_000_000;
+
+impl Node {
+    pub fn as_scalar(&self) -> Option<&Scalar> {
+        match &self.kind {
+            Kind::Scalar(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The scalar's text if this is a scalar that is not null.
+    pub fn as_str(&self) -> Option<&str> {
+        self.as_scalar()
+            .filter(|s| !s.is_null())
+            .map(|s| s.value.as_str())
+    }
+
+    pub fn is_null(&self) -> bool {
+        self.as_scalar().is_some_and(Scalar::is_null)
+    }
+
+    /// What this node is, in words, for "expected X, found Y" messages.
+    pub fn describe(&self) -> &'static str {
+        match &self.kind {
+            Kind::Seq(_) => "a list",
+            Kind::Map(_) => "a mapping",
+            Kind::Scalar(s) if s.is_null() => "nothing (null)",
+            Kind::Scalar(s) if s.plain && s.value.parse::<f64>().is_ok() => "a number",
+            Kind::Scalar(s) if s.plain && matches!(s.value.as_str(), "true" | "false") => {
+                "a boolean"
+            }
+            Kind::Scalar(_) => "a string",
+        }
+    }
+
+    fn count(&self) -> usize {
+        match &self.kind {
+            Kind::Scalar(_) => 1,
+            Kind::Seq(v) => 1 + v.iter().map(Node::count).sum::<usize>(),
+            Kind::Map(v) => 1 + v.iter().map(|(k, x)| k.count() + x.count()).sum::<usize>(),
+        }
+    }
+
+    /// The node as a plain YAML value (for `with:` mappings handed to step kinds).
+    pub fn to_value(&self) -> serde_yaml::Value {
+        use serde_yaml::Value;
+        match &self.kind {
+            Kind::Scalar(s) => s.to_value(),
+            Kind::Seq(v) => Value::Sequence(v.iter().map(Node::to_value).collect()),
+            Kind::Map(v) => Value::Mapping(
+                v.iter()
+                    .map(|(k, x)| (k.to_value(), x.to_value()))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+impl Scalar {
+    pub fn is_null(&self) -> bool {
+        self.plain
+            && self.tag.is_none()
+            && matches!(self.value.as_str(), "" | "~" | "null" | "Null" | "NULL")
+    }
+
+    /// `true`/`false` (YAML 1.2 core schema spellings) of a plain scalar.
+    pub fn as_bool(&self) -> Option<bool> {
+        if !self.plain || self.tag.is_some() {
+            return None;
+        }
+        match self.value.as_str() {
+            "true" | "True" | "TRUE" => Some(true),
+            "false" | "False" | "FALSE" => Some(false),
+            _ => None,
+        }
+    }
+
+    /// A finite number written as a plain scalar.
+    pub fn as_f64(&self) -> Option<f64> {
+        if !self.plain || self.tag.as_deref().is_some_and(|t| t == "str") {
+            return None;
+        }
+        self.value.parse::<f64>().ok().filter(|v| v.is_finite())
+    }
+
+    /// An integer written as a plain scalar.
+    pub fn as_i64(&self) -> Option<i64> {
+        if !self.plain || self.tag.as_deref().is_some_and(|t| t == "str") {
+            return None;
+        }
+        self.value.parse::<i64>().ok()
+    }
+
+    fn to_value(&self) -> serde_yaml::Value {
+        use serde_yaml::Value;
+        if self.tag.as_deref() == Some("str") || !self.plain {
+            return Value::String(self.value.clone());
+        }
+        if self.is_null() {
+            return Value::Null;
+        }
+        if let Some(b) = self.as_bool() {
+            return Value::Bool(b);
+        }
+        if let Ok(i) = self.value.parse::<i64>() {
+            return Value::Number(i.into());
+        }
+        if let Ok(u) = self.value.parse::<u64>() {
+            return Value::Number(u.into());
+        }
+        let looks_numeric = self
+            .value
+            .starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '+' || c == '.');
+        if looks_numeric && let Ok(f) = self.value.parse::<f64>() {
+            return Value::Number(f.into());
+        }
+        match self.value.as_str() {
+            ".inf" | ".Inf" | ".INF" | "+.inf" => Value::Number(f64::INFINITY.into()),
+            "-.inf" | "-.Inf" | "-.INF" => Value::Number(f64::NEG_INFINITY.into()),
+            ".nan" | ".NaN" | ".NAN" => Value::Number(f64::NAN.into()),
+            _ => Value::String(self.value.clone()),
+        }
+    }
+}
+
+fn pos(m: &saphyr_parser::Marker) -> Pos {
+    Pos {
+        line: m.line(),
+        col: m.col(),
+    }
+}
+
+enum Open {
+    Seq {
+        anchor: usize,
+        start: Pos,
+        items: Vec<Node>,
+    },
+    Map {
+        anchor: usize,
+        start: Pos,
+        entries: Vec<(Node, Node)>,
+        key: Option<Node>,
+    },
+}
+
+/// Parses one YAML document. `Ok(None)` for an empty file.
+pub(crate) fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
+    let mut anchors: HashMap<usize, Node> = HashMap::new();
+    let mut stack: Vec<Open> = Vec::new();
+    let mut root: Option<Node> = None;
+    let mut documents = 0;
+    let mut alias_budget = ALIAS_BUDGET;
+    for item in Parser::new_from_str(text) {
+        let (event, span) = item.map_err(|e| SyntaxError {
+            at: pos(e.marker()),
+            message: e.info().to_string(),
+        })?;
+        let start = pos(&span.start);
+        let end = pos(&span.end);
+        let done = match event {
+            Event::DocumentStart(_) => {
+                documents += 1;
+                if documents > 1 {
+                    return Err(SyntaxError {
+                        at: start,
+                        message: "a workflow file holds one YAML document; found a second `---`"
+                            .into(),
+                    });
+                }
+                None
+            }
+            Event::Scalar(value, style, anchor, tag) => {
+                let tag = tag
+                    .filter(|t| t.is_yaml_core_schema())
+                    .map(|t| t.suffix.clone());
+                let node = Node {
+                    kind: Kind::Scalar(Scalar {
+                        value: value.into_owned(),
+                        plain: style == ScalarStyle::Plain,
+                        tag,
+                    }),
+                    span: Span { start, end },
+                };
+                Some((anchor, node))
+            }
+            Event::Alias(id) => {
+                let Some(node) = anchors.get(&id) else {
+                    return Err(SyntaxError {
+                        at: start,
+                        message: "alias to an unknown anchor".into(),
+                    });
+                };
+                let n = node.count();
+                if n > alias_budget {
+                    return Err(SyntaxError {
+                        at: start,
+                        message: "aliases expand to too many nodes".into(),
+                    });
+                }
+                alias_budget -= n;
+                let mut node = node.clone();
+                node.span = Span { start, end };
+                Some((0, node))
+            }
+            Event::SequenceStart(anchor, _) => {
+                stack.push(Open::Seq {
+                    anchor,
+                    start,
+                    items: Vec::new(),
+                });
+                None
+            }
+            Event::MappingStart(anchor, _) => {
+                stack.push(Open::Map {
+                    anchor,
+                    start,
+                    entries: Vec::new(),
+                    key: None,
+                });
+                None
+            }
+            Event::SequenceEnd | Event::MappingEnd => match stack.pop() {
+                Some(Open::Seq {
+                    anchor,
+                    start,
+                    items,
+                }) => {
+                    let end = items.last().map_or(end, |n| n.span.end);
+                    Some((
+                        anchor,
+                        Node {
+                            kind: Kind::Seq(items),
+                            span: Span { start, end },
+                        },
+                    ))
+                }
+                Some(Open::Map {
+                    anchor,
+                    start,
+                    entries,
+                    ..
+                }) => {
+                    let end = entries.last().map_or(end, |(_, v)| v.span.end);
+                    Some((
+                        anchor,
+                        Node {
+                            kind: Kind::Map(entries),
+                            span: Span { start, end },
+                        },
+                    ))
+                }
+                None => None,
+            },
+            _ => None,
+        };
+        if let Some((anchor, node)) = done {
+            if anchor != 0 {
+                anchors.insert(anchor, node.clone());
+            }
+            match stack.last_mut() {
+                Some(Open::Seq { items, .. }) => items.push(node),
+                Some(Open::Map { entries, key, .. }) => match key.take() {
+                    Some(k) => entries.push((k, node)),
+                    None => *key = Some(node),
+                },
+                None => root = Some(node),
+            }
+        }
+    }
+    Ok(root.filter(|n| !n.is_null()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_point_at_keys_and_values() {
+        let n = parse("name: x\nsteps:\n  a:\n    run: echo hi\n")
+            .unwrap()
+            .unwrap();
+        let Kind::Map(top) = &n.kind else { panic!() };
+        let (k, _) = &top[1];
+        assert_eq!(k.as_str(), Some("steps"));
+        assert_eq!(k.span.start, Pos { line: 2, col: 0 });
+        let Kind::Map(steps) = &top[1].1.kind else {
+            panic!()
+        };
+        let Kind::Map(a) = &steps[0].1.kind else {
+            panic!()
+        };
+        assert_eq!(a[0].1.as_str(), Some("echo hi"));
+        assert_eq!(a[0].1.span.start, Pos { line: 4, col: 9 });
+    }
+
+    #[test]
+    fn scalars_resolve_like_yaml() {
+        let n = parse("a: [1, 2.5, true, ~, '3', x, 2e-4]")
+            .unwrap()
+            .unwrap();
+        let Kind::Map(m) = &n.kind else { panic!() };
+        let v = m[0].1.to_value();
+        assert_eq!(
+            serde_yaml::to_string(&v).unwrap(),
+            "- 1\n- 2.5\n- true\n- null\n- '3'\n- x\n- 0.0002\n"
+        );
+    }
+
+    #[test]
+    fn aliases_expand_and_second_documents_are_refused() {
+        let n = parse("a: &x [1, 2]\nb: *x\n").unwrap().unwrap();
+        let Kind::Map(m) = &n.kind else { panic!() };
+        assert!(matches!(&m[1].1.kind, Kind::Seq(v) if v.len() == 2));
+        let e = parse("a: 1\n---\nb: 2\n").unwrap_err();
+        assert_eq!(e.at.line, 2);
+        assert!(parse("").unwrap().is_none());
+    }
+}
