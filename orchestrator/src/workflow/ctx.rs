@@ -87,7 +87,10 @@ impl<'t> Ctx<'t> {
             self.wrong_type(node, what, "a mapping");
             return None;
         };
-        let mut seen: HashMap<&str, Span> = HashMap::with_capacity(pairs.len());
+        // Most mappings are small: a linear scan beats hashing there.
+        let small = pairs.len() <= 16;
+        let mut seen_small: Vec<(&str, Span)> = Vec::new();
+        let mut seen: HashMap<&str, Span> = HashMap::new();
         let mut entries = Vec::with_capacity(pairs.len());
         for (k, v) in pairs {
             let Some(key) = k.as_str().filter(|_| matches!(k.kind, Kind::Scalar(_))) else {
@@ -99,7 +102,12 @@ impl<'t> Ctx<'t> {
                 self.push(d, k.span);
                 continue;
             };
-            if let Some(first) = seen.get(key) {
+            let first = if small {
+                seen_small.iter().find(|(k, _)| *k == key).map(|(_, s)| s)
+            } else {
+                seen.get(key)
+            };
+            if let Some(first) = first {
                 let d = Diag::new("duplicate_key", format!("duplicate key `{key}` in {what}"))
                     .label("defined again here")
                     .help(format!(
@@ -109,7 +117,11 @@ impl<'t> Ctx<'t> {
                 self.push(d, k.span);
                 continue;
             }
-            seen.insert(key, k.span);
+            if small {
+                seen_small.push((key, k.span));
+            } else {
+                seen.insert(key, k.span);
+            }
             if let Some(allowed) = allowed
                 && !allowed.contains(&key)
             {

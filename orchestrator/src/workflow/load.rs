@@ -51,13 +51,6 @@ fn absolute(path: &Path) -> PathBuf {
 
 fn parse(ctx: &mut Ctx, path: &Path) -> Option<Workflow> {
     let text = ctx.src.text;
-    if let Err(e) = serde::de::IgnoredAny::deserialize(serde_yaml::Deserializer::from_str(text))
-        && e.location().is_some()
-    {
-        // Errors without a place (a second document) are found again, with one, below.
-        syntax_error(ctx, &e.to_string());
-        return None;
-    }
     let root = match yaml::parse(text) {
         Ok(Some(root)) => root,
         Ok(None) => {
@@ -68,6 +61,16 @@ fn parse(ctx: &mut Ctx, path: &Path) -> Option<Workflow> {
             return None;
         }
         Err(e) => {
+            // libyaml (through serde_yaml) words most syntax errors better; it runs only here,
+            // on a file already known to be broken. Errors without a place (a second
+            // document) keep the event parser's.
+            if let Err(e) =
+                serde::de::IgnoredAny::deserialize(serde_yaml::Deserializer::from_str(text))
+                && e.location().is_some()
+            {
+                syntax_error(ctx, &e.to_string());
+                return None;
+            }
             let d = Diag::new("syntax", format!("YAML syntax error: {}", e.message)).label("here");
             let off = ctx.src.offset(e.at);
             ctx.push_at(d, (off, 0));
