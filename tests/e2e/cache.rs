@@ -29,7 +29,8 @@ fn counts(p: &Project) -> [usize; 4] {
 
 fn project() -> Project {
     let p = Project::new();
-    p.file("wf.yaml", WF).file("input.txt", "line one\nline two\n");
+    p.file("wf.yaml", WF)
+        .file("input.txt", "line one\nline two\n");
     p
 }
 
@@ -39,14 +40,27 @@ fn rerun_is_all_cached_and_outputs_flow_downstream() {
     let r = p.run(&["run", "wf.yaml"]).ok();
     assert_eq!(counts(&p), [1, 1, 1, 1]);
     let run1 = r.run_id();
-    let c_out = p.status(&run1)["steps"].as_array().unwrap().iter().find(|s| s["name"] == "c").unwrap().clone();
-    assert!(c_out["outputs"]["c.txt"].is_string(), "c.txt collected: {c_out}");
+    let c_out = p.status(&run1)["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "c")
+        .unwrap()
+        .clone();
+    assert!(
+        c_out["outputs"]["c.txt"].is_string(),
+        "c.txt collected: {c_out}"
+    );
     let r2 = p.run(&["run", "wf.yaml"]).ok();
     assert_eq!(counts(&p), [1, 1, 1, 1], "nothing reran");
     let statuses = p.step_statuses(&r2.run_id());
     assert!(statuses.iter().all(|(_, s)| s == "cached"), "{statuses:?}");
     let plan = p.run(&["plan", "wf.yaml"]).ok();
-    assert!(plan.stdout.contains("4 of 4 steps cached"), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("4 of 4 steps cached"),
+        "{}",
+        plan.stdout
+    );
 }
 
 #[test]
@@ -55,8 +69,16 @@ fn changed_input_reruns_only_affected_steps() {
     p.run(&["run", "wf.yaml"]).ok();
     p.file("input.txt", "line ONE\nline two\n");
     let plan = p.run(&["plan", "wf.yaml"]).ok();
-    assert!(plan.stdout.contains("input `input.txt` changed"), "{}", plan.stdout);
-    assert!(plan.stdout.contains("upstream step `a` runs"), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("input `input.txt` changed"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("upstream step `a` runs"),
+        "{}",
+        plan.stdout
+    );
     p.run(&["run", "wf.yaml"]).ok();
     assert_eq!(counts(&p), [2, 1, 2, 1]);
 }
@@ -77,12 +99,21 @@ fn changed_param_reruns_its_step_and_dependents() {
     let p = project();
     p.run(&["run", "wf.yaml"]).ok();
     let plan = p.run(&["plan", "wf.yaml", "-p", "greeting=bonjour"]).ok();
-    assert!(plan.stdout.contains("param `greeting` changed: hello → bonjour"), "{}", plan.stdout);
+    assert!(
+        plan.stdout
+            .contains("param `greeting` changed: hello → bonjour"),
+        "{}",
+        plan.stdout
+    );
     p.run(&["run", "wf.yaml", "-p", "greeting=bonjour"]).ok();
     // b's output changed, so c (reads it) and d (needs b) rerun; a does not.
     assert_eq!(counts(&p), [1, 2, 2, 2]);
     p.run(&["run", "wf.yaml", "-p", "greeting=bonjour"]).ok();
-    assert_eq!(counts(&p), [1, 2, 2, 2], "the new param value is cached too");
+    assert_eq!(
+        counts(&p),
+        [1, 2, 2, 2],
+        "the new param value is cached too"
+    );
 }
 
 #[test]
@@ -104,9 +135,14 @@ fn a_param_never_injects_shell_syntax() {
         "name: quote\nparams:\n  msg: x\nsteps:\n  s:\n    run: printf '%s' ${{ params.msg }} > out.txt\n    outputs: [out.txt]\n",
     );
     let evil = format!("'; touch {} #", pwned.display());
-    let r = p.run(&["run", "wf.yaml", "-p", &format!("msg={evil}")]).ok();
+    let r = p
+        .run(&["run", "wf.yaml", "-p", &format!("msg={evil}")])
+        .ok();
     assert!(!pwned.exists(), "the parameter ran as shell code");
     let st = p.status(&r.run_id());
-    let dir = st["steps"][0]["stdout"].as_str().unwrap().replace("stdout.log", "work/out.txt");
+    let dir = st["steps"][0]["stdout"]
+        .as_str()
+        .unwrap()
+        .replace("stdout.log", "work/out.txt");
     assert_eq!(std::fs::read_to_string(dir).unwrap(), evil);
 }

@@ -28,9 +28,13 @@ fn start(p: &Project) -> (Child, String) {
     p.file("wf.yaml", WF);
     let mut child = p.spawn(&["run", "wf.yaml"]);
     let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     let id = line.trim().to_string();
-    wait_until(Duration::from_secs(20), "the slow step to start", || p.path("slow.pid").exists());
+    wait_until(Duration::from_secs(20), "the slow step to start", || {
+        p.path("slow.pid").exists()
+    });
     (child, id)
 }
 
@@ -48,14 +52,26 @@ fn cancel_from_another_process_then_resume() {
     let p = Project::new();
     let (mut child, id) = start(&p);
     // status answered by the owner over its control socket
-    wait_until(Duration::from_secs(10), "slow to be running", || p.step_status(&id, "slow") == "running");
+    wait_until(Duration::from_secs(10), "slow to be running", || {
+        p.step_status(&id, "slow") == "running"
+    });
     let second = p.run(&["run", "wf.yaml"]);
-    assert_eq!(second.code, 3, "a second run in the same home is refused: {}", second.stderr);
-    assert!(second.stderr.contains(&format!("pid {}", child.id())), "{}", second.stderr);
+    assert_eq!(
+        second.code, 3,
+        "a second run in the same home is refused: {}",
+        second.stderr
+    );
+    assert!(
+        second.stderr.contains(&format!("pid {}", child.id())),
+        "{}",
+        second.stderr
+    );
     p.run(&["cancel", &id]).ok();
     assert_eq!(wait_exit(&mut child), 130);
     let pid: i32 = p.read("slow.pid").trim().parse().unwrap();
-    wait_until(Duration::from_secs(10), "the step's process to end", || !alive(pid));
+    wait_until(Duration::from_secs(10), "the step's process to end", || {
+        !alive(pid)
+    });
     assert_eq!(p.step_status(&id, "slow"), "cancelled");
     assert_eq!(p.status(&id)["status"], "cancelled");
     assert!(!p.path("after-ran").exists());
@@ -72,11 +88,19 @@ fn cancel_from_another_process_then_resume() {
 fn ctrl_c_interrupts_cleanly_and_resume_last_finishes() {
     let p = Project::new();
     let (mut child, id) = start(&p);
-    wait_until(Duration::from_secs(10), "slow to be running", || p.step_status(&id, "slow") == "running");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    wait_until(Duration::from_secs(10), "slow to be running", || {
+        p.step_status(&id, "slow") == "running"
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
     assert_eq!(wait_exit(&mut child), 130);
     let pid: i32 = p.read("slow.pid").trim().parse().unwrap();
-    wait_until(Duration::from_secs(10), "the step's process to end", || !alive(pid));
+    wait_until(Duration::from_secs(10), "the step's process to end", || {
+        !alive(pid)
+    });
     assert_eq!(p.status(&id)["status"], "interrupted");
     p.file("fast", "");
     p.run(&["resume", "--last"]).ok();
@@ -100,10 +124,19 @@ steps:
     );
     let mut child = p.spawn(&["run", "wf.yaml"]);
     let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     let id = line.trim().to_string();
-    wait_until(Duration::from_secs(20), "s to be running", || p.step_status(&id, "s") == "running");
-    let follower = p.tuna().args(["logs", &id, "s", "-f"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    wait_until(Duration::from_secs(20), "s to be running", || {
+        p.step_status(&id, "s") == "running"
+    });
+    let follower = p
+        .tuna()
+        .args(["logs", &id, "s", "-f"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     p.file("go", "");
     let out = follower.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "one\ntwo\n");

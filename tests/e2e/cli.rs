@@ -11,9 +11,17 @@ fn validate_reports_every_error_with_positions() {
     );
     let r = p.run(&["validate", "bad.yaml"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains("bad.yaml:5:5"), "unknown key position: {}", r.stderr);
+    assert!(
+        r.stderr.contains("bad.yaml:5:5"),
+        "unknown key position: {}",
+        r.stderr
+    );
     assert!(r.stderr.contains("needs"), "did-you-mean: {}", r.stderr);
-    assert!(r.stderr.contains("bad.yaml:7:"), "unknown need position: {}", r.stderr);
+    assert!(
+        r.stderr.contains("bad.yaml:7:"),
+        "unknown need position: {}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -31,7 +39,10 @@ fn validate_accepts_every_shipped_workflow() {
     let mut args = vec!["validate"];
     args.extend(files.iter().map(String::as_str));
     let r = p.run(&args).ok();
-    assert_eq!(r.stdout.lines().filter(|l| l.starts_with("ok: ")).count(), files.len());
+    assert_eq!(
+        r.stdout.lines().filter(|l| l.starts_with("ok: ")).count(),
+        files.len()
+    );
 }
 
 #[test]
@@ -50,11 +61,22 @@ fn a_cycle_is_reported_with_its_path() {
 #[test]
 fn graph_prints_ascii_dot_and_mermaid() {
     let p = Project::new();
-    p.file("wf.yaml", "name: g\nsteps:\n  prep:\n    run: echo\n  train:\n    needs: [prep]\n    run: echo\n");
+    p.file(
+        "wf.yaml",
+        "name: g\nsteps:\n  prep:\n    run: echo\n  train:\n    needs: [prep]\n    run: echo\n",
+    );
     let dot = p.run(&["graph", "wf.yaml", "--format", "dot"]).ok();
-    assert!(dot.stdout.contains("digraph") && dot.stdout.contains("prep") && dot.stdout.contains("->"), "{}", dot.stdout);
+    assert!(
+        dot.stdout.contains("digraph") && dot.stdout.contains("prep") && dot.stdout.contains("->"),
+        "{}",
+        dot.stdout
+    );
     let mm = p.run(&["graph", "wf.yaml", "--format", "mermaid"]).ok();
-    assert!(mm.stdout.contains("prep") && mm.stdout.contains("-->"), "{}", mm.stdout);
+    assert!(
+        mm.stdout.contains("prep") && mm.stdout.contains("-->"),
+        "{}",
+        mm.stdout
+    );
     let ascii = p.run(&["graph", "wf.yaml"]).ok();
     assert!(ascii.stdout.contains("train"), "{}", ascii.stdout);
 }

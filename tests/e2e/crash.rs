@@ -15,9 +15,19 @@ fn workflow() -> String {
         for i in 0..10 {
             let _ = writeln!(s, "  s{l}-{i}:");
             if l > 0 {
-                let _ = writeln!(s, "    needs: [s{}-{i}, s{}-{}]", l - 1, l - 1, (i + 1) % 10);
+                let _ = writeln!(
+                    s,
+                    "    needs: [s{}-{i}, s{}-{}]",
+                    l - 1,
+                    l - 1,
+                    (i + 1) % 10
+                );
             }
-            let _ = writeln!(s, "    run: echo s{l}-{i} >> \"$TUNA_PROJECT_DIR/lines\"; sleep 0.{}", (l * 7 + i) % 3 + 1);
+            let _ = writeln!(
+                s,
+                "    run: echo s{l}-{i} >> \"$TUNA_PROJECT_DIR/lines\"; sleep 0.{}",
+                (l * 7 + i) % 3 + 1
+            );
         }
     }
     s
@@ -32,7 +42,11 @@ fn sigkill_at_random_moments_never_runs_a_step_twice() {
     let mut first = true;
     let start = Instant::now();
     loop {
-        let args: &[&str] = if first { &["run", "wf.yaml", "-j", "4"] } else { &["resume", "--last", "-j", "4"] };
+        let args: &[&str] = if first {
+            &["run", "wf.yaml", "-j", "4"]
+        } else {
+            &["resume", "--last", "-j", "4"]
+        };
         let mut child = p.spawn(args);
         first = false;
         if kills < 25 {
@@ -49,11 +63,17 @@ fn sigkill_at_random_moments_never_runs_a_step_twice() {
                 continue;
             }
             let code = exited.unwrap().code();
-            assert_eq!(code, Some(0), "tuna ended early with {code:?}");
+            let mut err = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+            assert_eq!(code, Some(0), "tuna ended early with {code:?}: {err}");
             break;
         }
         let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "final resume failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "final resume failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         break;
     }
     assert!(start.elapsed() < Duration::from_secs(600));
@@ -64,7 +84,10 @@ fn sigkill_at_random_moments_never_runs_a_step_twice() {
     assert_eq!(seen.len(), 120, "every step ran");
     let twice: Vec<_> = seen.iter().filter(|(_, n)| **n != 1).collect();
     assert!(twice.is_empty(), "steps that ran more than once: {twice:?}");
-    assert!(kills >= 20, "only {kills} kills happened before the run finished");
+    assert!(
+        kills >= 20,
+        "only {kills} kills happened before the run finished"
+    );
     let last = p.run(&["runs", "--json"]).ok();
     let runs: serde_json::Value = serde_json::from_str(&last.stdout).unwrap();
     assert_eq!(runs.as_array().unwrap().len(), 1, "one run, resumed");

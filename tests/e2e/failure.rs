@@ -28,10 +28,15 @@ steps:
     assert_eq!(st["steps"][0]["attempt"], 3);
     let log = p.run(&["logs", &r.run_id(), "flaky"]).ok();
     assert_eq!(log.stdout.trim(), "attempt 3");
-    let first = p.run(&["logs", &r.run_id(), "flaky", "--attempt", "1"]).ok();
+    let first = p
+        .run(&["logs", &r.run_id(), "flaky", "--attempt", "1"])
+        .ok();
     assert_eq!(first.stdout.trim(), "attempt 1");
     // backoff 1s then 2s between the three attempts
-    assert!(st["steps"][0]["duration_s"].as_f64().unwrap() >= 3.0, "{st}");
+    assert!(
+        st["steps"][0]["duration_s"].as_f64().unwrap() >= 3.0,
+        "{st}"
+    );
 }
 
 #[test]
@@ -64,9 +69,20 @@ steps:
     assert_eq!(p.step_status(&id, "after-good"), "passed");
     assert!(!p.path("after-bad-ran").exists());
     let st = p.status(&id);
-    let bad = st["steps"].as_array().unwrap().iter().find(|s| s["name"] == "bad").unwrap();
+    let bad = st["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "bad")
+        .unwrap();
     assert_eq!(bad["attempt"], 2);
-    assert!(bad["message"].as_str().unwrap().contains("exited with code 7"), "{bad}");
+    assert!(
+        bad["message"]
+            .as_str()
+            .unwrap()
+            .contains("exited with code 7"),
+        "{bad}"
+    );
     let err = p.run(&["logs", &id, "bad", "--stderr"]).ok();
     assert_eq!(err.stdout.trim(), "boom");
 }
@@ -91,18 +107,28 @@ steps:
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert_eq!(p.step_status(&r.run_id(), "slow"), "timed-out");
     let pid: i32 = p.read("grandchild.pid").trim().parse().expect("pid");
-    wait_until(Duration::from_secs(10), "the grandchild to be killed", || !alive(pid));
+    wait_until(
+        Duration::from_secs(10),
+        "the grandchild to be killed",
+        || !alive(pid),
+    );
 }
 
 #[test]
 fn missing_declared_output_fails_with_its_name() {
     let p = Project::new();
-    p.file("wf.yaml", "name: missing\nsteps:\n  s:\n    run: echo hi > other.txt\n    outputs: [model.bin]\n");
+    p.file(
+        "wf.yaml",
+        "name: missing\nsteps:\n  s:\n    run: echo hi > other.txt\n    outputs: [model.bin]\n",
+    );
     let r = p.run(&["run", "wf.yaml"]);
     assert_eq!(r.code, 1);
     let st = p.status(&r.run_id());
     let msg = st["steps"][0]["message"].as_str().unwrap();
-    assert!(msg.contains("declared output `model.bin` was not produced"), "{msg}");
+    assert!(
+        msg.contains("declared output `model.bin` was not produced"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -114,15 +140,17 @@ fn metrics_are_recorded_and_gates_enforced() {
 name: gates
 steps:
   train:
-    run: echo '{"loss_first": 2.5, "loss_last": 1.25, "note": "text is ignored"}' > "$TUNA_METRICS"
+    run: |
+      echo '{"loss_first": 2.5, "loss_last": 1.25, "note": "text is ignored"}' > "$TUNA_METRICS"
     gate: ["loss_last < loss_first"]
   diverge:
-    run: echo '{"loss_first": 1.0, "loss_last": 3.0}' > "$TUNA_METRICS"
+    run: |
+      echo '{"loss_first": 1.0, "loss_last": 3.0}' > "$TUNA_METRICS"
     gate: ["loss_last < loss_first"]
 "#,
     );
     let r = p.run(&["run", "wf.yaml"]);
-    assert_eq!(r.code, 1);
+    assert_eq!(r.code, 1, "{}", r.stderr);
     let st = p.status(&r.run_id());
     let steps = st["steps"].as_array().unwrap();
     let train = steps.iter().find(|s| s["name"] == "train").unwrap();
@@ -130,7 +158,13 @@ steps:
     assert_eq!(train["metrics"]["loss_last"], 1.25);
     let diverge = steps.iter().find(|s| s["name"] == "diverge").unwrap();
     assert_eq!(diverge["status"], "failed");
-    assert!(diverge["message"].as_str().unwrap().contains("gate `loss_last < loss_first` failed"), "{diverge}");
+    assert!(
+        diverge["message"]
+            .as_str()
+            .unwrap()
+            .contains("gate `loss_last < loss_first` failed"),
+        "{diverge}"
+    );
 }
 
 #[test]
@@ -142,9 +176,17 @@ fn unknown_param_and_missing_input_refuse_to_start() {
     );
     let r = p.run(&["run", "wf.yaml", "-p", "lrr=1"]);
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("param `lrr` is not declared"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("param `lrr` is not declared"),
+        "{}",
+        r.stderr
+    );
     let r = p.run(&["run", "wf.yaml"]);
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("input `data.txt` does not exist"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("input `data.txt` does not exist"),
+        "{}",
+        r.stderr
+    );
     assert!(!p.path("ran").exists(), "nothing ran");
 }

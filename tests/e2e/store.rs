@@ -13,7 +13,12 @@ fn runs_lists_and_gc_keeps_what_is_referenced() {
     let third = p.run(&["run", "wf.yaml"]).ok();
     assert_eq!(p.read("ran").lines().count(), 2, "the third run is cached");
     let runs = p.run(&["runs"]).ok();
-    assert_eq!(runs.stdout.lines().count(), 4, "header + 3 runs: {}", runs.stdout);
+    assert_eq!(
+        runs.stdout.lines().count(),
+        4,
+        "header + 3 runs: {}",
+        runs.stdout
+    );
     let gc = p.run(&["gc", "--keep", "1"]).ok();
     assert!(gc.stdout.contains("removed 2 runs"), "{}", gc.stdout);
     let runs = p.run(&["runs", "--json"]).ok();

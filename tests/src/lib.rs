@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 pub fn tuna_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace root")
+            .to_path_buf();
         let status = Command::new(env!("CARGO"))
             .args(["build", "--quiet", "-p", "tuna", "--bins"])
             .current_dir(&root)
@@ -19,7 +22,11 @@ pub fn tuna_bin() -> &'static Path {
         assert!(status.success(), "building the tuna binaries failed");
         let exe = std::env::current_exe().expect("test exe");
         // target/debug/deps/e2e-… → target/debug/tuna
-        let bin = exe.parent().and_then(Path::parent).expect("target dir").join("tuna");
+        let bin = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target dir")
+            .join("tuna");
         assert!(bin.exists(), "{} not found", bin.display());
         bin
     })
@@ -27,7 +34,10 @@ pub fn tuna_bin() -> &'static Path {
 
 /// The workspace's root folder (for `workflows/`).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
 }
 
 /// A temporary project folder with its own tuna home.
@@ -43,7 +53,12 @@ impl Default for Project {
 
 impl Project {
     pub fn new() -> Project {
-        Project { dir: tempfile::Builder::new().prefix("tuna-e2e-").tempdir().expect("tempdir") }
+        Project {
+            dir: tempfile::Builder::new()
+                .prefix("tuna-e2e-")
+                .tempdir()
+                .expect("tempdir"),
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -92,7 +107,12 @@ impl Project {
 
     /// Starts `tuna ARGS…` without waiting.
     pub fn spawn(&self, args: &[&str]) -> Child {
-        self.tuna().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn tuna")
+        self.tuna()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn tuna")
     }
 
     /// `tuna status RUN --json`.
@@ -109,12 +129,21 @@ impl Project {
             .as_array()
             .expect("steps")
             .iter()
-            .map(|s| (s["name"].as_str().unwrap().to_string(), s["status"].as_str().unwrap().to_string()))
+            .map(|s| {
+                (
+                    s["name"].as_str().unwrap().to_string(),
+                    s["status"].as_str().unwrap().to_string(),
+                )
+            })
             .collect()
     }
 
     pub fn step_status(&self, run: &str, step: &str) -> String {
-        self.step_statuses(run).into_iter().find(|(n, _)| n == step).map(|(_, s)| s).unwrap_or_default()
+        self.step_statuses(run)
+            .into_iter()
+            .find(|(n, _)| n == step)
+            .map(|(_, s)| s)
+            .unwrap_or_default()
     }
 }
 
@@ -139,11 +168,20 @@ impl From<Output> for Run {
 impl Run {
     /// The run id `tuna run`/`tuna resume` prints first.
     pub fn run_id(&self) -> String {
-        self.stdout.lines().next().unwrap_or_default().trim().to_string()
+        self.stdout
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string()
     }
 
     pub fn ok(self) -> Run {
-        assert_eq!(self.code, 0, "tuna failed\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "tuna failed\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 }
@@ -152,7 +190,10 @@ impl Run {
 pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -160,7 +201,12 @@ pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
 /// Whether a process with this pid exists (and is not a zombie).
 pub fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Ok(s) => !s
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
         Err(_) => false,
     }
 }

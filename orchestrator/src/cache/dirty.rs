@@ -14,15 +14,31 @@ pub enum DirtyReason {
     /// An upstream step runs in this run, so its outputs are not known yet.
     UpstreamRuns(String),
     KeyVersion,
-    Kind { old: String, new: String },
+    Kind {
+        old: String,
+        new: String,
+    },
     Definition,
-    Param { name: String, old: Option<String>, new: Option<String> },
+    Param {
+        name: String,
+        old: Option<String>,
+        new: Option<String>,
+    },
     Env(String),
-    Input { path: String, change: Change },
-    Upstream { output: String, change: Change },
+    Input {
+        path: String,
+        change: Change,
+    },
+    Upstream {
+        output: String,
+        change: Change,
+    },
     Outputs,
     Gate,
-    Runner { old: String, new: String },
+    Runner {
+        old: String,
+        new: String,
+    },
     /// The key differs but none of the above explains it (should not happen).
     Other,
 }
@@ -42,7 +58,10 @@ impl DirtyReason {
             out.push(DirtyReason::KeyVersion);
         }
         if old.kind != new.kind {
-            out.push(DirtyReason::Kind { old: old.kind.clone(), new: new.kind.clone() });
+            out.push(DirtyReason::Kind {
+                old: old.kind.clone(),
+                new: new.kind.clone(),
+            });
         }
         if old.definition != new.definition {
             out.push(DirtyReason::Definition);
@@ -71,7 +90,10 @@ impl DirtyReason {
             out.push(DirtyReason::Gate);
         }
         if old.runner != new.runner {
-            out.push(DirtyReason::Runner { old: old.runner.clone(), new: new.runner.clone() });
+            out.push(DirtyReason::Runner {
+                old: old.runner.clone(),
+                new: new.runner.clone(),
+            });
         }
         if out.is_empty() {
             out.push(DirtyReason::Other);
@@ -116,7 +138,9 @@ impl fmt::Display for DirtyReason {
             DirtyReason::NeverRun => write!(f, "never run"),
             DirtyReason::CacheDisabled => write!(f, "cache: false"),
             DirtyReason::NoCacheFlag => write!(f, "--no-cache"),
-            DirtyReason::OutputsMissing => write!(f, "cached outputs are missing from the artifact store"),
+            DirtyReason::OutputsMissing => {
+                write!(f, "cached outputs are missing from the artifact store")
+            }
             DirtyReason::UpstreamRuns(s) => write!(f, "upstream step `{s}` runs"),
             DirtyReason::KeyVersion => write!(f, "cache key version changed"),
             DirtyReason::Kind { old, new } => write!(f, "step kind changed: {old} → {new}"),
@@ -129,7 +153,9 @@ impl fmt::Display for DirtyReason {
             ),
             DirtyReason::Env(name) => write!(f, "env `{name}` changed"),
             DirtyReason::Input { path, change } => write!(f, "input `{path}` {change}"),
-            DirtyReason::Upstream { output, change } => write!(f, "upstream output `{output}` {change}"),
+            DirtyReason::Upstream { output, change } => {
+                write!(f, "upstream output `{output}` {change}")
+            }
             DirtyReason::Outputs => write!(f, "declared outputs changed"),
             DirtyReason::Gate => write!(f, "gate changed"),
             DirtyReason::Runner { old, new } => write!(f, "runner changed: {old} → {new}"),

@@ -38,8 +38,16 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, bool, String)>) -> io::R
         if meta.is_dir() {
             walk(root, &path, out)?;
         } else {
-            let rel = path.strip_prefix(root).expect("under root").to_string_lossy().into_owned();
-            out.push((rel, meta.permissions().mode() & 0o111 != 0, file_digest(&path)?));
+            let rel = path
+                .strip_prefix(root)
+                .expect("under root")
+                .to_string_lossy()
+                .into_owned();
+            out.push((
+                rel,
+                meta.permissions().mode() & 0o111 != 0,
+                file_digest(&path)?,
+            ));
         }
     }
     Ok(())

@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "tuna", version, about = "A workflow DAG orchestrator for LLM fine-tuning experiments")]
+#[command(
+    name = "tuna",
+    version,
+    about = "A workflow DAG orchestrator for LLM fine-tuning experiments"
+)]
 pub struct Cli {
     /// Where tuna keeps its store, artifacts and logs (default: the nearest .tuna/ folder).
     #[arg(long, global = true, env = "TUNA_HOME")]
@@ -130,7 +134,9 @@ pub enum Command {
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
-    let (k, v) = s.split_once('=').ok_or_else(|| format!("`{s}` is not name=value"))?;
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not name=value"))?;
     if k.is_empty() {
         return Err(format!("`{s}` has an empty name"));
     }

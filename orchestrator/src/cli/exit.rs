@@ -17,10 +17,16 @@ pub struct Fail {
 
 impl Fail {
     pub fn invalid(message: impl Into<String>) -> Fail {
-        Fail { code: INVALID, message: message.into() }
+        Fail {
+            code: INVALID,
+            message: message.into(),
+        }
     }
     pub fn env(message: impl Into<String>) -> Fail {
-        Fail { code: ENVIRONMENT, message: message.into() }
+        Fail {
+            code: ENVIRONMENT,
+            message: message.into(),
+        }
     }
 }
 

@@ -9,7 +9,8 @@ use crate::dag::{Dag, GraphFormat as Format};
 
 /// Loads a workflow or fails with its diagnostics (exit 2).
 pub fn load(file: &Path) -> Result<(Dag, String), Fail> {
-    let text = std::fs::read_to_string(file).map_err(|e| Fail::invalid(format!("error: {}: {e}", file.display())))?;
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| Fail::invalid(format!("error: {}: {e}", file.display())))?;
     match crate::workflow::load_str(file, &text) {
         Ok(dag) => Ok((dag, text)),
         Err(e) => Err(Fail::invalid(e.render_plain())),
@@ -41,7 +42,13 @@ pub fn graph(file: &Path, format: GraphFormat) -> Result<u8, Fail> {
     Ok(OK)
 }
 
-pub fn plan(cli: &Cli, file: &Path, params: &[(String, String)], no_cache: bool, json: bool) -> Result<u8, Fail> {
+pub fn plan(
+    cli: &Cli,
+    file: &Path,
+    params: &[(String, String)],
+    no_cache: bool,
+    json: bool,
+) -> Result<u8, Fail> {
     let (dag, _) = load(file)?;
     let engine = super::run::open_engine(cli, Some(file), true)?;
     let overrides: BTreeMap<String, String> = params.iter().cloned().collect();
@@ -59,11 +66,19 @@ pub fn plan(cli: &Cli, file: &Path, params: &[(String, String)], no_cache: bool,
         }
     }
     let hits = rows.iter().filter(|r| r.hit).count();
-    println!("{} of {} steps cached, {} to run", hits, rows.len(), rows.len() - hits);
+    println!(
+        "{} of {} steps cached, {} to run",
+        hits,
+        rows.len(),
+        rows.len() - hits
+    );
     Ok(OK)
 }
 
 pub fn schema() -> Result<u8, Fail> {
-    println!("{}", serde_json::to_string_pretty(&crate::workflow::json_schema()).expect("json"));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&crate::workflow::json_schema()).expect("json")
+    );
     Ok(OK)
 }

@@ -48,7 +48,10 @@ pub fn gc(cli: &Cli, keep: Option<usize>) -> Result<u8, Fail> {
         }
     }
     store.flush()?;
-    let stats = engine.cas.gc(live).map_err(|e| Fail::env(format!("error: artifact store: {e}")))?;
+    let stats = engine
+        .cas
+        .gc(live)
+        .map_err(|e| Fail::env(format!("error: artifact store: {e}")))?;
     println!(
         "removed {dropped_runs} runs, {dropped_dirs} old attempt folders, {dropped_entries} cache entries, {} blobs ({} bytes)",
         stats.removed, stats.bytes_freed

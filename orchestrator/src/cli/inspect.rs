@@ -18,7 +18,10 @@ enum Access {
 fn access(cli: &Cli) -> Result<Access, Fail> {
     let home = super::run::home(cli, None);
     if !home.db().exists() {
-        return Err(Fail::invalid(format!("error: no tuna store at {} (run a workflow first, or set --home)", home.root.display())));
+        return Err(Fail::invalid(format!(
+            "error: no tuna store at {} (run a workflow first, or set --home)",
+            home.root.display()
+        )));
     }
     match Store::open(&home.db()) {
         Ok(s) => Ok(Access::Local(s)),
@@ -48,7 +51,8 @@ fn view(a: &Access, run: &str) -> Result<RunView, Fail> {
         run.to_string()
     };
     match a {
-        Access::Local(s) => RunView::load(s, &run)?.ok_or_else(|| Fail::invalid(format!("error: run `{run}` not found"))),
+        Access::Local(s) => RunView::load(s, &run)?
+            .ok_or_else(|| Fail::invalid(format!("error: run `{run}` not found"))),
         Access::Remote(sock) => {
             let v = request(sock, &Request::Status { run }).map_err(Fail::invalid)?;
             serde_json::from_value(v).map_err(|e| Fail::env(e.to_string()))
@@ -62,7 +66,10 @@ pub fn runs(cli: &Cli, json: bool) -> Result<u8, Fail> {
         println!("{}", serde_json::to_string_pretty(&list).expect("json"));
         return Ok(OK);
     }
-    println!("{:<22} {:<24} {:<12} {:>9}  STEPS", "RUN", "WORKFLOW", "STATUS", "TIME");
+    println!(
+        "{:<22} {:<24} {:<12} {:>9}  STEPS",
+        "RUN", "WORKFLOW", "STATUS", "TIME"
+    );
     for r in &list {
         println!(
             "{:<22} {:<24} {:<12} {:>9}  {} passed, {} cached, {} failed of {}",
@@ -85,15 +92,31 @@ pub fn status(cli: &Cli, run: &str, json: bool) -> Result<u8, Fail> {
         println!("{}", serde_json::to_string_pretty(&v).expect("json"));
         return Ok(OK);
     }
-    let time = v.duration_s.map(|d| format!(" in {}", fmt_secs(d))).unwrap_or_default();
+    let time = v
+        .duration_s
+        .map(|d| format!(" in {}", fmt_secs(d)))
+        .unwrap_or_default();
     println!("run {} ({}) {}{}", v.id, v.workflow, v.status, time);
-    let w = v.steps.iter().map(|s| s.name.len()).max().unwrap_or(4).max(4);
-    println!("{:w$}  {:<10} {:>7}  {:<10} {:>8}  NOTE", "STEP", "STATUS", "ATTEMPT", "RUNNER", "TIME");
+    let w = v
+        .steps
+        .iter()
+        .map(|s| s.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    println!(
+        "{:w$}  {:<10} {:>7}  {:<10} {:>8}  NOTE",
+        "STEP", "STATUS", "ATTEMPT", "RUNNER", "TIME"
+    );
     for s in &v.steps {
         let mut note = s.message.clone().unwrap_or_default();
         if !s.metrics.is_empty() {
             let m: Vec<String> = s.metrics.iter().map(|(k, x)| format!("{k}={x}")).collect();
-            note = if note.is_empty() { m.join(" ") } else { format!("{note}; {}", m.join(" ")) };
+            note = if note.is_empty() {
+                m.join(" ")
+            } else {
+                format!("{note}; {}", m.join(" "))
+            };
         }
         println!(
             "{:w$}  {:<10} {:>7}  {:<10} {:>8}  {}",
@@ -108,7 +131,14 @@ pub fn status(cli: &Cli, run: &str, json: bool) -> Result<u8, Fail> {
     Ok(OK)
 }
 
-pub fn logs(cli: &Cli, run: &str, step: &str, follow: bool, stderr: bool, attempt: Option<u32>) -> Result<u8, Fail> {
+pub fn logs(
+    cli: &Cli,
+    run: &str,
+    step: &str,
+    follow: bool,
+    stderr: bool,
+    attempt: Option<u32>,
+) -> Result<u8, Fail> {
     let a = access(cli)?;
     let v = view(&a, run)?;
     let s = v
@@ -116,11 +146,25 @@ pub fn logs(cli: &Cli, run: &str, step: &str, follow: bool, stderr: bool, attemp
         .iter()
         .find(|s| s.name == step)
         .ok_or_else(|| Fail::invalid(format!("error: run `{}` has no step `{step}`", v.id)))?;
-    let mut path = if stderr { s.stderr.clone() } else { s.stdout.clone() }
-        .ok_or_else(|| Fail::invalid(format!("error: step `{step}` has not started (status {})", s.status)))?;
+    let mut path = if stderr {
+        s.stderr.clone()
+    } else {
+        s.stdout.clone()
+    }
+    .ok_or_else(|| {
+        Fail::invalid(format!(
+            "error: step `{step}` has not started (status {})",
+            s.status
+        ))
+    })?;
     if let Some(n) = attempt {
         let file = path.file_name().expect("log file name").to_owned();
-        path = path.parent().and_then(|p| p.parent()).expect("attempt folder").join(n.to_string()).join(file);
+        path = path
+            .parent()
+            .and_then(|p| p.parent())
+            .expect("attempt folder")
+            .join(n.to_string())
+            .join(file);
     }
     let mut pos = 0u64;
     let mut out = std::io::stdout().lock();
@@ -132,7 +176,12 @@ pub fn logs(cli: &Cli, run: &str, step: &str, follow: bool, stderr: bool, attemp
         let Access::Remote(_) = &a else { break };
         let v = view(&a, &v.id)?;
         let done = v.status != "running"
-            || v.steps.iter().find(|x| x.name == step).is_none_or(|x| !matches!(x.status.as_str(), "running" | "launching" | "pending" | "waiting"));
+            || v.steps.iter().find(|x| x.name == step).is_none_or(|x| {
+                !matches!(
+                    x.status.as_str(),
+                    "running" | "launching" | "pending" | "waiting"
+                )
+            });
         if done {
             copy_from(&path, pos, &mut out);
             break;
@@ -144,7 +193,9 @@ pub fn logs(cli: &Cli, run: &str, step: &str, follow: bool, stderr: bool, attemp
 
 /// Copies a file from `pos` to `out`; the number of bytes copied.
 fn copy_from(path: &std::path::Path, pos: u64, out: &mut impl Write) -> u64 {
-    let Ok(mut f) = std::fs::File::open(path) else { return 0 };
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return 0;
+    };
     if f.seek(SeekFrom::Start(pos)).is_err() {
         return 0;
     }
@@ -158,14 +209,23 @@ fn copy_from(path: &std::path::Path, pos: u64, out: &mut impl Write) -> u64 {
 pub fn cancel(cli: &Cli, run: &str) -> Result<u8, Fail> {
     match access(cli)? {
         Access::Remote(sock) => {
-            request(&sock, &Request::Cancel { run: run.to_string() }).map_err(|e| Fail::invalid(format!("error: {e}")))?;
+            request(
+                &sock,
+                &Request::Cancel {
+                    run: run.to_string(),
+                },
+            )
+            .map_err(|e| Fail::invalid(format!("error: {e}")))?;
             println!("cancelling {run}");
             Ok(OK)
         }
         Access::Local(store) => {
             drop(store);
             let engine = super::run::open_engine(cli, None, true)?;
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
             let n = rt.block_on(engine.cancel_detached(run))?;
             println!("cancelled {run} ({n} running steps stopped)");
             Ok(OK)

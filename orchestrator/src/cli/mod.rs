@@ -19,15 +19,29 @@ pub fn main(cli: Cli) -> u8 {
     let result = match &cli.command {
         Command::Validate { files } => files::validate(files),
         Command::Graph { file, format } => files::graph(file, *format),
-        Command::Plan { file, params, no_cache, json } => files::plan(&cli, file, params, *no_cache, *json),
+        Command::Plan {
+            file,
+            params,
+            no_cache,
+            json,
+        } => files::plan(&cli, file, params, *no_cache, *json),
         Command::Schema => files::schema(),
-        Command::Run { file, params, jobs, no_cache } => run::run(&cli, file, params, *jobs, *no_cache),
+        Command::Run {
+            file,
+            params,
+            jobs,
+            no_cache,
+        } => run::run(&cli, file, params, *jobs, *no_cache),
         Command::Resume { run, last, jobs } => run::resume(&cli, run.as_deref(), *last, *jobs),
         Command::Runs { json } => inspect::runs(&cli, *json),
         Command::Status { run, json } => inspect::status(&cli, run, *json),
-        Command::Logs { run, step, follow, stderr, attempt } => {
-            inspect::logs(&cli, run, step, *follow, *stderr, *attempt)
-        }
+        Command::Logs {
+            run,
+            step,
+            follow,
+            stderr,
+            attempt,
+        } => inspect::logs(&cli, run, step, *follow, *stderr, *attempt),
         Command::Cancel { run } => inspect::cancel(&cli, run),
         Command::Gc { keep } => gc::gc(&cli, *keep),
     };
@@ -45,7 +59,9 @@ pub fn main(cli: Cli) -> u8 {
 fn init_tracing(cli: &Cli) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match cli.log_format {
         args::LogFormat::Json => builder.json().try_init(),
         args::LogFormat::Text => builder.try_init(),

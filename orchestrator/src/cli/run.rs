@@ -15,7 +15,9 @@ use crate::store::{RunStatus, StoreError};
 /// (or the current folder).
 pub fn home(cli: &Cli, file: Option<&Path>) -> Home {
     if let Some(h) = &cli.home {
-        return Home { root: std::path::absolute(h).unwrap_or_else(|_| h.clone()) };
+        return Home {
+            root: std::path::absolute(h).unwrap_or_else(|_| h.clone()),
+        };
     }
     let start = file
         .and_then(|f| std::path::absolute(f).ok())
@@ -37,7 +39,8 @@ fn reporter(cli: &Cli, quiet: bool) -> Arc<dyn Reporter> {
 
 /// Opens the engine (store, artifacts, runners) for a command.
 pub fn open_engine(cli: &Cli, file: Option<&Path>, quiet: bool) -> Result<Engine, Fail> {
-    let inventory = Inventory::discover(cli.runners.as_deref()).map_err(|e| Fail::invalid(format!("error: {e}")))?;
+    let inventory = Inventory::discover(cli.runners.as_deref())
+        .map_err(|e| Fail::invalid(format!("error: {e}")))?;
     Engine::open(home(cli, file), &inventory, reporter(cli, quiet)).map_err(|e| match e {
         crate::engine::EngineError::Store(StoreError::Locked { pid, .. }) => Fail::env(format!(
             "error: another tuna process (pid {pid}) is working in this home; wait for it, or use `tuna status`/`tuna cancel` to reach it"
@@ -47,7 +50,11 @@ pub fn open_engine(cli: &Cli, file: Option<&Path>, quiet: bool) -> Result<Engine
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
 }
 
 /// Drives a run with the control socket served and signals turned into a clean stop.
@@ -73,7 +80,10 @@ fn drive(engine: Engine, run_id: &str, resumed: bool) -> Result<u8, Fail> {
 /// First SIGINT/SIGTERM: stop the run cleanly (steps cancelled, run resumable). Second: exit.
 async fn watch_signals(engine: Arc<Engine>) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         return;
     };
     for n in 0.. {
@@ -90,11 +100,21 @@ async fn watch_signals(engine: Arc<Engine>) {
     }
 }
 
-pub fn run(cli: &Cli, file: &Path, params: &[(String, String)], jobs: Option<usize>, no_cache: bool) -> Result<u8, Fail> {
+pub fn run(
+    cli: &Cli,
+    file: &Path,
+    params: &[(String, String)],
+    jobs: Option<usize>,
+    no_cache: bool,
+) -> Result<u8, Fail> {
     let (dag, text) = super::files::load(file)?;
     let engine = open_engine(cli, Some(file), false)?;
     let overrides: BTreeMap<String, String> = params.iter().cloned().collect();
-    let opts = RunOptions { jobs: jobs.unwrap_or(0), no_cache, scheduled_time: None };
+    let opts = RunOptions {
+        jobs: jobs.unwrap_or(0),
+        no_cache,
+        scheduled_time: None,
+    };
     let id = engine.create_run(&dag, &text, &overrides, &opts)?;
     println!("{id}");
     drive(engine, &id, false)
@@ -104,8 +124,22 @@ pub fn resume(cli: &Cli, run: Option<&str>, last: bool, jobs: Option<usize>) -> 
     let engine = open_engine(cli, None, false)?;
     let id = match (run, last) {
         (Some(r), _) if r != "last" => r.to_string(),
-        _ => engine.last_run()?.ok_or_else(|| Fail::invalid("error: there are no runs to resume"))?.id,
+        _ => {
+            engine
+                .last_run()?
+                .ok_or_else(|| Fail::invalid("error: there are no runs to resume"))?
+                .id
+        }
     };
+    if engine
+        .store
+        .run(&id)?
+        .is_some_and(|r| r.status == RunStatus::Passed)
+    {
+        println!("{id}");
+        eprintln!("run {id} already passed; nothing to resume");
+        return Ok(OK);
+    }
     let mut rec = engine.prepare_resume(&id)?;
     if let Some(j) = jobs {
         rec.jobs = j.max(1);

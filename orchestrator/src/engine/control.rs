@@ -52,7 +52,9 @@ pub async fn serve(engine: Arc<Engine>) -> std::io::Result<()> {
 
 fn answer(engine: &Engine, req: Request) -> Value {
     let result: Result<Value, String> = match req {
-        Request::Runs => RunSummary::list(&engine.store).map(|r| json!(r)).map_err(|e| e.to_string()),
+        Request::Runs => RunSummary::list(&engine.store)
+            .map(|r| json!(r))
+            .map_err(|e| e.to_string()),
         Request::Status { run } => match RunView::load(&engine.store, &run) {
             Ok(Some(v)) => Ok(json!(v)),
             Ok(None) => Err(format!("run `{run}` not found")),
@@ -62,7 +64,10 @@ fn answer(engine: &Engine, req: Request) -> Value {
             if engine.control(&run, Control::Cancel) {
                 Ok(json!({"cancelled": run}))
             } else {
-                Err(format!("run `{run}` is not running in this tuna process (pid {})", std::process::id()))
+                Err(format!(
+                    "run `{run}` is not running in this tuna process (pid {})",
+                    std::process::id()
+                ))
             }
         }
     };
@@ -74,14 +79,21 @@ fn answer(engine: &Engine, req: Request) -> Value {
 
 /// Asks the store's owner; errors are the owner's message.
 pub fn request(socket: &Path, req: &Request) -> Result<Value, String> {
-    let mut stream = std::os::unix::net::UnixStream::connect(socket)
-        .map_err(|e| format!("cannot reach the tuna process that owns this store ({}): {e}", socket.display()))?;
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).map_err(|e| {
+        format!(
+            "cannot reach the tuna process that owns this store ({}): {e}",
+            socket.display()
+        )
+    })?;
     let mut line = serde_json::to_vec(req).expect("json");
     line.push(b'\n');
     stream.write_all(&line).map_err(|e| e.to_string())?;
     let mut reply = String::new();
-    BufReader::new(stream).read_line(&mut reply).map_err(|e| e.to_string())?;
-    let v: Value = serde_json::from_str(&reply).map_err(|e| format!("bad answer from the owner: {e}"))?;
+    BufReader::new(stream)
+        .read_line(&mut reply)
+        .map_err(|e| e.to_string())?;
+    let v: Value =
+        serde_json::from_str(&reply).map_err(|e| format!("bad answer from the owner: {e}"))?;
     if v["ok"].as_bool() == Some(true) {
         Ok(v["data"].clone())
     } else {

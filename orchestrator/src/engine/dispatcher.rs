@@ -24,8 +24,19 @@ use super::pool::{Assignment, Placement};
 use super::progress::Progress;
 use crate::cache::KeyInputs;
 use crate::dag::Dag;
-use crate::store::{AttemptRecord, CacheEntry, FORMAT_MAJOR, LastKey, RunRecord, RunStatus, StepRecord, StepStatus, now_ms};
+use crate::store::{
+    AttemptRecord, CacheEntry, FORMAT_MAJOR, LastKey, RunRecord, RunStatus, StepRecord, StepStatus,
+    now_ms,
+};
 use crate::workflow::{RetryOn, Step};
+
+/// A launch to make once the records before it are flushed: the runner, the job, the step's
+/// declared outputs.
+type Launch = (
+    Arc<dyn tuna_runners::Runner>,
+    tuna_runners::Job,
+    Vec<String>,
+);
 
 pub struct Dispatcher<'e> {
     eng: &'e Engine,
@@ -49,17 +60,25 @@ pub struct Dispatcher<'e> {
 impl<'e> Dispatcher<'e> {
     /// Loads a run (new or resumed) from the store.
     pub fn load(eng: &'e Engine, run_id: &str) -> Result<Dispatcher<'e>, EngineError> {
-        let run = eng.store.run(run_id)?.ok_or_else(|| EngineError::NoSuchRun(run_id.to_string()))?;
-        let dag = crate::workflow::load_str(&run.workflow_path, &run.workflow_text).map_err(|e| {
-            EngineError::Invalid(format!("the workflow stored with run `{run_id}` no longer loads:\n{}", e.render_plain()))
-        })?;
+        let run = eng
+            .store
+            .run(run_id)?
+            .ok_or_else(|| EngineError::NoSuchRun(run_id.to_string()))?;
+        let dag =
+            crate::workflow::load_str(&run.workflow_path, &run.workflow_text).map_err(|e| {
+                EngineError::Invalid(format!(
+                    "the workflow stored with run `{run_id}` no longer loads:\n{}",
+                    e.render_plain()
+                ))
+            })?;
         let params = merged_params(dag.workflow(), &run.params).map_err(EngineError::Invalid)?;
         let mut recs = HashMap::new();
         for rec in eng.store.steps(run_id)? {
             recs.insert(rec.step.clone(), rec);
         }
         for name in dag.topo_order() {
-            recs.entry(name.clone()).or_insert_with(|| StepRecord::new(run_id, name));
+            recs.entry(name.clone())
+                .or_insert_with(|| StepRecord::new(run_id, name));
         }
         let (tx, rx) = mpsc::unbounded_channel();
         Ok(Dispatcher {
@@ -94,7 +113,10 @@ impl<'e> Dispatcher<'e> {
         result
     }
 
-    async fn drive_inner(&mut self, ctl_rx: &mut mpsc::UnboundedReceiver<Control>) -> Result<RunStatus, EngineError> {
+    async fn drive_inner(
+        &mut self,
+        ctl_rx: &mut mpsc::UnboundedReceiver<Control>,
+    ) -> Result<RunStatus, EngineError> {
         self.adopt()?;
         loop {
             let launches = self.schedule()?;
@@ -155,14 +177,24 @@ impl<'e> Dispatcher<'e> {
             let last = rec.attempts.last().cloned();
             let assignment = last.as_ref().and_then(|a| {
                 let pool = self.eng.pool.lock().expect("pool");
-                pool.by_name(&a.runner).map(|i| Assignment { runner: i, gpus: a.gpus.clone() })
+                pool.by_name(&a.runner).map(|i| Assignment {
+                    runner: i,
+                    gpus: a.gpus.clone(),
+                })
             });
             match (last, assignment) {
                 (Some(att), Some(asg)) => {
                     self.eng.pool.lock().expect("pool").take(&asg);
                     self.restore_upstream(&name)?;
                     let job = self.job_for(&name, att.n, &att.dir, asg.gpus.clone())?;
-                    let runner = self.eng.pool.lock().expect("pool").runner(asg.runner).runner.clone();
+                    let runner = self
+                        .eng
+                        .pool
+                        .lock()
+                        .expect("pool")
+                        .runner(asg.runner)
+                        .runner
+                        .clone();
                     self.assignments.insert(name.clone(), asg);
                     self.tries.insert(name.clone(), 1);
                     self.active += 1;
@@ -171,7 +203,10 @@ impl<'e> Dispatcher<'e> {
                 }
                 (att, _) => {
                     let why = match att {
-                        Some(a) => format!("runner `{}` of attempt {} is no longer in the inventory", a.runner, a.n),
+                        Some(a) => format!(
+                            "runner `{}` of attempt {} is no longer in the inventory",
+                            a.runner, a.n
+                        ),
                         None => "no attempt was recorded".to_string(),
                     };
                     let rec = self.recs.get_mut(&name).expect("record");
@@ -201,10 +236,9 @@ impl<'e> Dispatcher<'e> {
                 if let Some(parent) = dest.parent() {
                     std::fs::create_dir_all(parent)?;
                 }
-                self.eng
-                    .cas
-                    .materialize(digest, &dest)
-                    .map_err(|e| EngineError::Invalid(format!("restoring output `{out}` of `{need}`: {e}")))?;
+                self.eng.cas.materialize(digest, &dest).map_err(|e| {
+                    EngineError::Invalid(format!("restoring output `{out}` of `{need}`: {e}"))
+                })?;
             }
             let rec = self.recs.get_mut(&need).expect("record");
             rec.outputs_dir = Some(dir);
@@ -220,7 +254,8 @@ impl<'e> Dispatcher<'e> {
         dir: &std::path::Path,
         gpus: Vec<tuna_runners::Gpu>,
     ) -> Result<tuna_runners::Job, EngineError> {
-        let outputs_dir = |s: &str| -> Option<PathBuf> { self.recs.get(s).and_then(|r| r.outputs_dir.clone()) };
+        let outputs_dir =
+            |s: &str| -> Option<PathBuf> { self.recs.get(s).and_then(|r| r.outputs_dir.clone()) };
         let ctx = JobContext {
             run_id: &self.run.id,
             scheduled_time: self.run.scheduled_time.as_deref(),
@@ -229,16 +264,20 @@ impl<'e> Dispatcher<'e> {
             tuna_exe: &self.eng.tuna_exe,
         };
         let step = self.step(name);
-        build_job(self.dag.workflow(), step, &ctx, attempt, dir, Resources { slots: 1, gpus })
-            .map_err(EngineError::Invalid)
+        build_job(
+            self.dag.workflow(),
+            step,
+            &ctx,
+            attempt,
+            dir,
+            Resources { slots: 1, gpus },
+        )
+        .map_err(EngineError::Invalid)
     }
 
     /// One pass over the steps in topological order: skip what cannot run, restore cache hits,
     /// place and record what can start. Returns the launches to make after the flush.
-    #[allow(clippy::type_complexity)]
-    fn schedule(
-        &mut self,
-    ) -> Result<Vec<(Arc<dyn tuna_runners::Runner>, tuna_runners::Job, Vec<String>)>, EngineError> {
+    fn schedule(&mut self) -> Result<Vec<Launch>, EngineError> {
         let mut launches = Vec::new();
         if self.stop.is_some() {
             return Ok(launches);
@@ -252,7 +291,10 @@ impl<'e> Dispatcher<'e> {
             }
             let needs = self.dag.needs(name).to_vec();
             if let Some(bad) = needs.iter().find(|n| {
-                matches!(self.recs[*n].status, StepStatus::Failed | StepStatus::TimedOut | StepStatus::Skipped)
+                matches!(
+                    self.recs[*n].status,
+                    StepStatus::Failed | StepStatus::TimedOut | StepStatus::Skipped
+                )
             }) {
                 let rec = self.recs.get_mut(name).expect("record");
                 rec.status = StepStatus::Skipped;
@@ -273,11 +315,18 @@ impl<'e> Dispatcher<'e> {
             if self.active >= self.run.jobs {
                 continue;
             }
-            let placement = self.eng.pool.lock().expect("pool").try_place(&self.step(name).runs_on);
+            let placement = self
+                .eng
+                .pool
+                .lock()
+                .expect("pool")
+                .try_place(&self.step(name).runs_on);
             match placement {
                 Placement::Placed(asg) => launches.push(self.start_attempt(name, asg)?),
                 Placement::Wait(why) => self.wait_for_capacity(name, why, now)?,
-                Placement::Never(why) => self.fail(name, why, RetryOn::Capacity, StepStatus::Failed)?,
+                Placement::Never(why) => {
+                    self.fail(name, why, RetryOn::Capacity, StepStatus::Failed)?
+                }
             }
         }
         Ok(launches)
@@ -289,10 +338,21 @@ impl<'e> Dispatcher<'e> {
             return Ok(false); // looked up already: a miss waiting for a slot
         }
         let step = self.step(name).clone();
-        let runner = self.eng.pool.lock().expect("pool").cache_identity(&step.runs_on, step.cache.per_runner);
+        let runner = self
+            .eng
+            .pool
+            .lock()
+            .expect("pool")
+            .cache_identity(&step.runs_on, step.cache.per_runner);
         let inputs = {
             let recs = &self.recs;
-            key_inputs(self.dag.workflow(), &step, &self.params, |s| recs.get(s).map(|r| &r.outputs), &runner)
+            key_inputs(
+                self.dag.workflow(),
+                &step,
+                &self.params,
+                |s| recs.get(s).map(|r| &r.outputs),
+                &runner,
+            )
         };
         let inputs = match inputs {
             Ok(i) => i,
@@ -302,25 +362,29 @@ impl<'e> Dispatcher<'e> {
             }
         };
         let key = inputs.key();
-        if step.cache.enabled && !self.run.no_cache {
-            if let Some(entry) = self.eng.store.cache_entry(&key)?
-                && entry.outputs.values().all(|d| self.eng.cas.contains(d))
-            {
-                let rec = self.recs.get_mut(name).expect("record");
-                rec.status = StepStatus::Cached;
-                rec.cache_key = Some(key.clone());
-                rec.outputs = entry.outputs;
-                rec.metrics = entry.metrics;
-                rec.message = Some(format!("cache hit from run {}", entry.run));
-                rec.ended_at = Some(now_ms());
-                self.save(name)?;
-                self.eng.store.put_last_key(
-                    &self.run.workflow,
-                    name,
-                    &LastKey { format: FORMAT_MAJOR, key, inputs },
-                )?;
-                return Ok(true);
-            }
+        if step.cache.enabled
+            && !self.run.no_cache
+            && let Some(entry) = self.eng.store.cache_entry(&key)?
+            && entry.outputs.values().all(|d| self.eng.cas.contains(d))
+        {
+            let rec = self.recs.get_mut(name).expect("record");
+            rec.status = StepStatus::Cached;
+            rec.cache_key = Some(key.clone());
+            rec.outputs = entry.outputs;
+            rec.metrics = entry.metrics;
+            rec.message = Some(format!("cache hit from run {}", entry.run));
+            rec.ended_at = Some(now_ms());
+            self.save(name)?;
+            self.eng.store.put_last_key(
+                &self.run.workflow,
+                name,
+                &LastKey {
+                    format: FORMAT_MAJOR,
+                    key,
+                    inputs,
+                },
+            )?;
+            return Ok(true);
         }
         self.recs.get_mut(name).expect("record").cache_key = Some(key);
         self.keys.insert(name.to_string(), inputs);
@@ -332,7 +396,10 @@ impl<'e> Dispatcher<'e> {
         if let Some(limit) = self.step(name).wait_for_capacity
             && now.saturating_sub(since) > limit.as_millis() as u64
         {
-            let msg = format!("{why} for longer than wait_for_capacity ({}s)", limit.as_secs());
+            let msg = format!(
+                "{why} for longer than wait_for_capacity ({}s)",
+                limit.as_secs()
+            );
             self.waiting_since.remove(name);
             return self.fail(name, msg, RetryOn::Capacity, StepStatus::Failed);
         }
@@ -346,11 +413,7 @@ impl<'e> Dispatcher<'e> {
     }
 
     /// Records a new attempt as Launching (flushed by the caller before the launch).
-    fn start_attempt(
-        &mut self,
-        name: &str,
-        asg: Assignment,
-    ) -> Result<(Arc<dyn tuna_runners::Runner>, tuna_runners::Job, Vec<String>), EngineError> {
+    fn start_attempt(&mut self, name: &str, asg: Assignment) -> Result<Launch, EngineError> {
         self.waiting_since.remove(name);
         self.restore_upstream(name)?;
         let n = self.recs[name].attempt() + 1;
@@ -392,7 +455,11 @@ impl<'e> Dispatcher<'e> {
 
     fn on_event(&mut self, ev: Event) -> Result<(), EngineError> {
         match ev {
-            Event::Launched { step, attempt, handle } => {
+            Event::Launched {
+                step,
+                attempt,
+                handle,
+            } => {
                 let rec = self.recs.get_mut(&step).expect("record");
                 if rec.attempt() != attempt || !rec.status.is_active() {
                     return Ok(());
@@ -407,7 +474,12 @@ impl<'e> Dispatcher<'e> {
                     });
                 }
             }
-            Event::Finished { step, attempt, result, collected } => {
+            Event::Finished {
+                step,
+                attempt,
+                result,
+                collected,
+            } => {
                 if self.recs[&step].attempt() != attempt {
                     return Ok(());
                 }
@@ -441,19 +513,26 @@ impl<'e> Dispatcher<'e> {
                 a.outcome = result.as_ref().ok().cloned();
             }
         }
-        let stderr = self.recs[name].attempts.last().map(|a| a.dir.join("stderr.log"));
-        let see = stderr.map(|p| format!("; see {}", p.display())).unwrap_or_default();
+        let stderr = self.recs[name]
+            .attempts
+            .last()
+            .map(|a| a.dir.join("stderr.log"));
+        let see = stderr
+            .map(|p| format!("; see {}", p.display()))
+            .unwrap_or_default();
         match result {
-            Ok(o) if o.success() => match collected.unwrap_or_else(|| Err("outputs were not collected".into())) {
-                Ok(c) => match gate::check(&self.step(name).gate, &c.metrics) {
-                    Ok(()) => self.pass(name, c)?,
-                    Err(msg) => {
-                        self.recs.get_mut(name).expect("record").metrics = c.metrics;
-                        self.fail(name, msg, RetryOn::Failure, StepStatus::Failed)?
-                    }
-                },
-                Err(msg) => self.fail(name, msg, RetryOn::Failure, StepStatus::Failed)?,
-            },
+            Ok(o) if o.success() => {
+                match collected.unwrap_or_else(|| Err("outputs were not collected".into())) {
+                    Ok(c) => match gate::check(&self.step(name).gate, &c.metrics) {
+                        Ok(()) => self.pass(name, c)?,
+                        Err(msg) => {
+                            self.recs.get_mut(name).expect("record").metrics = c.metrics;
+                            self.fail(name, msg, RetryOn::Failure, StepStatus::Failed)?
+                        }
+                    },
+                    Err(msg) => self.fail(name, msg, RetryOn::Failure, StepStatus::Failed)?,
+                }
+            }
             Ok(Outcome::Cancelled) => {
                 let rec = self.recs.get_mut(name).expect("record");
                 rec.status = StepStatus::Cancelled;
@@ -462,16 +541,33 @@ impl<'e> Dispatcher<'e> {
                 self.save(name)?;
             }
             Ok(Outcome::TimedOut) => {
-                let t = self.step(name).timeout.map(|d| format!(" after {}s", d.as_secs())).unwrap_or_default();
-                self.fail(name, format!("timed out{t}"), RetryOn::Failure, StepStatus::TimedOut)?
+                let t = self
+                    .step(name)
+                    .timeout
+                    .map(|d| format!(" after {}s", d.as_secs()))
+                    .unwrap_or_default();
+                self.fail(
+                    name,
+                    format!("timed out{t}"),
+                    RetryOn::Failure,
+                    StepStatus::TimedOut,
+                )?
             }
-            Ok(Outcome::Exited { code }) => {
-                self.fail(name, format!("exited with code {code}{see}"), RetryOn::Failure, StepStatus::Failed)?
+            Ok(Outcome::Exited { code }) => self.fail(
+                name,
+                format!("exited with code {code}{see}"),
+                RetryOn::Failure,
+                StepStatus::Failed,
+            )?,
+            Ok(Outcome::Signaled { signal }) => self.fail(
+                name,
+                format!("killed by signal {signal}{see}"),
+                RetryOn::Failure,
+                StepStatus::Failed,
+            )?,
+            Ok(Outcome::Lost { reason }) => {
+                self.fail(name, reason, RetryOn::RunnerLost, StepStatus::Failed)?
             }
-            Ok(Outcome::Signaled { signal }) => {
-                self.fail(name, format!("killed by signal {signal}{see}"), RetryOn::Failure, StepStatus::Failed)?
-            }
-            Ok(Outcome::Lost { reason }) => self.fail(name, reason, RetryOn::RunnerLost, StepStatus::Failed)?,
             Err(e) => self.fail(name, e, RetryOn::RunnerLost, StepStatus::Failed)?,
         }
         Ok(())
@@ -501,7 +597,15 @@ impl<'e> Dispatcher<'e> {
                 )?;
             }
             if let Some(inputs) = self.keys.remove(name) {
-                self.eng.store.put_last_key(&self.run.workflow, name, &LastKey { format: FORMAT_MAJOR, key, inputs })?;
+                self.eng.store.put_last_key(
+                    &self.run.workflow,
+                    name,
+                    &LastKey {
+                        format: FORMAT_MAJOR,
+                        key,
+                        inputs,
+                    },
+                )?;
             }
         }
         Ok(())
@@ -509,15 +613,26 @@ impl<'e> Dispatcher<'e> {
 
     /// A failed attempt: retried after backoff if the step allows it for this kind of failure,
     /// else final.
-    fn fail(&mut self, name: &str, msg: String, class: RetryOn, status: StepStatus) -> Result<(), EngineError> {
+    fn fail(
+        &mut self,
+        name: &str,
+        msg: String,
+        class: RetryOn,
+        status: StepStatus,
+    ) -> Result<(), EngineError> {
         let retry = self.step(name).retry.clone();
         let tries = self.tries.get(name).copied().unwrap_or(0);
         let rec = self.recs.get_mut(name).expect("record");
-        if self.stop.is_none() && tries >= 1 && tries < retry.attempts && retry.on.contains(&class) {
+        if self.stop.is_none() && tries >= 1 && tries < retry.attempts && retry.on.contains(&class)
+        {
             let delay = retry.backoff.saturating_mul(1u32 << (tries - 1).min(16));
             rec.status = StepStatus::Waiting;
             rec.not_before = Some(now_ms() + delay.as_millis() as u64);
-            rec.message = Some(format!("attempt {} {msg}; retrying in {}s", rec.attempt(), delay.as_secs_f64()));
+            rec.message = Some(format!(
+                "attempt {} {msg}; retrying in {}s",
+                rec.attempt(),
+                delay.as_secs_f64()
+            ));
         } else {
             rec.status = status;
             rec.message = Some(msg);
@@ -546,8 +661,16 @@ impl<'e> Dispatcher<'e> {
     }
 
     fn next_timer(&self) -> Option<u64> {
-        let waiting_capacity = self.recs.values().any(|r| r.status == StepStatus::Waiting && r.not_before.is_none());
-        let retry = self.recs.values().filter(|r| r.status == StepStatus::Waiting).filter_map(|r| r.not_before).min();
+        let waiting_capacity = self
+            .recs
+            .values()
+            .any(|r| r.status == StepStatus::Waiting && r.not_before.is_none());
+        let retry = self
+            .recs
+            .values()
+            .filter(|r| r.status == StepStatus::Waiting)
+            .filter_map(|r| r.not_before)
+            .min();
         // A step waiting for capacity is re-placed whenever an event frees a slot; the timer
         // only enforces `wait_for_capacity` (checked once a second).
         let capacity = waiting_capacity.then(|| now_ms() + 1000);
@@ -557,7 +680,7 @@ impl<'e> Dispatcher<'e> {
         }
     }
 
-    fn finish(mut self) -> Result<RunStatus, EngineError> {
+    fn finish(&mut self) -> Result<RunStatus, EngineError> {
         let status = if let Some(s) = self.stop {
             s
         } else if self.recs.values().all(|r| r.status.is_done()) {

@@ -17,7 +17,9 @@ use super::progress::Reporter;
 use super::run_id::new_run_id;
 use crate::cas::Cas;
 use crate::dag::Dag;
-use crate::store::{FORMAT_MAJOR, RunRecord, RunStatus, StepRecord, StepStatus, Store, StoreError, now_ms};
+use crate::store::{
+    FORMAT_MAJOR, RunRecord, RunStatus, StepRecord, StepStatus, Store, StoreError, now_ms,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -57,10 +59,15 @@ pub fn cores() -> usize {
 
 impl Engine {
     /// Opens the home's stores and builds the runner pool from the inventory.
-    pub fn open(home: Home, inventory: &Inventory, reporter: Arc<dyn Reporter>) -> Result<Engine, EngineError> {
+    pub fn open(
+        home: Home,
+        inventory: &Inventory,
+        reporter: Arc<dyn Reporter>,
+    ) -> Result<Engine, EngineError> {
         std::fs::create_dir_all(&home.root)?;
         let store = Store::open(&home.db())?;
-        let cas = Cas::open(&home.cas()).map_err(|e| EngineError::Invalid(format!("artifact store: {e}")))?;
+        let cas = Cas::open(&home.cas())
+            .map_err(|e| EngineError::Invalid(format!("artifact store: {e}")))?;
         let tuna_exe = std::env::current_exe()?;
         let shim = std::env::var_os("TUNA_SHIM")
             .map(PathBuf::from)
@@ -77,13 +84,24 @@ impl Engine {
                     None => None,
                 };
                 for _ in 0..g.count {
-                    gpus.push(PoolGpu { kind: g.kind.to_lowercase(), index: gpus.len() as u32, memory, busy: false });
+                    gpus.push(PoolGpu {
+                        kind: g.kind.to_lowercase(),
+                        index: gpus.len() as u32,
+                        memory,
+                        busy: false,
+                    });
                 }
             }
             let runner = LocalRunner::new(LocalConfig {
                 name: name.clone(),
                 slots,
-                gpus: gpus.iter().map(|g: &PoolGpu| tuna_runners::Gpu { kind: g.kind.clone(), index: g.index }).collect(),
+                gpus: gpus
+                    .iter()
+                    .map(|g: &PoolGpu| tuna_runners::Gpu {
+                        kind: g.kind.clone(),
+                        index: g.index,
+                    })
+                    .collect(),
                 shim: shim.clone(),
                 kill_grace: LocalConfig::default().kill_grace,
             });
@@ -94,7 +112,6 @@ impl Engine {
                 slots,
                 used: 0,
                 gpus,
-                price_per_hour: spec.price_per_hour.unwrap_or(0.0),
             });
         }
         Ok(Engine {
@@ -110,7 +127,11 @@ impl Engine {
 
     /// Sends a control message to a run this process drives; false if it drives no such run.
     pub fn control(&self, run: &str, c: Control) -> bool {
-        self.controls.lock().expect("controls").get(run).is_some_and(|tx| tx.send(c).is_ok())
+        self.controls
+            .lock()
+            .expect("controls")
+            .get(run)
+            .is_some_and(|tx| tx.send(c).is_ok())
     }
 
     /// Sends a control message to every run this process drives.
@@ -121,7 +142,10 @@ impl Engine {
     }
 
     pub(super) fn register(&self, run: &str, tx: UnboundedSender<Control>) {
-        self.controls.lock().expect("controls").insert(run.to_string(), tx);
+        self.controls
+            .lock()
+            .expect("controls")
+            .insert(run.to_string(), tx);
     }
 
     pub(super) fn unregister(&self, run: &str) {
@@ -175,24 +199,41 @@ impl Engine {
             for input in &step.inputs {
                 let p = wf.project_dir.join(input.trim_end_matches('/'));
                 if !p.exists() {
-                    problems.push(format!("step `{}`: input `{input}` does not exist ({})", step.name, p.display()));
+                    problems.push(format!(
+                        "step `{}`: input `{input}` does not exist ({})",
+                        step.name,
+                        p.display()
+                    ));
                 }
             }
         }
-        if problems.is_empty() { Ok(()) } else { Err(EngineError::Invalid(problems.join("\n"))) }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(EngineError::Invalid(problems.join("\n")))
+        }
     }
 
     /// Makes a failed, cancelled or crashed run runnable again: finished steps are kept, steps
     /// that were launched are left to be adopted, the rest go back to Pending.
     pub fn prepare_resume(&self, run_id: &str) -> Result<RunRecord, EngineError> {
-        let mut run = self.store.run(run_id)?.ok_or_else(|| EngineError::NoSuchRun(run_id.to_string()))?;
+        let mut run = self
+            .store
+            .run(run_id)?
+            .ok_or_else(|| EngineError::NoSuchRun(run_id.to_string()))?;
         if run.status == RunStatus::Passed {
-            return Err(EngineError::Invalid(format!("run `{run_id}` already passed; nothing to resume")));
+            return Err(EngineError::Invalid(format!(
+                "run `{run_id}` already passed; nothing to resume"
+            )));
         }
         for mut rec in self.store.steps(run_id)? {
             if matches!(
                 rec.status,
-                StepStatus::Failed | StepStatus::Skipped | StepStatus::Cancelled | StepStatus::TimedOut | StepStatus::Waiting
+                StepStatus::Failed
+                    | StepStatus::Skipped
+                    | StepStatus::Cancelled
+                    | StepStatus::TimedOut
+                    | StepStatus::Waiting
             ) {
                 rec.status = StepStatus::Pending;
                 rec.message = None;
@@ -210,7 +251,11 @@ impl Engine {
 
     /// The newest run, if any.
     pub fn last_run(&self) -> Result<Option<RunRecord>, EngineError> {
-        Ok(self.store.runs()?.into_iter().max_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id))))
+        Ok(self
+            .store
+            .runs()?
+            .into_iter()
+            .max_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id))))
     }
 }
 
@@ -218,7 +263,9 @@ impl Engine {
     /// Drives a run recorded in the store until it ends: a new one from [`Engine::create_run`],
     /// or one made ready by [`Engine::prepare_resume`].
     pub async fn drive(&self, run_id: &str, resumed: bool) -> Result<RunStatus, EngineError> {
-        super::dispatcher::Dispatcher::load(self, run_id)?.drive(resumed).await
+        super::dispatcher::Dispatcher::load(self, run_id)?
+            .drive(resumed)
+            .await
     }
 }
 
@@ -226,7 +273,10 @@ impl Engine {
     /// Cancels a run that no tuna process drives (its driver crashed): stops its still-running
     /// steps through their runners and marks it Cancelled. Returns how many steps were stopped.
     pub async fn cancel_detached(&self, run_id: &str) -> Result<usize, EngineError> {
-        let mut run = self.store.run(run_id)?.ok_or_else(|| EngineError::NoSuchRun(run_id.to_string()))?;
+        let mut run = self
+            .store
+            .run(run_id)?
+            .ok_or_else(|| EngineError::NoSuchRun(run_id.to_string()))?;
         if run.status != RunStatus::Running {
             return Err(EngineError::Invalid(format!(
                 "run `{run_id}` is not running (it is {})",
@@ -241,7 +291,8 @@ impl Engine {
             if let (Some(h), Some(att)) = (&rec.handle, rec.attempts.last()) {
                 let runner = {
                     let pool = self.pool.lock().expect("pool");
-                    pool.by_name(&att.runner).map(|i| pool.runner(i).runner.clone())
+                    pool.by_name(&att.runner)
+                        .map(|i| pool.runner(i).runner.clone())
                 };
                 if let Some(r) = runner {
                     let _ = r.cancel(h).await;

@@ -12,9 +12,18 @@ use crate::cas::Digest;
 #[derive(Debug)]
 pub enum Event {
     /// The runner started the attempt (or found it already started) and named it.
-    Launched { step: String, attempt: u32, handle: Handle },
+    Launched {
+        step: String,
+        attempt: u32,
+        handle: Handle,
+    },
     /// The attempt ended. On success, its outputs were collected already.
-    Finished { step: String, attempt: u32, result: Result<Outcome, String>, collected: Option<Result<Collected, String>> },
+    Finished {
+        step: String,
+        attempt: u32,
+        result: Result<Outcome, String>,
+        collected: Option<Result<Collected, String>>,
+    },
 }
 
 /// A successful attempt's outputs (in the artifact store) and metrics.

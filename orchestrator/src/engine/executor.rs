@@ -11,17 +11,32 @@ use tuna_runners::{Job, Runner};
 use super::events::{Collected, Event};
 use crate::cas::Cas;
 
-pub fn spawn(runner: Arc<dyn Runner>, cas: Arc<Cas>, job: Job, outputs: Vec<String>, tx: UnboundedSender<Event>) {
+pub fn spawn(
+    runner: Arc<dyn Runner>,
+    cas: Arc<Cas>,
+    job: Job,
+    outputs: Vec<String>,
+    tx: UnboundedSender<Event>,
+) {
     tokio::spawn(async move {
         let (step, attempt) = (job.step.clone(), job.attempt);
         let handle = match runner.launch(&job).await {
             Ok(h) => h,
             Err(e) => {
-                let _ = tx.send(Event::Finished { step, attempt, result: Err(e.to_string()), collected: None });
+                let _ = tx.send(Event::Finished {
+                    step,
+                    attempt,
+                    result: Err(e.to_string()),
+                    collected: None,
+                });
                 return;
             }
         };
-        let _ = tx.send(Event::Launched { step: step.clone(), attempt, handle: handle.clone() });
+        let _ = tx.send(Event::Launched {
+            step: step.clone(),
+            attempt,
+            handle: handle.clone(),
+        });
         let result = runner.watch(&handle).await.map_err(|e| e.to_string());
         let collected = match &result {
             Ok(o) if o.success() => {
@@ -33,7 +48,12 @@ pub fn spawn(runner: Arc<dyn Runner>, cas: Arc<Cas>, job: Job, outputs: Vec<Stri
             }
             _ => None,
         };
-        let _ = tx.send(Event::Finished { step, attempt, result, collected });
+        let _ = tx.send(Event::Finished {
+            step,
+            attempt,
+            result,
+            collected,
+        });
     });
 }
 
@@ -44,17 +64,33 @@ pub fn collect(cas: &Cas, attempt_dir: &Path, outputs: &[String]) -> Result<Coll
     for out in outputs {
         let path = work.join(out.trim_end_matches('/'));
         if path.symlink_metadata().is_err() {
-            return Err(format!("declared output `{out}` was not produced ({} does not exist)", path.display()));
+            return Err(format!(
+                "declared output `{out}` was not produced ({} does not exist)",
+                path.display()
+            ));
         }
         if out.ends_with('/') != path.is_dir() {
-            let want = if out.ends_with('/') { "a folder" } else { "a file" };
-            return Err(format!("declared output `{out}` should be {want} ({})", path.display()));
+            let want = if out.ends_with('/') {
+                "a folder"
+            } else {
+                "a file"
+            };
+            return Err(format!(
+                "declared output `{out}` should be {want} ({})",
+                path.display()
+            ));
         }
-        let d = cas.put(&path).map_err(|e| format!("storing output `{out}`: {e}"))?;
+        let d = cas
+            .put(&path)
+            .map_err(|e| format!("storing output `{out}`: {e}"))?;
         digests.insert(out.clone(), d);
     }
     let metrics = read_metrics(&attempt_dir.join("metrics.json"))?;
-    Ok(Collected { outputs: digests, outputs_dir: work, metrics })
+    Ok(Collected {
+        outputs: digests,
+        outputs_dir: work,
+        metrics,
+    })
 }
 
 /// `$TUNA_METRICS`: a JSON object; numbers (and booleans as 0/1) are kept.
@@ -75,7 +111,9 @@ pub fn read_metrics(path: &Path) -> Result<BTreeMap<String, f64>, String> {
     Ok(obj
         .iter()
         .filter_map(|(k, v)| {
-            let n = v.as_f64().or_else(|| v.as_bool().map(|b| if b { 1.0 } else { 0.0 }))?;
+            let n = v
+                .as_f64()
+                .or_else(|| v.as_bool().map(|b| if b { 1.0 } else { 0.0 }))?;
             Some((k.clone(), n))
         })
         .collect())

@@ -10,10 +10,12 @@ pub fn check(gates: &[Gate], metrics: &BTreeMap<String, f64>) -> Result<(), Stri
         let value = |o: &GateOperand| -> Result<f64, String> {
             match o {
                 GateOperand::Number(n) => Ok(*n),
-                GateOperand::Metric(m) => metrics
-                    .get(m)
-                    .copied()
-                    .ok_or_else(|| format!("gate `{}`: metric `{m}` was not reported in $TUNA_METRICS", g.text)),
+                GateOperand::Metric(m) => metrics.get(m).copied().ok_or_else(|| {
+                    format!(
+                        "gate `{}`: metric `{m}` was not reported in $TUNA_METRICS",
+                        g.text
+                    )
+                }),
             }
         };
         let (l, r) = (value(&g.left)?, value(&g.right)?);
@@ -26,7 +28,12 @@ pub fn check(gates: &[Gate], metrics: &BTreeMap<String, f64>) -> Result<(), Stri
             GateOp::Ne => l != r,
         };
         if !holds {
-            return Err(format!("gate `{}` failed ({} = {l}, {} = {r})", g.text, show(&g.left), show(&g.right)));
+            return Err(format!(
+                "gate `{}` failed ({} = {l}, {} = {r})",
+                g.text,
+                show(&g.left),
+                show(&g.right)
+            ));
         }
     }
     Ok(())

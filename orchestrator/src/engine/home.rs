@@ -13,7 +13,9 @@ impl Home {
     /// `start/.tuna`.
     pub fn discover(start: &Path) -> Home {
         if let Some(h) = std::env::var_os("TUNA_HOME").filter(|h| !h.is_empty()) {
-            return Home { root: absolute(Path::new(&h)) };
+            return Home {
+                root: absolute(Path::new(&h)),
+            };
         }
         let start = absolute(start);
         for dir in start.ancestors() {
@@ -22,7 +24,9 @@ impl Home {
                 return Home { root: candidate };
             }
         }
-        Home { root: start.join(".tuna") }
+        Home {
+            root: start.join(".tuna"),
+        }
     }
 
     pub fn db(&self) -> PathBuf {
@@ -51,6 +55,8 @@ fn absolute(p: &Path) -> PathBuf {
     if p.is_absolute() {
         p.to_path_buf()
     } else {
-        std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf())
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
     }
 }

@@ -46,7 +46,10 @@ pub enum InventoryError {
     #[error("runner inventory {path}: {message}")]
     Invalid { path: PathBuf, message: String },
     #[error("runner inventory {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl Inventory {
@@ -55,7 +58,12 @@ impl Inventory {
         let mut runners = BTreeMap::new();
         runners.insert(
             "local".to_string(),
-            RunnerSpec { kind: "local".into(), slots: None, gpus: vec![], price_per_hour: None },
+            RunnerSpec {
+                kind: "local".into(),
+                slots: None,
+                gpus: vec![],
+                price_per_hour: None,
+            },
         );
         Inventory { runners }
     }
@@ -64,7 +72,11 @@ impl Inventory {
     pub fn discover(explicit: Option<&Path>) -> Result<Inventory, InventoryError> {
         let path = explicit
             .map(Path::to_path_buf)
-            .or_else(|| std::env::var_os("TUNA_RUNNERS").filter(|v| !v.is_empty()).map(PathBuf::from))
+            .or_else(|| {
+                std::env::var_os("TUNA_RUNNERS")
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+            })
             .or_else(|| {
                 let p = PathBuf::from(std::env::var_os("HOME")?).join(".config/tuna/runners.yaml");
                 p.exists().then_some(p)
@@ -76,8 +88,10 @@ impl Inventory {
     }
 
     pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| InventoryError::Io { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| InventoryError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let inv: Inventory = serde_yaml::from_str(&text).map_err(|e| InventoryError::Invalid {
             path: path.to_path_buf(),
             message: match e.location() {

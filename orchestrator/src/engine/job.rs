@@ -15,15 +15,22 @@ pub fn merged_params(
     wf: &Workflow,
     overrides: &BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, String>, String> {
-    let mut params: BTreeMap<String, String> =
-        wf.params.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut params: BTreeMap<String, String> = wf
+        .params
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     for (k, v) in overrides {
         if !params.contains_key(k) {
             let known: Vec<&str> = wf.params.keys().map(String::as_str).collect();
             return Err(format!(
                 "param `{k}` is not declared in {} (declared: {})",
                 wf.path.display(),
-                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
             ));
         }
         params.insert(k.clone(), v.clone());
@@ -97,13 +104,19 @@ pub fn key_inputs<'a>(
     let mut inputs = BTreeMap::new();
     for input in &step.inputs {
         let path = wf.project_dir.join(input.trim_end_matches('/'));
-        let digest = digest_path(&path)
-            .map_err(|e| format!("input `{input}` of step `{}` ({}): {e}", step.name, path.display()))?;
+        let digest = digest_path(&path).map_err(|e| {
+            format!(
+                "input `{input}` of step `{}` ({}): {e}",
+                step.name,
+                path.display()
+            )
+        })?;
         inputs.insert(input.clone(), digest);
     }
     let mut up = BTreeMap::new();
     for need in &step.needs {
-        let outs = upstream(need).ok_or_else(|| format!("upstream step `{need}` has not finished"))?;
+        let outs =
+            upstream(need).ok_or_else(|| format!("upstream step `{need}` has not finished"))?;
         for (out, digest) in outs {
             up.insert(format!("{need}/{out}"), digest.to_string());
         }
@@ -113,7 +126,11 @@ pub fn key_inputs<'a>(
         kind,
         definition,
         params,
-        env: step.env.iter().map(|(k, v)| (k.clone(), v.source.clone())).collect(),
+        env: step
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.source.clone()))
+            .collect(),
         inputs,
         upstream: up,
         outputs: step.outputs.clone(),
@@ -161,7 +178,11 @@ pub fn build_job(
         match r {
             Ref::Param(p) => ctx.params.get(p).cloned().unwrap_or_default(),
             Ref::StepOutput { step, output } => (ctx.outputs_dir)(step)
-                .map(|d| d.join(output.trim_end_matches('/')).to_string_lossy().into_owned())
+                .map(|d| {
+                    d.join(output.trim_end_matches('/'))
+                        .to_string_lossy()
+                        .into_owned()
+                })
                 .unwrap_or_default(),
             Ref::RunId => ctx.run_id.to_string(),
             Ref::ScheduledTime => ctx.scheduled_time.unwrap_or_default().to_string(),
@@ -170,7 +191,9 @@ pub fn build_job(
     let script = match &step.action {
         Action::Run(t) => t.render(resolve, shell_quote),
         Action::Uses { kind, .. } => {
-            return Err(format!("step kind `{kind}` cannot run in this build of tuna"));
+            return Err(format!(
+                "step kind `{kind}` cannot run in this build of tuna"
+            ));
         }
     };
     let mut env = BTreeMap::new();
@@ -181,9 +204,21 @@ pub fn build_job(
     env.insert("TUNA_STEP".into(), step.name.clone());
     env.insert("TUNA_ATTEMPT".into(), attempt.to_string());
     env.insert("TUNA_OUTPUTS".into(), work.to_string_lossy().into_owned());
-    env.insert("TUNA_METRICS".into(), attempt_dir.join("metrics.json").to_string_lossy().into_owned());
-    env.insert("TUNA_PROJECT_DIR".into(), wf.project_dir.to_string_lossy().into_owned());
-    env.insert("TUNA_EXE".into(), ctx.tuna_exe.to_string_lossy().into_owned());
+    env.insert(
+        "TUNA_METRICS".into(),
+        attempt_dir
+            .join("metrics.json")
+            .to_string_lossy()
+            .into_owned(),
+    );
+    env.insert(
+        "TUNA_PROJECT_DIR".into(),
+        wf.project_dir.to_string_lossy().into_owned(),
+    );
+    env.insert(
+        "TUNA_EXE".into(),
+        ctx.tuna_exe.to_string_lossy().into_owned(),
+    );
     Ok(Job {
         run_id: ctx.run_id.to_string(),
         step: step.name.clone(),

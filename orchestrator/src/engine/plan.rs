@@ -42,8 +42,13 @@ impl Engine {
                 });
                 continue;
             }
-            let runner = self.pool.lock().expect("pool").cache_identity(&step.runs_on, step.cache.per_runner);
-            let inputs = key_inputs(wf, step, &params, |s| known.get(s), &runner).map_err(EngineError::Invalid)?;
+            let runner = self
+                .pool
+                .lock()
+                .expect("pool")
+                .cache_identity(&step.runs_on, step.cache.per_runner);
+            let inputs = key_inputs(wf, step, &params, |s| known.get(s), &runner)
+                .map_err(EngineError::Invalid)?;
             let key = inputs.key();
             let mut reasons = Vec::new();
             if !step.cache.enabled {

@@ -17,7 +17,6 @@ pub struct PoolRunner {
     pub slots: u32,
     pub used: u32,
     pub gpus: Vec<PoolGpu>,
-    pub price_per_hour: f64,
 }
 
 pub struct PoolGpu {
@@ -117,7 +116,11 @@ impl Pool {
 
     fn place_inner(&self, runs_on: &[RunsOn], ignore_busy: bool) -> Placement {
         let any = [RunsOn::Selector(Selector::default())];
-        let alternatives = if runs_on.is_empty() { &any[..] } else { runs_on };
+        let alternatives = if runs_on.is_empty() {
+            &any[..]
+        } else {
+            runs_on
+        };
         let mut waits = Vec::new();
         for alt in alternatives {
             let candidates: Vec<usize> = match alt {
@@ -134,21 +137,34 @@ impl Pool {
                     .gpus
                     .iter()
                     .filter(|g| sel.gpu.as_deref().is_none_or(|k| g.kind == k))
-                    .filter(|g| sel.memory.is_none_or(|m| g.memory.is_some_and(|have| have >= m)))
+                    .filter(|g| {
+                        sel.memory
+                            .is_none_or(|m| g.memory.is_some_and(|have| have >= m))
+                    })
                     .collect();
-                let want = if sel.gpu.is_some() { sel.count.max(1) as usize } else { 0 };
+                let want = if sel.gpu.is_some() {
+                    sel.count.max(1) as usize
+                } else {
+                    0
+                };
                 if matching.len() < want {
                     continue;
                 }
                 if ignore_busy {
-                    return Placement::Placed(Assignment { runner: i, gpus: vec![] });
+                    return Placement::Placed(Assignment {
+                        runner: i,
+                        gpus: vec![],
+                    });
                 }
                 let free: Vec<&&PoolGpu> = matching.iter().filter(|g| !g.busy).collect();
                 if r.used < r.slots && free.len() >= want {
                     let gpus = free
                         .iter()
                         .take(want)
-                        .map(|g| Gpu { kind: g.kind.clone(), index: g.index })
+                        .map(|g| Gpu {
+                            kind: g.kind.clone(),
+                            index: g.index,
+                        })
                         .collect();
                     return Placement::Placed(Assignment { runner: i, gpus });
                 }
@@ -162,7 +178,10 @@ impl Pool {
                 self.describe_inventory()
             ))
         } else {
-            Placement::Wait(format!("waiting for a free slot matching {}", describe(alternatives)))
+            Placement::Wait(format!(
+                "waiting for a free slot matching {}",
+                describe(alternatives)
+            ))
         }
     }
 
@@ -191,7 +210,9 @@ fn describe(alts: &[RunsOn]) -> String {
                 Some(k) => format!(
                     "{{ gpu: {k}, count: {}{} }}",
                     s.count.max(1),
-                    s.memory.map(|m| format!(", memory: {} GiB", m >> 30)).unwrap_or_default()
+                    s.memory
+                        .map(|m| format!(", memory: {} GiB", m >> 30))
+                        .unwrap_or_default()
                 ),
                 None => "any runner".to_string(),
             },

@@ -11,9 +11,26 @@ use crate::store::StepStatus;
 /// One thing worth telling.
 #[derive(Debug, Clone)]
 pub enum Progress<'a> {
-    RunStarted { run: &'a str, workflow: &'a str, steps: usize, resumed: bool },
-    Step { step: &'a str, status: StepStatus, attempt: u32, runner: Option<&'a str>, message: Option<&'a str> },
-    RunFinished { run: &'a str, status: &'a str, passed: usize, cached: usize, failed: usize },
+    RunStarted {
+        run: &'a str,
+        workflow: &'a str,
+        steps: usize,
+        resumed: bool,
+    },
+    Step {
+        step: &'a str,
+        status: StepStatus,
+        attempt: u32,
+        runner: Option<&'a str>,
+        message: Option<&'a str>,
+    },
+    RunFinished {
+        run: &'a str,
+        status: &'a str,
+        passed: usize,
+        cached: usize,
+        failed: usize,
+    },
 }
 
 pub trait Reporter: Send + Sync {
@@ -37,10 +54,24 @@ impl Reporter for Plain {
 
 fn plain_line(p: &Progress<'_>) -> String {
     match p {
-        Progress::RunStarted { run, workflow, steps, resumed } => {
-            format!("run {run} {} ({workflow}, {steps} steps)", if *resumed { "resumed" } else { "started" })
+        Progress::RunStarted {
+            run,
+            workflow,
+            steps,
+            resumed,
+        } => {
+            format!(
+                "run {run} {} ({workflow}, {steps} steps)",
+                if *resumed { "resumed" } else { "started" }
+            )
         }
-        Progress::Step { step, status, attempt, runner, message } => {
+        Progress::Step {
+            step,
+            status,
+            attempt,
+            runner,
+            message,
+        } => {
             let mut s = format!("  {step}: {}", status.as_str());
             if *attempt > 1 {
                 s.push_str(&format!(" (attempt {attempt})"));
@@ -53,7 +84,13 @@ fn plain_line(p: &Progress<'_>) -> String {
             }
             s
         }
-        Progress::RunFinished { run, status, passed, cached, failed } => {
+        Progress::RunFinished {
+            run,
+            status,
+            passed,
+            cached,
+            failed,
+        } => {
             format!("run {run} {status}: {passed} passed, {cached} cached, {failed} failed")
         }
     }
@@ -73,7 +110,10 @@ struct BarState {
 
 impl Bars {
     pub fn new() -> Bars {
-        Bars { multi: MultiProgress::new(), state: Mutex::new(BarState::default()) }
+        Bars {
+            multi: MultiProgress::new(),
+            state: Mutex::new(BarState::default()),
+        }
     }
 }
 

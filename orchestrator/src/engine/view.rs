@@ -92,7 +92,11 @@ impl StepView {
             runner: last.map(|a| a.runner.clone()),
             message: r.message.clone(),
             metrics: r.metrics.clone(),
-            outputs: r.outputs.iter().map(|(k, v)| (k.clone(), v.to_string())).collect(),
+            outputs: r
+                .outputs
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_string()))
+                .collect(),
             started_at: r.started_at,
             ended_at: r.ended_at,
             duration_s: secs(r.started_at, r.ended_at),

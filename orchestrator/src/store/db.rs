@@ -21,7 +21,10 @@ pub enum StoreError {
     #[error("store at {path}: {source}")]
     Sled { path: PathBuf, source: sled::Error },
     #[error("store record {key}: {source}")]
-    Decode { key: String, source: serde_json::Error },
+    Decode {
+        key: String,
+        source: serde_json::Error,
+    },
     #[error(
         "store record {key} has format {found}, newer than this tuna understands ({FORMAT_MAJOR}); upgrade tuna"
     )]
@@ -32,7 +35,10 @@ pub enum StoreError {
 
 impl From<sled::Error> for StoreError {
     fn from(source: sled::Error) -> Self {
-        StoreError::Sled { path: PathBuf::new(), source }
+        StoreError::Sled {
+            path: PathBuf::new(),
+            source,
+        }
     }
 }
 
@@ -49,13 +55,27 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir)?;
         let owner_file = dir.join("owner.pid");
-        let db = match sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).open() {
+        let db = match sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+        {
             Ok(db) => db,
-            Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock || is_lock_error(&e) => {
+            Err(sled::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock || is_lock_error(&e) =>
+            {
                 let pid = std::fs::read_to_string(&owner_file).unwrap_or_else(|_| "unknown".into());
-                return Err(StoreError::Locked { path: dir.to_path_buf(), pid: pid.trim().to_string() });
+                return Err(StoreError::Locked {
+                    path: dir.to_path_buf(),
+                    pid: pid.trim().to_string(),
+                });
             }
-            Err(source) => return Err(StoreError::Sled { path: dir.to_path_buf(), source }),
+            Err(source) => {
+                return Err(StoreError::Sled {
+                    path: dir.to_path_buf(),
+                    source,
+                });
+            }
         };
         std::fs::write(&owner_file, std::process::id().to_string())?;
         Ok(Store {
@@ -83,7 +103,11 @@ impl Store {
 
     /// Every run, oldest first (run ids sort by time).
     pub fn runs(&self) -> Result<Vec<RunRecord>, StoreError> {
-        self.runs.iter().values().map(|v| decode("run", &v?)).collect()
+        self.runs
+            .iter()
+            .values()
+            .map(|v| decode("run", &v?))
+            .collect()
     }
 
     pub fn put_step(&self, rec: &StepRecord) -> Result<(), StoreError> {
@@ -97,7 +121,11 @@ impl Store {
     /// Every step record of a run (in key order).
     pub fn steps(&self, run: &str) -> Result<Vec<StepRecord>, StoreError> {
         let prefix = format!("{run}\0");
-        self.steps.scan_prefix(prefix.as_bytes()).values().map(|v| decode("step", &v?)).collect()
+        self.steps
+            .scan_prefix(prefix.as_bytes())
+            .values()
+            .map(|v| decode("step", &v?))
+            .collect()
     }
 
     pub fn delete_run(&self, run: &str) -> Result<(), StoreError> {
@@ -122,7 +150,10 @@ impl Store {
             .iter()
             .map(|kv| {
                 let (k, v) = kv?;
-                Ok((String::from_utf8_lossy(&k).into_owned(), decode("cache", &v)?))
+                Ok((
+                    String::from_utf8_lossy(&k).into_owned(),
+                    decode("cache", &v)?,
+                ))
             })
             .collect()
     }
@@ -136,7 +167,12 @@ impl Store {
         get(&self.last_keys, step_key(workflow, step).as_bytes())
     }
 
-    pub fn put_last_key(&self, workflow: &str, step: &str, last: &LastKey) -> Result<(), StoreError> {
+    pub fn put_last_key(
+        &self,
+        workflow: &str,
+        step: &str,
+        last: &LastKey,
+    ) -> Result<(), StoreError> {
         put(&self.last_keys, step_key(workflow, step).as_bytes(), last)
     }
 }
@@ -155,7 +191,10 @@ fn put<T: Serialize>(tree: &sled::Tree, key: &[u8], value: &T) -> Result<(), Sto
     Ok(())
 }
 
-fn get<T: DeserializeOwned + HasFormat>(tree: &sled::Tree, key: &[u8]) -> Result<Option<T>, StoreError> {
+fn get<T: DeserializeOwned + HasFormat>(
+    tree: &sled::Tree,
+    key: &[u8],
+) -> Result<Option<T>, StoreError> {
     match tree.get(key)? {
         Some(v) => decode(&String::from_utf8_lossy(key), &v).map(Some),
         None => Ok(None),
@@ -163,10 +202,15 @@ fn get<T: DeserializeOwned + HasFormat>(tree: &sled::Tree, key: &[u8]) -> Result
 }
 
 fn decode<T: DeserializeOwned + HasFormat>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
-    let value: T = serde_json::from_slice(bytes)
-        .map_err(|source| StoreError::Decode { key: key.replace('\0', "/"), source })?;
+    let value: T = serde_json::from_slice(bytes).map_err(|source| StoreError::Decode {
+        key: key.replace('\0', "/"),
+        source,
+    })?;
     if value.format() > FORMAT_MAJOR {
-        return Err(StoreError::TooNew { key: key.replace('\0', "/"), found: value.format() });
+        return Err(StoreError::TooNew {
+            key: key.replace('\0', "/"),
+            found: value.format(),
+        });
     }
     Ok(value)
 }

@@ -58,7 +58,10 @@ pub enum Action {
     /// `run:` a shell command (bash -euo pipefail -c).
     Run(Template),
     /// `uses:` a built-in step kind with its `with:` mapping (string leaves may be templates).
-    Uses { kind: String, with: serde_yaml::Value },
+    Uses {
+        kind: String,
+        with: serde_yaml::Value,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -91,7 +94,11 @@ pub struct Retry {
 
 impl Default for Retry {
     fn default() -> Self {
-        Retry { attempts: 1, backoff: Duration::from_secs(0), on: vec![RetryOn::Failure] }
+        Retry {
+            attempts: 1,
+            backoff: Duration::from_secs(0),
+            on: vec![RetryOn::Failure],
+        }
     }
 }
 
@@ -115,7 +122,10 @@ pub struct CachePolicy {
 
 impl Default for CachePolicy {
     fn default() -> Self {
-        CachePolicy { enabled: true, per_runner: false }
+        CachePolicy {
+            enabled: true,
+            per_runner: false,
+        }
     }
 }
 

@@ -21,7 +21,10 @@ pub enum Part {
 pub enum Ref {
     Param(String),
     /// `steps.STEP.outputs.PATH`: a declared output of an upstream step.
-    StepOutput { step: String, output: String },
+    StepOutput {
+        step: String,
+        output: String,
+    },
     RunId,
     ScheduledTime,
 }
@@ -37,7 +40,11 @@ impl Template {
 
     /// Renders with `resolve` giving each reference's value; `quote` wraps each value (use
     /// [`shell_quote`] for text that reaches a shell, `|s| s.to_string()` otherwise).
-    pub fn render(&self, mut resolve: impl FnMut(&Ref) -> String, quote: impl Fn(&str) -> String) -> String {
+    pub fn render(
+        &self,
+        mut resolve: impl FnMut(&Ref) -> String,
+        quote: impl Fn(&str) -> String,
+    ) -> String {
         let mut out = String::new();
         for p in &self.parts {
             match p {
@@ -51,7 +58,10 @@ impl Template {
 
 /// Quotes a value for bash so it is always one literal word: `'…'` with `'` written `'\''`.
 pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b)) {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
+    {
         return s.to_string();
     }
     format!("'{}'", s.replace('\'', r"'\''"))
