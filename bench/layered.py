@@ -12,14 +12,15 @@ from common import TUNA, build, machine, table, timed, tuna_env
 L, W = 10, 100
 
 
-def workflow():
+def workflow(d):
     out = ["name: layered", "steps:"]
     for l in range(L):
         for i in range(W):
             out.append(f"  s{l}-{i}:")
             if l:
                 out.append(f"    needs: [s{l-1}-{i}, s{l-1}-{(i+1) % W}]")
-            out.append(f"    run: touch \"$TUNA_PROJECT_DIR/out/s{l}-{i}\"")
+            # the literal path, as make's recipe has it after expanding $@
+            out.append(f"    run: touch {d}/out/s{l}-{i}")
     return "\n".join(out) + "\n"
 
 
@@ -45,7 +46,7 @@ def main():
         for _ in range(3):
             d = tempfile.mkdtemp(prefix="tuna-bench-")
             os.mkdir(os.path.join(d, "out"))
-            open(os.path.join(d, "wf.yaml"), "w").write(workflow())
+            open(os.path.join(d, "wf.yaml"), "w").write(workflow(d))
             open(os.path.join(d, "Makefile"), "w").write(makefile())
             open(os.path.join(d, "steps.sh"), "w").write(shell())
             if name.startswith("tuna"):

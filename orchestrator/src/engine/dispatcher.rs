@@ -52,6 +52,10 @@ pub struct Dispatcher<'e> {
     /// When a step started waiting for capacity.
     waiting_since: HashMap<String, u64>,
     active: usize,
+    /// Topological indices of the steps that may still need scheduling (Pending or Waiting).
+    todo: std::collections::BTreeSet<usize>,
+    /// Step name → topological index.
+    index: HashMap<String, usize>,
     stop: Option<RunStatus>,
     tx: mpsc::UnboundedSender<Event>,
     rx: mpsc::UnboundedReceiver<Event>,
@@ -81,6 +85,19 @@ impl<'e> Dispatcher<'e> {
                 .or_insert_with(|| StepRecord::new(run_id, name));
         }
         let (tx, rx) = mpsc::unbounded_channel();
+        let todo = dag
+            .topo_order()
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| matches!(recs[*n].status, StepStatus::Pending | StepStatus::Waiting))
+            .map(|(i, _)| i)
+            .collect();
+        let index = dag
+            .topo_order()
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), i))
+            .collect();
         Ok(Dispatcher {
             eng,
             dag,
@@ -92,6 +109,8 @@ impl<'e> Dispatcher<'e> {
             tries: HashMap::new(),
             waiting_since: HashMap::new(),
             active: 0,
+            todo,
+            index,
             stop: None,
             tx,
             rx,
@@ -140,6 +159,10 @@ impl<'e> Dispatcher<'e> {
             }
         }
         self.finish()
+    }
+
+    fn requeue(&mut self, name: &str) {
+        self.todo.insert(self.index[name]);
     }
 
     fn all_final(&self) -> bool {
@@ -213,6 +236,7 @@ impl<'e> Dispatcher<'e> {
                     rec.status = StepStatus::Pending;
                     rec.message = Some(why);
                     self.save(&name)?;
+                    self.requeue(&name);
                 }
             }
         }
@@ -283,33 +307,40 @@ impl<'e> Dispatcher<'e> {
             return Ok(launches);
         }
         let now = now_ms();
-        let order: Vec<String> = self.dag.topo_order().to_vec();
-        for name in &order {
-            let status = self.recs[name].status;
-            if !matches!(status, StepStatus::Pending | StepStatus::Waiting) {
+        let todo: Vec<usize> = self.todo.iter().copied().collect();
+        for i in todo {
+            let order = self.dag.topo_order();
+            let name = &order[i];
+            let rec = &self.recs[name];
+            if !matches!(rec.status, StepStatus::Pending | StepStatus::Waiting) {
+                self.todo.remove(&i);
                 continue;
             }
-            let needs = self.dag.needs(name).to_vec();
-            if let Some(bad) = needs.iter().find(|n| {
+            let needs = self.dag.needs(name);
+            let bad = needs.iter().find(|n| {
                 matches!(
                     self.recs[*n].status,
                     StepStatus::Failed | StepStatus::TimedOut | StepStatus::Skipped
                 )
-            }) {
-                let rec = self.recs.get_mut(name).expect("record");
+            });
+            if let Some(bad) = bad {
+                let (name, bad) = (name.clone(), bad.clone());
+                let rec = self.recs.get_mut(&name).expect("record");
                 rec.status = StepStatus::Skipped;
                 rec.message = Some(format!("upstream step `{bad}` did not pass"));
                 rec.ended_at = Some(now);
-                self.save(name)?;
+                self.save(&name)?;
+                self.todo.remove(&i);
                 continue;
             }
-            if !needs.iter().all(|n| self.recs[n].status.is_done()) {
+            if !needs.iter().all(|n| self.recs[n].status.is_done())
+                || rec.not_before.is_some_and(|t| t > now)
+            {
                 continue;
             }
-            if self.recs[name].not_before.is_some_and(|t| t > now) {
-                continue;
-            }
-            if self.try_cache(name)? {
+            let name = name.clone();
+            if self.try_cache(&name)? {
+                self.todo.remove(&i);
                 continue;
             }
             if self.active >= self.run.jobs {
@@ -320,12 +351,15 @@ impl<'e> Dispatcher<'e> {
                 .pool
                 .lock()
                 .expect("pool")
-                .try_place(&self.step(name).runs_on);
+                .try_place(&self.step(&name).runs_on);
             match placement {
-                Placement::Placed(asg) => launches.push(self.start_attempt(name, asg)?),
-                Placement::Wait(why) => self.wait_for_capacity(name, why, now)?,
+                Placement::Placed(asg) => {
+                    launches.push(self.start_attempt(&name, asg)?);
+                    self.todo.remove(&i);
+                }
+                Placement::Wait(why) => self.wait_for_capacity(&name, why, now)?,
                 Placement::Never(why) => {
-                    self.fail(name, why, RetryOn::Capacity, StepStatus::Failed)?
+                    self.fail(&name, why, RetryOn::Capacity, StepStatus::Failed)?
                 }
             }
         }
@@ -628,6 +662,8 @@ impl<'e> Dispatcher<'e> {
             let delay = retry.backoff.saturating_mul(1u32 << (tries - 1).min(16));
             rec.status = StepStatus::Waiting;
             rec.not_before = Some(now_ms() + delay.as_millis() as u64);
+            let i = self.index[name];
+            self.todo.insert(i);
             rec.message = Some(format!(
                 "attempt {} {msg}; retrying in {}s",
                 rec.attempt(),
