@@ -42,7 +42,7 @@ def main():
     rows.append(["all-cached rerun of 10,000 steps", f"{t:.2f} s", f"{rss:.0f} MiB", "< 2 s"])
 
     # A 10,000-step run killed part-way, then resumed: time until the first new dispatch.
-    open(os.path.join(d, "resume.yaml"), "w").write(layered(100, 100, "resume", "sleep 0.01; : "))
+    open(os.path.join(d, "resume.yaml"), "w").write(layered(100, 100, "resume", "sleep 0.01; true"))
     p = subprocess.Popen([TUNA, "--progress", "plain", "run", "resume.yaml", "-j", "2"], cwd=d, env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     passed = 0

@@ -52,7 +52,8 @@ pub struct Dispatcher<'e> {
     /// When a step started waiting for capacity.
     waiting_since: HashMap<String, u64>,
     active: usize,
-    /// Topological indices of the steps that may still need scheduling (Pending or Waiting).
+    /// Topological indices of the steps to look at when scheduling: Pending or Waiting, with
+    /// every upstream step final (so the scan is over the frontier, not the whole DAG).
     todo: std::collections::BTreeSet<usize>,
     /// Step name → topological index.
     index: HashMap<String, usize>,
@@ -90,6 +91,7 @@ impl<'e> Dispatcher<'e> {
             .iter()
             .enumerate()
             .filter(|(_, n)| matches!(recs[*n].status, StepStatus::Pending | StepStatus::Waiting))
+            .filter(|(_, n)| dag.needs(n).iter().all(|u| recs[u].status.is_final()))
             .map(|(i, _)| i)
             .collect();
         let index = dag
@@ -161,6 +163,18 @@ impl<'e> Dispatcher<'e> {
         self.finish()
     }
 
+    /// Dependents of a step that just became final join the frontier once all their
+    /// upstream steps are final.
+    fn release_dependents(&mut self, name: &str) {
+        for d in self.dag.dependents(name) {
+            let ready = matches!(self.recs[d].status, StepStatus::Pending | StepStatus::Waiting)
+                && self.dag.needs(d).iter().all(|u| self.recs[u].status.is_final());
+            if ready {
+                self.todo.insert(self.index[d]);
+            }
+        }
+    }
+
     fn requeue(&mut self, name: &str) {
         self.todo.insert(self.index[name]);
     }
@@ -176,6 +190,10 @@ impl<'e> Dispatcher<'e> {
     fn save(&mut self, name: &str) -> Result<(), EngineError> {
         let rec = &self.recs[name];
         self.eng.store.put_step(rec)?;
+        if rec.status.is_final() {
+            self.release_dependents(name);
+        }
+        let rec = &self.recs[name];
         self.eng.reporter.report(&Progress::Step {
             step: name,
             status: rec.status,
