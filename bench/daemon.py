@@ -73,6 +73,7 @@ def main():
         addr = (host, int(port))
         jobs = [("POST", "/api/v1/runs", json.dumps({"workflow": WF, "params": {"n": str(i)}}))
                 for i in range(N)]
+        t_start = time.perf_counter()
         t_sub, lat_sub, ids = phase(addr, jobs)
         reads = [("GET", f"/api/v1/runs/{ids[i % len(ids)]}", None) for i in range(READS)]
         t_read, lat_read, _ = phase(addr, reads)
@@ -83,8 +84,7 @@ def main():
             if json.loads(conn.getresponse().read()) == []:
                 break
             time.sleep(0.05)
-        t_done = time.perf_counter()
-        total = t_done - (t_done - t_sub - t_read)  # placeholder to keep names clear
+        total = time.perf_counter() - t_start
         conn.request("GET", "/api/v1/runs?status=passed", headers={"Authorization": f"Bearer {TOKEN}"})
         passed = len(json.loads(conn.getresponse().read()))
     finally:
@@ -99,7 +99,8 @@ def main():
         ["GET run latency p50 (ms)", f"{pct(lat_read, 0.5):.1f}"],
         ["GET run latency p99 (ms)", f"{pct(lat_read, 0.99):.1f}"],
         ["runs passed", f"{passed} of {N}"],
-        ["submitted → all runs ended (s)", f"{total:.2f}"],
+        ["first submission → all runs ended (s)", f"{total:.2f}"],
+        ["runs completed /s", f"{passed / total:.0f}"],
     ])
 
 

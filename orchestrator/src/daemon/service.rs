@@ -78,6 +78,8 @@ pub struct Daemon {
     pub scheduler: Scheduler,
     /// Runs this process drives now → the schedule that fired them, if any.
     driving: Mutex<HashMap<String, Option<String>>>,
+    /// Serializes run creation, so two submissions never draw the same fresh run id.
+    creating: Mutex<()>,
     rt: tokio::runtime::Handle,
 }
 
@@ -87,6 +89,7 @@ impl Daemon {
             engine,
             scheduler,
             driving: Mutex::new(HashMap::new()),
+            creating: Mutex::new(()),
             rt,
         }
     }
@@ -138,9 +141,11 @@ impl Daemon {
             no_cache: sub.no_cache,
             ..RunOptions::default()
         };
-        let id = self
-            .engine
-            .create_run(&dag, &sub.workflow, &sub.params, &opts)?;
+        let id = {
+            let _one = self.creating.lock().expect("creating");
+            self.engine
+                .create_run(&dag, &sub.workflow, &sub.params, &opts)?
+        };
         self.drive(&id, false, None);
         Ok(Submitted::Run {
             id,
@@ -284,10 +289,12 @@ impl Launcher for Arc<Daemon> {
             scheduled_time: Some(scheduled_time.to_string()),
             ..RunOptions::default()
         };
-        let id = self
-            .engine
-            .create_run(&dag, &s.workflow_text, &s.params, &opts)
-            .map_err(|e| e.to_string())?;
+        let id = {
+            let _one = self.creating.lock().expect("creating");
+            self.engine
+                .create_run(&dag, &s.workflow_text, &s.params, &opts)
+                .map_err(|e| e.to_string())?
+        };
         self.drive(&id, false, Some(s.name.clone()));
         Ok(id)
     }
