@@ -8,6 +8,7 @@
 pub mod cache;
 pub mod cas;
 pub mod cli;
+pub mod daemon;
 pub mod dag;
 pub mod engine;
 pub mod store;

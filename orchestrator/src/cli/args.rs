@@ -20,6 +20,13 @@ pub struct Cli {
     /// Format of tuna's own log lines (RUST_LOG sets the level).
     #[arg(long, global = true, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// A tuna daemon to talk to (`runs`, `status`, `logs`, `cancel`, `resume`, `submit`,
+    /// `schedule`, `leaderboard`), e.g. http://127.0.0.1:7878.
+    #[arg(long, global = true, env = "TUNA_SERVER")]
+    pub server: Option<String>,
+    /// The bearer token for --server.
+    #[arg(long, global = true, env = "TUNA_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// How a run shows progress.
     #[arg(long, global = true, value_enum, default_value = "auto")]
     pub progress: ProgressMode,
@@ -131,6 +138,70 @@ pub enum Command {
     },
     /// Print the JSON Schema of the workflow format.
     Schema,
+    /// Run the daemon: HTTP API, dashboard, cron schedules and the leaderboard.
+    Serve {
+        /// Address to listen on (port 0: any free port; the address is printed).
+        #[arg(long, default_value = "127.0.0.1:7878")]
+        listen: std::net::SocketAddr,
+        /// File with the accepted bearer tokens, one a line (also: TUNA_SERVE_TOKENS,
+        /// comma-separated).
+        #[arg(long)]
+        tokens: Option<PathBuf>,
+    },
+    /// Send a workflow to a daemon (--server): it runs there, or is scheduled if it has
+    /// `schedule:`.
+    Submit {
+        file: PathBuf,
+        /// Override a param: -p name=value (repeatable).
+        #[arg(short = 'p', long = "param", value_parser = parse_kv)]
+        params: Vec<(String, String)>,
+        /// Wait for the run, printing step changes; exit like `tuna run`.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        #[arg(long)]
+        no_cache: bool,
+    },
+    /// Cron schedules registered with a daemon (--server).
+    Schedule {
+        #[command(subcommand)]
+        command: ScheduleCommand,
+    },
+    /// The leaderboard: latest score per model and metric, change since the previous night,
+    /// regressions.
+    Leaderboard {
+        #[arg(long, value_enum, default_value = "table")]
+        format: BoardFormat,
+        /// A drop larger than this since the previous night is a regression.
+        #[arg(long, default_value_t = 0.01)]
+        threshold: f64,
+        /// Only this suite.
+        #[arg(long)]
+        suite: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// Register a workflow that has `schedule:`.
+    Add {
+        file: PathBuf,
+        #[arg(short = 'p', long = "param", value_parser = parse_kv)]
+        params: Vec<(String, String)>,
+    },
+    /// Schedules and their next fire times.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Unregister a schedule.
+    Remove { name: String },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum BoardFormat {
+    Table,
+    Json,
+    Csv,
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {

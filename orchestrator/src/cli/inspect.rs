@@ -1,11 +1,13 @@
 //! Commands that look at runs: runs, status, logs, cancel. They read the store directly when
-//! no other tuna process owns it, and ask the owner over its control socket when one does.
+//! no other tuna process owns it, ask the owner over its control socket when one does, and
+//! ask a daemon over HTTP with `--server`.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use super::args::Cli;
+use super::client::Client;
 use super::exit::{Fail, OK};
 use crate::engine::{Request, RunSummary, RunView, request};
 use crate::store::{Store, StoreError};
@@ -13,9 +15,13 @@ use crate::store::{Store, StoreError};
 enum Access {
     Local(Store),
     Remote(PathBuf),
+    Server(Client),
 }
 
 fn access(cli: &Cli) -> Result<Access, Fail> {
+    if let Some(c) = Client::from_cli(cli) {
+        return Ok(Access::Server(c));
+    }
     let home = super::run::home(cli, None);
     if !home.db().exists() {
         return Err(Fail::invalid(format!(
@@ -37,6 +43,12 @@ fn summaries(a: &Access) -> Result<Vec<RunSummary>, Fail> {
             let v = request(sock, &Request::Runs).map_err(Fail::env)?;
             serde_json::from_value(v).map_err(|e| Fail::env(e.to_string()))
         }
+        Access::Server(c) => {
+            let mut list: Vec<RunSummary> = serde_json::from_value(c.get("/api/v1/runs")?)
+                .map_err(|e| Fail::env(e.to_string()))?;
+            list.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+            Ok(list)
+        }
     }
 }
 
@@ -56,6 +68,13 @@ fn view(a: &Access, run: &str) -> Result<RunView, Fail> {
         Access::Remote(sock) => {
             let v = request(sock, &Request::Status { run }).map_err(Fail::invalid)?;
             serde_json::from_value(v).map_err(|e| Fail::env(e.to_string()))
+        }
+        Access::Server(c) => {
+            if !crate::daemon::valid_run_id(&run) {
+                return Err(Fail::invalid(format!("error: `{run}` is not a run id")));
+            }
+            serde_json::from_value(c.get(&format!("/api/v1/runs/{run}"))?)
+                .map_err(|e| Fail::env(e.to_string()))
         }
     }
 }
@@ -141,6 +160,9 @@ pub fn logs(
 ) -> Result<u8, Fail> {
     let a = access(cli)?;
     let v = view(&a, run)?;
+    if let Access::Server(c) = &a {
+        return server_logs(c, &v.id, step, follow, stderr, attempt);
+    }
     let s = v
         .steps
         .iter()
@@ -206,8 +228,61 @@ fn copy_from(path: &std::path::Path, pos: u64, out: &mut impl Write) -> u64 {
     n as u64
 }
 
+/// A step's log from a daemon: the file, or (`-f`) its server-sent events until the step ends.
+fn server_logs(
+    c: &Client,
+    run: &str,
+    step: &str,
+    follow: bool,
+    stderr: bool,
+    attempt: Option<u32>,
+) -> Result<u8, Fail> {
+    use std::io::BufRead;
+    if !crate::daemon::valid_step(step) {
+        return Err(Fail::invalid(format!("error: `{step}` is not a step name")));
+    }
+    let mut query = format!("?stream={}", if stderr { "stderr" } else { "stdout" });
+    if let Some(n) = attempt {
+        query.push_str(&format!("&attempt={n}"));
+    }
+    let mut out = std::io::stdout().lock();
+    if !follow {
+        let text = c.get_text(&format!("/api/v1/runs/{run}/steps/{step}/log{query}"))?;
+        let _ = out.write_all(text.as_bytes());
+        return Ok(OK);
+    }
+    let resp = c.stream(&format!(
+        "/api/v1/runs/{run}/steps/{step}/log/stream{query}"
+    ))?;
+    let mut event = String::new();
+    for line in std::io::BufReader::new(resp).lines() {
+        let line = line.map_err(|e| Fail::env(format!("error: log stream: {e}")))?;
+        if let Some(e) = line.strip_prefix("event:") {
+            event = e.trim().to_string();
+        } else if let Some(d) = line.strip_prefix("data:") {
+            let v: serde_json::Value = serde_json::from_str(d.trim()).unwrap_or_default();
+            match event.as_str() {
+                "log" => {
+                    let _ = out.write_all(v["text"].as_str().unwrap_or("").as_bytes());
+                    let _ = out.flush();
+                }
+                "end" => break,
+                _ => {}
+            }
+        }
+    }
+    Ok(OK)
+}
+
 pub fn cancel(cli: &Cli, run: &str) -> Result<u8, Fail> {
     match access(cli)? {
+        Access::Server(c) => {
+            let id = view(&Access::Server(c), run)?.id;
+            let c = Client::from_cli(cli).expect("server");
+            c.post(&format!("/api/v1/runs/{id}/cancel"), &serde_json::json!({}))?;
+            println!("cancelling {id}");
+            Ok(OK)
+        }
         Access::Remote(sock) => {
             request(
                 &sock,

@@ -2,14 +2,20 @@
 //! maps errors to exit codes (see [`exit`]).
 
 mod args;
+mod board;
+mod client;
 mod exit;
 mod files;
 mod gc;
 mod inspect;
 mod run;
+mod schedule;
+mod serve;
+mod submit;
 
 pub use args::Cli;
 pub use exit::Fail;
+pub use inspect::fmt_secs;
 
 use args::Command;
 
@@ -44,6 +50,19 @@ pub fn main(cli: Cli) -> u8 {
         } => inspect::logs(&cli, run, step, *follow, *stderr, *attempt),
         Command::Cancel { run } => inspect::cancel(&cli, run),
         Command::Gc { keep } => gc::gc(&cli, *keep),
+        Command::Serve { listen, tokens } => serve::serve(&cli, *listen, tokens.as_deref()),
+        Command::Submit {
+            file,
+            params,
+            follow,
+            no_cache,
+        } => submit::submit(&cli, file, params, *follow, *no_cache),
+        Command::Schedule { command } => schedule::schedule(&cli, command),
+        Command::Leaderboard {
+            format,
+            threshold,
+            suite,
+        } => board::leaderboard(&cli, *format, *threshold, suite.as_deref()),
     };
     match result {
         Ok(code) => code,

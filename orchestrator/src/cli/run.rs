@@ -121,6 +121,9 @@ pub fn run(
 }
 
 pub fn resume(cli: &Cli, run: Option<&str>, last: bool, jobs: Option<usize>) -> Result<u8, Fail> {
+    if let Some(c) = super::client::Client::from_cli(cli) {
+        return resume_remote(&c, run, last);
+    }
     let engine = open_engine(cli, None, false)?;
     let id = match (run, last) {
         (Some(r), _) if r != "last" => r.to_string(),
@@ -147,4 +150,22 @@ pub fn resume(cli: &Cli, run: Option<&str>, last: bool, jobs: Option<usize>) -> 
     }
     println!("{id}");
     drive(engine, &id, true)
+}
+
+/// `tuna resume --server`: the daemon resumes the run; this prints its id.
+fn resume_remote(c: &super::client::Client, run: Option<&str>, last: bool) -> Result<u8, Fail> {
+    let id = match (run, last) {
+        (Some(r), _) if r != "last" => r.to_string(),
+        _ => c.get("/api/v1/runs?limit=1")?[0]["id"]
+            .as_str()
+            .ok_or_else(|| Fail::invalid("error: there are no runs to resume"))?
+            .to_string(),
+    };
+    if !crate::daemon::valid_run_id(&id) {
+        return Err(Fail::invalid(format!("error: `{id}` is not a run id")));
+    }
+    c.post(&format!("/api/v1/runs/{id}/resume"), &serde_json::json!({}))?;
+    println!("{id}");
+    eprintln!("resumed {id} on {}", c.base());
+    Ok(OK)
 }

@@ -164,7 +164,11 @@ impl Engine {
         let wf = dag.workflow();
         merged_params(wf, overrides).map_err(EngineError::Invalid)?;
         self.preflight(dag)?;
-        let id = new_run_id();
+        // Ids have 16 random bits per second: many runs a second (the daemon) can draw one twice.
+        let mut id = new_run_id();
+        while self.store.run(&id)?.is_some() {
+            id = new_run_id();
+        }
         let run = RunRecord {
             format: FORMAT_MAJOR,
             id: id.clone(),

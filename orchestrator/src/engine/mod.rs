@@ -26,6 +26,7 @@ pub use events::Control;
 pub use executor::read_metrics;
 pub use home::Home;
 pub use inventory::{Inventory, InventoryError};
+pub use job::merged_params;
 pub use plan::PlanRow;
 pub use progress::{Bars, Plain, Progress, Quiet, Reporter};
 pub use view::{RunSummary, RunView, StepView};

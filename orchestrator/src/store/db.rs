@@ -87,6 +87,12 @@ impl Store {
         })
     }
 
+    /// A named sled tree of this store (the daemon's schedules, fires and leaderboard rows
+    /// live in their own trees; see `daemon_trees.rs`).
+    pub(super) fn tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
+        Ok(self.db.open_tree(name)?)
+    }
+
     /// Makes every write so far durable.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
@@ -185,13 +191,17 @@ fn step_key(run: &str, step: &str) -> String {
     format!("{run}\0{step}")
 }
 
-fn put<T: Serialize>(tree: &sled::Tree, key: &[u8], value: &T) -> Result<(), StoreError> {
+pub(super) fn put<T: Serialize>(
+    tree: &sled::Tree,
+    key: &[u8],
+    value: &T,
+) -> Result<(), StoreError> {
     let bytes = serde_json::to_vec(value).expect("records serialize");
     tree.insert(key, bytes)?;
     Ok(())
 }
 
-fn get<T: DeserializeOwned + HasFormat>(
+pub(super) fn get<T: DeserializeOwned + HasFormat>(
     tree: &sled::Tree,
     key: &[u8],
 ) -> Result<Option<T>, StoreError> {
@@ -201,12 +211,15 @@ fn get<T: DeserializeOwned + HasFormat>(
     }
 }
 
-fn decode<T: DeserializeOwned + HasFormat>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
+pub(super) fn decode<T: DeserializeOwned + HasFormat>(
+    key: &str,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
     let value: T = serde_json::from_slice(bytes).map_err(|source| StoreError::Decode {
         key: key.replace('\0', "/"),
         source,
     })?;
-    if value.format() > FORMAT_MAJOR {
+    if value.format() > T::MAX_FORMAT {
         return Err(StoreError::TooNew {
             key: key.replace('\0', "/"),
             found: value.format(),
@@ -215,7 +228,9 @@ fn decode<T: DeserializeOwned + HasFormat>(key: &str, bytes: &[u8]) -> Result<T,
     Ok(value)
 }
 
-trait HasFormat {
+pub(super) trait HasFormat {
+    /// The newest format major this tuna reads for the record type.
+    const MAX_FORMAT: u32 = FORMAT_MAJOR;
     fn format(&self) -> u32;
 }
 

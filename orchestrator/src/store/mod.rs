@@ -1,7 +1,10 @@
 //! Durable state: the sled store and the records in it.
 
+mod daemon_records;
+mod daemon_trees;
 mod db;
 mod records;
 
+pub use daemon_records::*;
 pub use db::{Store, StoreError};
 pub use records::*;

@@ -6,6 +6,7 @@ pub(crate) const TOP: &[&str] = &[
     "params",
     "schedule",
     "budget",
+    "leaderboard",
     "defaults",
     "steps",
 ];
@@ -30,3 +31,4 @@ pub(crate) const CACHE: &[&str] = &["enabled", "per-runner"];
 pub(crate) const SCHEDULE: &[&str] = &["cron", "timezone", "missed", "concurrency"];
 pub(crate) const BUDGET: &[&str] = &["max_gpu_hours", "max_cost"];
 pub(crate) const SELECTOR: &[&str] = &["gpu", "count", "memory"];
+pub(crate) const LEADERBOARD: &[&str] = &["step", "model", "metrics", "suite"];

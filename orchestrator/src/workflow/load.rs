@@ -130,6 +130,9 @@ fn parse(ctx: &mut Ctx, path: &Path) -> Option<Workflow> {
         .iter()
         .map(|(name, key, node)| read_step(ctx, key, name, node))
         .collect();
+    let leaderboard = top
+        .get("leaderboard")
+        .and_then(|n| super::leaderboard::leaderboard(ctx, n, &names, &params));
     let steps = links::link(ctx, &params, &defaults, &names, drafts)?;
     let path = absolute(path);
     let project_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -141,6 +144,7 @@ fn parse(ctx: &mut Ctx, path: &Path) -> Option<Workflow> {
         params,
         schedule,
         budget,
+        leaderboard,
         steps,
     })
 }

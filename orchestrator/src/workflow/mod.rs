@@ -7,6 +7,7 @@ mod diag;
 mod gate;
 mod interp;
 mod keys;
+mod leaderboard;
 mod links;
 mod load;
 mod model;

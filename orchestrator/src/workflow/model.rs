@@ -25,6 +25,8 @@ pub struct Workflow {
     pub params: IndexMap<String, String>,
     pub schedule: Option<Schedule>,
     pub budget: Option<Budget>,
+    /// Which step's metrics are leaderboard entries (`tuna serve` records them).
+    pub leaderboard: Option<Leaderboard>,
     /// Steps in file order.
     pub steps: IndexMap<String, Step>,
 }
@@ -165,7 +167,7 @@ pub struct Schedule {
     pub concurrency: ConcurrencyPolicy,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum MissedPolicy {
     Skip,
@@ -173,7 +175,7 @@ pub enum MissedPolicy {
     All,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum ConcurrencyPolicy {
     Forbid,
@@ -185,4 +187,15 @@ pub enum ConcurrencyPolicy {
 pub struct Budget {
     pub max_gpu_hours: Option<f64>,
     pub max_cost: Option<f64>,
+}
+
+/// `leaderboard:`: a run adds one row per metric, keyed by model, suite and night.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Leaderboard {
+    pub step: String,
+    /// The model's name, usually `${{ params.model_name }}`.
+    pub model: Template,
+    pub metrics: Vec<String>,
+    /// Default: the workflow's name.
+    pub suite: Option<String>,
 }

@@ -103,6 +103,21 @@ fn schedule() -> Value {
     })
 }
 
+fn leaderboard() -> Value {
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["step", "model", "metrics"],
+        "description": "Which step's metrics `tuna serve` records on the leaderboard (one row per model, suite, metric and night).",
+        "properties": {
+            "step": { "type": "string", "description": "The step whose metrics are entries." },
+            "model": { "type": "string", "description": "The model's name; may use `${{ params.NAME }}`." },
+            "metrics": { "type": "array", "items": { "type": "string" }, "minItems": 1, "description": "Metric names (higher is better)." },
+            "suite": { "type": "string", "description": "The evaluation suite (default: the workflow's name)." }
+        }
+    })
+}
+
 /// The schema as JSON.
 pub fn json_schema() -> Value {
     json!({
@@ -123,6 +138,7 @@ pub fn json_schema() -> Value {
                 "additionalProperties": { "type": ["string", "number", "boolean"] }
             },
             "schedule": schedule(),
+            "leaderboard": leaderboard(),
             "budget": {
                 "type": "object",
                 "additionalProperties": false,
@@ -220,6 +236,10 @@ mod tests {
             sorted(keys::SCHEDULE)
         );
         assert_eq!(keys_of(&s["properties"]["budget"]), sorted(keys::BUDGET));
+        assert_eq!(
+            keys_of(&s["properties"]["leaderboard"]),
+            sorted(keys::LEADERBOARD)
+        );
         assert_eq!(keys_of(&d["selector"]), sorted(keys::SELECTOR));
         assert_eq!(s["$schema"], "https://json-schema.org/draft/2020-12/schema");
     }

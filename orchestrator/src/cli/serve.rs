@@ -1,0 +1,27 @@
+//! `tuna serve`: the daemon in the foreground (see [`crate::daemon`]).
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use super::args::Cli;
+use super::exit::{Fail, OK};
+use crate::daemon::{ServeOptions, Tokens};
+
+pub fn serve(cli: &Cli, listen: SocketAddr, tokens: Option<&Path>) -> Result<u8, Fail> {
+    let env = std::env::var("TUNA_SERVE_TOKENS").ok();
+    let tokens =
+        Tokens::load(tokens, env.as_deref()).map_err(|e| Fail::invalid(format!("error: {e}")))?;
+    let engine = super::run::open_engine(cli, None, true)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Fail::env(format!("error: {e}")))?;
+    rt.block_on(crate::daemon::serve(
+        engine,
+        ServeOptions { listen, tokens },
+    ))
+    .map_err(|e| Fail::env(format!("error: {e}")))?;
+    // Driven runs' tasks are dropped with the runtime; their steps go on under tuna-shim.
+    rt.shutdown_background();
+    Ok(OK)
+}

@@ -1,0 +1,26 @@
+//! The daemon (`tuna serve`): the HTTP API and dashboard over the engine in one process, cron
+//! schedules, the leaderboard, and resuming runs after a restart.
+
+mod api;
+mod auth;
+mod clock;
+mod dashboard;
+mod fire_times;
+mod leaderboard;
+mod logs;
+mod names;
+mod scheduler;
+#[cfg(test)]
+mod scheduler_tests;
+mod server;
+mod service;
+mod svg;
+
+pub use auth::Tokens;
+pub use clock::{Clock, FakeClock, SystemClock};
+pub use fire_times::{fires_between, next_after, upcoming};
+pub use leaderboard::{Board, BoardEntry, DEFAULT_THRESHOLD, record_run, rows_for_run};
+pub use names::{valid_run_id, valid_step, valid_workflow};
+pub use scheduler::{Launcher, MISSED_GRACE_S, ScheduleView, Scheduler, fire_id};
+pub use server::{MAX_BODY, ServeOptions, router, serve};
+pub use service::{Daemon, DaemonError, Submission, Submitted};

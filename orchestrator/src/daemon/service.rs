@@ -1,0 +1,308 @@
+//! [`Daemon`]: the engine shared by every run the daemon drives, submissions, resume and
+//! cancel, the scheduler's launcher, and leaderboard recording when a run ends.
+//!
+//! Each run's dispatcher is its own tokio task holding an `Arc<Engine>`; the engine's pool is
+//! shared (behind its mutex), so runs compete fairly for runner slots.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use super::names::safe_file_name;
+use super::scheduler::{Launcher, Scheduler};
+use crate::engine::{Control, Engine, EngineError, RunOptions};
+use crate::store::{RunStatus, ScheduleRecord, StoreError};
+
+/// A workflow sent to the daemon.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Submission {
+    /// The workflow file's text (YAML).
+    pub workflow: String,
+    /// Param overrides.
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    /// The file's name, for diagnostics (only its last component is used).
+    #[serde(default)]
+    pub file: Option<String>,
+    #[serde(default)]
+    pub no_cache: bool,
+    /// Steps at once (default: cores).
+    #[serde(default)]
+    pub jobs: Option<usize>,
+}
+
+/// What a submission became.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum Submitted {
+    /// A run started.
+    Run { id: String, workflow: String },
+    /// A workflow with `schedule:` was registered; it runs at its fire times.
+    Schedule { name: String, next: Vec<String> },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The workflow does not validate: `LoadError::to_json()`.
+    #[error("the workflow does not validate")]
+    Invalid(serde_json::Value),
+    /// Params, placement or inputs refused before anything ran.
+    #[error("{0}")]
+    Refused(String),
+    #[error("run `{0}` not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl From<EngineError> for DaemonError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Invalid(m) => DaemonError::Refused(m),
+            EngineError::NoSuchRun(r) => DaemonError::NotFound(r),
+            EngineError::Busy(r) => DaemonError::Conflict(format!("run `{r}` is still running")),
+            EngineError::Store(s) => DaemonError::Store(s),
+            EngineError::Io(io) => DaemonError::Io(io),
+        }
+    }
+}
+
+pub struct Daemon {
+    pub engine: Arc<Engine>,
+    pub scheduler: Scheduler,
+    /// Runs this process drives now → the schedule that fired them, if any.
+    driving: Mutex<HashMap<String, Option<String>>>,
+    /// Serializes run creation, so two submissions never draw the same fresh run id.
+    creating: Mutex<()>,
+    rt: tokio::runtime::Handle,
+}
+
+impl Daemon {
+    pub fn new(engine: Arc<Engine>, scheduler: Scheduler, rt: tokio::runtime::Handle) -> Daemon {
+        Daemon {
+            engine,
+            scheduler,
+            driving: Mutex::new(HashMap::new()),
+            creating: Mutex::new(()),
+            rt,
+        }
+    }
+
+    /// Validates and stores a submitted workflow: a run starts, or (for a file with
+    /// `schedule:`) the schedule is registered.
+    /// `schedule_only`: refuse a workflow without `schedule:` (`tuna schedule add`).
+    pub fn submit_as(
+        self: &Arc<Self>,
+        sub: &Submission,
+        schedule_only: bool,
+    ) -> Result<Submitted, DaemonError> {
+        let file_name = safe_file_name(sub.file.as_deref().unwrap_or("workflow.yaml"));
+        let path = self.stash(&file_name, &sub.workflow)?;
+        let dag = crate::workflow::load_str(&path, &sub.workflow).map_err(|e| {
+            let mut json = e.to_json();
+            for d in json.as_array_mut().into_iter().flatten() {
+                d["file"] = serde_json::Value::String(file_name.clone());
+            }
+            DaemonError::Invalid(json)
+        })?;
+        let wf = dag.workflow();
+        if schedule_only && wf.schedule.is_none() {
+            return Err(DaemonError::Refused(format!(
+                "workflow `{}` has no `schedule:` section; submit it as a run instead",
+                wf.name
+            )));
+        }
+        if wf.schedule.is_some() {
+            crate::engine::merged_params(wf, &sub.params).map_err(DaemonError::Refused)?;
+            let rec = self
+                .scheduler
+                .register(wf, &sub.workflow, &file_name, &sub.params)
+                .map_err(DaemonError::Refused)?;
+            let next = self
+                .scheduler
+                .list(3)?
+                .into_iter()
+                .find(|v| v.name == rec.name)
+                .map(|v| v.next)
+                .unwrap_or_default();
+            return Ok(Submitted::Schedule {
+                name: rec.name,
+                next,
+            });
+        }
+        let opts = RunOptions {
+            jobs: sub.jobs.unwrap_or(0),
+            no_cache: sub.no_cache,
+            ..RunOptions::default()
+        };
+        let id = {
+            let _one = self.creating.lock().expect("creating");
+            self.engine
+                .create_run(&dag, &sub.workflow, &sub.params, &opts)?
+        };
+        self.drive(&id, false, None);
+        Ok(Submitted::Run {
+            id,
+            workflow: wf.name.clone(),
+        })
+    }
+
+    /// Writes a submitted text under `$TUNA_HOME/submissions/DIGEST/NAME`: the run's project
+    /// folder (relative `inputs` resolve there).
+    fn stash(&self, file_name: &str, text: &str) -> Result<PathBuf, DaemonError> {
+        let digest = blake3::hash(text.as_bytes()).to_hex();
+        let dir = self
+            .engine
+            .home
+            .root
+            .join("submissions")
+            .join(&digest.as_str()[..16]);
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(file_name);
+        if !path.exists() {
+            std::fs::write(&path, text)?;
+        }
+        Ok(path)
+    }
+
+    /// Starts driving a run in its own task; records leaderboard rows when it ends.
+    pub fn drive(self: &Arc<Self>, id: &str, resumed: bool, schedule: Option<String>) {
+        self.driving
+            .lock()
+            .expect("driving")
+            .insert(id.to_string(), schedule);
+        let me = self.clone();
+        let id = id.to_string();
+        self.rt.spawn(async move {
+            let result = me.engine.drive(&id, resumed).await;
+            match result {
+                Ok(status) => {
+                    tracing::info!(run = %id, status = ?status, "run ended");
+                    let store = me.engine.store.clone();
+                    let rid = id.clone();
+                    let recorded = tokio::task::spawn_blocking(move || {
+                        super::leaderboard::record_run(&store, &rid)
+                    })
+                    .await;
+                    if let Ok(Err(e)) = recorded {
+                        tracing::warn!(run = %id, "leaderboard: {e}");
+                    }
+                }
+                Err(e) => tracing::error!(run = %id, "run stopped: {e}"),
+            }
+            me.driving.lock().expect("driving").remove(&id);
+        });
+    }
+
+    pub fn is_driving(&self, id: &str) -> bool {
+        self.driving.lock().expect("driving").contains_key(id)
+    }
+
+    /// How many runs this daemon drives now.
+    pub fn driving_count(&self) -> usize {
+        self.driving.lock().expect("driving").len()
+    }
+
+    /// Resumes a failed, cancelled or interrupted run.
+    pub fn resume(self: &Arc<Self>, id: &str) -> Result<(), DaemonError> {
+        if self.is_driving(id) {
+            return Err(DaemonError::Conflict(format!(
+                "run `{id}` is still running"
+            )));
+        }
+        let rec = self.engine.prepare_resume(id)?;
+        let schedule = rec.scheduled_time.as_ref().map(|_| rec.workflow.clone());
+        self.drive(id, true, schedule);
+        Ok(())
+    }
+
+    /// Asks a running run to stop; it stays resumable.
+    pub fn cancel(&self, id: &str) -> Result<(), DaemonError> {
+        let run = self
+            .engine
+            .store
+            .run(id)?
+            .ok_or_else(|| DaemonError::NotFound(id.to_string()))?;
+        if self.engine.control(id, Control::Cancel) {
+            return Ok(());
+        }
+        Err(DaemonError::Conflict(format!(
+            "run `{id}` is not running (it is {})",
+            crate::engine::run_status_str(run.status)
+        )))
+    }
+
+    /// On start: every run the store says is running (the daemon stopped while it ran) is
+    /// resumed, adopting steps that still run. The runs resumed.
+    pub fn resume_interrupted(self: &Arc<Self>) -> Result<Vec<String>, DaemonError> {
+        let mut out = Vec::new();
+        for run in self.engine.store.runs()? {
+            if run.status != RunStatus::Running {
+                continue;
+            }
+            self.engine.prepare_resume(&run.id)?;
+            let schedule = run.scheduled_time.as_ref().map(|_| run.workflow.clone());
+            self.drive(&run.id, true, schedule);
+            out.push(run.id);
+        }
+        Ok(out)
+    }
+
+    /// The workflow text file a run's diagnostics name (for the API's run view).
+    pub fn workflow_path(&self, id: &str) -> Result<Option<PathBuf>, StoreError> {
+        Ok(self.engine.store.run(id)?.map(|r| r.workflow_path))
+    }
+
+    pub fn home_root(&self) -> &Path {
+        &self.engine.home.root
+    }
+}
+
+impl Launcher for Arc<Daemon> {
+    fn active(&self, schedule: &str) -> Vec<String> {
+        self.driving
+            .lock()
+            .expect("driving")
+            .iter()
+            .filter(|(_, s)| s.as_deref() == Some(schedule))
+            .map(|(r, _)| r.clone())
+            .collect()
+    }
+
+    fn cancel(&self, run: &str) {
+        self.engine.control(run, Control::Cancel);
+    }
+
+    fn start(&self, s: &ScheduleRecord, scheduled_time: &str) -> Result<String, String> {
+        let path = self
+            .stash(&s.file_name, &s.workflow_text)
+            .map_err(|e| e.to_string())?;
+        let dag =
+            crate::workflow::load_str(&path, &s.workflow_text).map_err(|e| e.render_plain())?;
+        let opts = RunOptions {
+            scheduled_time: Some(scheduled_time.to_string()),
+            ..RunOptions::default()
+        };
+        let id = {
+            let _one = self.creating.lock().expect("creating");
+            self.engine
+                .create_run(&dag, &s.workflow_text, &s.params, &opts)
+                .map_err(|e| e.to_string())?
+        };
+        self.drive(&id, false, Some(s.name.clone()));
+        Ok(id)
+    }
+
+    fn find(&self, schedule: &str, scheduled_time: &str) -> Option<String> {
+        let runs = self.engine.store.runs().ok()?;
+        runs.into_iter()
+            .find(|r| r.workflow == schedule && r.scheduled_time.as_deref() == Some(scheduled_time))
+            .map(|r| r.id)
+    }
+}

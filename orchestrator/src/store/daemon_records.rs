@@ -1,0 +1,75 @@
+//! The daemon's durable records: registered schedules, fires (one per schedule and scheduled
+//! time, written before the run starts) and leaderboard rows. Each carries `format` like the
+//! engine's records; a newer major format is refused rather than misread.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::workflow::{ConcurrencyPolicy, MissedPolicy};
+
+/// Format major of the daemon's records.
+pub const DAEMON_FORMAT_MAJOR: u32 = 1;
+
+/// A workflow registered with the daemon's scheduler, keyed by workflow name.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ScheduleRecord {
+    pub format: u32,
+    /// The workflow's name (one schedule per workflow name).
+    pub name: String,
+    /// File name the workflow was submitted as (diagnostics only).
+    pub file_name: String,
+    pub workflow_text: String,
+    pub params: BTreeMap<String, String>,
+    pub cron: String,
+    pub timezone: String,
+    pub missed: MissedPolicy,
+    pub concurrency: ConcurrencyPolicy,
+    /// Fire times at or before this instant (unix ms) have been handled.
+    pub cursor_ms: i64,
+    pub created_at: u64,
+}
+
+/// What became of one fire.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case", tag = "state")]
+pub enum FireState {
+    /// Claimed; the run may or may not exist yet (a crash in between is repaired on start).
+    Claimed,
+    Started {
+        run: String,
+    },
+    Skipped {
+        reason: String,
+    },
+}
+
+/// One fire of a schedule: its id is `WORKFLOW@SCHEDULED-TIME-UTC`, so a restart or a double
+/// tick never starts the same fire twice.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FireRecord {
+    pub format: u32,
+    pub id: String,
+    pub schedule: String,
+    /// Unix ms of the scheduled time.
+    pub scheduled_ms: i64,
+    /// The scheduled time in the schedule's zone (RFC 3339), as `${{ run.scheduled_time }}`.
+    pub scheduled_time: String,
+    #[serde(flatten)]
+    pub state: FireState,
+    pub decided_at: u64,
+}
+
+/// One leaderboard score: a metric of a model in a suite on a night.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LeaderRow {
+    pub format: u32,
+    pub suite: String,
+    pub model: String,
+    pub metric: String,
+    /// `YYYY-MM-DD`.
+    pub night: String,
+    pub value: f64,
+    pub run: String,
+    pub recorded_at: u64,
+}
