@@ -167,8 +167,14 @@ impl<'e> Dispatcher<'e> {
     /// upstream steps are final.
     fn release_dependents(&mut self, name: &str) {
         for d in self.dag.dependents(name) {
-            let ready = matches!(self.recs[d].status, StepStatus::Pending | StepStatus::Waiting)
-                && self.dag.needs(d).iter().all(|u| self.recs[u].status.is_final());
+            let ready = matches!(
+                self.recs[d].status,
+                StepStatus::Pending | StepStatus::Waiting
+            ) && self
+                .dag
+                .needs(d)
+                .iter()
+                .all(|u| self.recs[u].status.is_final());
             if ready {
                 self.todo.insert(self.index[d]);
             }

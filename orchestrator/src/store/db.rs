@@ -55,26 +55,38 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir)?;
         let owner_file = dir.join("owner.pid");
-        let db = match sled::Config::new()
-            .path(dir)
-            .mode(sled::Mode::HighThroughput)
-            .open()
-        {
-            Ok(db) => db,
-            Err(sled::Error::Io(e))
-                if e.kind() == std::io::ErrorKind::WouldBlock || is_lock_error(&e) =>
+        let mut waited = 0;
+        let db = loop {
+            match sled::Config::new()
+                .path(dir)
+                .mode(sled::Mode::HighThroughput)
+                .open()
             {
-                let pid = std::fs::read_to_string(&owner_file).unwrap_or_else(|_| "unknown".into());
-                return Err(StoreError::Locked {
-                    path: dir.to_path_buf(),
-                    pid: pid.trim().to_string(),
-                });
-            }
-            Err(source) => {
-                return Err(StoreError::Sled {
-                    path: dir.to_path_buf(),
-                    source,
-                });
+                Ok(db) => break db,
+                Err(sled::Error::Io(e))
+                    if e.kind() == std::io::ErrorKind::WouldBlock || is_lock_error(&e) =>
+                {
+                    let pid = std::fs::read_to_string(&owner_file).unwrap_or_default();
+                    let pid = pid.trim().to_string();
+                    // A killed owner's lock can outlive it for a moment (a child it was
+                    // starting still holds the descriptor until its exec): while the recorded
+                    // owner is gone, wait briefly (bounded) for the lock to be released.
+                    if waited < 100 && !process_alive(&pid) {
+                        waited += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                        continue;
+                    }
+                    return Err(StoreError::Locked {
+                        path: dir.to_path_buf(),
+                        pid,
+                    });
+                }
+                Err(source) => {
+                    return Err(StoreError::Sled {
+                        path: dir.to_path_buf(),
+                        source,
+                    });
+                }
             }
         };
         std::fs::write(&owner_file, std::process::id().to_string())?;
@@ -181,6 +193,20 @@ impl Store {
     ) -> Result<(), StoreError> {
         put(&self.last_keys, step_key(workflow, step).as_bytes(), last)
     }
+}
+
+/// Whether `pid` names a live (not zombie) process.
+fn process_alive(pid: &str) -> bool {
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s.rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
 }
 
 fn is_lock_error(e: &std::io::Error) -> bool {
