@@ -228,5 +228,7 @@ pub fn build_job(
         attempt_dir: attempt_dir.to_path_buf(),
         timeout: step.timeout,
         resources,
+        stage: Vec::new(),
+        outputs: Vec::new(),
     })
 }
