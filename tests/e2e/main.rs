@@ -6,4 +6,5 @@ mod cli;
 mod crash;
 mod examples;
 mod failure;
+mod ssh;
 mod store;

@@ -131,6 +131,20 @@ pub enum Command {
     },
     /// Print the JSON Schema of the workflow format.
     Schema,
+    /// The runner inventory.
+    Runners {
+        #[command(subcommand)]
+        action: RunnersAction,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum RunnersAction {
+    /// Connect to each runner: reachable, auth failed or host key refused, and its GPUs.
+    Check {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {

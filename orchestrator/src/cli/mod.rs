@@ -7,11 +7,12 @@ mod files;
 mod gc;
 mod inspect;
 mod run;
+mod runners;
 
 pub use args::Cli;
 pub use exit::Fail;
 
-use args::Command;
+use args::{Command, RunnersAction};
 
 /// Runs a parsed command line; the process exit code.
 pub fn main(cli: Cli) -> u8 {
@@ -44,6 +45,9 @@ pub fn main(cli: Cli) -> u8 {
         } => inspect::logs(&cli, run, step, *follow, *stderr, *attempt),
         Command::Cancel { run } => inspect::cancel(&cli, run),
         Command::Gc { keep } => gc::gc(&cli, *keep),
+        Command::Runners {
+            action: RunnersAction::Check { json },
+        } => runners::check(&cli, *json),
     };
     match result {
         Ok(code) => code,
