@@ -48,6 +48,16 @@ fn sigkill_at_random_moments_never_runs_a_step_twice() {
             &["resume", "--last", "-j", "4"]
         };
         let mut child = p.spawn(args);
+        if first {
+            // The run must exist before the first kill, or there is nothing to resume: wait for
+            // its id (printed once it is recorded), however slow a loaded machine starts it.
+            let mut line = String::new();
+            std::io::BufRead::read_line(
+                &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+                &mut line,
+            )
+            .unwrap();
+        }
         first = false;
         if kills < 25 {
             let deadline = Instant::now() + Duration::from_millis(rng.random_range(30..300));
