@@ -530,3 +530,47 @@ steps:
     );
     assert!(status["cost"].as_f64().unwrap() >= 1.0, "{status}");
 }
+
+#[test]
+fn cancel_and_follow_a_remote_step() {
+    if skip() {
+        return;
+    }
+    let a100 = Host::start("a100-box", "127.0.0.2", "a100", 1, 2.90);
+    let p = Project::new();
+    inventory(&p, &[&a100]);
+    p.file(
+        "wf.yaml",
+        r#"
+name: long
+steps:
+  train:
+    runs-on: { gpu: a100 }
+    run: echo epoch-1; sleep 300
+"#,
+    );
+    let (mut child, id) = spawn(&p, &["run", "wf.yaml"]);
+    // `tuna logs -f` follows the local copy of the remote log.
+    let mut follow = p.spawn(&["logs", &id, "train", "-f"]);
+    let mut line = String::new();
+    BufReader::new(follow.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "epoch-1");
+    let pid_file = a100.remote(&format!("runs/{id}/train/1/pid"));
+    wait_until(Duration::from_secs(20), "the remote pid", || {
+        pid_file.exists()
+    });
+    let pgid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    tuna(&p, &["cancel", &id]).ok();
+    assert_eq!(wait_exit(&mut child), 130);
+    assert_eq!(wait_exit(&mut follow), 0);
+    assert_eq!(p.step_status(&id, "train"), "cancelled");
+    wait_until(Duration::from_secs(20), "the remote job to be gone", || {
+        !tuna_tests::alive(pgid)
+    });
+}

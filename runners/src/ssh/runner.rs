@@ -74,25 +74,42 @@ fn launch(host: &Host, job: &Job, dir: &str) -> Result<(Handle, StageReport), Ru
             .map_or(0, |d| d.as_nanos())
     );
     let env = env_file(job, dir)?;
+    let grace = host.cfg.kill_grace.as_secs_f64().to_string();
+    let timeout = job.timeout.map(|t| t.as_secs_f64().to_string());
+    let prepare = prepare_command(dir, &job.script, &env, &grace, timeout.as_deref());
+    let staged = !blobs.is_empty() || !dirs.is_empty();
     let result = host.retrying(|conn| {
         let mut report = StageReport::default();
-        let claim = conn.exec(&format!(
-            "mkdir -p {d}/work && cat {d}/claim 2>/dev/null; true",
-            d = sh_quote(dir)
-        ))?;
-        let claim = claim.stdout.trim().to_owned();
-        if claim.is_empty() {
-            conn.write_file(&format!("{dir}/script"), job.script.as_bytes(), 0o644)?;
-            conn.write_file(&format!("{dir}/env"), env.as_bytes(), 0o600)?;
-            let grace = host.cfg.kill_grace.as_secs_f64().to_string();
-            conn.write_file(&format!("{dir}/grace"), grace.as_bytes(), 0o644)?;
-            if let Some(t) = job.timeout {
-                let secs = t.as_secs_f64().to_string();
-                conn.write_file(&format!("{dir}/timeout"), secs.as_bytes(), 0o644)?;
+        match &prepare {
+            // One round trip: write the attempt's files unless it is claimed, and start it.
+            Some(prepare) if !staged => {
+                let answer = start(conn, dir, &nonce, prepare)?;
+                return Ok((answer, report));
             }
-            report = stage::stage(conn, &host.cfg.workdir, dir, &blobs, &dirs)?;
+            Some(prepare) => {
+                let out = conn.exec(&format!("{prepare} && cat claim 2>/dev/null; true"))?;
+                if out.stdout.trim().is_empty() {
+                    report = stage::stage(conn, &host.cfg.workdir, dir, &blobs, &dirs)?;
+                }
+            }
+            // Too big for a command line: the files go over SFTP.
+            None => {
+                let claim = conn.exec(&format!(
+                    "mkdir -p {d}/work && cat {d}/claim 2>/dev/null; true",
+                    d = sh_quote(dir)
+                ))?;
+                if claim.stdout.trim().is_empty() {
+                    conn.write_file(&format!("{dir}/script"), job.script.as_bytes(), 0o644)?;
+                    conn.write_file(&format!("{dir}/env"), env.as_bytes(), 0o600)?;
+                    conn.write_file(&format!("{dir}/grace"), grace.as_bytes(), 0o644)?;
+                    if let Some(t) = &timeout {
+                        conn.write_file(&format!("{dir}/timeout"), t.as_bytes(), 0o644)?;
+                    }
+                    report = stage::stage(conn, &host.cfg.workdir, dir, &blobs, &dirs)?;
+                }
+            }
         }
-        let answer = start(conn, dir, &nonce)?;
+        let answer = start(conn, dir, &nonce, "true")?;
         Ok((answer, report))
     });
     let (supervisor, report) = match result {
@@ -116,10 +133,46 @@ fn launch(host: &Host, job: &Job, dir: &str) -> Result<(Handle, StageReport), Ru
     ))
 }
 
-/// Runs `wrap launch`; returns the supervisor's pid (ours, or the one that claimed first).
-fn start(conn: &mut Conn, dir: &str, nonce: &str) -> Result<u32, OpError> {
+/// The longest command line the runner sends (one argument of `sh -c` may hold 128 KiB).
+const MAX_COMMAND: usize = 100 * 1024;
+
+/// A shell command that makes the attempt folder and, unless the attempt is claimed, writes its
+/// files (each to a temp name, then renamed: a running script's file is never rewritten in
+/// place). `None` when the files are too big for one command line.
+fn prepare_command(
+    dir: &str,
+    script: &str,
+    env: &str,
+    grace: &str,
+    timeout: Option<&str>,
+) -> Option<String> {
+    let d = sh_quote(dir);
+    let put = |name: &str, text: &str| {
+        format!(
+            "printf '%s' {} > {name}.$$ && mv -f {name}.$$ {name}",
+            sh_quote(text)
+        )
+    };
+    let mut files = vec![
+        put("script", script),
+        format!("(umask 077 && {})", put("env", env)),
+        put("grace", grace),
+    ];
+    if let Some(t) = timeout {
+        files.push(put("timeout", t));
+    }
+    let command = format!(
+        "mkdir -p {d}/work && cd {d} && if [ ! -e claim ]; then {}; fi",
+        files.join(" && ")
+    );
+    (command.len() <= MAX_COMMAND).then_some(command)
+}
+
+/// Runs `prepare`, then `wrap launch`; returns the supervisor's pid (ours, or the one that
+/// claimed first).
+fn start(conn: &mut Conn, dir: &str, nonce: &str, prepare: &str) -> Result<u32, OpError> {
     let out = conn.exec(&format!(
-        "sh {} launch {} {}",
+        "{prepare} && sh {} launch {} {}",
         sh_quote(&conn.wrapper),
         sh_quote(dir),
         sh_quote(nonce)
