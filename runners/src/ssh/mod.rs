@@ -19,6 +19,7 @@ mod handle;
 mod host;
 mod host_keys;
 mod logs;
+mod poll;
 mod quote;
 mod runner;
 mod stage;

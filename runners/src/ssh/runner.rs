@@ -11,6 +11,7 @@ use super::config::SshConfig;
 use super::conn::{Conn, OpError};
 use super::handle::SshHandle;
 use super::host::{Host, HostError};
+use super::poll::PollBoard;
 use super::quote::sh_quote;
 use super::stage::{self, StageReport};
 use super::watch;
@@ -19,6 +20,7 @@ use crate::{Handle, Job, Outcome, Runner, RunnerError, RunnerInfo};
 /// Runs jobs on one host over SSH.
 pub struct SshRunner {
     host: Arc<Host>,
+    board: Arc<PollBoard>,
 }
 
 impl std::fmt::Debug for SshRunner {
@@ -40,6 +42,7 @@ impl SshRunner {
         }
         Ok(SshRunner {
             host: Arc::new(Host::new(config)),
+            board: Arc::new(PollBoard::default()),
         })
     }
 
@@ -245,9 +248,9 @@ impl Runner for SshRunner {
 
     async fn watch(&self, handle: &Handle) -> Result<Outcome, RunnerError> {
         let data = ssh_handle(handle)?;
-        let host = self.host.clone();
+        let (host, board) = (self.host.clone(), self.board.clone());
         let local = handle.attempt_dir.clone();
-        blocking(move || watch::watch(&host, &data, &local)).await
+        blocking(move || watch::watch(&host, &board, &data, &local)).await
     }
 
     async fn cancel(&self, handle: &Handle) -> Result<(), RunnerError> {

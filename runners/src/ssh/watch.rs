@@ -10,65 +10,35 @@ use super::fetch;
 use super::handle::SshHandle;
 use super::host::{Host, HostError};
 use super::logs;
-use super::quote::sh_quote;
+use super::poll::{PollBoard, State};
 use crate::local::ExitRecord;
 use crate::{Outcome, RunnerError};
 
-/// What one look at the attempt found.
-#[derive(Debug, PartialEq)]
-enum State {
-    Running,
-    /// Its `exit.json`.
-    Exited(String),
-    /// The supervisor is gone without an exit record.
-    Dead,
-    /// No wrapper has claimed the attempt (yet).
-    Unclaimed,
-}
-
-fn poll(conn: &mut Conn, dir: &str, local: &Path) -> Result<State, OpError> {
-    let out = conn.exec(&format!(
-        "sh {} poll {}",
-        sh_quote(&conn.wrapper),
-        sh_quote(dir)
-    ))?;
-    let mut lines = out.stdout.splitn(3, '\n');
-    let word = lines.next().unwrap_or("").trim().to_owned();
-    let sizes: Vec<u64> = lines
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .filter_map(|n| n.parse().ok())
-        .collect();
-    let rest = lines.next().unwrap_or("").trim().to_owned();
-    if sizes.len() != 2 {
-        return Err(OpError::Fatal(format!(
-            "the wrapper's answer about {dir} makes no sense: {:?} {}",
-            out.stdout,
-            out.stderr.trim()
-        )));
-    }
-    logs::pull(conn, dir, local, "stdout.log", sizes[0])?;
-    logs::pull(conn, dir, local, "stderr.log", sizes[1])?;
-    Ok(match word.as_str() {
-        "exit" => State::Exited(rest),
-        "running" => State::Running,
-        "dead" => State::Dead,
-        _ => State::Unclaimed,
-    })
+/// One look at the attempt (batched with other watchers of the host), and its new log lines.
+fn look(conn: &mut Conn, board: &PollBoard, dir: &str, local: &Path) -> Result<State, OpError> {
+    let polled = board.poll(conn, dir)?;
+    logs::pull(conn, dir, local, "stdout.log", polled.stdout_len)?;
+    logs::pull(conn, dir, local, "stderr.log", polled.stderr_len)?;
+    Ok(polled.state)
 }
 
 /// How long an attempt may stay unclaimed before it counts as never started.
 const UNCLAIMED_LIMIT: Duration = Duration::from_secs(30);
 
 /// Waits for the attempt named by `handle` to end.
-pub(crate) fn watch(host: &Host, handle: &SshHandle, local: &Path) -> Result<Outcome, RunnerError> {
+pub(crate) fn watch(
+    host: &Host,
+    board: &PollBoard,
+    handle: &SshHandle,
+    local: &Path,
+) -> Result<Outcome, RunnerError> {
     std::fs::create_dir_all(local)?;
     let started = Instant::now();
     let mut pause = Duration::from_millis(10);
     let mut dead_seen = false;
     loop {
-        let state = match host.retrying(|c| poll(c, &handle.dir, local)) {
+        board.want(&handle.dir);
+        let state = match host.retrying(|c| look(c, board, &handle.dir, local)) {
             Ok(s) => s,
             Err(HostError::Down(reason)) => return Ok(Outcome::Lost { reason }),
             Err(e) => return Err(RunnerError::Other(e.to_string())),
@@ -89,6 +59,14 @@ pub(crate) fn watch(host: &Host, handle: &SshHandle, local: &Path) -> Result<Out
             State::Unclaimed if started.elapsed() > UNCLAIMED_LIMIT => {
                 return Ok(Outcome::Lost {
                     reason: format!("the job in {} on {} never started", handle.dir, handle.host),
+                });
+            }
+            State::Missing => {
+                return Ok(Outcome::Lost {
+                    reason: format!(
+                        "the attempt folder {} is gone from {}",
+                        handle.dir, handle.host
+                    ),
                 });
             }
             State::Running | State::Unclaimed => {}

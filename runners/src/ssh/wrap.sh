@@ -2,7 +2,8 @@
 # tuna's remote wrapper (uploaded by the ssh runner; POSIX sh). One attempt folder per call:
 #   launch DIR NONCE  start DIR's job detached; print `claimed PID NONCE` or `taken PID NONCE`
 #   run DIR NONCE     (internal) claim DIR, run its job in its own session, record exit.json
-#   poll DIR          print `exit`, `running`, `dead` or `unclaimed`, then the log sizes
+#   poll DIR...       for each DIR: `== DIR`, then `exit`, `running`, `dead`, `unclaimed` or
+#                     `missing`, then the log sizes, then exit.json when there is one
 #   cancel DIR        leave a cancel marker and ask the supervisor to stop the job
 # DIR holds: script, env, timeout (seconds, optional), grace, work/; the wrapper adds claim
 # (created atomically: first writer wins), pid, stdout.log, stderr.log, timedout, exit.json.
@@ -11,9 +12,20 @@ self=$0
 case $self in /*) ;; *) self=$PWD/$self ;; esac
 cmd=$1
 dir=$2
-cd "$dir" || { echo "error cannot enter $dir"; exit 3; }
 
 now_ms() { echo "$(date +%s)000"; }
+poll_one() {
+  if [ -f exit.json ]; then echo exit; sizes; cat exit.json
+  elif [ ! -e claim ]; then echo unclaimed; sizes
+  else
+    read -r sup owner < claim
+    if kill -0 "$sup" 2>/dev/null; then echo running; sizes
+    elif [ -f exit.json ]; then echo exit; sizes; cat exit.json
+    else echo dead; sizes
+    fi
+  fi
+}
+
 sizes() {
   o=0; e=0
   [ -f stdout.log ] && o=$(wc -c < stdout.log)
@@ -21,6 +33,15 @@ sizes() {
   echo $o $e
 }
 
+if [ "$cmd" = poll ]; then
+  shift
+  for d in "$@"; do
+    echo "== $d"
+    if cd "$d" 2>/dev/null; then poll_one; else echo missing; echo 0 0; fi
+  done
+  exit 0
+fi
+cd "$dir" || { echo "error cannot enter $dir"; exit 3; }
 case $cmd in
 launch)
   nonce=$3
@@ -84,17 +105,6 @@ run)
   elif [ -e timedout ]; then finish '{"kind":"timed-out"}'
   elif [ "$rc" -gt 128 ] && [ "$rc" -lt 192 ]; then finish "{\"kind\":\"signaled\",\"signal\":$((rc - 128))}"
   else finish "{\"kind\":\"exited\",\"code\":$rc}"
-  fi
-  ;;
-poll)
-  if [ -f exit.json ]; then echo exit; sizes; cat exit.json
-  elif [ ! -e claim ]; then echo unclaimed; sizes
-  else
-    read -r sup owner < claim
-    if kill -0 "$sup" 2>/dev/null; then echo running; sizes
-    elif [ -f exit.json ]; then echo exit; sizes; cat exit.json
-    else echo dead; sizes
-    fi
   fi
   ;;
 cancel)
