@@ -396,3 +396,29 @@ async fn a_key_the_host_does_not_know_fails_authentication() {
     );
     assert!(!info.reachable);
 }
+
+#[tokio::test]
+async fn check_reports_the_gpus_nvidia_smi_finds() {
+    let Some(mut rig) = Rig::new("127.0.0.1") else {
+        return;
+    };
+    let none = rig.runner().check().await.unwrap();
+    assert!(none.reachable, "{}", none.detail);
+    assert!(none.gpus_found.is_empty());
+    let bin = rig.local.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let fake = bin.join("nvidia-smi");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho 'NVIDIA A100-SXM4-40GB, 40960 MiB'\necho 'NVIDIA A100-SXM4-40GB, 40960 MiB'\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    rig.sshd.restart_with_path(&bin);
+    let info = rig.runner().check().await.unwrap();
+    assert!(info.reachable, "{}", info.detail);
+    assert_eq!(info.gpus_found.len(), 2, "{}", info.detail);
+    assert_eq!(info.gpus_found[0].name, "NVIDIA A100-SXM4-40GB");
+    assert_eq!(info.gpus_found[0].memory_mib, Some(40960));
+}

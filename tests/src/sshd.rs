@@ -15,6 +15,8 @@ pub struct Sshd {
     /// The address it listens on, e.g. `127.0.0.2`.
     pub host: String,
     pub port: u16,
+    /// A folder put first on the PATH of every session (for fake tools like `nvidia-smi`).
+    path_prefix: Option<PathBuf>,
 }
 
 /// Whether this machine can run the tests' sshd (OpenSSH server installed).
@@ -66,6 +68,7 @@ impl Sshd {
             child: None,
             host: host.to_string(),
             port: 0,
+            path_prefix: None,
         };
         for _ in 0..20 {
             sshd.port = free_port(host);
@@ -89,7 +92,12 @@ impl Sshd {
              AuthorizedKeysFile {d}/ak/%u\nPasswordAuthentication no\n\
              KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nUsePAM no\n\
              StrictModes no\nUseDNS no\nMaxSessions 64\nMaxStartups 64\n\
-             Subsystem sftp internal-sftp\n",
+             Subsystem sftp internal-sftp\n{path}",
+            path = self
+                .path_prefix
+                .as_ref()
+                .map(|p| format!("SetEnv PATH={}:/usr/local/bin:/usr/bin:/bin\n", p.display()))
+                .unwrap_or_default(),
             port = self.port,
             host = self.host,
             d = d.display()
@@ -178,6 +186,12 @@ impl Sshd {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Restarts the server with `dir` first on every session's PATH.
+    pub fn restart_with_path(&mut self, dir: &Path) {
+        self.path_prefix = Some(dir.to_path_buf());
+        self.restart();
     }
 
     /// Kills the sshd processes that serve connections (the listener stays): every client is
