@@ -12,14 +12,15 @@ import time
 from common import TUNA, build, machine, table, timed, tuna_env
 
 
-def layered(n_layers, width, name):
+def layered(n_layers, width, name, cmd="true"):
+    """Every step's command is distinct (else identical steps would share one cache entry)."""
     out = [f"name: {name}", "steps:"]
     for l in range(n_layers):
         for i in range(width):
             out.append(f"  s{l}-{i}:")
             if l:
                 out.append(f"    needs: [s{l-1}-{i}, s{l-1}-{(i+1) % width}]")
-            out.append("    run: 'true'")
+            out.append(f"    run: {cmd} s{l}-{i}")
     return "\n".join(out) + "\n"
 
 
@@ -41,7 +42,7 @@ def main():
     rows.append(["all-cached rerun of 10,000 steps", f"{t:.2f} s", f"{rss:.0f} MiB", "< 2 s"])
 
     # A 10,000-step run killed part-way, then resumed: time until the first new dispatch.
-    open(os.path.join(d, "resume.yaml"), "w").write(layered(100, 100, "resume").replace("run: 'true'", "run: sleep 0.01"))
+    open(os.path.join(d, "resume.yaml"), "w").write(layered(100, 100, "resume", "sleep 0.01; : "))
     p = subprocess.Popen([TUNA, "--progress", "plain", "run", "resume.yaml", "-j", "2"], cwd=d, env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     passed = 0

@@ -190,3 +190,29 @@ fn unknown_param_and_missing_input_refuse_to_start() {
     );
     assert!(!p.path("ran").exists(), "nothing ran");
 }
+
+#[test]
+fn a_missing_program_exits_127_like_bash() {
+    let p = Project::new();
+    p.file(
+        "wf.yaml",
+        "name: nf\nsteps:\n  s:\n    run: no-such-program-tuna --flag\n",
+    );
+    let r = p.run(&["run", "wf.yaml"]);
+    assert_eq!(r.code, 1);
+    let st = p.status(&r.run_id());
+    assert!(
+        st["steps"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("exited with code 127"),
+        "{st}"
+    );
+    let err = p.run(&["logs", &r.run_id(), "s", "--stderr"]).ok();
+    assert!(
+        err.stdout
+            .contains("no-such-program-tuna: command not found"),
+        "{}",
+        err.stdout
+    );
+}

@@ -6,5 +6,6 @@ mod cli;
 mod crash;
 mod examples;
 mod failure;
+mod placement;
 mod ssh;
 mod store;

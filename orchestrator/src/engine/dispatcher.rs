@@ -53,6 +53,10 @@ pub struct Dispatcher<'e> {
     /// When a step started waiting for capacity.
     waiting_since: HashMap<String, u64>,
     active: usize,
+    /// Topological indices of the steps that may still need scheduling (Pending or Waiting).
+    todo: std::collections::BTreeSet<usize>,
+    /// Step name → topological index.
+    index: HashMap<String, usize>,
     stop: Option<RunStatus>,
     tx: mpsc::UnboundedSender<Event>,
     rx: mpsc::UnboundedReceiver<Event>,
@@ -82,6 +86,19 @@ impl<'e> Dispatcher<'e> {
                 .or_insert_with(|| StepRecord::new(run_id, name));
         }
         let (tx, rx) = mpsc::unbounded_channel();
+        let todo = dag
+            .topo_order()
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| matches!(recs[*n].status, StepStatus::Pending | StepStatus::Waiting))
+            .map(|(i, _)| i)
+            .collect();
+        let index = dag
+            .topo_order()
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), i))
+            .collect();
         Ok(Dispatcher {
             eng,
             dag,
@@ -93,6 +110,8 @@ impl<'e> Dispatcher<'e> {
             tries: HashMap::new(),
             waiting_since: HashMap::new(),
             active: 0,
+            todo,
+            index,
             stop: None,
             tx,
             rx,
@@ -141,6 +160,10 @@ impl<'e> Dispatcher<'e> {
             }
         }
         self.finish()
+    }
+
+    fn requeue(&mut self, name: &str) {
+        self.todo.insert(self.index[name]);
     }
 
     fn all_final(&self) -> bool {
@@ -214,6 +237,7 @@ impl<'e> Dispatcher<'e> {
                     rec.status = StepStatus::Pending;
                     rec.message = Some(why);
                     self.save(&name)?;
+                    self.requeue(&name);
                 }
             }
         }
@@ -296,33 +320,40 @@ impl<'e> Dispatcher<'e> {
             return Ok(launches);
         }
         let now = now_ms();
-        let order: Vec<String> = self.dag.topo_order().to_vec();
-        for name in &order {
-            let status = self.recs[name].status;
-            if !matches!(status, StepStatus::Pending | StepStatus::Waiting) {
+        let todo: Vec<usize> = self.todo.iter().copied().collect();
+        for i in todo {
+            let order = self.dag.topo_order();
+            let name = &order[i];
+            let rec = &self.recs[name];
+            if !matches!(rec.status, StepStatus::Pending | StepStatus::Waiting) {
+                self.todo.remove(&i);
                 continue;
             }
-            let needs = self.dag.needs(name).to_vec();
-            if let Some(bad) = needs.iter().find(|n| {
+            let needs = self.dag.needs(name);
+            let bad = needs.iter().find(|n| {
                 matches!(
                     self.recs[*n].status,
                     StepStatus::Failed | StepStatus::TimedOut | StepStatus::Skipped
                 )
-            }) {
-                let rec = self.recs.get_mut(name).expect("record");
+            });
+            if let Some(bad) = bad {
+                let (name, bad) = (name.clone(), bad.clone());
+                let rec = self.recs.get_mut(&name).expect("record");
                 rec.status = StepStatus::Skipped;
                 rec.message = Some(format!("upstream step `{bad}` did not pass"));
                 rec.ended_at = Some(now);
-                self.save(name)?;
+                self.save(&name)?;
+                self.todo.remove(&i);
                 continue;
             }
-            if !needs.iter().all(|n| self.recs[n].status.is_done()) {
+            if !needs.iter().all(|n| self.recs[n].status.is_done())
+                || rec.not_before.is_some_and(|t| t > now)
+            {
                 continue;
             }
-            if self.recs[name].not_before.is_some_and(|t| t > now) {
-                continue;
-            }
-            if self.try_cache(name)? {
+            let name = name.clone();
+            if self.try_cache(&name)? {
+                self.todo.remove(&i);
                 continue;
             }
             if self.active >= self.run.jobs {
@@ -333,23 +364,25 @@ impl<'e> Dispatcher<'e> {
                 .pool
                 .lock()
                 .expect("pool")
-                .try_place(&self.step(name).runs_on);
+                .try_place(&self.step(&name).runs_on);
             match placement {
                 Placement::Placed(asg) => {
-                    if let Err(why) = self.within_budget(name, &asg, now) {
+                    if let Err(why) = self.within_budget(&name, &asg, now) {
                         self.eng.pool.lock().expect("pool").release(&asg);
-                        let rec = self.recs.get_mut(name).expect("record");
+                        let rec = self.recs.get_mut(&name).expect("record");
                         rec.status = StepStatus::Failed;
                         rec.message = Some(why);
                         rec.ended_at = Some(now);
-                        self.save(name)?;
+                        self.save(&name)?;
+                        self.todo.remove(&i);
                         continue;
                     }
-                    launches.push(self.start_attempt(name, asg)?)
+                    launches.push(self.start_attempt(&name, asg)?);
+                    self.todo.remove(&i);
                 }
-                Placement::Wait(why) => self.wait_for_capacity(name, why, now)?,
+                Placement::Wait(why) => self.wait_for_capacity(&name, why, now)?,
                 Placement::Never(why) => {
-                    self.fail(name, why, RetryOn::Capacity, StepStatus::Failed)?
+                    self.fail(&name, why, RetryOn::Capacity, StepStatus::Failed)?
                 }
             }
         }
@@ -677,6 +710,8 @@ impl<'e> Dispatcher<'e> {
             let delay = retry.backoff.saturating_mul(1u32 << (tries - 1).min(16));
             rec.status = StepStatus::Waiting;
             rec.not_before = Some(now_ms() + delay.as_millis() as u64);
+            let i = self.index[name];
+            self.todo.insert(i);
             rec.message = Some(format!(
                 "attempt {} {msg}; retrying in {}s",
                 rec.attempt(),

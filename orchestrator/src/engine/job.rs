@@ -272,3 +272,60 @@ fn remote_stage(wf: &Workflow, step: &Step, ctx: &JobContext<'_>) -> Result<Vec<
     }
     Ok(stage)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::key_inputs;
+    use crate::cas::Digest;
+
+    const WF: &str = r#"
+name: pinned
+params:
+  lr: 2e-4
+  unused: x
+steps:
+  prep:
+    run: echo prep > data.txt
+    outputs: [data.txt]
+  train:
+    run: python train.py --lr ${{ params.lr }} --data ${{ steps.prep.outputs.data.txt }}
+    inputs: [train.py]
+    env: { HF_HUB_OFFLINE: "1" }
+    outputs: [adapter/]
+    gate: ["loss_last < loss_first"]
+"#;
+
+    /// Pins what enters a cache key and how it is hashed: a change here invalidates every
+    /// user's cache, so it must be deliberate (bump KEY_VERSION and accept the new snapshot).
+    #[test]
+    fn the_cache_key_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("train.py"), "print('train')\n").unwrap();
+        let dag = crate::workflow::load_str(&dir.path().join("wf.yaml"), WF).unwrap();
+        let wf = dag.workflow();
+        let params: BTreeMap<String, String> = wf
+            .params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let prep_out: BTreeMap<String, Digest> = [(
+            "data.txt".to_string(),
+            "b3:af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
+                .parse()
+                .unwrap(),
+        )]
+        .into();
+        let inputs = key_inputs(
+            wf,
+            &wf.steps["train"],
+            &params,
+            |s| (s == "prep").then_some(&prep_out),
+            "local",
+        )
+        .unwrap();
+        insta::assert_json_snapshot!(inputs);
+        insta::assert_snapshot!(inputs.key(), @"k1-8c3eff231bb395efec5ba4946e2422d9765471fc54007f38fd8ba22cede9873a");
+    }
+}

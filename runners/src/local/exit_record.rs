@@ -23,7 +23,7 @@ pub struct ExitRecord {
 impl ExitRecord {
     /// Reads the record of the attempt in `attempt_dir`; `None` while there is none.
     pub fn read(attempt_dir: &Path) -> io::Result<Option<ExitRecord>> {
-        let Some(bytes) = layout::read_optional(attempt_dir, layout::EXIT)? else {
+        let Some(bytes) = layout::read_settled(attempt_dir, layout::EXIT)? else {
             return Ok(None);
         };
         serde_json::from_slice(&bytes).map(Some).map_err(|e| {
@@ -33,6 +33,13 @@ impl ExitRecord {
 
     pub(crate) fn write(&self, attempt_dir: &Path) -> io::Result<()> {
         let bytes = serde_json::to_vec(self).map_err(io::Error::other)?;
-        layout::write_atomic(attempt_dir, layout::EXIT, &bytes)
+        if layout::create_exclusive(attempt_dir, layout::EXIT, &bytes)? {
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "the attempt already has an exit record",
+            ))
+        }
     }
 }

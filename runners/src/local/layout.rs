@@ -1,13 +1,11 @@
-//! The files of an attempt folder that the local runner and its shim share, and the two ways
-//! they write them: atomically (temp file + rename) and exclusively (first writer wins).
+//! The files of an attempt folder that the local runner and its shim share, and how they are
+//! written: exclusively, first writer wins, in one `write` (no temp file: every inode an
+//! attempt creates costs, and a step's overhead is mostly inode creation).
 
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 
-/// The resolved job the shim runs (written by `launch`, read by the shim).
-pub const JOB: &str = "job.json";
 /// The shim that owns the attempt: its pid and start time. Created exclusively.
 pub const CLAIM: &str = "claim";
 /// The outcome, written atomically by the shim when the script has ended.
@@ -23,32 +21,36 @@ pub const SHIM_LOG: &str = "shim.log";
 /// The script's working directory.
 pub const WORK_DIR: &str = "work";
 
-/// Writes `dir/name` so that readers see either nothing (or the old content) or all of `bytes`.
-pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
-    let tmp = temp_path(dir, name);
-    let mut file = File::create(&tmp)?;
-    file.write_all(bytes)?;
-    drop(file);
-    fs::rename(&tmp, dir.join(name)).inspect_err(|_| {
-        let _ = fs::remove_file(&tmp);
-    })
-}
-
 /// Creates `dir/name` holding `bytes` unless it exists. Returns whether this call created it.
-/// The content appears together with the name (written to a temp file, then hard-linked), so
-/// whoever finds the file finds it complete.
+/// The content is written with one `write` right after the exclusive create, so a reader sees
+/// the file empty for at most that instant (see [`read_settled`]), never half-written.
 pub(crate) fn create_exclusive(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<bool> {
-    let tmp = temp_path(dir, name);
-    let mut file = File::create(&tmp)?;
-    file.write_all(bytes)?;
-    drop(file);
-    let linked = fs::hard_link(&tmp, dir.join(name));
-    let _ = fs::remove_file(&tmp);
-    match linked {
-        Ok(()) => Ok(true),
+    let file = File::options()
+        .write(true)
+        .create_new(true)
+        .open(dir.join(name));
+    match file {
+        Ok(mut f) => {
+            f.write_all(bytes)?;
+            Ok(true)
+        }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
         Err(e) => Err(e),
     }
+}
+
+/// Reads a file made by [`create_exclusive`], waiting (briefly, bounded) while it is still
+/// empty because its writer is between the create and the write.
+pub(crate) fn read_settled(dir: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
+    for _ in 0..500 {
+        match read_optional(dir, name)? {
+            Some(bytes) if bytes.is_empty() => {
+                std::thread::sleep(std::time::Duration::from_millis(1))
+            }
+            other => return Ok(other),
+        }
+    }
+    read_optional(dir, name)
 }
 
 /// Reads `dir/name`, `None` when it does not exist.
@@ -58,11 +60,4 @@ pub(crate) fn read_optional(dir: &Path, name: &str) -> io::Result<Option<Vec<u8>
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
-}
-
-/// A name next to `dir/name` that no other writer, in this process or another, uses now.
-fn temp_path(dir: &Path, name: &str) -> PathBuf {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()))
 }

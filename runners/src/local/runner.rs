@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::{self, BufRead, BufReader};
+use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -154,10 +154,9 @@ impl Runner for LocalRunner {
 fn start_shim(shim: &Path, spec: &LaunchSpec) -> Result<(ProcId, Option<Child>), RunnerError> {
     let dir = &spec.job.attempt_dir;
     fs::create_dir_all(dir.join(layout::WORK_DIR))?;
-    spec.write_if_absent(dir)?;
     let mut child = Command::new(shim)
         .arg(dir)
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         // The shim says what went wrong on stdout before it claims, and in shim.log after.
         .stderr(Stdio::null())
@@ -165,6 +164,10 @@ fn start_shim(shim: &Path, spec: &LaunchSpec) -> Result<(ProcId, Option<Child>),
         .map_err(|e| {
             RunnerError::Other(format!("cannot start the shim {}: {e}", shim.display()))
         })?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A shim that finds the attempt taken may stop reading early: that is not an error.
+        let _ = stdin.write_all(&spec.to_bytes()?);
+    }
     let mut line = String::new();
     if let Some(stdout) = child.stdout.take() {
         BufReader::new(stdout).read_line(&mut line)?;

@@ -1,7 +1,7 @@
 //! The shim's entry point: claim the attempt, tell the launcher, then supervise the script.
 //!
 //! The shim must start fast and survive its launcher: it blocks its signals first, leaves the
-//! launcher's session, claims the attempt exclusively, says `claimed` or `taken` on stdout and
+//! launcher's session, reads the launch spec from standard input, claims the attempt exclusively, says `claimed` or `taken` on stdout and
 //! never writes there again (the launcher may be dead by then).
 
 use std::fs::{File, OpenOptions};
@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use super::layout;
 use super::proc_id::ProcId;
 use super::signals::Signals;
+use super::spec::LaunchSpec;
 use super::supervisor;
 
 /// The `tuna-shim ATTEMPT_DIR` program. Returns the process exit code.
@@ -40,14 +41,16 @@ fn run(dir: &Path, announced: &mut bool) -> io::Result<()> {
     // launcher's group does not reach the job. Fails harmlessly if we already lead a group.
     // SAFETY: setsid has no preconditions.
     unsafe { libc::setsid() };
+    // Before the claim: a launcher that died mid-write leaves the attempt unclaimed.
+    let spec = LaunchSpec::read_from(io::stdin().lock())?;
     let me = ProcId::current()?;
     let claim = serde_json::to_string(&me).map_err(io::Error::other)?;
     if layout::create_exclusive(dir, layout::CLAIM, claim.as_bytes())? {
         announce(&format!("claimed {claim}"));
         *announced = true;
-        supervisor::supervise(dir, &signals).write(dir)
+        supervisor::supervise(dir, &spec, &signals).write(dir)
     } else {
-        let owner = layout::read_optional(dir, layout::CLAIM)?.unwrap_or_default();
+        let owner = layout::read_settled(dir, layout::CLAIM)?.unwrap_or_default();
         announce(&format!("taken {}", String::from_utf8_lossy(&owner).trim()));
         *announced = true;
         Ok(())

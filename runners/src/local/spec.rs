@@ -1,12 +1,10 @@
-//! `job.json`: what the shim reads to know what to run.
+//! The launch spec: what the shim reads (from its standard input) to know what to run.
 
 use std::io;
-use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::layout;
 use crate::Job;
 
 /// The job plus the runner settings the shim needs.
@@ -23,18 +21,12 @@ impl LaunchSpec {
         Duration::from_millis(self.kill_grace_ms)
     }
 
-    /// Writes `job.json` into the attempt folder unless one is there already (a relaunch of
-    /// the same attempt keeps what the first launch asked for).
-    pub fn write_if_absent(&self, dir: &Path) -> io::Result<()> {
-        if dir.join(layout::JOB).exists() {
-            return Ok(());
-        }
-        let bytes = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
-        layout::write_atomic(dir, layout::JOB, &bytes)
+    /// Reads the spec the launcher writes to the shim's standard input.
+    pub fn read_from(input: impl io::Read) -> io::Result<LaunchSpec> {
+        serde_json::from_reader(input).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
 
-    pub fn read(dir: &Path) -> io::Result<LaunchSpec> {
-        let bytes = std::fs::read(dir.join(layout::JOB))?;
-        serde_json::from_slice(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    pub fn to_bytes(&self) -> io::Result<Vec<u8>> {
+        serde_json::to_vec(self).map_err(io::Error::other)
     }
 }

@@ -3,7 +3,7 @@
 //! what the script left behind, and produce the [`ExitRecord`].
 
 use std::fs::OpenOptions;
-use std::io;
+use std::io::{self, Write};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -16,17 +16,13 @@ use super::spec::LaunchSpec;
 use crate::{Job, Outcome};
 
 /// Runs the attempt in `dir` to its end and says how it ended.
-pub(crate) fn supervise(dir: &Path, signals: &Signals) -> ExitRecord {
+pub(crate) fn supervise(dir: &Path, spec: &LaunchSpec, signals: &Signals) -> ExitRecord {
     let started_ms = unix_ms();
     let finish = |outcome, child_pid| ExitRecord {
         outcome,
         started_ms,
         ended_ms: unix_ms(),
         child_pid,
-    };
-    let spec = match LaunchSpec::read(dir) {
-        Ok(spec) => spec,
-        Err(e) => return finish(lost(format!("cannot read {}: {e}", layout::JOB)), None),
     };
     if dir.join(layout::CANCEL).exists() {
         return finish(Outcome::Cancelled, None);
@@ -36,7 +32,22 @@ pub(crate) fn supervise(dir: &Path, signals: &Signals) -> ExitRecord {
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     let child = match spawn_script(dir, &spec.job) {
         Ok(child) => child,
-        Err(e) => return finish(lost(format!("cannot start bash: {e}")), None),
+        Err((program, e)) if program != "bash" && direct_exit_code(&e).is_some() => {
+            // As bash reports a program it cannot run.
+            let code = direct_exit_code(&e).unwrap_or(127);
+            let what = if code == 127 {
+                "command not found".to_string()
+            } else {
+                e.to_string()
+            };
+            let _ = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join(layout::STDERR_LOG))
+                .and_then(|mut f| writeln!(f, "bash: line 1: {program}: {what}"));
+            return finish(Outcome::Exited { code }, None);
+        }
+        Err((program, e)) => return finish(lost(format!("cannot start {program}: {e}")), None),
     };
     let pid = child.id();
     let stop = wait_for_exit(pid, spec.job.timeout, spec.kill_grace(), signals);
@@ -57,7 +68,37 @@ fn lost(reason: String) -> Outcome {
     Outcome::Lost { reason }
 }
 
-fn spawn_script(dir: &Path, job: &Job) -> io::Result<Child> {
+/// The exit code bash gives a command it cannot run: 127 not found, 126 not executable.
+fn direct_exit_code(e: &io::Error) -> Option<i32> {
+    match e.kind() {
+        io::ErrorKind::NotFound => Some(127),
+        io::ErrorKind::PermissionDenied => Some(126),
+        _ => None,
+    }
+}
+
+/// Whether an environment variable (or, for a name ending in `_`, any with that prefix) is
+/// set for the script.
+fn env_has(job: &Job, key: &str) -> bool {
+    if let Some(prefix) = key.strip_suffix('_').map(|p| format!("{p}_")) {
+        job.env.keys().any(|k| k.starts_with(&prefix))
+            || std::env::vars_os().any(|(k, _)| k.to_string_lossy().starts_with(&prefix))
+    } else {
+        job.env.contains_key(key) || std::env::var_os(key).is_some()
+    }
+}
+
+/// Spawns the script (directly when it is one simple command, else under bash); on failure,
+/// the program that could not start.
+fn spawn_script(dir: &Path, job: &Job) -> Result<Child, (String, io::Error)> {
+    let direct = super::direct::simple_argv(&job.script, &|k| env_has(job, k));
+    let program = direct
+        .as_ref()
+        .map_or("bash".to_string(), |argv| argv[0].clone());
+    spawn_inner(dir, job, direct).map_err(|e| (program, e))
+}
+
+fn spawn_inner(dir: &Path, job: &Job, direct: Option<Vec<String>>) -> io::Result<Child> {
     let append = |name| {
         OpenOptions::new()
             .create(true)
@@ -70,7 +111,19 @@ fn spawn_script(dir: &Path, job: &Job) -> io::Result<Child> {
         .iter()
         .map(|g| g.index.to_string())
         .collect();
-    let mut command = Command::new("bash");
+    let work = dir.join(layout::WORK_DIR);
+    let mut command = match &direct {
+        Some(argv) => {
+            let mut c = Command::new(&argv[0]);
+            c.args(&argv[1..]).env("PWD", &work);
+            c
+        }
+        None => {
+            let mut c = Command::new("bash");
+            c.args(["-euo", "pipefail", "-c", &job.script]);
+            c
+        }
+    };
     // SAFETY: the closure runs between fork and exec and only calls async-signal-safe
     // functions on a local signal set.
     unsafe {
@@ -83,8 +136,7 @@ fn spawn_script(dir: &Path, job: &Job) -> io::Result<Child> {
         })
     };
     command
-        .args(["-euo", "pipefail", "-c", &job.script])
-        .current_dir(dir.join(layout::WORK_DIR))
+        .current_dir(&work)
         .envs(&job.env)
         .env("CUDA_VISIBLE_DEVICES", gpus.join(","))
         .stdin(Stdio::null())
