@@ -115,6 +115,19 @@ async fn runs_a_job_stages_inputs_streams_logs_and_fetches_outputs() {
         Outcome::Exited { code: 0 }
     );
     assert_eq!(read(&again.attempt_dir.join("stdout.log")), "b\na\nb\nx");
+    // An output made on this host is kept there: a step that needs it uploads nothing.
+    let mut downstream = rig.job("downstream", "cat ../in/sort/clean.txt");
+    downstream.stage = vec![Stage {
+        source: dir.join("work/clean.txt"),
+        dest: "in/sort/clean.txt".into(),
+    }];
+    let (handle, report) = runner.launch_reporting(&downstream).await.unwrap();
+    assert_eq!((report.files, report.uploaded), (1, 0));
+    assert_eq!(
+        runner.watch(&handle).await.unwrap(),
+        Outcome::Exited { code: 0 }
+    );
+    assert_eq!(read(&downstream.attempt_dir.join("stdout.log")), "a\nb\n");
 }
 
 #[tokio::test]

@@ -89,7 +89,9 @@ fn finish(
         ))
     })?;
     if record.outcome.success() {
-        match host.retrying(|c| fetch::fetch_outputs(c, &handle.dir, local, &handle.outputs)) {
+        match host.retrying(|c| {
+            fetch::fetch_outputs(c, &host.cfg.workdir, &handle.dir, local, &handle.outputs)
+        }) {
             Ok(_) => {}
             Err(HostError::Down(reason)) => {
                 return Ok(Outcome::Lost {
