@@ -36,6 +36,8 @@ async fn main() {
             attempt_dir,
             timeout: None,
             resources: Default::default(),
+            stage: Vec::new(),
+            outputs: Vec::new(),
         };
         let (runner, permit) = (
             runner.clone(),

@@ -22,6 +22,23 @@ pub struct Job {
     /// Wall-clock limit; the runner kills the whole process group past it.
     pub timeout: Option<Duration>,
     pub resources: Resources,
+    /// Files and folders the job needs in its attempt folder, for runners whose attempt folder
+    /// is on another machine (the local runner's job reads them in place).
+    #[serde(default)]
+    pub stage: Vec<Stage>,
+    /// The declared outputs (paths relative to the work folder, folders end in `/`) that a
+    /// remote runner brings back into the local work folder after a successful attempt.
+    #[serde(default)]
+    pub outputs: Vec<String>,
+}
+
+/// One file or folder to place into a remote attempt folder before the job starts.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Stage {
+    /// Where it is on the orchestrator's machine.
+    pub source: PathBuf,
+    /// Where it goes, relative to the attempt folder (`work/data.txt`, `in/prep/clean.txt`).
+    pub dest: String,
 }
 
 /// What a job was given: CPU slots and whole GPUs.

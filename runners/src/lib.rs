@@ -8,6 +8,7 @@
 mod job;
 pub mod local;
 mod runner;
+pub mod ssh;
 
-pub use job::{Gpu, Job, Resources};
-pub use runner::{Handle, Outcome, Runner, RunnerError, RunnerInfo};
+pub use job::{Gpu, Job, Resources, Stage};
+pub use runner::{CheckProblem, FoundGpu, Handle, Outcome, Runner, RunnerError, RunnerInfo};

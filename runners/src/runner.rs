@@ -46,6 +46,29 @@ impl Outcome {
 pub struct RunnerInfo {
     pub reachable: bool,
     pub detail: String,
+    /// Why it is not usable, when it is not.
+    #[serde(default)]
+    pub problem: Option<CheckProblem>,
+    /// The GPUs the runner found on its machine (`nvidia-smi`), where it could look.
+    #[serde(default)]
+    pub gpus_found: Vec<FoundGpu>,
+}
+
+/// What kept `check` from using a runner.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum CheckProblem {
+    Unreachable,
+    AuthFailed,
+    HostKeyRefused,
+    Broken,
+}
+
+/// A GPU a runner found on its machine.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FoundGpu {
+    pub name: String,
+    pub memory_mib: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,4 +96,14 @@ pub trait Runner: Send + Sync {
     async fn watch(&self, handle: &Handle) -> Result<Outcome, RunnerError>;
     /// Stops the job (its whole process group); `watch` then reports `Cancelled`.
     async fn cancel(&self, handle: &Handle) -> Result<(), RunnerError>;
+    /// Where the attempt folder of `(run, step, attempt)` is on the machine the job runs on,
+    /// when that is not the orchestrator's machine: paths handed to the job (upstream outputs,
+    /// `$TUNA_OUTPUTS`) must name that folder. `None` for runners on this machine.
+    fn remote_attempt_dir(&self, _run: &str, _step: &str, _attempt: u32) -> Option<String> {
+        None
+    }
+    /// Whether the runner's machine stopped answering (a down host takes no new jobs).
+    fn is_down(&self) -> bool {
+        false
+    }
 }

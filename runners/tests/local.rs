@@ -39,6 +39,8 @@ fn job(tmp: &TempDir, name: &str, script: &str) -> Job {
         attempt_dir,
         timeout: None,
         resources: Default::default(),
+        stage: Vec::new(),
+        outputs: Vec::new(),
     }
 }
 

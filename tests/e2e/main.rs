@@ -11,4 +11,5 @@ mod daemon_leaderboard;
 mod examples;
 mod failure;
 mod placement;
+mod ssh;
 mod store;

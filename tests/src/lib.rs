@@ -6,6 +6,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+pub mod sshd;
+
 /// The `tuna` binary of this workspace, built (once per test process) if needed.
 pub fn tuna_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();

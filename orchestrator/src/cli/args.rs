@@ -178,6 +178,11 @@ pub enum Command {
         #[arg(long)]
         suite: Option<String>,
     },
+    /// The runner inventory.
+    Runners {
+        #[command(subcommand)]
+        action: RunnersAction,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -202,6 +207,15 @@ pub enum BoardFormat {
     Table,
     Json,
     Csv,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum RunnersAction {
+    /// Connect to each runner: reachable, auth failed or host key refused, and its GPUs.
+    Check {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {

@@ -129,6 +129,14 @@ pub fn status(cli: &Cli, run: &str, json: bool) -> Result<u8, Fail> {
     );
     for s in &v.steps {
         let mut note = s.message.clone().unwrap_or_default();
+        if s.gpu_hours > 0.0 {
+            let c = format!("{:.4} GPU-h, cost {:.4}", s.gpu_hours, s.cost);
+            note = if note.is_empty() {
+                c
+            } else {
+                format!("{note}; {c}")
+            };
+        }
         if !s.metrics.is_empty() {
             let m: Vec<String> = s.metrics.iter().map(|(k, x)| format!("{k}={x}")).collect();
             note = if note.is_empty() {
@@ -146,6 +154,9 @@ pub fn status(cli: &Cli, run: &str, json: bool) -> Result<u8, Fail> {
             s.duration_s.map(fmt_secs).unwrap_or_else(|| "-".into()),
             note
         );
+    }
+    if v.gpu_hours > 0.0 {
+        println!("total: {:.4} GPU-hours, cost {:.4}", v.gpu_hours, v.cost);
     }
     Ok(OK)
 }

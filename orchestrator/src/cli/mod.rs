@@ -9,6 +9,7 @@ mod files;
 mod gc;
 mod inspect;
 mod run;
+mod runners;
 mod schedule;
 mod serve;
 mod submit;
@@ -17,7 +18,7 @@ pub use args::Cli;
 pub use exit::Fail;
 pub use inspect::fmt_secs;
 
-use args::Command;
+use args::{Command, RunnersAction};
 
 /// Runs a parsed command line; the process exit code.
 pub fn main(cli: Cli) -> u8 {
@@ -63,6 +64,9 @@ pub fn main(cli: Cli) -> u8 {
             threshold,
             suite,
         } => board::leaderboard(&cli, *format, *threshold, suite.as_deref()),
+        Command::Runners {
+            action: RunnersAction::Check { json },
+        } => runners::check(&cli, *json),
     };
     match result {
         Ok(code) => code,

@@ -20,6 +20,7 @@ use super::events::{Collected, Control, Event};
 use super::executor;
 use super::gate;
 use super::job::{JobContext, build_job, key_inputs, merged_params};
+use super::ledger::{Cost, check_budget};
 use super::pool::{Assignment, Placement};
 use super::progress::Progress;
 use crate::cache::KeyInputs;
@@ -233,7 +234,7 @@ impl<'e> Dispatcher<'e> {
                 (Some(att), Some(asg)) => {
                     self.eng.pool.lock().expect("pool").take(&asg);
                     self.restore_upstream(&name)?;
-                    let job = self.job_for(&name, att.n, &att.dir, asg.gpus.clone())?;
+                    let job = self.job_for(&name, att.n, &att.dir, &asg)?;
                     let runner = self
                         .eng
                         .pool
@@ -300,8 +301,16 @@ impl<'e> Dispatcher<'e> {
         name: &str,
         attempt: u32,
         dir: &std::path::Path,
-        gpus: Vec<tuna_runners::Gpu>,
+        asg: &Assignment,
     ) -> Result<tuna_runners::Job, EngineError> {
+        let remote = self
+            .eng
+            .pool
+            .lock()
+            .expect("pool")
+            .runner(asg.runner)
+            .runner
+            .remote_attempt_dir(&self.run.id, name, attempt);
         let outputs_dir =
             |s: &str| -> Option<PathBuf> { self.recs.get(s).and_then(|r| r.outputs_dir.clone()) };
         let ctx = JobContext {
@@ -318,7 +327,11 @@ impl<'e> Dispatcher<'e> {
             &ctx,
             attempt,
             dir,
-            Resources { slots: 1, gpus },
+            Resources {
+                slots: 1,
+                gpus: asg.gpus.clone(),
+            },
+            remote.as_deref(),
         )
         .map_err(EngineError::Invalid)
     }
@@ -378,6 +391,16 @@ impl<'e> Dispatcher<'e> {
                 .try_place(&self.step(&name).runs_on);
             match placement {
                 Placement::Placed(asg) => {
+                    if let Err(why) = self.within_budget(&name, &asg, now) {
+                        self.eng.pool.lock().expect("pool").release(&asg);
+                        let rec = self.recs.get_mut(&name).expect("record");
+                        rec.status = StepStatus::Failed;
+                        rec.message = Some(why);
+                        rec.ended_at = Some(now);
+                        self.save(&name)?;
+                        self.todo.remove(&i);
+                        continue;
+                    }
                     launches.push(self.start_attempt(&name, asg)?);
                     self.todo.remove(&i);
                 }
@@ -388,6 +411,30 @@ impl<'e> Dispatcher<'e> {
             }
         }
         Ok(launches)
+    }
+
+    /// The workflow's `budget`: what the run spent so far plus what this step may spend (its
+    /// timeout × its GPUs × the runner's price, when it has a timeout) must stay within it.
+    fn within_budget(&self, name: &str, asg: &Assignment, now: u64) -> Result<(), String> {
+        let Some(budget) = &self.dag.workflow().budget else {
+            return Ok(());
+        };
+        let spent = Cost::of_run(self.recs.values(), now);
+        let price = self
+            .eng
+            .pool
+            .lock()
+            .expect("pool")
+            .runner(asg.runner)
+            .price_per_hour;
+        let next = self.step(name).timeout.map_or(Cost::default(), |t| {
+            let gpu_hours = t.as_secs_f64() / 3600.0 * asg.gpus.len() as f64;
+            Cost {
+                gpu_hours,
+                cost: gpu_hours * price,
+            }
+        });
+        check_budget(budget, spent, next)
     }
 
     /// A cache hit: record Cached and the stored outputs. Also remembers the key inputs.
@@ -476,12 +523,12 @@ impl<'e> Dispatcher<'e> {
         self.restore_upstream(name)?;
         let n = self.recs[name].attempt() + 1;
         let dir = self.eng.home.attempt_dir(&self.run.id, name, n);
-        let (runner, runner_name) = {
+        let (runner, runner_name, price_per_hour) = {
             let pool = self.eng.pool.lock().expect("pool");
             let r = pool.runner(asg.runner);
-            (r.runner.clone(), r.name.clone())
+            (r.runner.clone(), r.name.clone(), r.price_per_hour)
         };
-        let job = match self.job_for(name, n, &dir, asg.gpus.clone()) {
+        let job = match self.job_for(name, n, &dir, &asg) {
             Ok(j) => j,
             Err(e) => {
                 self.eng.pool.lock().expect("pool").release(&asg);
@@ -498,6 +545,7 @@ impl<'e> Dispatcher<'e> {
             ended_at: None,
             outcome: None,
             gpus: asg.gpus.clone(),
+            price_per_hour,
         });
         rec.status = StepStatus::Launching;
         rec.handle = None;

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc::UnboundedSender;
-use tuna_runners::local::{LocalConfig, LocalRunner};
 
 use super::events::Control;
 use super::home::Home;
@@ -92,26 +91,27 @@ impl Engine {
                     });
                 }
             }
-            let runner = LocalRunner::new(LocalConfig {
-                name: name.clone(),
+            let runner = super::runner_build::build(
+                name,
+                spec,
                 slots,
-                gpus: gpus
-                    .iter()
+                gpus.iter()
                     .map(|g: &PoolGpu| tuna_runners::Gpu {
                         kind: g.kind.clone(),
                         index: g.index,
                     })
                     .collect(),
-                shim: shim.clone(),
-                kill_grace: LocalConfig::default().kill_grace,
-            });
+                &shim,
+            )
+            .map_err(|e| EngineError::Invalid(format!("runner `{name}`: {e}")))?;
             pool.runners.push(PoolRunner {
                 name: name.clone(),
                 class: spec.kind.clone(),
-                runner: Arc::new(runner),
+                runner,
                 slots,
                 used: 0,
                 gpus,
+                price_per_hour: spec.price_per_hour.unwrap_or(0.0),
             });
         }
         Ok(Engine {

@@ -24,6 +24,23 @@ pub struct RunnerSpec {
     #[serde(default)]
     pub gpus: Vec<GpuSpec>,
     pub price_per_hour: Option<f64>,
+    /// `ssh`: the host's name or address.
+    pub host: Option<String>,
+    /// `ssh`: default 22.
+    pub port: Option<u16>,
+    /// `ssh`: default the current user.
+    pub user: Option<String>,
+    /// `ssh`: a private key file; without one the ssh agent is asked.
+    pub identity: Option<PathBuf>,
+    /// `ssh`: default `~/.ssh/known_hosts`.
+    pub known_hosts: Option<PathBuf>,
+    /// `ssh`: add an unknown host key on first contact (a changed key is still refused).
+    #[serde(default)]
+    pub accept_new: bool,
+    /// `ssh`: the runner's folder on the host (absolute).
+    pub workdir: Option<String>,
+    /// `ssh`: how long the host may not answer before its steps count as lost (default 2m).
+    pub lost_after: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -52,6 +69,25 @@ pub enum InventoryError {
     },
 }
 
+impl RunnerSpec {
+    /// The ssh-only keys this spec sets.
+    fn ssh_keys(&self) -> Vec<&'static str> {
+        [
+            ("host", self.host.is_some()),
+            ("port", self.port.is_some()),
+            ("user", self.user.is_some()),
+            ("identity", self.identity.is_some()),
+            ("known_hosts", self.known_hosts.is_some()),
+            ("accept_new", self.accept_new),
+            ("workdir", self.workdir.is_some()),
+            ("lost_after", self.lost_after.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(k, set)| set.then_some(k))
+        .collect()
+    }
+}
+
 impl Inventory {
     /// One local runner with `cores` slots.
     pub fn default_local() -> Inventory {
@@ -63,6 +99,14 @@ impl Inventory {
                 slots: None,
                 gpus: vec![],
                 price_per_hour: None,
+                host: None,
+                port: None,
+                user: None,
+                identity: None,
+                known_hosts: None,
+                accept_new: false,
+                workdir: None,
+                lost_after: None,
             },
         );
         Inventory { runners }
@@ -100,14 +144,56 @@ impl Inventory {
             },
         })?;
         for (name, spec) in &inv.runners {
-            if spec.kind != "local" {
-                return Err(InventoryError::Invalid {
-                    path: path.to_path_buf(),
-                    message: format!(
-                        "runner `{name}` has type `{}`; this build of tuna runs `local` runners only",
-                        spec.kind
-                    ),
-                });
+            let invalid = |message: String| InventoryError::Invalid {
+                path: path.to_path_buf(),
+                message,
+            };
+            match spec.kind.as_str() {
+                "local" => {
+                    if let Some(key) = spec.ssh_keys().first() {
+                        return Err(invalid(format!(
+                            "runner `{name}`: `{key}` belongs to `type: ssh` runners"
+                        )));
+                    }
+                }
+                "ssh" => {
+                    if spec.host.as_deref().is_none_or(str::is_empty) {
+                        return Err(invalid(format!("runner `{name}` (type ssh) needs `host`")));
+                    }
+                    match &spec.workdir {
+                        Some(w) if w.starts_with('/') => {}
+                        Some(w) => {
+                            return Err(invalid(format!(
+                                "runner `{name}`: workdir `{w}` must be an absolute path on the host"
+                            )));
+                        }
+                        None => {
+                            return Err(invalid(format!(
+                                "runner `{name}` (type ssh) needs `workdir`, an absolute path on the host"
+                            )));
+                        }
+                    }
+                    if let Some(l) = &spec.lost_after
+                        && crate::workflow::parse_duration(l).is_err()
+                    {
+                        return Err(invalid(format!(
+                            "runner `{name}`: lost_after `{l}` is not a duration (e.g. 30s, 2m)"
+                        )));
+                    }
+                }
+                other => {
+                    return Err(invalid(format!(
+                        "runner `{name}` has type `{other}`; this build of tuna runs `local` and `ssh` runners"
+                    )));
+                }
+            }
+            if spec
+                .price_per_hour
+                .is_some_and(|p| !(p >= 0.0 && p.is_finite()))
+            {
+                return Err(invalid(format!(
+                    "runner `{name}`: price_per_hour must be a number ≥ 0"
+                )));
             }
             if spec.slots == Some(0) {
                 return Err(InventoryError::Invalid {

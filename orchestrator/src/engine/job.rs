@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use tuna_runners::{Job, Resources};
+use tuna_runners::{Job, Resources, Stage};
 
 use crate::cache::{KEY_VERSION, KeyInputs, digest_path};
 use crate::cas::Digest;
@@ -151,7 +151,9 @@ pub struct JobContext<'a> {
 }
 
 /// Builds the job for one attempt: makes the attempt folder, stages inputs, renders the
-/// script (values shell-quoted) and the env.
+/// script (values shell-quoted) and the env. `remote` is the attempt folder on the runner's
+/// machine when that is another one: inputs and upstream outputs are then listed in
+/// `Job::stage` for the runner to carry there, and paths in the script name that folder.
 pub fn build_job(
     wf: &Workflow,
     step: &Step,
@@ -159,10 +161,15 @@ pub fn build_job(
     attempt: u32,
     attempt_dir: &Path,
     resources: Resources,
+    remote: Option<&str>,
 ) -> Result<Job, String> {
     let work = attempt_dir.join("work");
     std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
-    for input in &step.inputs {
+    let stage = match remote {
+        Some(_) => remote_stage(wf, step, ctx)?,
+        None => Vec::new(),
+    };
+    for input in step.inputs.iter().filter(|_| remote.is_none()) {
         let rel = input.trim_end_matches('/');
         let (src, dst) = (wf.project_dir.join(rel), work.join(rel));
         if dst.symlink_metadata().is_ok() {
@@ -177,6 +184,11 @@ pub fn build_job(
     let resolve = |r: &Ref| -> String {
         match r {
             Ref::Param(p) => ctx.params.get(p).cloned().unwrap_or_default(),
+            Ref::StepOutput { step, output } if remote.is_some() => format!(
+                "{}/in/{step}/{}",
+                remote.unwrap_or_default(),
+                output.trim_end_matches('/')
+            ),
             Ref::StepOutput { step, output } => (ctx.outputs_dir)(step)
                 .map(|d| {
                     d.join(output.trim_end_matches('/'))
@@ -228,7 +240,37 @@ pub fn build_job(
         attempt_dir: attempt_dir.to_path_buf(),
         timeout: step.timeout,
         resources,
+        stage,
+        outputs: step.outputs.clone(),
     })
+}
+
+/// What a job on another machine needs carried there: its inputs into `work/`, and every
+/// output of its upstream steps into `in/STEP/OUTPUT`.
+fn remote_stage(wf: &Workflow, step: &Step, ctx: &JobContext<'_>) -> Result<Vec<Stage>, String> {
+    let mut stage = Vec::new();
+    for input in &step.inputs {
+        let rel = input.trim_end_matches('/');
+        stage.push(Stage {
+            source: wf.project_dir.join(rel),
+            dest: format!("work/{rel}"),
+        });
+    }
+    for need in &step.needs {
+        let Some(up) = wf.steps.get(need) else {
+            continue;
+        };
+        let dir = (ctx.outputs_dir)(need)
+            .ok_or_else(|| format!("upstream step `{need}` has no outputs folder"))?;
+        for out in &up.outputs {
+            let rel = out.trim_end_matches('/');
+            stage.push(Stage {
+                source: dir.join(rel),
+                dest: format!("in/{need}/{rel}"),
+            });
+        }
+    }
+    Ok(stage)
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! [`Engine`] owns the store, the artifact store and the runner pool; a [`dispatcher`] drives one
 //! run, executors own one attempt each and report by [`events`].
 
+mod check;
 mod control;
 mod dispatcher;
 #[allow(clippy::module_inception)]
@@ -13,12 +14,15 @@ mod gate;
 mod home;
 mod inventory;
 mod job;
+mod ledger;
 mod plan;
 mod pool;
 mod progress;
 mod run_id;
+mod runner_build;
 mod view;
 
+pub use check::{RunnerCheck, check_runners};
 pub use control::{Request, request, serve as serve_control};
 pub use dispatcher::run_status_str;
 pub use engine::{Engine, EngineError, RunOptions, cores};
@@ -27,6 +31,7 @@ pub use executor::read_metrics;
 pub use home::Home;
 pub use inventory::{Inventory, InventoryError};
 pub use job::merged_params;
+pub use ledger::Cost;
 pub use plan::PlanRow;
 pub use progress::{Bars, Plain, Progress, Quiet, Reporter};
 pub use view::{RunSummary, RunView, StepView};

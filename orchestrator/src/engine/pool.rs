@@ -17,6 +17,8 @@ pub struct PoolRunner {
     pub slots: u32,
     pub used: u32,
     pub gpus: Vec<PoolGpu>,
+    /// What an hour of one GPU (or of the runner, without GPUs) costs.
+    pub price_per_hour: f64,
 }
 
 pub struct PoolGpu {
@@ -156,6 +158,10 @@ impl Pool {
                         gpus: vec![],
                     });
                 }
+                if r.runner.is_down() {
+                    waits.push(format!("runner `{}` is down", r.name));
+                    continue;
+                }
                 let free: Vec<&&PoolGpu> = matching.iter().filter(|g| !g.busy).collect();
                 if r.used < r.slots && free.len() >= want {
                     let gpus = free
@@ -179,8 +185,9 @@ impl Pool {
             ))
         } else {
             Placement::Wait(format!(
-                "waiting for a free slot matching {}",
-                describe(alternatives)
+                "waiting for a free slot matching {} ({})",
+                describe(alternatives),
+                waits.join(", ")
             ))
         }
     }

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::dispatcher::run_status_str;
-use crate::store::{RunRecord, StepRecord, Store, StoreError};
+use super::ledger::Cost;
+use crate::store::{RunRecord, StepRecord, Store, StoreError, now_ms};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunView {
@@ -18,6 +19,9 @@ pub struct RunView {
     pub ended_at: Option<u64>,
     pub duration_s: Option<f64>,
     pub params: BTreeMap<String, String>,
+    /// GPU-hours and cost of every attempt so far.
+    pub gpu_hours: f64,
+    pub cost: f64,
     pub steps: Vec<StepView>,
 }
 
@@ -35,6 +39,9 @@ pub struct StepView {
     pub duration_s: Option<f64>,
     pub stdout: Option<PathBuf>,
     pub stderr: Option<PathBuf>,
+    /// GPU-hours and cost of the step's attempts (wall × GPUs × price_per_hour).
+    pub gpu_hours: f64,
+    pub cost: f64,
 }
 
 /// A short line per run for `tuna runs`.
@@ -62,6 +69,7 @@ impl RunView {
             .unwrap_or_default();
         let pos = |s: &str| order.iter().position(|o| o == s).unwrap_or(usize::MAX);
         steps.sort_by(|a, b| pos(&a.step).cmp(&pos(&b.step)).then(a.step.cmp(&b.step)));
+        let total = Cost::of_run(&steps, now_ms());
         RunView {
             id: run.id.clone(),
             workflow: run.workflow.clone(),
@@ -70,6 +78,8 @@ impl RunView {
             ended_at: run.ended_at,
             duration_s: secs(Some(run.created_at), run.ended_at),
             params: run.params.clone(),
+            gpu_hours: total.gpu_hours,
+            cost: total.cost,
             steps: steps.iter().map(StepView::build).collect(),
         }
     }
@@ -85,6 +95,7 @@ impl RunView {
 impl StepView {
     fn build(r: &StepRecord) -> StepView {
         let last = r.attempts.last();
+        let cost = Cost::of_step(r, now_ms());
         StepView {
             name: r.step.clone(),
             status: r.status.as_str().to_string(),
@@ -102,6 +113,8 @@ impl StepView {
             duration_s: secs(r.started_at, r.ended_at),
             stdout: last.map(|a| a.dir.join("stdout.log")),
             stderr: last.map(|a| a.dir.join("stderr.log")),
+            gpu_hours: cost.gpu_hours,
+            cost: cost.cost,
         }
     }
 }

@@ -117,6 +117,9 @@ pub struct AttemptRecord {
     /// The GPUs the attempt was given.
     #[serde(default)]
     pub gpus: Vec<tuna_runners::Gpu>,
+    /// The runner's price per GPU-hour when the attempt started (for the cost ledger).
+    #[serde(default)]
+    pub price_per_hour: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

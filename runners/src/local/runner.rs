@@ -78,6 +78,8 @@ impl Runner for LocalRunner {
         Ok(RunnerInfo {
             reachable: executable,
             detail,
+            problem: (!executable).then_some(crate::CheckProblem::Broken),
+            gpus_found: Vec::new(),
         })
     }
 

@@ -1,0 +1,187 @@
+//! One open, authenticated SSH connection with the runner's folder prepared on the host:
+//! running a remote command, and SFTP for files.
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+
+use ssh2::{OpenFlags, OpenType, Session, Sftp};
+
+use super::config::SshConfig;
+use super::error::ConnectError;
+use super::host_keys;
+use super::quote::sh_quote;
+use super::wrapper;
+
+/// An open connection. Not shared between threads at once: [`Host`](super::host::Host) locks it.
+pub(crate) struct Conn {
+    session: Session,
+    sftp: Option<Sftp>,
+    /// The remote path of the uploaded wrapper.
+    pub wrapper: String,
+}
+
+/// What a remote command printed and how it exited.
+#[derive(Debug)]
+pub(crate) struct Exec {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// A failed operation on an open connection: the transport broke (reconnect and retry), or
+/// the remote side said no (retrying will not help).
+#[derive(Debug)]
+pub(crate) enum OpError {
+    Conn(String),
+    Fatal(String),
+}
+
+impl From<ssh2::Error> for OpError {
+    fn from(e: ssh2::Error) -> OpError {
+        OpError::Conn(e.to_string())
+    }
+}
+
+impl From<std::io::Error> for OpError {
+    fn from(e: std::io::Error) -> OpError {
+        OpError::Conn(e.to_string())
+    }
+}
+
+impl Conn {
+    /// Connects, checks the host key, logs in and prepares the runner's folder.
+    pub fn open(cfg: &SshConfig) -> Result<Conn, ConnectError> {
+        let host = cfg.host_entry();
+        let unreachable = |reason: String| ConnectError::Unreachable {
+            host: host.clone(),
+            reason,
+        };
+        let addr = (cfg.host.as_str(), cfg.port)
+            .to_socket_addrs()
+            .map_err(|e| unreachable(e.to_string()))?
+            .next()
+            .ok_or_else(|| unreachable("the name has no address".into()))?;
+        let tcp = TcpStream::connect_timeout(&addr, cfg.connect_timeout)
+            .map_err(|e| unreachable(e.to_string()))?;
+        let _ = tcp.set_nodelay(true);
+        let ssh = |e: ssh2::Error| ConnectError::Ssh {
+            host: host.clone(),
+            reason: e.to_string(),
+        };
+        let mut session = Session::new().map_err(ssh)?;
+        session.set_tcp_stream(tcp);
+        session.set_timeout(cfg.io_timeout.as_millis().min(u32::MAX as u128) as u32);
+        session.handshake().map_err(ssh)?;
+        host_keys::verify(&session, cfg)?;
+        authenticate(&session, cfg)?;
+        let mut conn = Conn {
+            session,
+            sftp: None,
+            wrapper: format!("{}/bin/{}", cfg.workdir, wrapper::file_name()),
+        };
+        conn.prepare(cfg).map_err(|e| ConnectError::Ssh {
+            host: host.clone(),
+            reason: match e {
+                OpError::Conn(m) | OpError::Fatal(m) => {
+                    format!("preparing {} on the host: {m}", cfg.workdir)
+                }
+            },
+        })?;
+        Ok(conn)
+    }
+
+    /// Makes the runner's folders and uploads the wrapper unless this version is there.
+    fn prepare(&mut self, cfg: &SshConfig) -> Result<(), OpError> {
+        let w = sh_quote(&cfg.workdir);
+        let out = self.exec(&format!(
+            "mkdir -p {w}/cas {w}/runs {w}/bin && if [ -f {q} ]; then echo have; fi",
+            q = sh_quote(&self.wrapper)
+        ))?;
+        if out.code != 0 {
+            return Err(OpError::Fatal(out.stderr.trim().to_owned()));
+        }
+        if out.stdout.trim() != "have" {
+            let wrapper = self.wrapper.clone();
+            self.write_file(&wrapper, wrapper::SCRIPT.as_bytes(), 0o755)?;
+        }
+        Ok(())
+    }
+
+    /// Runs `command` in the login shell on the host and waits for it.
+    pub fn exec(&self, command: &str) -> Result<Exec, OpError> {
+        let mut channel = self.session.channel_session()?;
+        channel.exec(command)?;
+        let mut stdout = String::new();
+        channel.read_to_string(&mut stdout)?;
+        let mut stderr = String::new();
+        channel.stderr().read_to_string(&mut stderr)?;
+        channel.wait_close()?;
+        Ok(Exec {
+            code: channel.exit_status()?,
+            stdout,
+            stderr,
+        })
+    }
+
+    /// The connection's SFTP channel, opened on first use.
+    pub fn sftp(&mut self) -> Result<&Sftp, OpError> {
+        if self.sftp.is_none() {
+            self.sftp = Some(self.session.sftp()?);
+        }
+        Ok(self.sftp.as_ref().expect("just set"))
+    }
+
+    /// Writes `bytes` to the remote `path` whole: to a temp name first, then renamed over it.
+    pub fn write_file(&mut self, path: &str, bytes: &[u8], mode: i32) -> Result<(), OpError> {
+        let tmp = format!("{path}.tmp-{}", std::process::id());
+        let sftp = self.sftp()?;
+        let mut file = sftp.open_mode(
+            std::path::Path::new(&tmp),
+            OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE,
+            mode,
+            OpenType::File,
+        )?;
+        file.write_all(bytes)?;
+        drop(file);
+        // SFTP v3 rename refuses to replace; the host's `mv` does.
+        let out = self.exec(&format!("mv -f {} {}", sh_quote(&tmp), sh_quote(path)))?;
+        if out.code != 0 {
+            return Err(OpError::Fatal(format!(
+                "cannot write {path}: {}",
+                out.stderr.trim()
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn authenticate(session: &Session, cfg: &SshConfig) -> Result<(), ConnectError> {
+    let (how, result) = match &cfg.identity {
+        Some(key) => {
+            let key = host_keys::expand_home(key);
+            (
+                format!("key {}", key.display()),
+                session.userauth_pubkey_file(&cfg.user, None, &key, cfg.passphrase.as_deref()),
+            )
+        }
+        None => (
+            "the ssh agent".to_owned(),
+            session.userauth_agent(&cfg.user),
+        ),
+    };
+    match result {
+        Ok(()) if session.authenticated() => Ok(()),
+        Ok(()) => Err(ConnectError::AuthFailed {
+            user: cfg.user.clone(),
+            host: cfg.host_entry(),
+            how,
+            reason: "not authenticated".into(),
+        }),
+        Err(e) => Err(ConnectError::AuthFailed {
+            user: cfg.user.clone(),
+            host: cfg.host_entry(),
+            how,
+            reason: e.message().to_owned(),
+        }),
+    }
+}

@@ -1,0 +1,117 @@
+//! One host's connection, shared by every job of the runner: opened on first use, dropped when
+//! an operation finds it broken, reopened by the next one. Marks the host down when it stays
+//! unreachable for `lost_after`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::config::SshConfig;
+use super::conn::{Conn, OpError};
+use super::error::ConnectError;
+
+/// Why an operation on a host did not happen.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HostError {
+    /// The connection could not be opened for a reason that will not pass by itself.
+    #[error(transparent)]
+    Refused(ConnectError),
+    /// The host did not answer for `lost_after`.
+    #[error("{0}")]
+    Down(String),
+    /// The remote side failed the operation.
+    #[error("{0}")]
+    Fatal(String),
+}
+
+pub(crate) struct Host {
+    pub cfg: SshConfig,
+    conn: Mutex<Option<Conn>>,
+    down: AtomicBool,
+}
+
+impl Host {
+    pub fn new(cfg: SshConfig) -> Host {
+        Host {
+            cfg,
+            conn: Mutex::new(None),
+            down: AtomicBool::new(false),
+        }
+    }
+
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::Relaxed)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<Conn>> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `op` on the connection (opening it first if needed). Returns `Err(Ok(reason))`
+    /// when the transport failed (the connection is dropped; trying again may work).
+    fn once<T>(
+        &self,
+        op: &mut impl FnMut(&mut Conn) -> Result<T, OpError>,
+    ) -> Result<T, Result<String, HostError>> {
+        let mut guard = self.lock();
+        if guard.is_none() {
+            match Conn::open(&self.cfg) {
+                Ok(c) => *guard = Some(c),
+                Err(e) if e.transient() => return Err(Ok(e.to_string())),
+                Err(e) => return Err(Err(HostError::Refused(e))),
+            }
+        }
+        let conn = guard.as_mut().expect("connected above");
+        match op(conn) {
+            Ok(v) => Ok(v),
+            Err(OpError::Conn(reason)) => {
+                *guard = None;
+                Err(Ok(reason))
+            }
+            Err(OpError::Fatal(reason)) => Err(Err(HostError::Fatal(reason))),
+        }
+    }
+
+    /// Runs `op`, reconnecting and retrying while the host does not answer, for up to
+    /// `lost_after` (then the host is marked down). `op` must be safe to repeat.
+    pub fn retrying<T>(
+        &self,
+        mut op: impl FnMut(&mut Conn) -> Result<T, OpError>,
+    ) -> Result<T, HostError> {
+        self.retrying_for(self.cfg.lost_after, &mut op)
+    }
+
+    /// Like [`Host::retrying`], giving up after `limit`; a host already down gets one try.
+    pub fn retrying_for<T>(
+        &self,
+        limit: Duration,
+        op: &mut impl FnMut(&mut Conn) -> Result<T, OpError>,
+    ) -> Result<T, HostError> {
+        let start = Instant::now();
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match self.once(op) {
+                Ok(v) => {
+                    if self.down.swap(false, Ordering::Relaxed) {
+                        tracing::info!(host = %self.cfg.host_entry(), "the host answers again");
+                    }
+                    return Ok(v);
+                }
+                Err(Err(e)) => return Err(e),
+                Err(Ok(reason)) => {
+                    if self.is_down() || start.elapsed() >= limit {
+                        self.down.store(true, Ordering::Relaxed);
+                        return Err(HostError::Down(format!(
+                            "host {} of runner `{}` stopped answering ({reason})",
+                            self.cfg.host_entry(),
+                            self.cfg.name
+                        )));
+                    }
+                    tracing::debug!(host = %self.cfg.host_entry(), %reason, "reconnecting");
+                    std::thread::sleep(pause.min(limit.saturating_sub(start.elapsed())));
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! The ssh runner: runs jobs on another machine over SSH (libssh2 through the `ssh2` crate).
+//!
+//! One connection per host, reused by every step and reopened when it drops (`host.rs`). Host
+//! keys are checked strictly against known_hosts (`host_keys.rs`). Each attempt runs detached
+//! under a small POSIX-shell wrapper uploaded once (`wrap.sh`, `wrapper.rs`): it claims the
+//! remote attempt folder atomically, runs the script in its own session, enforces the timeout
+//! on the process group and records `exit.json`, so a second launch of the same attempt never
+//! runs it twice and a restarted orchestrator re-attaches through the stored handle. Inputs
+//! travel over SFTP into a content-addressed folder on the host (`stage.rs`); logs stream back
+//! into the local attempt folder while the job runs (`logs.rs`); declared outputs come back
+//! after it succeeded (`fetch.rs`). All ssh2 calls are blocking and run on blocking threads.
+
+mod check;
+mod config;
+mod conn;
+mod error;
+mod fetch;
+mod handle;
+mod host;
+mod host_keys;
+mod logs;
+mod poll;
+mod quote;
+mod runner;
+mod stage;
+mod watch;
+mod wrapper;
+
+pub use config::SshConfig;
+pub use error::ConnectError;
+pub use handle::SshHandle;
+pub use quote::sh_quote;
+pub use runner::SshRunner;
+pub use stage::StageReport;

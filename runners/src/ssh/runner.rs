@@ -1,0 +1,298 @@
+//! [`SshRunner`]: launches each job detached under the remote wrapper and watches it through
+//! the remote attempt folder, also after the orchestrator restarted.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::check;
+use super::config::SshConfig;
+use super::conn::{Conn, OpError};
+use super::handle::SshHandle;
+use super::host::{Host, HostError};
+use super::poll::PollBoard;
+use super::quote::sh_quote;
+use super::stage::{self, StageReport};
+use super::watch;
+use crate::{Handle, Job, Outcome, Runner, RunnerError, RunnerInfo};
+
+/// Runs jobs on one host over SSH.
+pub struct SshRunner {
+    host: Arc<Host>,
+    board: Arc<PollBoard>,
+}
+
+impl std::fmt::Debug for SshRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshRunner")
+            .field("config", &self.host.cfg)
+            .finish()
+    }
+}
+
+impl SshRunner {
+    /// A runner for the host in `config`. Connects on first use. `workdir` must be absolute.
+    pub fn new(config: SshConfig) -> Result<SshRunner, RunnerError> {
+        if !config.workdir.starts_with('/') {
+            return Err(RunnerError::Other(format!(
+                "runner `{}`: workdir `{}` must be an absolute path on the host",
+                config.name, config.workdir
+            )));
+        }
+        Ok(SshRunner {
+            host: Arc::new(Host::new(config)),
+            board: Arc::new(PollBoard::default()),
+        })
+    }
+
+    pub fn config(&self) -> &SshConfig {
+        &self.host.cfg
+    }
+
+    /// The remote attempt folder of `(run, step, attempt)`.
+    pub fn attempt_dir(&self, run: &str, step: &str, attempt: u32) -> String {
+        format!("{}/runs/{run}/{step}/{attempt}", self.host.cfg.workdir)
+    }
+
+    /// Launches `job` and also says what staging moved (for tests and benchmarks).
+    pub async fn launch_reporting(&self, job: &Job) -> Result<(Handle, StageReport), RunnerError> {
+        let host = self.host.clone();
+        let job = job.clone();
+        let dir = self.attempt_dir(&job.run_id, &job.step, job.attempt);
+        blocking(move || launch(&host, &job, &dir)).await
+    }
+}
+
+/// Launch on a blocking thread: prepare the remote attempt folder, stage, start the wrapper.
+fn launch(host: &Host, job: &Job, dir: &str) -> Result<(Handle, StageReport), RunnerError> {
+    std::fs::create_dir_all(job.attempt_dir.join("work"))?;
+    let (blobs, dirs) = stage::plan(&job.stage)
+        .map_err(|e| RunnerError::Other(format!("staging the inputs of `{}`: {e}", job.step)))?;
+    let nonce = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    );
+    let env = env_file(job, dir)?;
+    let grace = host.cfg.kill_grace.as_secs_f64().to_string();
+    let timeout = job.timeout.map(|t| t.as_secs_f64().to_string());
+    let prepare = prepare_command(dir, &job.script, &env, &grace, timeout.as_deref());
+    let staged = !blobs.is_empty() || !dirs.is_empty();
+    let result = host.retrying(|conn| {
+        let mut report = StageReport::default();
+        match &prepare {
+            // One round trip: write the attempt's files unless it is claimed, and start it.
+            Some(prepare) if !staged => {
+                let answer = start(conn, dir, &nonce, prepare)?;
+                return Ok((answer, report));
+            }
+            Some(prepare) => {
+                let out = conn.exec(&format!("{prepare} && cat claim 2>/dev/null; true"))?;
+                if out.stdout.trim().is_empty() {
+                    report = stage::stage(conn, &host.cfg.workdir, dir, &blobs, &dirs)?;
+                }
+            }
+            // Too big for a command line: the files go over SFTP.
+            None => {
+                let claim = conn.exec(&format!(
+                    "mkdir -p {d}/work && cat {d}/claim 2>/dev/null; true",
+                    d = sh_quote(dir)
+                ))?;
+                if claim.stdout.trim().is_empty() {
+                    conn.write_file(&format!("{dir}/script"), job.script.as_bytes(), 0o644)?;
+                    conn.write_file(&format!("{dir}/env"), env.as_bytes(), 0o600)?;
+                    conn.write_file(&format!("{dir}/grace"), grace.as_bytes(), 0o644)?;
+                    if let Some(t) = &timeout {
+                        conn.write_file(&format!("{dir}/timeout"), t.as_bytes(), 0o644)?;
+                    }
+                    report = stage::stage(conn, &host.cfg.workdir, dir, &blobs, &dirs)?;
+                }
+            }
+        }
+        let answer = start(conn, dir, &nonce, "true")?;
+        Ok((answer, report))
+    });
+    let (supervisor, report) = match result {
+        Ok(v) => v,
+        Err(HostError::Down(reason)) => return Err(RunnerError::Unavailable(reason)),
+        Err(e) => return Err(RunnerError::Other(e.to_string())),
+    };
+    let data = SshHandle {
+        host: host.cfg.host_entry(),
+        dir: dir.to_owned(),
+        supervisor,
+        outputs: job.outputs.clone(),
+    };
+    Ok((
+        Handle {
+            runner: host.cfg.name.clone(),
+            attempt_dir: job.attempt_dir.clone(),
+            data: serde_json::to_value(data).map_err(|e| RunnerError::Other(e.to_string()))?,
+        },
+        report,
+    ))
+}
+
+/// The longest command line the runner sends (one argument of `sh -c` may hold 128 KiB).
+const MAX_COMMAND: usize = 100 * 1024;
+
+/// A shell command that makes the attempt folder and, unless the attempt is claimed, writes its
+/// files (each to a temp name, then renamed: a running script's file is never rewritten in
+/// place). `None` when the files are too big for one command line.
+fn prepare_command(
+    dir: &str,
+    script: &str,
+    env: &str,
+    grace: &str,
+    timeout: Option<&str>,
+) -> Option<String> {
+    let d = sh_quote(dir);
+    let put = |name: &str, text: &str| {
+        format!(
+            "printf '%s' {} > {name}.$$ && mv -f {name}.$$ {name}",
+            sh_quote(text)
+        )
+    };
+    let mut files = vec![
+        put("script", script),
+        format!("(umask 077 && {})", put("env", env)),
+        put("grace", grace),
+    ];
+    if let Some(t) = timeout {
+        files.push(put("timeout", t));
+    }
+    let command = format!(
+        "mkdir -p {d}/work && cd {d} && if [ ! -e claim ]; then {}; fi",
+        files.join(" && ")
+    );
+    (command.len() <= MAX_COMMAND).then_some(command)
+}
+
+/// Runs `prepare`, then `wrap launch`; returns the supervisor's pid (ours, or the one that
+/// claimed first).
+fn start(conn: &mut Conn, dir: &str, nonce: &str, prepare: &str) -> Result<u32, OpError> {
+    let out = conn.exec(&format!(
+        "{prepare} && sh {} launch {} {}",
+        sh_quote(&conn.wrapper),
+        sh_quote(dir),
+        sh_quote(nonce)
+    ))?;
+    let line = out.stdout.trim();
+    let mut words = line.split_whitespace();
+    match (words.next(), words.next().and_then(|p| p.parse().ok())) {
+        (Some("claimed" | "taken"), Some(pid)) => Ok(pid),
+        _ => Err(OpError::Fatal(format!(
+            "the wrapper did not start the job in {dir}: {line} {}",
+            out.stderr.trim()
+        ))),
+    }
+}
+
+/// `export NAME='value'` lines: the job's env with the paths that name the remote folder.
+fn env_file(job: &Job, dir: &str) -> Result<String, RunnerError> {
+    let mut env = job.env.clone();
+    env.insert("TUNA_ATTEMPT_DIR".into(), dir.to_owned());
+    env.insert("TUNA_OUTPUTS".into(), format!("{dir}/work"));
+    env.insert("TUNA_METRICS".into(), format!("{dir}/metrics.json"));
+    let gpus: Vec<String> = job
+        .resources
+        .gpus
+        .iter()
+        .map(|g| g.index.to_string())
+        .collect();
+    env.insert("CUDA_VISIBLE_DEVICES".into(), gpus.join(","));
+    let mut text = String::new();
+    for (k, v) in &env {
+        let valid = k
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(RunnerError::Other(format!(
+                "env `{k}` of step `{}` is not a valid variable name",
+                job.step
+            )));
+        }
+        let _ = writeln!(text, "export {k}={}", sh_quote(v));
+    }
+    Ok(text)
+}
+
+fn ssh_handle(handle: &Handle) -> Result<SshHandle, RunnerError> {
+    serde_json::from_value(handle.data.clone()).map_err(|e| {
+        RunnerError::Other(format!(
+            "not a handle of an ssh runner ({e}): {}",
+            handle.data
+        ))
+    })
+}
+
+#[async_trait]
+impl Runner for SshRunner {
+    fn name(&self) -> &str {
+        &self.host.cfg.name
+    }
+
+    async fn check(&self) -> Result<RunnerInfo, RunnerError> {
+        let cfg = self.host.cfg.clone();
+        blocking(move || Ok(check::check(&cfg))).await
+    }
+
+    async fn launch(&self, job: &Job) -> Result<Handle, RunnerError> {
+        Ok(self.launch_reporting(job).await?.0)
+    }
+
+    async fn watch(&self, handle: &Handle) -> Result<Outcome, RunnerError> {
+        let data = ssh_handle(handle)?;
+        let (host, board) = (self.host.clone(), self.board.clone());
+        let local = handle.attempt_dir.clone();
+        blocking(move || watch::watch(&host, &board, &data, &local)).await
+    }
+
+    async fn cancel(&self, handle: &Handle) -> Result<(), RunnerError> {
+        let data = ssh_handle(handle)?;
+        let host = self.host.clone();
+        blocking(move || {
+            host.retrying(|conn| {
+                let out = conn.exec(&format!(
+                    "sh {} cancel {}",
+                    sh_quote(&conn.wrapper),
+                    sh_quote(&data.dir)
+                ))?;
+                if out.stdout.trim() == "ok" {
+                    Ok(())
+                } else {
+                    Err(OpError::Fatal(format!(
+                        "cancelling {} on {}: {} {}",
+                        data.dir,
+                        data.host,
+                        out.stdout.trim(),
+                        out.stderr.trim()
+                    )))
+                }
+            })
+            .map_err(|e| RunnerError::Other(e.to_string()))
+        })
+        .await
+    }
+
+    fn remote_attempt_dir(&self, run: &str, step: &str, attempt: u32) -> Option<String> {
+        Some(self.attempt_dir(run, step, attempt))
+    }
+
+    fn is_down(&self) -> bool {
+        self.host.is_down()
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, RunnerError> + Send + 'static,
+) -> Result<T, RunnerError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| RunnerError::Other(format!("a blocking task failed: {e}")))?
+}
