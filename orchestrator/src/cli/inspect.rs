@@ -207,7 +207,11 @@ pub fn logs(
             break;
         }
         let Access::Remote(_) = &a else { break };
-        let v = view(&a, &v.id)?;
+        // The owner going away (its run ended) also ends the follow.
+        let Ok(v) = view(&a, &v.id) else {
+            copy_from(&path, pos, &mut out);
+            break;
+        };
         let done = v.status != "running"
             || v.steps.iter().find(|x| x.name == step).is_none_or(|x| {
                 !matches!(
