@@ -146,3 +146,20 @@ fn a_param_never_injects_shell_syntax() {
         .replace("stdout.log", "work/out.txt");
     assert_eq!(std::fs::read_to_string(dir).unwrap(), evil);
 }
+
+#[test]
+fn a_step_naming_its_run_reruns_every_run() {
+    let p = Project::new();
+    p.file(
+        "wf.yaml",
+        "name: per-run\nsteps:\n  stamp:\n    run: echo ${{ run.id }} >> \"$TUNA_PROJECT_DIR/stamps\"\n  plain:\n    run: echo x >> \"$TUNA_PROJECT_DIR/plain\"\n",
+    );
+    let one = p.run(&["run", "wf.yaml"]).ok().run_id();
+    let two = p.run(&["run", "wf.yaml"]).ok().run_id();
+    assert_eq!(p.read("stamps"), format!("{one}\n{two}\n"));
+    assert_eq!(
+        p.read("plain").lines().count(),
+        1,
+        "the step that does not name its run is cached"
+    );
+}

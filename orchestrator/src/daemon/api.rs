@@ -142,8 +142,6 @@ pub fn run_detail(app: &Daemon, id: &str) -> ApiResult<Value> {
     let mut v = serde_json::to_value(&view).expect("json");
     v["needs"] = json!(needs);
     v["scheduled_time"] = json!(rec.scheduled_time);
-    // The cost ledger is not built yet: cost is reported as unknown.
-    v["cost"] = Value::Null;
     v["driven_here"] = json!(app.is_driving(id));
     Ok(v)
 }

@@ -112,12 +112,14 @@ pub async fn run_page(
     let svg = dag_svg(&needs, &statuses);
     let status = v["status"].as_str().unwrap_or("");
     let body = format!(
-        r#"<p>workflow <b>{wf}</b> · <span id="run-status">{b}</span> · {d} · cost -</p>
+        r#"<p>workflow <b>{wf}</b> · <span id="run-status">{b}</span> · {d} · {gh:.2} GPU-hours · cost {cost:.2}</p>
 <div id="dag">{svg}</div>
 <table id="steps"><tr><th>step</th><th>status</th><th>attempt</th><th>metrics</th><th>note</th></tr>{table}</table>"#,
         wf = esc(v["workflow"].as_str().unwrap_or("")),
         b = badge(status),
         d = secs(v["duration_s"].as_f64()),
+        gh = v["gpu_hours"].as_f64().unwrap_or(0.0),
+        cost = v["cost"].as_f64().unwrap_or(0.0),
     );
     let script = format!(
         r#"const COLOURS={colours};

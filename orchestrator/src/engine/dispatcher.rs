@@ -19,7 +19,7 @@ use super::engine::{Engine, EngineError};
 use super::events::{Collected, Control, Event};
 use super::executor;
 use super::gate;
-use super::job::{JobContext, build_job, key_inputs, merged_params};
+use super::job::{JobContext, RUN_ID, SCHEDULED_TIME, build_job, key_inputs, merged_params};
 use super::ledger::{Cost, check_budget};
 use super::pool::{Assignment, Placement};
 use super::progress::Progress;
@@ -150,6 +150,11 @@ impl<'e> Dispatcher<'e> {
                 break;
             }
             let timer = self.next_timer();
+            if self.active == 0 && timer.is_none() {
+                // Nothing runs and nothing will wake us: the steps left cannot start.
+                tracing::error!(run = %self.run.id, "scheduler stalled with steps left; ending the run");
+                break;
+            }
             tokio::select! {
                 Some(ev) = self.rx.recv() => {
                     self.on_event(ev)?;
@@ -344,7 +349,29 @@ impl<'e> Dispatcher<'e> {
             return Ok(launches);
         }
         let now = now_ms();
-        let todo: Vec<usize> = self.todo.iter().copied().collect();
+        // A pass can make steps ready (a cache hit, a skip): go again until one adds nothing.
+        let mut seen = std::collections::BTreeSet::new();
+        loop {
+            let todo: Vec<usize> = self
+                .todo
+                .iter()
+                .copied()
+                .filter(|i| seen.insert(*i))
+                .collect();
+            if todo.is_empty() {
+                break;
+            }
+            self.schedule_pass(todo, now, &mut launches)?;
+        }
+        Ok(launches)
+    }
+
+    fn schedule_pass(
+        &mut self,
+        todo: Vec<usize>,
+        now: u64,
+        launches: &mut Vec<Launch>,
+    ) -> Result<(), EngineError> {
         for i in todo {
             let order = self.dag.topo_order();
             let name = &order[i];
@@ -410,7 +437,7 @@ impl<'e> Dispatcher<'e> {
                 }
             }
         }
-        Ok(launches)
+        Ok(())
     }
 
     /// The workflow's `budget`: what the run spent so far plus what this step may spend (its
@@ -451,10 +478,16 @@ impl<'e> Dispatcher<'e> {
             .cache_identity(&step.runs_on, step.cache.per_runner);
         let inputs = {
             let recs = &self.recs;
+            let mut params = self.params.clone();
+            params.insert(RUN_ID.into(), self.run.id.clone());
+            params.insert(
+                SCHEDULED_TIME.into(),
+                self.run.scheduled_time.clone().unwrap_or_default(),
+            );
             key_inputs(
                 self.dag.workflow(),
                 &step,
-                &self.params,
+                &params,
                 |s| recs.get(s).map(|r| &r.outputs),
                 &runner,
             )

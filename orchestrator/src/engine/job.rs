@@ -68,6 +68,10 @@ fn with_params(v: &serde_yaml::Value, out: &mut Vec<String>) {
     }
 }
 
+/// Keys under which a key's `params` carry the run values a step references.
+pub const RUN_ID: &str = "run.id";
+pub const SCHEDULED_TIME: &str = "run.scheduled_time";
+
 /// The inputs of a step's cache key. `upstream(step)` gives a finished upstream step's
 /// outputs.
 pub fn key_inputs<'a>(
@@ -89,8 +93,13 @@ pub fn key_inputs<'a>(
     };
     for t in templates(step) {
         for r in t.refs() {
-            if let Ref::Param(p) = r {
-                names.push(p.clone());
+            match r {
+                Ref::Param(p) => names.push(p.clone()),
+                // A step that names its run's id or scheduled time depends on it: the value
+                // enters the key like a param's (a time the step does not name never does).
+                Ref::RunId => names.push(RUN_ID.to_string()),
+                Ref::ScheduledTime => names.push(SCHEDULED_TIME.to_string()),
+                Ref::StepOutput { .. } => {}
             }
         }
     }

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 
 use super::engine::{Engine, EngineError};
-use super::job::{key_inputs, merged_params};
+use super::job::{RUN_ID, SCHEDULED_TIME, key_inputs, merged_params};
 use crate::cache::DirtyReason;
 use crate::cas::Digest;
 use crate::dag::Dag;
@@ -27,7 +27,10 @@ impl Engine {
         no_cache: bool,
     ) -> Result<Vec<PlanRow>, EngineError> {
         let wf = dag.workflow();
-        let params = merged_params(wf, overrides).map_err(EngineError::Invalid)?;
+        let mut params = merged_params(wf, overrides).map_err(EngineError::Invalid)?;
+        // A step that names its run's id or time reruns in every run.
+        params.insert(RUN_ID.into(), "(the next run's)".into());
+        params.insert(SCHEDULED_TIME.into(), "(the next run's)".into());
         // Outputs of steps that would hit, so their dependents' keys can be computed.
         let mut known: HashMap<String, BTreeMap<String, Digest>> = HashMap::new();
         let mut rows = Vec::new();
