@@ -31,8 +31,9 @@ pub fn is_target(name: &str, targets: &[String]) -> bool {
         .any(|t| name == t || name.ends_with(&format!(".{t}")))
 }
 
-/// Attaches a fresh adapter to every targeted linear layer; returns how many.
-pub fn apply_lora(model: &mut dyn CausalLm, cfg: &LoraConfig) -> MlResult<usize> {
+/// Attaches a fresh adapter, initialised from `seed`, to every targeted linear layer;
+/// returns how many.
+pub fn apply_lora(model: &mut dyn CausalLm, cfg: &LoraConfig, seed: u64) -> MlResult<usize> {
     if let Some((key, message)) = cfg.problem() {
         return Err(MlError::Setting {
             key: key.into(),
@@ -42,10 +43,10 @@ pub fn apply_lora(model: &mut dyn CausalLm, cfg: &LoraConfig) -> MlResult<usize>
     let targets = lora_targets(model, cfg);
     let mut count = 0;
     let mut available = std::collections::BTreeSet::new();
-    for (name, lin) in model.linears_mut() {
+    for (i, (name, lin)) in model.linears_mut().into_iter().enumerate() {
         available.insert(name.rsplit('.').next().unwrap_or(&name).to_string());
         if is_target(&name, &targets) {
-            lin.attach_lora(cfg);
+            lin.attach_lora(cfg, seed, i as u64);
             count += 1;
         }
     }

@@ -6,6 +6,7 @@
 use tch::{Device, Kind, Tensor};
 
 use super::linear::Linear;
+use super::mode::Mode;
 
 /// What callers need to know about a loaded model.
 #[derive(Debug, Clone)]
@@ -35,8 +36,8 @@ pub trait CausalLm: Send {
 
     /// Logits `[batch, seq, vocab]` (in the model's precision) for `input_ids` `[batch, seq]`.
     /// `attention_mask` (`[batch, seq]`, 1 = token, 0 = padding) defaults to all ones.
-    /// `train` enables dropout.
-    fn forward(&self, input_ids: &Tensor, attention_mask: Option<&Tensor>, train: bool) -> Tensor;
+    /// `mode` turns dropout on.
+    fn forward(&self, input_ids: &Tensor, attention_mask: Option<&Tensor>, mode: Mode) -> Tensor;
 
     /// Every linear layer that LoRA or NF4 may touch, by Hugging Face module path.
     fn linears(&self) -> Vec<(String, &Linear)>;

@@ -5,6 +5,7 @@
 use tch::{Device, Kind, Tensor};
 
 use super::lora::{LoraAdapter, LoraConfig};
+use super::mode::Mode;
 use super::nf4::Nf4Tensor;
 
 enum Base {
@@ -48,13 +49,13 @@ impl Linear {
     }
 
     /// Applies the layer.
-    pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+    pub fn forward(&self, x: &Tensor, mode: Mode) -> Tensor {
         let y = match &self.base {
             Base::Dense(w) => x.linear(w, self.bias.as_ref()),
             Base::Nf4(q) => x.linear(&q.dequantize(x.kind()), self.bias.as_ref()),
         };
         match &self.lora {
-            Some(l) => y + l.forward(x, train),
+            Some(l) => y + l.forward(x, mode),
             None => y,
         }
     }
@@ -79,12 +80,14 @@ impl Linear {
         }
     }
 
-    /// Adds a fresh adapter.
-    pub fn attach_lora(&mut self, cfg: &LoraConfig) {
+    /// Adds a fresh adapter initialised from `seed`; `stream` identifies the layer.
+    pub fn attach_lora(&mut self, cfg: &LoraConfig, seed: u64, stream: u64) {
         self.lora = Some(LoraAdapter::new(
             self.in_features,
             self.out_features,
             cfg,
+            seed,
+            stream,
             self.device,
         ));
     }

@@ -4,6 +4,8 @@
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
+use super::mode::{Mode, hash_uniform};
+
 /// LoRA settings (`with: lora:` of a finetune step).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -79,14 +81,28 @@ pub struct LoraAdapter {
     pub scale: f64,
     /// Input dropout while training.
     pub dropout: f64,
+    /// Tells this adapter's dropout masks apart from other layers'.
+    pub stream: u64,
 }
 
 impl LoraAdapter {
-    /// A fresh adapter for a layer `in_features → out_features`.
-    pub fn new(in_features: i64, out_features: i64, cfg: &LoraConfig, device: Device) -> Self {
+    /// A fresh adapter for a layer `in_features → out_features`; `A` is drawn from a hash of
+    /// `seed` (not libtorch's global generator), so the same seed gives the same adapter.
+    pub fn new(
+        in_features: i64,
+        out_features: i64,
+        cfg: &LoraConfig,
+        seed: u64,
+        stream: u64,
+        device: Device,
+    ) -> Self {
         let bound = 1.0 / (in_features as f64).sqrt();
-        let a = Tensor::empty([cfg.r, in_features], (Kind::Float, device))
-            .uniform_(-bound, bound)
+        let a = (hash_uniform(
+            &[cfg.r, in_features],
+            super::mode::mix(seed, stream),
+            device,
+        ) * (2.0 * bound)
+            - bound)
             .set_requires_grad(true);
         let b = Tensor::zeros([out_features, cfg.r], (Kind::Float, device)).set_requires_grad(true);
         LoraAdapter {
@@ -94,11 +110,12 @@ impl LoraAdapter {
             b,
             scale: cfg.alpha / cfg.r as f64,
             dropout: cfg.dropout,
+            stream,
         }
     }
 
     /// An adapter from saved matrices.
-    pub fn from_weights(a: Tensor, b: Tensor, scale: f64, dropout: f64) -> Self {
+    pub fn from_weights(a: Tensor, b: Tensor, scale: f64, dropout: f64, stream: u64) -> Self {
         let a = a.to_kind(Kind::Float).detach().set_requires_grad(true);
         let b = b.to_kind(Kind::Float).detach().set_requires_grad(true);
         LoraAdapter {
@@ -106,17 +123,14 @@ impl LoraAdapter {
             b,
             scale,
             dropout,
+            stream,
         }
     }
 
     /// The update for input `x` (`[..., in]`), in `x`'s precision.
-    pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+    pub fn forward(&self, x: &Tensor, mode: Mode) -> Tensor {
         let xf = x.to_kind(Kind::Float);
-        let xf = if train && self.dropout > 0.0 {
-            xf.dropout(self.dropout, true)
-        } else {
-            xf
-        };
+        let xf = mode.dropout(&xf, self.dropout, self.stream);
         (xf.linear::<&Tensor>(&self.a, None)
             .linear::<&Tensor>(&self.b, None)
             * self.scale)

@@ -6,12 +6,16 @@ mod causal_lm;
 mod config_json;
 mod dtype;
 mod error;
+pub mod finetune;
 mod layer_norm;
 mod linear;
 mod loader;
 mod lora;
+mod mode;
 mod nf4;
 pub mod opt;
+mod peft;
+mod tokenizer;
 mod weights;
 
 pub use adapt::{
@@ -24,4 +28,7 @@ pub use error::{MlError, MlResult};
 pub use linear::Linear;
 pub use loader::{ARCHITECTURES, load_causal_lm};
 pub use lora::{LoraAdapter, LoraConfig};
+pub use mode::Mode;
 pub use nf4::{NF4_BLOCK, NF4_LEVELS, Nf4Tensor, SCALE_BLOCK, nf4_max_relative_error};
+pub use peft::{load_adapter, save_adapter, save_merged};
+pub use tokenizer::TextTokenizer;

@@ -44,7 +44,8 @@ pub fn nf4_max_relative_error() -> f32 {
 enum Scales {
     /// One f32 per block.
     Plain(Tensor),
-    /// Signed 8-bit codes, one f32 step per 256 codes, plus the mean that was subtracted.
+    /// Signed 8-bit codes (one per block), one f32 step per 256 codes, plus the mean that was
+    /// subtracted.
     Double {
         codes: Tensor,
         steps: Tensor,
@@ -126,7 +127,10 @@ impl Nf4Tensor {
                 mean,
                 blocks,
             } => {
-                let dq = codes.to_kind(Kind::Float) * steps.unsqueeze(1) + *mean;
+                let groups = steps.size()[0];
+                let codes = pad_to(&codes.to_kind(Kind::Float), groups * SCALE_BLOCK)
+                    .reshape([groups, SCALE_BLOCK]);
+                let dq = codes * steps.unsqueeze(1) + *mean;
                 dq.reshape([-1]).narrow(0, 0, *blocks)
             }
         }
@@ -204,6 +208,8 @@ fn quantize_scales(absmax: &Tensor) -> Scales {
         .round()
         .clamp(-127.0, 127.0)
         .to_kind(Kind::Int8);
+    // Stored without the padding of the last group.
+    let codes = codes.reshape([-1]).narrow(0, 0, blocks).contiguous();
     Scales::Double {
         codes,
         steps,

@@ -2,5 +2,9 @@
 //! with tiny random models built at test time by the project's Python venv.
 
 mod common;
+mod data;
+mod finetune;
 mod loading;
+mod lora;
+mod nf4;
 mod parity;

@@ -1,7 +1,7 @@
 //! tuna's OPT against transformers' logits (fp32 to 1e-4; bf16 loosely).
 
 use tch::{Device, Kind, Tensor};
-use tuna_steps::ml::{DType, load_causal_lm};
+use tuna_steps::ml::{DType, Mode, load_causal_lm};
 
 use crate::common::{fixtures, max_abs_diff, read_tensors};
 
@@ -12,7 +12,7 @@ fn compare(name: &str, dtype: DType) -> f64 {
     let r = read_tensors(&dir.join("reference.safetensors"));
     let ids = &r["input_ids"];
     let mask = &r["attention_mask"];
-    let logits = tch::no_grad(|| model.forward(ids, Some(mask), false)).to_kind(Kind::Float);
+    let logits = tch::no_grad(|| model.forward(ids, Some(mask), Mode::Eval)).to_kind(Kind::Float);
     assert_eq!(logits.size(), r["logits"].size());
     let keep = mask.to_kind(Kind::Bool).unsqueeze(-1).expand_as(&logits);
     let diff = max_abs_diff(
@@ -20,7 +20,7 @@ fn compare(name: &str, dtype: DType) -> f64 {
         &r["logits"].masked_select(&keep),
     );
     let plain =
-        tch::no_grad(|| model.forward(&ids.narrow(0, 0, 1), None, false)).to_kind(Kind::Float);
+        tch::no_grad(|| model.forward(&ids.narrow(0, 0, 1), None, Mode::Eval)).to_kind(Kind::Float);
     diff.max(max_abs_diff(&plain, &r["logits_nomask"]))
 }
 
@@ -60,7 +60,7 @@ fn padding_does_not_change_real_tokens() {
     let model = load_causal_lm(&dir, DType::F32, Device::Cpu).unwrap();
     let r = read_tensors(&dir.join("reference.safetensors"));
     let prefix: Tensor = r["input_ids"].narrow(0, 1, 1).narrow(1, 0, 8);
-    let alone = tch::no_grad(|| model.forward(&prefix, None, false));
+    let alone = tch::no_grad(|| model.forward(&prefix, None, Mode::Eval));
     let batched = r["logits"].narrow(0, 1, 1).narrow(1, 0, 8);
     assert!(max_abs_diff(&alone, &batched) <= 1e-4);
 }

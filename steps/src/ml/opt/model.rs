@@ -15,6 +15,7 @@ use crate::ml::config_json::ConfigJson;
 use crate::ml::error::MlResult;
 use crate::ml::layer_norm::LayerNorm;
 use crate::ml::linear::Linear;
+use crate::ml::mode::Mode;
 use crate::ml::weights::WeightMap;
 
 /// OPT position ids start at this row of `embed_positions`.
@@ -105,6 +106,7 @@ impl OptModel {
                 pre_ln: cfg.do_layer_norm_before,
                 activation: cfg.activation,
                 dropout: cfg.dropout,
+                stream: (1 << 32) + 2 * i as u64,
             });
         }
         let final_layer_norm = if cfg.final_layer_norm {
@@ -156,7 +158,7 @@ impl CausalLm for OptModel {
         &self.info
     }
 
-    fn forward(&self, input_ids: &Tensor, attention_mask: Option<&Tensor>, train: bool) -> Tensor {
+    fn forward(&self, input_ids: &Tensor, attention_mask: Option<&Tensor>, mode: Mode) -> Tensor {
         let (b, t) = input_ids.size2().expect("input_ids is [batch, seq]");
         let device = input_ids.device();
         let ones;
@@ -170,20 +172,20 @@ impl CausalLm for OptModel {
         let positions = mask.cumsum(1, Kind::Int64) * &mask - 1 + POSITION_OFFSET;
         let tokens = Tensor::embedding(&self.embed_tokens, input_ids, -1, false, false);
         let tokens = match &self.project_in {
-            Some(p) => p.forward(&tokens, train),
+            Some(p) => p.forward(&tokens, mode),
             None => tokens,
         };
         let mut h = tokens + Tensor::embedding(&self.embed_positions, &positions, -1, false, false);
         let padded = attention_mask.is_some() && mask.min().int64_value(&[]) == 0;
         let attn_mask = padded.then(|| padded_causal_mask(&mask));
         for layer in &self.layers {
-            h = layer.forward(&h, attn_mask.as_ref(), train);
+            h = layer.forward(&h, attn_mask.as_ref(), mode);
         }
         if let Some(n) = &self.final_layer_norm {
             h = n.forward(&h);
         }
         if let Some(p) = &self.project_out {
-            h = p.forward(&h, train);
+            h = p.forward(&h, mode);
         }
         h.linear::<&Tensor>(self.lm_head.as_ref().unwrap_or(&self.embed_tokens), None)
     }
