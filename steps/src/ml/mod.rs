@@ -15,6 +15,7 @@ mod mode;
 mod nf4;
 pub mod opt;
 mod peft;
+pub mod serve;
 mod tokenizer;
 mod weights;
 

@@ -52,6 +52,16 @@ impl TextTokenizer {
             })
     }
 
+    /// Text of one token, special tokens included (for per-token listings).
+    pub fn decode_token(&self, id: i64) -> MlResult<String> {
+        self.inner
+            .decode(&[id as u32], false)
+            .map_err(|e| MlError::Tokenizer {
+                path: self.path.clone(),
+                message: e.to_string(),
+            })
+    }
+
     /// Size of the vocabulary including added tokens.
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)

@@ -4,6 +4,29 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+/// Where the tests run: `TUNA_TEST_DEVICE` (`cpu`, the default, or `cuda`).
+pub fn device() -> tch::Device {
+    match std::env::var("TUNA_TEST_DEVICE").as_deref() {
+        Ok("cuda") => {
+            assert!(
+                tch::Cuda::is_available(),
+                "TUNA_TEST_DEVICE=cuda but libtorch sees no CUDA device"
+            );
+            tch::Device::Cuda(0)
+        }
+        Ok("cpu") | Err(_) => tch::Device::Cpu,
+        Ok(other) => panic!("TUNA_TEST_DEVICE={other}: write cpu or cuda"),
+    }
+}
+
+/// [`device`] as a finetune setting.
+pub fn device_spec() -> tuna_steps::ml::DeviceSpec {
+    tuna_steps::ml::DeviceSpec(match device() {
+        tch::Device::Cuda(_) => "cuda".into(),
+        _ => "cpu".into(),
+    })
+}
+
 /// The workspace root.
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -49,10 +72,14 @@ pub fn run_py(script: &str, args: &[&Path]) {
 }
 
 /// The folder of tiny models (`pre_ln`, `post_ln_proj`, `sharded`), built once per script
-/// version and kept under the target directory.
+/// version and kept under the target directory (or `TUNA_TEST_FIXTURES`, made beforehand by
+/// `make_tiny_opt.py`, where no Python is at hand).
 pub fn fixtures() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
+        if let Some(dir) = std::env::var_os("TUNA_TEST_FIXTURES") {
+            return PathBuf::from(dir);
+        }
         let script = std::fs::read(root().join("steps/tests/fixtures/make_tiny_opt.py")).unwrap();
         let stamp = fnv1a(&script);
         let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
@@ -95,8 +122,6 @@ pub fn read_tensors(path: &Path) -> std::collections::HashMap<String, tch::Tenso
 
 /// Largest absolute difference of two tensors (as f64).
 pub fn max_abs_diff(a: &tch::Tensor, b: &tch::Tensor) -> f64 {
-    (a.to_kind(tch::Kind::Double) - b.to_kind(tch::Kind::Double))
-        .abs()
-        .max()
-        .double_value(&[])
+    let cpu = |t: &tch::Tensor| t.to_device(tch::Device::Cpu).to_kind(tch::Kind::Double);
+    (cpu(a) - cpu(b)).abs().max().double_value(&[])
 }

@@ -3,13 +3,13 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use tch::{Device, Tensor};
+use tch::Tensor;
 use tuna_steps::ml::finetune::{
     FinetuneConfig, FinetuneHooks, StepReport, finetune, finetune_with,
 };
-use tuna_steps::ml::{DType, DeviceSpec, LoraConfig, MlError, Mode, load_adapter, load_causal_lm};
+use tuna_steps::ml::{DType, LoraConfig, MlError, Mode, load_adapter, load_causal_lm};
 
-use crate::common::{fixtures, max_abs_diff, read_tensors, run_py};
+use crate::common::{device, device_spec, fixtures, max_abs_diff, read_tensors, run_py};
 use crate::data::memorise_jsonl;
 
 fn config() -> FinetuneConfig {
@@ -24,7 +24,7 @@ fn config() -> FinetuneConfig {
         batch_size: 3,
         grad_accum: 2,
         warmup_steps: 2,
-        device: DeviceSpec("cpu".into()),
+        device: device_spec(),
         threads: Some(1),
         ..FinetuneConfig::default()
     }
@@ -146,7 +146,7 @@ fn adapter_loads_in_peft_with_the_same_logits_and_merges() {
         "{keys:?}"
     );
 
-    let mut model = load_causal_lm(&model_dir, DType::F32, Device::Cpu).unwrap();
+    let mut model = load_causal_lm(&model_dir, DType::F32, device()).unwrap();
     assert_eq!(load_adapter(model.as_mut(), &adapter).unwrap(), 2 * 3 + 1);
     let r = read_tensors(&model_dir.join("reference.safetensors"));
     let ids = r["input_ids"].narrow(0, 0, 1);
@@ -158,8 +158,8 @@ fn adapter_loads_in_peft_with_the_same_logits_and_merges() {
     let file = tmp.path().join("tuna_logits.safetensors");
     Tensor::write_safetensors(
         &[
-            ("input_ids", ids.contiguous()),
-            ("logits", logits.contiguous()),
+            ("input_ids", ids.to_device(tch::Device::Cpu).contiguous()),
+            ("logits", logits.to_device(tch::Device::Cpu).contiguous()),
         ],
         &file,
     )
@@ -167,7 +167,7 @@ fn adapter_loads_in_peft_with_the_same_logits_and_merges() {
     run_py("check_peft.py", &[&model_dir, &adapter, &file]);
 
     // The merged folder computes the same logits without any adapter.
-    let merged = load_causal_lm(&out.join("merged"), DType::F32, Device::Cpu).unwrap();
+    let merged = load_causal_lm(&out.join("merged"), DType::F32, device()).unwrap();
     let merged_logits = tch::no_grad(|| merged.forward(&ids, None, Mode::Eval));
     assert!(max_abs_diff(&merged_logits, &logits) <= 1e-4);
     assert!(out.join("merged/tokenizer.json").is_file());

@@ -1,12 +1,11 @@
 //! Malformed model folders give errors that name the problem.
 
-use tch::Device;
 use tuna_steps::ml::{DType, load_causal_lm};
 
-use crate::common::fixture_copy;
+use crate::common::{device, fixture_copy};
 
 fn load_err(dir: &std::path::Path) -> String {
-    match load_causal_lm(dir, DType::F32, Device::Cpu) {
+    match load_causal_lm(dir, DType::F32, device()) {
         Ok(_) => panic!("{} loaded although it is malformed", dir.display()),
         Err(e) => e.to_string(),
     }

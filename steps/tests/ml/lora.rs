@@ -1,20 +1,20 @@
 //! LoRA and QLoRA: adapters on the named modules only, base frozen, loss falls on a tiny data
 //! set, also through NF4 base weights.
 
-use tch::{Device, Kind};
+use tch::Kind;
 use tuna_steps::ml::finetune::{FinetuneConfig, Quantize, finetune};
 use tuna_steps::ml::{
     DType, LoraConfig, Mode, apply_lora, load_causal_lm, lora_parameters, parameter_counts,
     quantize_nf4,
 };
 
-use crate::common::{fixtures, max_abs_diff, read_tensors};
+use crate::common::{device, device_spec, fixtures, max_abs_diff, read_tensors};
 use crate::data::memorise_jsonl;
 
 #[test]
 fn adapters_go_on_the_targets_and_start_as_identity() {
     let dir = fixtures().join("pre_ln");
-    let mut model = load_causal_lm(&dir, DType::F32, Device::Cpu).unwrap();
+    let mut model = load_causal_lm(&dir, DType::F32, device()).unwrap();
     let r = read_tensors(&dir.join("reference.safetensors"));
     let n = apply_lora(model.as_mut(), &LoraConfig::default(), 0).unwrap();
     assert_eq!(n, 4, "fc1 and fc2 of 2 layers");
@@ -35,7 +35,13 @@ fn adapters_go_on_the_targets_and_start_as_identity() {
     assert_eq!(trainable, 2 * (8 * (32 + 64) + 8 * (64 + 32)));
     assert!(total > 10 * trainable);
     // B = 0: the adapted model computes the base model's logits.
-    let logits = tch::no_grad(|| model.forward(&r["input_ids"].narrow(0, 0, 1), None, Mode::Eval));
+    let logits = tch::no_grad(|| {
+        model.forward(
+            &r["input_ids"].narrow(0, 0, 1).to_device(device()),
+            None,
+            Mode::Eval,
+        )
+    });
     assert!(max_abs_diff(&logits, &r["logits_nomask"]) <= 1e-4);
     // Only the adapters require gradients.
     for (name, lin) in model.linears() {
@@ -50,7 +56,7 @@ fn adapters_go_on_the_targets_and_start_as_identity() {
 
 #[test]
 fn unknown_targets_are_refused_with_the_layer_names() {
-    let mut model = load_causal_lm(&fixtures().join("pre_ln"), DType::F32, Device::Cpu).unwrap();
+    let mut model = load_causal_lm(&fixtures().join("pre_ln"), DType::F32, device()).unwrap();
     let cfg = LoraConfig {
         targets: Some(vec!["gate_proj".into()]),
         ..LoraConfig::default()
@@ -78,7 +84,7 @@ fn quick_config() -> FinetuneConfig {
         learning_rate: 3e-2,
         batch_size: 8,
         max_steps: Some(40),
-        device: tuna_steps::ml::DeviceSpec("cpu".into()),
+        device: device_spec(),
         threads: Some(1),
         ..FinetuneConfig::default()
     }
@@ -129,7 +135,7 @@ fn qlora_trains_through_nf4_weights() {
 
     // The base really is NF4: about a quarter of bf16's bytes.
     let mut model =
-        load_causal_lm(&fixtures().join("post_ln_proj"), DType::Bf16, Device::Cpu).unwrap();
+        load_causal_lm(&fixtures().join("post_ln_proj"), DType::Bf16, device()).unwrap();
     let (bf16, nf4) = quantize_nf4(model.as_mut(), true);
     assert!((nf4 as f64) < 0.3 * bf16 as f64);
     assert_eq!(m.base_linear_bytes, nf4);

@@ -8,3 +8,4 @@ mod loading;
 mod lora;
 mod nf4;
 mod parity;
+mod serve;

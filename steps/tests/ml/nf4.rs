@@ -1,6 +1,6 @@
 //! NF4 storage: round-trip error within the format's bound, memory well under bf16's.
 
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 use tuna_steps::ml::{NF4_BLOCK, Nf4Tensor, nf4_max_relative_error};
 
 /// Per-element bound: half the widest level gap times the block's absmax (plus the scale's own
@@ -14,7 +14,7 @@ fn check_roundtrip(w: &Tensor, double_quant: bool) {
     let padded = Tensor::cat(
         &[
             w.reshape([-1]),
-            Tensor::zeros([blocks * NF4_BLOCK - numel], (Kind::Float, Device::Cpu)),
+            Tensor::zeros([blocks * NF4_BLOCK - numel], (Kind::Float, w.device())),
         ],
         0,
     )
@@ -27,7 +27,7 @@ fn check_roundtrip(w: &Tensor, double_quant: bool) {
     let err = Tensor::cat(
         &[
             (w - &back).abs().reshape([-1]),
-            Tensor::zeros([blocks * NF4_BLOCK - numel], (Kind::Float, Device::Cpu)),
+            Tensor::zeros([blocks * NF4_BLOCK - numel], (Kind::Float, w.device())),
         ],
         0,
     )
@@ -53,12 +53,12 @@ fn check_roundtrip(w: &Tensor, double_quant: bool) {
 fn roundtrip_error_is_within_the_format_bound() {
     tch::manual_seed(3);
     for shape in [[64i64, 64], [48, 100], [7, 9]] {
-        let w = Tensor::randn(shape, (Kind::Float, Device::Cpu)) * 0.05;
+        let w = Tensor::randn(shape, (Kind::Float, crate::common::device())) * 0.05;
         check_roundtrip(&w, false);
         check_roundtrip(&w, true);
     }
     // Larger than one block of scales (256 blocks of 64).
-    let w = Tensor::randn([512, 96], (Kind::Float, Device::Cpu));
+    let w = Tensor::randn([512, 96], (Kind::Float, crate::common::device()));
     check_roundtrip(&w, true);
 }
 
@@ -74,7 +74,7 @@ fn nf4_levels_are_reproduced_exactly() {
 
 #[test]
 fn memory_is_under_a_third_of_bf16() {
-    let w = Tensor::randn([1024, 1024], (Kind::Float, Device::Cpu));
+    let w = Tensor::randn([1024, 1024], (Kind::Float, crate::common::device()));
     let bf16 = (w.numel() * 2) as f64;
     let plain = Nf4Tensor::quantize(&w, false).bytes() as f64;
     let dq = Nf4Tensor::quantize(&w, true).bytes() as f64;

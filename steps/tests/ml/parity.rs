@@ -1,20 +1,25 @@
 //! tuna's OPT against transformers' logits (fp32 to 1e-4; bf16 loosely).
 
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 use tuna_steps::ml::{DType, Mode, load_causal_lm};
 
-use crate::common::{fixtures, max_abs_diff, read_tensors};
+use crate::common::{device, fixtures, max_abs_diff, read_tensors};
 
 /// Compares logits at the positions the mask keeps; returns the largest difference.
 fn compare(name: &str, dtype: DType) -> f64 {
     let dir = fixtures().join(name);
-    let model = load_causal_lm(&dir, dtype, Device::Cpu).unwrap();
+    let model = load_causal_lm(&dir, dtype, device()).unwrap();
     let r = read_tensors(&dir.join("reference.safetensors"));
-    let ids = &r["input_ids"];
-    let mask = &r["attention_mask"];
+    let ids = &r["input_ids"].to_device(device());
+    let mask = &r["attention_mask"].to_device(device());
     let logits = tch::no_grad(|| model.forward(ids, Some(mask), Mode::Eval)).to_kind(Kind::Float);
     assert_eq!(logits.size(), r["logits"].size());
-    let keep = mask.to_kind(Kind::Bool).unsqueeze(-1).expand_as(&logits);
+    let logits = logits.to_device(tch::Device::Cpu);
+    let keep = mask
+        .to_device(tch::Device::Cpu)
+        .to_kind(Kind::Bool)
+        .unsqueeze(-1)
+        .expand_as(&logits);
     let diff = max_abs_diff(
         &logits.masked_select(&keep),
         &r["logits"].masked_select(&keep),
@@ -57,9 +62,12 @@ fn bf16_stays_close_to_fp32_reference() {
 fn padding_does_not_change_real_tokens() {
     // Row 1 of the reference is right-padded: its real prefix alone gives the same logits.
     let dir = fixtures().join("pre_ln");
-    let model = load_causal_lm(&dir, DType::F32, Device::Cpu).unwrap();
+    let model = load_causal_lm(&dir, DType::F32, device()).unwrap();
     let r = read_tensors(&dir.join("reference.safetensors"));
-    let prefix: Tensor = r["input_ids"].narrow(0, 1, 1).narrow(1, 0, 8);
+    let prefix: Tensor = r["input_ids"]
+        .narrow(0, 1, 1)
+        .narrow(1, 0, 8)
+        .to_device(device());
     let alone = tch::no_grad(|| model.forward(&prefix, None, Mode::Eval));
     let batched = r["logits"].narrow(0, 1, 1).narrow(1, 0, 8);
     assert!(max_abs_diff(&alone, &batched) <= 1e-4);
