@@ -27,12 +27,12 @@ pub fn device_spec() -> tuna_steps::ml::DeviceSpec {
     })
 }
 
-/// The workspace root.
+/// The workspace root (`TUNA_TEST_ROOT` where a prebuilt test binary runs elsewhere).
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    match std::env::var_os("TUNA_TEST_ROOT") {
+        Some(r) => PathBuf::from(r),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf(),
+    }
 }
 
 /// The venv's python, or a panic that says how to make the venv.
