@@ -89,7 +89,8 @@ fn shuffle(v: &mut [usize], seed: u64) {
 pub(crate) struct Collated {
     pub(crate) input_ids: Tensor,
     pub(crate) attention_mask: Tensor,
-    /// Next-token targets aligned with `input_ids[:, :-1]`'s logits, `IGNORE` where no loss.
+    /// Next-token targets aligned with the logits (`targets[:, c] = input_ids[:, c + 1]`; the
+    /// last column and non-completion positions are `IGNORE`), so the logits need no shifted copy.
     pub(crate) targets: Tensor,
     /// Positions that carry loss.
     pub(crate) target_tokens: i64,
@@ -103,7 +104,7 @@ pub(crate) fn collate(examples: &[&Example], pad_id: i64, device: Device) -> Col
     let rows = examples.len();
     let mut ids = vec![pad_id; rows * width];
     let mut mask = vec![0i64; rows * width];
-    let mut targets = vec![IGNORE; rows * (width - 1)];
+    let mut targets = vec![IGNORE; rows * width];
     let mut target_tokens = 0;
     let mut tokens = 0;
     for (r, e) in examples.iter().enumerate() {
@@ -112,7 +113,7 @@ pub(crate) fn collate(examples: &[&Example], pad_id: i64, device: Device) -> Col
             mask[r * width + c] = 1;
             // The logit at c-1 predicts token c; only completion tokens are targets.
             if c >= 1 && c >= e.prompt_len {
-                targets[r * (width - 1) + c - 1] = id;
+                targets[r * width + c - 1] = id;
                 target_tokens += 1;
             }
         }
@@ -126,7 +127,7 @@ pub(crate) fn collate(examples: &[&Example], pad_id: i64, device: Device) -> Col
     Collated {
         input_ids: t(ids, width),
         attention_mask: t(mask, width),
-        targets: t(targets, width - 1).to_kind(Kind::Int64),
+        targets: t(targets, width).to_kind(Kind::Int64),
         target_tokens,
         tokens,
     }
@@ -175,7 +176,7 @@ mod tests {
         let c = collate(&[&e1, &e2], 1, Device::Cpu);
         assert_eq!(
             Vec::<i64>::try_from(c.targets.view([-1])).unwrap(),
-            vec![-100, -100, 20, 21, -100, 22, -100, -100]
+            vec![-100, -100, 20, 21, -100, -100, 22, -100, -100, -100]
         );
         assert_eq!(c.target_tokens, 3);
         assert_eq!(c.tokens, 8);

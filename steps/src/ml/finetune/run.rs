@@ -184,10 +184,7 @@ pub fn finetune_with(
             };
             let logits = model.forward(&b.input_ids, Some(&b.attention_mask), mode);
             let (rows, width, vocab) = logits.size3().expect("logits are [batch, seq, vocab]");
-            let logits = logits
-                .narrow(1, 0, width - 1)
-                .to_kind(Kind::Float)
-                .reshape([rows * (width - 1), vocab]);
+            let logits = logits.to_kind(Kind::Float).reshape([rows * width, vocab]);
             let loss = logits.cross_entropy_loss::<Tensor>(
                 &b.targets.reshape([-1]),
                 None,
