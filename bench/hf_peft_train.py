@@ -93,6 +93,7 @@ def main():
     tokens = 0
     losses = []
     seconds = 0.0
+    step_seconds = []
     i = 0
     for step in range(a.steps):
         if a.device.startswith("cuda"):
@@ -110,7 +111,8 @@ def main():
         tokens += int(mask.sum())
         if a.device.startswith("cuda"):
             torch.cuda.synchronize()
-        seconds += time.perf_counter() - t0
+        step_seconds.append(time.perf_counter() - t0)
+        seconds += step_seconds[-1]
     if a.device.startswith("cuda"):
         peak, kind = nvidia_smi_bytes(), "cuda_process"
         extra = {"torch_max_allocated_bytes": torch.cuda.max_memory_allocated()}
@@ -120,7 +122,8 @@ def main():
     print(json.dumps({
         "impl": "transformers+peft", "tokens_per_s": tokens / seconds, "peak_memory_bytes": peak,
         "memory_kind": kind, "loss_first": losses[0], "loss_last": losses[-1], "steps": len(losses),
-        "trainable_params": sum(p.numel() for p in trainable), "train_seconds": seconds, **extra,
+        "trainable_params": sum(p.numel() for p in trainable), "train_seconds": seconds,
+        "step_seconds": step_seconds, "tokens_trained": tokens, **extra,
     }))
 
 

@@ -2,9 +2,9 @@
 # LoRA training throughput and peak memory: tuna (Rust, tch) vs transformers + peft, on the same
 # random OPT (6 layers × 512 hidden, OPT's 50272-token vocabulary), data, batch, sequence
 # length, dtype, LoRA settings (r 8, alpha 16, dropout 0.05 on fc1/fc2; model dropout 0.1) and
-# optimizer (AdamW, clip 1.0), each run in its own process. Runs alternate REPEATS times and the
-# table shows the best and the median tokens/s of each (shared machines are noisy), and the
-# largest peak memory. Then QLoRA (NF4 base) throughput and NF4 vs bf16 weight memory.
+# optimizer (AdamW, clip 1.0), each run in its own process. Runs alternate REPEATS times; the
+# table shows per-step throughput (best and median step, first step of a run left out: shared
+# machines are noisy), the median whole-run tokens/s and the largest peak memory. Then QLoRA (NF4 base) throughput and NF4 vs bf16 weight memory.
 #
 # Usage: bench/lora_vs_peft.sh [STEPS] [BATCH] [SEQ] [THREADS] [DTYPES]
 # Env: PYTHON (default .venv/bin/python), DEVICE (cpu|cuda, default cpu), SIZE (bench|350m),
@@ -56,21 +56,29 @@ done
 
 python3 - "$WORK/runs.jsonl" <<'PY'
 import json, statistics, sys
+# Per-step throughput (tokens of a step / its seconds), first step of each run left out (warm-up):
+# on a shared machine the fastest steps show the code's speed, the median what a user sees.
 runs = [json.loads(l) for l in open(sys.argv[1])]
 groups = {}
 for r in runs:
     groups.setdefault((r["label"], r["dtype"]), []).append(r)
-print(f"{'impl':<18} {'dtype':<5} {'best tok/s':>11} {'median':>9} {'peak MiB':>9} {'loss 1st':>9} {'loss last':>9}")
-best = {}
+print(f"{'impl':<18} {'dtype':<5} {'best step tok/s':>15} {'median step':>12} {'run tok/s':>10} {'peak MiB':>9} {'loss last':>9}")
+stats = {}
 for (label, dtype), rs in groups.items():
-    tps = [r["tokens_per_s"] for r in rs]
-    best[(label, dtype)] = (max(tps), statistics.median(tps), max(r["peak_memory_bytes"] for r in rs))
-    print(f"{label:<18} {dtype:<5} {max(tps):>11.1f} {statistics.median(tps):>9.1f} "
-          f"{best[(label, dtype)][2] / 2**20:>9.0f} {rs[-1]['loss_first']:>9.4f} {rs[-1]['loss_last']:>9.4f}")
-for (label, dtype), (b, m, mem) in best.items():
-    if label == "tuna" and ("transformers+peft", dtype) in best:
-        hb, hm, hmem = best[("transformers+peft", dtype)]
-        print(f"tuna / transformers+peft ({dtype}): speed {b / hb:.2f}x best, {m / hm:.2f}x median; peak memory {mem / hmem:.2f}x")
+    per_step = []
+    for r in rs:
+        tok = r["tokens_trained"] / len(r["step_seconds"])
+        per_step += [tok / t for t in r["step_seconds"][1:]]
+    run_tps = statistics.median(r["tokens_per_s"] for r in rs)
+    mem = max(r["peak_memory_bytes"] for r in rs)
+    stats[(label, dtype)] = (max(per_step), statistics.median(per_step), mem)
+    print(f"{label:<18} {dtype:<5} {max(per_step):>15.1f} {statistics.median(per_step):>12.1f} {run_tps:>10.1f} "
+          f"{mem / 2**20:>9.0f} {rs[-1]['loss_last']:>9.4f}")
+for (label, dtype), (b, m, mem) in stats.items():
+    if label == "tuna" and ("transformers+peft", dtype) in stats:
+        hb, hm, hmem = stats[("transformers+peft", dtype)]
+        print(f"tuna / transformers+peft ({dtype}): speed {b / hb:.2f}x (best step), {m / hm:.2f}x (median step); "
+              f"peak memory {mem / hmem:.2f}x")
 PY
 
 echo

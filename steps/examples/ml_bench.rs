@@ -299,7 +299,7 @@ fn train(o: &Opts) -> Res<()> {
             "impl": "tuna", "tokens_per_s": m.tokens_per_s, "peak_memory_bytes": m.peak_memory_bytes,
             "memory_kind": m.memory_kind, "loss_first": m.loss_first, "loss_last": m.loss_last,
             "steps": m.steps, "trainable_params": m.trainable_params, "base_linear_bytes": m.base_linear_bytes,
-            "train_seconds": m.train_seconds,
+            "train_seconds": m.train_seconds, "step_seconds": m.step_seconds, "tokens_trained": m.tokens_trained,
         })
     );
     Ok(())

@@ -29,9 +29,11 @@ impl Mode {
     pub fn dropout(self, x: &Tensor, p: f64, stream: u64) -> Tensor {
         match self {
             Mode::Train { seed } if p > 0.0 => {
-                let u = hash_uniform(&x.size(), mix(seed, stream), x.device());
-                let keep = u.ge(p).to_kind(x.kind());
-                x * keep / (1.0 - p)
+                let bits = hash_bits(x.numel() as i64, mix(seed, stream), x.device());
+                let dropped = bits.lt((p * TWO31) as i64).view(x.size().as_slice());
+                let mut y = x * (1.0 / (1.0 - p));
+                let _ = y.masked_fill_(&dropped, 0.0);
+                y
             }
             _ => x.shallow_clone(),
         }
@@ -48,22 +50,35 @@ pub(crate) fn mix(a: u64, b: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Uniform floats in [0, 1) of shape `size`, a pure function of `key` and the element index,
-/// computed on `device` with 31-bit integer hashing (products stay below 2⁶³).
-pub(crate) fn hash_uniform(size: &[i64], key: u64, device: Device) -> Tensor {
-    let n: i64 = size.iter().product();
+/// 2³¹, the range of [`hash_bits`].
+const TWO31: f64 = 2_147_483_648.0;
+
+/// `n` pseudo-random 31-bit integers (int32), a pure function of `key` and the index, computed
+/// on `device` with in-place integer ops (int32 products wrap, as two's complement does on every
+/// libtorch backend; results are masked to 31 bits).
+pub(crate) fn hash_bits(n: i64, key: u64, device: Device) -> Tensor {
     let k1 = (key & M31 as u64) as i64;
     let k2 = ((key >> 32) & M31 as u64) as i64;
-    let mut x = (Tensor::arange(n, (Kind::Int64, device)) + k1).bitwise_and(M31);
-    for round in 0..3 {
-        x = x.bitwise_xor_tensor(&x.bitwise_right_shift_tensor_scalar(16));
-        x = (x * 0x045d_9f3b_i64).bitwise_and(M31);
+    let mut x = Tensor::arange(n, (Kind::Int, device));
+    let _ = x.bitwise_xor_(k1);
+    for round in 0..2 {
+        let shifted = x.bitwise_right_shift_tensor_scalar(16);
+        let _ = x.bitwise_xor_tensor_(&shifted);
+        let _ = x.g_mul_scalar_(0x045d_9f3b_i64);
+        let _ = x.bitwise_and_(M31);
         if round == 0 {
-            x = x.bitwise_xor(k2);
+            let _ = x.bitwise_xor_(k2);
         }
     }
-    let x = x.bitwise_xor_tensor(&x.bitwise_right_shift_tensor_scalar(16));
-    (x.to_kind(Kind::Float) / (M31 as f64 + 1.0)).view(size)
+    let shifted = x.bitwise_right_shift_tensor_scalar(15);
+    let _ = x.bitwise_xor_tensor_(&shifted);
+    x
+}
+
+/// Uniform floats in [0, 1) of shape `size` from [`hash_bits`].
+pub(crate) fn hash_uniform(size: &[i64], key: u64, device: Device) -> Tensor {
+    let n: i64 = size.iter().product();
+    (hash_bits(n, key, device).to_kind(Kind::Float) / TWO31).view(size)
 }
 
 #[cfg(test)]

@@ -31,7 +31,10 @@ pub fn device_spec() -> tuna_steps::ml::DeviceSpec {
 pub fn root() -> PathBuf {
     match std::env::var_os("TUNA_TEST_ROOT") {
         Some(r) => PathBuf::from(r),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf(),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap()
+            .to_path_buf(),
     }
 }
 

@@ -128,6 +128,17 @@ impl FinetuneConfig {
         Ok(cfg)
     }
 
+    /// Reads a workflow's `with:` mapping.
+    pub fn from_yaml(v: &serde_yaml::Value) -> MlResult<Self> {
+        let cfg: FinetuneConfig =
+            serde_yaml::from_value(v.clone()).map_err(|e| MlError::Setting {
+                key: "with".into(),
+                message: e.to_string(),
+            })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
     /// Checks ranges.
     pub fn validate(&self) -> MlResult<()> {
         let bad = |key: &str, message: String| {
@@ -211,5 +222,42 @@ impl FinetuneConfig {
             }
         }
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_with_defaults_and_overrides() {
+        let v: serde_yaml::Value = serde_yaml::from_str(
+            "lora: {r: 16, targets: [fc1]}\nquantize: nf4\ndtype: bf16\nmax_steps: 20\ngpu_speeds: {t4: 1.0, a100: 8.0}\n",
+        )
+        .unwrap();
+        let c = FinetuneConfig::from_yaml(&v).unwrap();
+        assert_eq!(c.lora.r, 16);
+        assert_eq!(c.lora.alpha, 16.0);
+        assert_eq!(c.quantize, Quantize::Nf4);
+        assert_eq!(c.dtype, DType::Bf16);
+        assert_eq!(c.max_steps, Some(20));
+        assert_eq!(c.epochs, 1);
+        assert_eq!(c.gpu_speeds["a100"], 8.0);
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let bad = |y: &str| {
+            FinetuneConfig::from_yaml(&serde_yaml::from_str(y).unwrap())
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(bad("lora: {r: 0}").contains("lora.r"));
+        assert!(bad("learning_rate: -1").contains("learning_rate"));
+        assert!(bad("warmup_ratio: 1.5").contains("warmup_ratio"));
+        assert!(bad("gpu_speeds: {a100: 0}").contains("gpu_speeds.a100"));
+        assert!(bad("quantize: int8").contains("int8"));
+        assert!(bad("epochs: 0").contains("epochs"));
+        assert!(bad("batchsize: 4").contains("batchsize"));
     }
 }

@@ -29,6 +29,8 @@ pub struct Metrics {
     pub tokens_trained: u64,
     /// Seconds spent in training steps.
     pub train_seconds: f64,
+    /// Seconds of each step this process ran.
+    pub step_seconds: Vec<f64>,
     /// Peak memory in bytes (see `memory_kind`).
     pub peak_memory_bytes: u64,
     /// `cpu_rss` or `cuda_process`.

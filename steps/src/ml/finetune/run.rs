@@ -161,6 +161,7 @@ pub fn finetune_with(
     let pad = info.pad_token_id.unwrap_or(0);
     let mut tokens_trained = 0u64;
     let mut train_seconds = 0.0;
+    let mut step_seconds = Vec::new();
     for step in start..total_steps {
         let t0 = Instant::now();
         let micro: Vec<Vec<usize>> = (step * accum..(step + 1) * accum)
@@ -210,7 +211,9 @@ pub fn finetune_with(
             });
         }
         losses.push(loss);
-        train_seconds += t0.elapsed().as_secs_f64();
+        let took = t0.elapsed().as_secs_f64();
+        train_seconds += took;
+        step_seconds.push(took);
         let done = step + 1;
         let checkpointed = config.checkpoint_every > 0
             && done % config.checkpoint_every == 0
@@ -282,6 +285,7 @@ pub fn finetune_with(
         tokens_per_s,
         tokens_trained,
         train_seconds,
+        step_seconds,
         peak_memory_bytes: peak,
         memory_kind: memory_kind.into(),
         base_linear_bytes,
