@@ -5,5 +5,7 @@
 //! the cargo feature `torch`.
 
 mod kind;
+#[cfg(feature = "torch")]
+pub mod ml;
 
 pub use kind::{StepKind, WithProblem, all, find};

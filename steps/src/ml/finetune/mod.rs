@@ -1,0 +1,14 @@
+//! LoRA / QLoRA fine-tuning of a causal LM on prompt/completion JSONL.
+
+mod adamw;
+mod batches;
+mod checkpoint;
+mod config;
+mod data;
+mod metrics;
+mod run;
+mod schedule;
+
+pub use config::{FinetuneConfig, Quantize};
+pub use metrics::Metrics;
+pub use run::{FinetuneHooks, StepReport, finetune, finetune_with};

@@ -1,0 +1,321 @@
+//! The fine-tuning loop: load → (NF4) → LoRA → resume from the newest checkpoint → steps of
+//! accumulated micro-batches with clipping, AdamW and a warm-up/cosine schedule → adapter,
+//! optional merged model and `metrics.json`.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use tch::{Device, Kind, Reduction, Tensor};
+
+use super::adamw::AdamW;
+use super::batches::{BatchPlan, IGNORE, collate};
+use super::checkpoint::{self, CheckpointState};
+use super::config::{FinetuneConfig, Quantize};
+use super::data::load_jsonl;
+use super::metrics::{Metrics, cuda_process_bytes, guess_gpu_key, peak_rss_bytes, project};
+use super::schedule::Schedule;
+use crate::ml::adapt::{apply_lora, lora_parameters, lora_targets, parameter_counts, quantize_nf4};
+use crate::ml::error::{MlError, MlResult};
+use crate::ml::loader::load_causal_lm;
+use crate::ml::mode::{Mode, mix};
+use crate::ml::peft::{save_adapter, save_merged};
+use crate::ml::tokenizer::TextTokenizer;
+
+/// Progress of one optimizer step.
+#[derive(Debug, Clone)]
+pub struct StepReport {
+    /// Steps completed (1-based).
+    pub step: u64,
+    /// Steps in the schedule.
+    pub total_steps: u64,
+    /// Mean completion-token loss of the step.
+    pub loss: f64,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Whether a checkpoint was written after it.
+    pub checkpointed: bool,
+}
+
+/// Optional observers of a run.
+#[derive(Default)]
+pub struct FinetuneHooks<'a> {
+    /// Checked after every step: when set, the run stops (as if killed) with
+    /// [`MlError::Cancelled`]; checkpoints already written remain.
+    pub cancel: Option<&'a AtomicBool>,
+    /// Called after every step.
+    pub on_step: Option<&'a (dyn Fn(&StepReport) + Sync)>,
+}
+
+/// Fine-tunes the model in `model_dir` on `data_jsonl`, writing into `out_dir`:
+/// `adapter/` (PEFT layout), `merged/` (when asked), `checkpoints/`, `metrics.json`.
+/// A run whose `out_dir` holds a checkpoint continues from it.
+pub fn finetune(
+    config: &FinetuneConfig,
+    model_dir: &Path,
+    data_jsonl: &Path,
+    out_dir: &Path,
+) -> MlResult<Metrics> {
+    finetune_with(
+        config,
+        model_dir,
+        data_jsonl,
+        out_dir,
+        &FinetuneHooks::default(),
+    )
+}
+
+/// [`finetune`] with progress and cancellation hooks.
+pub fn finetune_with(
+    config: &FinetuneConfig,
+    model_dir: &Path,
+    data_jsonl: &Path,
+    out_dir: &Path,
+    hooks: &FinetuneHooks<'_>,
+) -> MlResult<Metrics> {
+    config.validate()?;
+    if let Some(n) = config.threads {
+        tch::set_num_threads(n);
+    }
+    let device = config
+        .device
+        .resolve()
+        .map_err(|message| MlError::Setting {
+            key: "device".into(),
+            message,
+        })?;
+    std::fs::create_dir_all(out_dir)
+        .map_err(|e| MlError::io(format!("creating {}", out_dir.display()), e))?;
+
+    let tok = TextTokenizer::from_model_dir(model_dir)?;
+    let mut model = load_causal_lm(model_dir, config.dtype, device)?;
+    let info = model.info().clone();
+    if tok.vocab_size() as i64 > info.vocab_size {
+        return Err(MlError::Tokenizer {
+            path: model_dir.join("tokenizer.json"),
+            message: format!(
+                "has {} tokens but the model only {}",
+                tok.vocab_size(),
+                info.vocab_size
+            ),
+        });
+    }
+    let eos = if config.append_eos {
+        info.eos_token_id
+    } else {
+        None
+    };
+    let data = load_jsonl(
+        data_jsonl,
+        &tok,
+        config.max_seq_len.min(info.max_positions as usize),
+        eos,
+    )?;
+
+    if config.quantize == Quantize::Nf4 {
+        quantize_nf4(model.as_mut(), config.double_quant);
+    }
+    apply_lora(model.as_mut(), &config.lora, config.seed)?;
+    let targets = lora_targets(model.as_ref(), &config.lora);
+    let named = lora_parameters(model.as_ref());
+    let names: Vec<String> = named.iter().map(|(n, _)| n.clone()).collect();
+    let mut opt = AdamW::new(
+        named.into_iter().map(|(_, t)| t).collect(),
+        config.adam_beta1,
+        config.adam_beta2,
+        config.adam_eps,
+        config.weight_decay,
+    );
+
+    let mut plan = BatchPlan::new(
+        data.examples.iter().map(|e| e.ids.len()).collect(),
+        config.batch_size,
+        config.group_by_length,
+        config.seed,
+    );
+    let accum = config.grad_accum as u64;
+    let full_steps = (plan.per_epoch() * u64::from(config.epochs.max(1))).div_ceil(accum);
+    let total_steps = config.max_steps.unwrap_or(full_steps);
+    let warmup = if config.warmup_steps > 0 {
+        config.warmup_steps
+    } else {
+        (config.warmup_ratio * total_steps as f64).ceil() as u64
+    };
+    let schedule = Schedule {
+        peak: config.learning_rate,
+        warmup,
+        total: total_steps,
+    };
+    let fingerprint = fingerprint(config, model_dir, data_jsonl)?;
+
+    let mut losses = Vec::new();
+    let mut start = 0;
+    if let Some(dir) = checkpoint::latest(out_dir) {
+        let state = checkpoint::restore(&dir, &names, &mut opt, &fingerprint)?;
+        start = state.step;
+        losses = state.losses;
+    }
+
+    let pad = info.pad_token_id.unwrap_or(0);
+    let mut tokens_trained = 0u64;
+    let mut train_seconds = 0.0;
+    let mut step_seconds = Vec::new();
+    for step in start..total_steps {
+        let t0 = Instant::now();
+        let micro: Vec<Vec<usize>> = (step * accum..(step + 1) * accum)
+            .map(|i| plan.batch(i))
+            .collect();
+        let batches: Vec<_> = micro
+            .iter()
+            .map(|idx| {
+                collate(
+                    &idx.iter().map(|&j| &data.examples[j]).collect::<Vec<_>>(),
+                    pad,
+                    device,
+                )
+            })
+            .collect();
+        let denom = batches.iter().map(|b| b.target_tokens).sum::<i64>().max(1) as f64;
+        let mut loss_sum = 0.0;
+        for (k, b) in batches.iter().enumerate() {
+            let mode = Mode::Train {
+                seed: mix(config.seed, step * accum + k as u64),
+            };
+            let logits = model.forward(&b.input_ids, Some(&b.attention_mask), mode);
+            let (rows, width, vocab) = logits.size3().expect("logits are [batch, seq, vocab]");
+            let logits = logits.to_kind(Kind::Float).reshape([rows * width, vocab]);
+            let loss = logits.cross_entropy_loss::<Tensor>(
+                &b.targets.reshape([-1]),
+                None,
+                Reduction::Sum,
+                IGNORE,
+                0.0,
+            );
+            (&loss / denom).backward();
+            loss_sum += loss.double_value(&[]);
+            tokens_trained += b.tokens as u64;
+        }
+        let grad_norm = opt.clip_grad_norm(config.max_grad_norm);
+        let lr = schedule.lr(step);
+        opt.step(lr);
+        let loss = loss_sum / denom;
+        if !loss.is_finite() {
+            return Err(MlError::Setting {
+                key: "learning_rate".into(),
+                message: format!(
+                    "loss became {loss} at step {}; lower the learning rate",
+                    step + 1
+                ),
+            });
+        }
+        losses.push(loss);
+        let took = t0.elapsed().as_secs_f64();
+        train_seconds += took;
+        step_seconds.push(took);
+        let done = step + 1;
+        let checkpointed = config.checkpoint_every > 0
+            && done % config.checkpoint_every == 0
+            && done < total_steps;
+        if checkpointed {
+            let state = CheckpointState {
+                step: done,
+                losses: losses.clone(),
+                fingerprint: fingerprint.clone(),
+            };
+            checkpoint::save(out_dir, &names, &opt, &state, config.keep_checkpoints)?;
+        }
+        if let Some(f) = hooks.on_step {
+            f(&StepReport {
+                step: done,
+                total_steps,
+                loss,
+                lr,
+                grad_norm,
+                checkpointed,
+            });
+        }
+        if hooks.cancel.is_some_and(|c| c.load(Ordering::SeqCst)) && done < total_steps {
+            return Err(MlError::Cancelled { step: done });
+        }
+    }
+
+    save_adapter(
+        model.as_ref(),
+        &config.lora,
+        &targets,
+        &model_dir.display().to_string(),
+        &out_dir.join("adapter"),
+    )?;
+    if config.save_merged {
+        save_merged(model.as_ref(), model_dir, &out_dir.join("merged"))?;
+    }
+
+    let (trainable, total) = parameter_counts(model.as_ref());
+    let base_linear_bytes = model.linears().iter().map(|(_, l)| l.base_bytes()).sum();
+    let (peak, memory_kind) = match device {
+        Device::Cuda(_) => (cuda_process_bytes().unwrap_or(0), "cuda_process"),
+        _ => (peak_rss_bytes(), "cpu_rss"),
+    };
+    let tokens_per_s = if train_seconds > 0.0 {
+        tokens_trained as f64 / train_seconds
+    } else {
+        0.0
+    };
+    let dataset_tokens = data.tokens();
+    let full_tokens = dataset_tokens as f64 * f64::from(config.epochs.max(1));
+    let projected_hours = if tokens_per_s > 0.0 {
+        full_tokens / tokens_per_s / 3600.0
+    } else {
+        0.0
+    };
+    let keys: Vec<&String> = config.gpu_speeds.keys().collect();
+    let gpu = config.gpu.clone().or_else(|| match device {
+        Device::Cuda(i) => guess_gpu_key(i, &keys),
+        _ => Some("cpu".to_string()),
+    });
+    let metrics = Metrics {
+        loss_first: losses.first().copied().unwrap_or(f64::NAN),
+        loss_last: losses.last().copied().unwrap_or(f64::NAN),
+        steps: losses.len() as u64,
+        losses,
+        total_steps,
+        resumed_from_step: start,
+        tokens_per_s,
+        tokens_trained,
+        train_seconds,
+        step_seconds,
+        peak_memory_bytes: peak,
+        memory_kind: memory_kind.into(),
+        base_linear_bytes,
+        trainable_params: trainable,
+        total_params: total,
+        trainable_share: trainable as f64 / total.max(1) as f64,
+        examples: data.examples.len(),
+        skipped_examples: data.skipped,
+        dataset_tokens,
+        device: format!("{device:?}").to_ascii_lowercase(),
+        projected_by_gpu: project(projected_hours, gpu.as_deref(), &config.gpu_speeds),
+        gpu,
+        projected_hours,
+    };
+    let path = out_dir.join("metrics.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&metrics).expect("json"))
+        .map_err(|e| MlError::io(format!("writing {}", path.display()), e))?;
+    Ok(metrics)
+}
+
+/// Settings, model folder and data contents: what a checkpoint must agree with.
+fn fingerprint(config: &FinetuneConfig, model_dir: &Path, data: &Path) -> MlResult<String> {
+    let bytes =
+        std::fs::read(data).map_err(|e| MlError::io(format!("reading {}", data.display()), e))?;
+    let text = format!("{}|{}|", config.fingerprint_value(), model_dir.display());
+    let h = text
+        .bytes()
+        .chain(bytes)
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    Ok(format!("{h:016x}"))
+}
