@@ -80,7 +80,12 @@ pass "binaries: $ML_BENCH, $ML_TESTS"
 # --- 1. CUDA basics
 echo "== CUDA basics"
 "$ML_BENCH" make-model --size tiny --out "$WORK/tiny" >/dev/null || fail "make tiny model"
-if timeout 120 "$ML_BENCH" cuda-check --model "$WORK/tiny"; then pass "cuda-check"; else fail "cuda-check"; fi
+if timeout 120 "$ML_BENCH" cuda-check --model "$WORK/tiny"; then
+  pass "cuda-check"
+else
+  fail "cuda-check (nothing else can run on CUDA; stopping)"
+  rm -rf "$WORK"; exit 1
+fi
 
 # --- 2. test suite on CUDA
 echo "== torch tests on CUDA"
