@@ -13,7 +13,9 @@
 # Environment:
 #   TUNA_LIBTORCH      libtorch folder (holding lib/libtorch_cpu.so), e.g. a pip torch's
 #                      site-packages/torch. Default: the torch of $PYTHON, if importable.
-#   TUNA_ML_BENCH      prebuilt ml_bench   (default target/release/examples/ml_bench, else built)
+#   TUNA_ML_BENCH      prebuilt ml_bench   (default target/gpu-carry/ml_bench from
+#                      bench/gpu_prepare.sh, else target/release/examples/ml_bench, else built;
+#                      prebuilt binaries must be linked with TUNA_TORCH_CUDA=1, as gpu_prepare does)
 #   TUNA_ML_TESTS      prebuilt test binary (default newest target/release/deps/ml-*, else built)
 #   TUNA_TEST_FIXTURES tiny models made by steps/tests/fixtures/make_tiny_opt.py (default:
 #                      target/tmp/tiny-opt-*; else made with $PYTHON if it has transformers)
@@ -49,8 +51,14 @@ pass "libtorch at $TUNA_LIBTORCH"
 export LD_LIBRARY_PATH="$TUNA_LIBTORCH/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
 # --- binaries
-ML_BENCH=${TUNA_ML_BENCH:-target/release/examples/ml_bench}
-ML_TESTS=${TUNA_ML_TESTS:-$(ls -t target/release/deps/ml-* 2>/dev/null | grep -v '\.d$' | head -1)}
+CARRY=target/gpu-carry   # made by bench/gpu_prepare.sh
+if [[ -x $CARRY/ml_bench && -x $CARRY/ml-tests ]]; then
+  ML_BENCH=${TUNA_ML_BENCH:-$CARRY/ml_bench}; ML_TESTS=${TUNA_ML_TESTS:-$CARRY/ml-tests}
+  TUNA_TEST_FIXTURES=${TUNA_TEST_FIXTURES:-$CARRY/fixtures}
+else
+  ML_BENCH=${TUNA_ML_BENCH:-target/release/examples/ml_bench}
+  ML_TESTS=${TUNA_ML_TESTS:-$(ls -t target/release/deps/ml-* 2>/dev/null | grep -v '\.d$' | head -1)}
+fi
 if [[ ! -x "$ML_BENCH" || ! -x "${ML_TESTS:-/nonexistent}" ]]; then
   if command -v cargo >/dev/null; then
     echo "== building (cargo, LIBTORCH=$TUNA_LIBTORCH)"
@@ -72,7 +80,12 @@ pass "binaries: $ML_BENCH, $ML_TESTS"
 # --- 1. CUDA basics
 echo "== CUDA basics"
 "$ML_BENCH" make-model --size tiny --out "$WORK/tiny" >/dev/null || fail "make tiny model"
-if timeout 120 "$ML_BENCH" cuda-check --model "$WORK/tiny"; then pass "cuda-check"; else fail "cuda-check"; fi
+if timeout 120 "$ML_BENCH" cuda-check --model "$WORK/tiny"; then
+  pass "cuda-check"
+else
+  fail "cuda-check (nothing else can run on CUDA; stopping)"
+  rm -rf "$WORK"; exit 1
+fi
 
 # --- 2. test suite on CUDA
 echo "== torch tests on CUDA"

@@ -101,10 +101,5 @@ pub fn parameter_counts(model: &dyn CausalLm) -> (i64, i64) {
         .iter()
         .filter_map(|(_, l)| l.lora().map(|a| a.numel()))
         .sum();
-    let base: i64 = model
-        .state_dict()
-        .iter()
-        .map(|(_, t)| t.numel() as i64)
-        .sum();
-    (trainable, base + trainable)
+    (trainable, model.info().base_params + trainable)
 }

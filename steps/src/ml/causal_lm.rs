@@ -27,6 +27,8 @@ pub struct ModelInfo {
     pub kind: Kind,
     /// Where the weights live.
     pub device: Device,
+    /// Parameters of the base model as loaded (before quantization or adapters).
+    pub base_params: i64,
 }
 
 /// A decoder-only language model.

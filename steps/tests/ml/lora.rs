@@ -34,6 +34,12 @@ fn adapters_go_on_the_targets_and_start_as_identity() {
     // r·(in + out) per adapted layer: fc1 32→64, fc2 64→32.
     assert_eq!(trainable, 2 * (8 * (32 + 64) + 8 * (64 + 32)));
     assert!(total > 10 * trainable);
+    let stored: i64 = model
+        .state_dict()
+        .iter()
+        .map(|(_, t)| t.numel() as i64)
+        .sum();
+    assert_eq!(total, stored + trainable);
     // B = 0: the adapted model computes the base model's logits.
     let logits = tch::no_grad(|| {
         model.forward(

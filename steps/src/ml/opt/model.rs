@@ -119,6 +119,20 @@ impl OptModel {
         } else {
             Some(w.take(&["lm_head.weight".to_string()], &[cfg.vocab_size, e])?)
         };
+        let numel = |t: &Tensor| t.numel() as i64;
+        let lin = |l: &Linear| l.in_features() * l.out_features() + l.bias().map_or(0, numel);
+        let norm_params =
+            |n: &LayerNorm| n.weight.as_ref().map_or(0, numel) + n.bias.as_ref().map_or(0, numel);
+        let mut base_params =
+            numel(&embed_tokens) + numel(&embed_positions) + lm_head.as_ref().map_or(0, numel);
+        base_params += project_in.as_ref().map_or(0, lin) + project_out.as_ref().map_or(0, lin);
+        base_params += final_layer_norm.as_ref().map_or(0, norm_params);
+        for l in &layers {
+            let a = &l.self_attn;
+            base_params += lin(&a.q_proj) + lin(&a.k_proj) + lin(&a.v_proj) + lin(&a.out_proj);
+            base_params += lin(&l.fc1) + lin(&l.fc2);
+            base_params += norm_params(&l.self_attn_layer_norm) + norm_params(&l.final_layer_norm);
+        }
         let info = ModelInfo {
             architecture: "opt".into(),
             vocab_size: cfg.vocab_size,
@@ -128,6 +142,7 @@ impl OptModel {
             pad_token_id: cfg.pad_token_id,
             kind,
             device,
+            base_params,
         };
         Ok(OptModel {
             info,
