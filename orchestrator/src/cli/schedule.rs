@@ -23,17 +23,7 @@ pub fn schedule(cli: &Cli, cmd: &ScheduleCommand) -> Result<u8, Fail> {
                 "/api/v1/schedules",
                 &json!({ "workflow": text, "params": params, "file": name }),
             )?;
-            let next: Vec<&str> = v["next"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|t| t.as_str())
-                .collect();
-            println!(
-                "scheduled {}; next fires: {}",
-                v["name"].as_str().unwrap_or(""),
-                next.join(", ")
-            );
+            print_scheduled(&v);
         }
         ScheduleCommand::List { json } => {
             let v = client.get("/api/v1/schedules")?;
@@ -46,12 +36,7 @@ pub fn schedule(cli: &Cli, cmd: &ScheduleCommand) -> Result<u8, Fail> {
                 "WORKFLOW", "CRON", "TIMEZONE", "MISSED/CONC"
             );
             for s in v.as_array().into_iter().flatten() {
-                let next: Vec<&str> = s["next"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|t| t.as_str())
-                    .collect();
+                let next = next_fires(s);
                 println!(
                     "{:<24} {:<16} {:<18} {:<16} {}",
                     s["name"].as_str().unwrap_or(""),
@@ -62,7 +47,7 @@ pub fn schedule(cli: &Cli, cmd: &ScheduleCommand) -> Result<u8, Fail> {
                         s["missed"].as_str().unwrap_or(""),
                         s["concurrency"].as_str().unwrap_or("")
                     ),
-                    next.join(", ")
+                    next
                 );
             }
         }
@@ -72,4 +57,24 @@ pub fn schedule(cli: &Cli, cmd: &ScheduleCommand) -> Result<u8, Fail> {
         }
     }
     Ok(OK)
+}
+
+/// A schedule's next fire times (`next` in the API's answer), comma-separated.
+fn next_fires(v: &serde_json::Value) -> String {
+    let next: Vec<&str> = v["next"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.as_str())
+        .collect();
+    next.join(", ")
+}
+
+/// The line that confirms a registered schedule.
+pub(super) fn print_scheduled(v: &serde_json::Value) {
+    println!(
+        "scheduled {}; next fires: {}",
+        v["name"].as_str().unwrap_or(""),
+        next_fires(v)
+    );
 }

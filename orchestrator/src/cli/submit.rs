@@ -31,17 +31,7 @@ pub fn submit(
         &json!({ "workflow": text, "params": params, "file": name, "no_cache": no_cache }),
     )?;
     if v["kind"] == "schedule" {
-        let next: Vec<&str> = v["next"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|t| t.as_str())
-            .collect();
-        println!(
-            "scheduled {}; next fires: {}",
-            v["name"].as_str().unwrap_or(""),
-            next.join(", ")
-        );
+        super::schedule::print_scheduled(&v);
         return Ok(OK);
     }
     let id = v["id"].as_str().unwrap_or_default().to_string();

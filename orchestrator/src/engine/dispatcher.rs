@@ -513,20 +513,25 @@ impl<'e> Dispatcher<'e> {
             rec.message = Some(format!("cache hit from run {}", entry.run));
             rec.ended_at = Some(now_ms());
             self.save(name)?;
-            self.eng.store.put_last_key(
-                &self.run.workflow,
-                name,
-                &LastKey {
-                    format: FORMAT_MAJOR,
-                    key,
-                    inputs,
-                },
-            )?;
+            self.remember_key(name, key, inputs)?;
             return Ok(true);
         }
         self.recs.get_mut(name).expect("record").cache_key = Some(key);
         self.keys.insert(name.to_string(), inputs);
         Ok(false)
+    }
+
+    /// Stores a step's key inputs as its last key, so `tuna plan` can say what changed.
+    fn remember_key(&self, name: &str, key: String, inputs: KeyInputs) -> Result<(), EngineError> {
+        let last = LastKey {
+            format: FORMAT_MAJOR,
+            key,
+            inputs,
+        };
+        Ok(self
+            .eng
+            .store
+            .put_last_key(&self.run.workflow, name, &last)?)
     }
 
     fn wait_for_capacity(&mut self, name: &str, why: String, now: u64) -> Result<(), EngineError> {
@@ -736,15 +741,7 @@ impl<'e> Dispatcher<'e> {
                 )?;
             }
             if let Some(inputs) = self.keys.remove(name) {
-                self.eng.store.put_last_key(
-                    &self.run.workflow,
-                    name,
-                    &LastKey {
-                        format: FORMAT_MAJOR,
-                        key,
-                        inputs,
-                    },
-                )?;
+                self.remember_key(name, key, inputs)?;
             }
         }
         Ok(())
