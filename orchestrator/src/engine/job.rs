@@ -51,14 +51,12 @@ fn templates(step: &Step) -> Vec<&Template> {
 fn with_params(v: &serde_yaml::Value, out: &mut Vec<String>) {
     match v {
         serde_yaml::Value::String(s) => {
-            let mut rest = s.as_str();
-            while let Some(i) = rest.find("${{") {
-                let after = &rest[i + 3..];
-                let Some(end) = after.find("}}") else { break };
-                if let Some(name) = after[..end].trim().strip_prefix("params.") {
-                    out.push(name.to_string());
-                }
-                rest = &after[end + 2..];
+            // The loader already checked every template; one that fails to parse names nothing.
+            if let Ok(t) = Template::parse(s) {
+                out.extend(t.refs().filter_map(|r| match r {
+                    Ref::Param(p) => Some(p.clone()),
+                    _ => None,
+                }));
             }
         }
         serde_yaml::Value::Sequence(items) => items.iter().for_each(|i| with_params(i, out)),
