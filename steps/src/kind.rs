@@ -1,5 +1,8 @@
 //! The `StepKind` trait and the registry of built-in kinds.
 
+use crate::context::StepContext;
+use crate::error::StepError;
+
 /// A problem in a step's `with:` mapping, at a dotted key path (`lora.r`; empty = the mapping).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WithProblem {
@@ -7,17 +10,47 @@ pub struct WithProblem {
     pub message: String,
 }
 
+impl WithProblem {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        WithProblem {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Numbers a step reports (`$TUNA_METRICS`): they feed gates, the leaderboard and tracking.
+pub type Metrics = serde_json::Map<String, serde_json::Value>;
+
 /// A built-in step kind.
 pub trait StepKind: Sync {
     /// The name used in `uses:`.
     fn name(&self) -> &'static str;
     /// Bump to invalidate every cached result of this kind.
     fn version(&self) -> u32;
-    /// Checks a `with:` mapping before anything runs.
-    fn check_with(&self, with: &serde_yaml::Value) -> Vec<WithProblem>;
+    /// One line for `tuna kinds` and error help.
+    fn summary(&self) -> &'static str;
+    /// Checks a `with:` mapping before anything runs. Values written as `${{ params.X }}` arrive
+    /// typed (a number stays a number); step outputs arrive as placeholder paths.
+    fn check_with(&self, with: &serde_json::Value) -> Vec<WithProblem>;
+    /// The outputs the step has when it declares none (`outputs:`).
+    fn default_outputs(&self, with: &serde_json::Value) -> Vec<String>;
+    /// The `with` keys whose values name files or folders to read: like `inputs:`, their
+    /// content enters the cache key, and they travel to the runner.
+    fn path_keys(&self) -> &'static [&'static str];
+    /// Whether running it needs libtorch (the `tuna-ml` program).
+    fn needs_torch(&self) -> bool {
+        false
+    }
+    /// Runs the step in this process (current folder = the step's work folder).
+    fn execute(&self, ctx: &StepContext) -> Result<Metrics, StepError>;
 }
 
-static KINDS: &[&dyn StepKind] = &[];
+static KINDS: &[&dyn StepKind] = &[
+    &crate::kinds::prepare::DataPrepare,
+    &crate::kinds::model_init::ModelInit,
+    &crate::kinds::finetune::Finetune,
+];
 
 /// Every built-in kind.
 pub fn all() -> &'static [&'static dyn StepKind] {

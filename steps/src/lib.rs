@@ -1,11 +1,17 @@
 //! tuna's built-in step kinds (`uses:` in a workflow).
 //!
-//! A kind checks its `with:` mapping at validation time and says what runs for it. The
-//! registry here is the one place the orchestrator asks; kinds that need libtorch sit behind
-//! the cargo feature `torch`.
+//! A kind checks its `with:` mapping at validation time, names the outputs and input paths a
+//! step of it has, and runs it (`tuna exec-step`, inside the step's runner). Kinds that need
+//! libtorch run in the `tuna-ml` program, built with the cargo feature `torch`.
 
+mod context;
+mod error;
 mod kind;
+mod kinds;
 #[cfg(feature = "torch")]
 pub mod ml;
+pub mod settings;
 
-pub use kind::{StepKind, WithProblem, all, find};
+pub use context::{StepContext, execute_from_env};
+pub use error::StepError;
+pub use kind::{Metrics, StepKind, WithProblem, all, find};

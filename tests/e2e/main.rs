@@ -10,6 +10,7 @@ mod daemon_harness;
 mod daemon_leaderboard;
 mod examples;
 mod failure;
+mod kinds;
 mod placement;
 mod ssh;
 mod store;

@@ -34,6 +34,37 @@ pub fn tuna_bin() -> &'static Path {
     })
 }
 
+/// `tuna-ml` (tuna-steps with the `torch` feature, linking libtorch from the workspace's
+/// `.venv`), built once per test process beside `tuna`, where `tuna` finds it.
+pub fn tuna_ml_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = workspace_root();
+        assert!(
+            root.join(".venv/lib/python3.11/site-packages/torch")
+                .exists(),
+            "the ML end-to-end tests need libtorch from .venv: run scripts/setup-venv.sh"
+        );
+        let status = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "tuna-steps",
+                "--features",
+                "torch",
+                "--bins",
+            ])
+            .current_dir(&root)
+            .status()
+            .expect("cargo build");
+        assert!(status.success(), "building tuna-ml failed");
+        let bin = tuna_bin().with_file_name("tuna-ml");
+        assert!(bin.exists(), "{} not found", bin.display());
+        bin
+    })
+}
+
 /// The workspace's root folder (for `workflows/`).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

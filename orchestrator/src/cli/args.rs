@@ -138,6 +138,20 @@ pub enum Command {
     },
     /// Print the JSON Schema of the workflow format.
     Schema,
+    /// List the built-in step kinds (`uses:`).
+    Kinds,
+    /// Run a built-in step inside its runner (what a `uses:` step's job runs; reads
+    /// TUNA_STEP_KIND, TUNA_STEP_WITH, TUNA_OUTPUTS, TUNA_STATE, TUNA_METRICS).
+    #[command(hide = true)]
+    ExecStep,
+    /// Serve a model over HELM's HTTP model API (/process, /tokenize, /decode); runs
+    /// `tuna-ml serve-model`. Options: --model DIR [--adapter DIR] [--listen ADDR]
+    /// [--dtype fp32|bf16] [--device auto|cpu|cuda:N].
+    #[command(disable_help_flag = true)]
+    ServeModel {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Run the daemon: HTTP API, dashboard, cron schedules and the leaderboard.
     Serve {
         /// Address to listen on (port 0: any free port; the address is printed).

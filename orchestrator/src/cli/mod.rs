@@ -8,6 +8,7 @@ mod exit;
 mod files;
 mod gc;
 mod inspect;
+mod kinds;
 mod run;
 mod runners;
 mod schedule;
@@ -33,6 +34,9 @@ pub fn main(cli: Cli) -> u8 {
             json,
         } => files::plan(&cli, file, params, *no_cache, *json),
         Command::Schema => files::schema(),
+        Command::Kinds => kinds::list(),
+        Command::ExecStep => kinds::exec_step(),
+        Command::ServeModel { args } => kinds::serve_model(args),
         Command::Run {
             file,
             params,

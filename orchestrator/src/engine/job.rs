@@ -66,6 +66,39 @@ fn with_params(v: &serde_yaml::Value, out: &mut Vec<String>) {
     }
 }
 
+/// The files a `uses:` step's `with` names (the kind's path keys), with params filled in:
+/// `(key, path)`, paths relative to the project unless absolute. Values that name an upstream
+/// step's output are left out (the upstream's output digests already count).
+fn with_paths(step: &Step, params: &BTreeMap<String, String>) -> Vec<(String, String)> {
+    let Action::Uses { kind, with } = &step.action else {
+        return Vec::new();
+    };
+    let Some(k) = tuna_steps::find(kind) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for key in k.path_keys() {
+        let Some(text) = with.get(*key).and_then(|v| v.as_str()) else {
+            continue;
+        };
+        let Ok(t) = Template::parse(text) else {
+            continue;
+        };
+        if t.refs().any(|r| matches!(r, Ref::StepOutput { .. })) {
+            continue;
+        }
+        let path = t.render(
+            |r| match r {
+                Ref::Param(p) => params.get(p).cloned().unwrap_or_default(),
+                _ => String::new(),
+            },
+            |v| v.to_string(),
+        );
+        out.push((key.to_string(), path.trim_end_matches('/').to_string()));
+    }
+    out
+}
+
 /// Keys under which a key's `params` carry the run values a step references.
 pub const RUN_ID: &str = "run.id";
 pub const SCHEDULED_TIME: &str = "run.scheduled_time";
@@ -79,6 +112,7 @@ pub fn key_inputs<'a>(
     upstream: impl Fn(&str) -> Option<&'a BTreeMap<String, Digest>>,
     runner: &str,
 ) -> Result<KeyInputs, String> {
+    let with_files = with_paths(step, params);
     let (kind, definition, mut names) = match &step.action {
         Action::Run(t) => ("run".to_string(), t.source.clone(), Vec::new()),
         Action::Uses { kind, with } => {
@@ -109,6 +143,22 @@ pub fn key_inputs<'a>(
         })
         .collect();
     let mut inputs = BTreeMap::new();
+    for (key, rel) in with_files {
+        // A path that exists here enters the key by content; an absolute one that does not
+        // names a place on the runner's machine, and enters by its text (in `definition`).
+        let path = wf.project_dir.join(&rel);
+        if Path::new(&rel).is_absolute() && !path.exists() {
+            continue;
+        }
+        let digest = digest_path(&path).map_err(|e| {
+            format!(
+                "`with.{key}` of step `{}` ({}): {e}",
+                step.name,
+                path.display()
+            )
+        })?;
+        inputs.insert(format!("with.{key}={rel}"), digest);
+    }
     for input in &step.inputs {
         let path = wf.project_dir.join(input.trim_end_matches('/'));
         let digest = digest_path(&path).map_err(|e| {
@@ -176,7 +226,13 @@ pub fn build_job(
         Some(_) => remote_stage(wf, step, ctx)?,
         None => Vec::new(),
     };
-    for input in step.inputs.iter().filter(|_| remote.is_none()) {
+    let with_inputs: Vec<String> = with_paths(step, ctx.params)
+        .into_iter()
+        .map(|(_, p)| p)
+        .filter(|p| Path::new(p).is_relative())
+        .collect();
+    let local_inputs = step.inputs.iter().chain(&with_inputs);
+    for input in local_inputs.filter(|_| remote.is_none()) {
         let rel = input.trim_end_matches('/');
         let (src, dst) = (wf.project_dir.join(rel), work.join(rel));
         if dst.symlink_metadata().is_ok() {
@@ -207,15 +263,36 @@ pub fn build_job(
             Ref::ScheduledTime => ctx.scheduled_time.unwrap_or_default().to_string(),
         }
     };
+    let mut env = BTreeMap::new();
     let script = match &step.action {
         Action::Run(t) => t.render(resolve, shell_quote),
-        Action::Uses { kind, .. } => {
-            return Err(format!(
-                "step kind `{kind}` cannot run in this build of tuna"
-            ));
+        Action::Uses { kind, with } => {
+            // Built-in kinds run through `tuna exec-step` on the runner, told by env.
+            let rendered = crate::workflow::render_with(with, &mut |r| resolve(r));
+            env.insert("TUNA_STEP_KIND".into(), kind.clone());
+            env.insert("TUNA_STEP_WITH".into(), rendered.to_string());
+            let state = match remote {
+                Some(dir) => format!("{dir}/../state"),
+                None => attempt_dir
+                    .parent()
+                    .unwrap_or(attempt_dir)
+                    .join("state")
+                    .to_string_lossy()
+                    .into_owned(),
+            };
+            if remote.is_none() {
+                std::fs::create_dir_all(&state).map_err(|e| format!("{state}: {e}"))?;
+            }
+            env.insert("TUNA_STATE".into(), state);
+            match remote {
+                Some(_) => "exec tuna exec-step".to_string(),
+                None => format!(
+                    "exec {} exec-step",
+                    shell_quote(&ctx.tuna_exe.to_string_lossy())
+                ),
+            }
         }
     };
-    let mut env = BTreeMap::new();
     for (k, t) in &step.env {
         env.insert(k.clone(), t.render(resolve, |s| s.to_string()));
     }
@@ -256,7 +333,12 @@ pub fn build_job(
 /// output of its upstream steps into `in/STEP/OUTPUT`.
 fn remote_stage(wf: &Workflow, step: &Step, ctx: &JobContext<'_>) -> Result<Vec<Stage>, String> {
     let mut stage = Vec::new();
-    for input in &step.inputs {
+    let with_inputs: Vec<String> = with_paths(step, ctx.params)
+        .into_iter()
+        .map(|(_, p)| p)
+        .filter(|p| Path::new(p).is_relative())
+        .collect();
+    for input in step.inputs.iter().chain(&with_inputs) {
         let rel = input.trim_end_matches('/');
         stage.push(Stage {
             source: wf.project_dir.join(rel),

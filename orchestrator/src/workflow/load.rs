@@ -128,7 +128,7 @@ fn parse(ctx: &mut Ctx, path: &Path) -> Option<Workflow> {
     let drafts: Vec<_> = steps_map
         .entries
         .iter()
-        .map(|(name, key, node)| read_step(ctx, key, name, node))
+        .map(|(name, key, node)| read_step(ctx, key, name, node, &params))
         .collect();
     let leaderboard = top
         .get("leaderboard")

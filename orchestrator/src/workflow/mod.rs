@@ -18,6 +18,7 @@ mod step;
 mod suggest;
 mod template;
 mod units;
+mod with_value;
 mod yaml;
 
 pub use cron::{CronError, CronSet, CronSpec};
@@ -27,3 +28,4 @@ pub use model::*;
 pub use schema::json_schema;
 pub use template::{Part, Ref, Template, shell_quote};
 pub use units::{parse_duration, parse_size};
+pub use with_value::render_with;

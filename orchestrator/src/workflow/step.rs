@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use indexmap::IndexMap;
+
 use super::ctx::{Ctx, PlacedRef};
 use super::diag::Diag;
 use super::gate::parse_gate;
@@ -11,7 +13,8 @@ use super::keys;
 use super::model::{Action, CachePolicy, Gate, Retry, RunsOn};
 use super::sections;
 use super::suggest::help_for;
-use super::template::Template;
+use super::template::{Ref, Template};
+use super::with_value::render_with;
 use super::yaml::{Kind, Node, Span};
 
 /// A step as read, before defaults and cross-step checks.
@@ -53,6 +56,7 @@ pub(crate) fn read_step<'n>(
     key: &'n Node,
     name: &'n str,
     node: &'n Node,
+    params: &IndexMap<String, String>,
 ) -> Option<Draft<'n>> {
     if !is_step_name(name) {
         let d = Diag::new("invalid_step_name", format!("invalid step name `{name}`"))
@@ -92,12 +96,24 @@ pub(crate) fn read_step<'n>(
             d.needs.push((need, item.span));
         }
     }
-    d.action = action(ctx, &f, name, node, &mut d.refs);
+    d.action = action(ctx, &f, name, node, &mut d.refs, params);
     if let Some(n) = f.get("inputs") {
         d.inputs = paths(ctx, n, "`inputs`");
     }
     if let Some(n) = f.get("outputs") {
         d.outputs = paths(ctx, n, "`outputs`");
+    } else if let Some(k) = f
+        .get("uses")
+        .and_then(|n| n.as_str())
+        .and_then(tuna_steps::find)
+    {
+        // A built-in kind names its own outputs unless the step lists them (also when its
+        // `with` has problems, so that they are not reported twice).
+        let with = f.get("with").map_or(
+            serde_yaml::Value::Mapping(Default::default()),
+            Node::to_value,
+        );
+        d.outputs = k.default_outputs(&preview(&with, params));
     }
     if let Some(n) = f.get("env") {
         d.env = env(ctx, n, &mut d.refs);
@@ -127,12 +143,24 @@ pub(crate) fn read_step<'n>(
     Some(d)
 }
 
+/// A `with:` mapping as a kind checks it at load time: params at their defaults (typed),
+/// step outputs as placeholder paths.
+fn preview(with: &serde_yaml::Value, params: &IndexMap<String, String>) -> serde_json::Value {
+    render_with(with, &mut |r| match r {
+        Ref::Param(p) => params.get(p).cloned().unwrap_or_default(),
+        Ref::StepOutput { step, output } => format!("steps/{step}/{output}"),
+        Ref::RunId => "run".into(),
+        Ref::ScheduledTime => String::new(),
+    })
+}
+
 fn action(
     ctx: &mut Ctx,
     f: &super::ctx::Fields,
     name: &str,
     node: &Node,
     refs: &mut Vec<PlacedRef>,
+    params: &IndexMap<String, String>,
 ) -> Option<Action> {
     match (f.key("run"), f.key("uses")) {
         (Some(run), Some(uses)) => {
@@ -209,14 +237,15 @@ fn action(
         ctx.push(d, uses.span);
         return None;
     };
-    let problems = k.check_with(&value);
+    let problems = k.check_with(&preview(&value, params));
     for p in &problems {
         let at = with.map_or(uses, |w| locate(w, &p.path));
-        let d = Diag::new(
-            "with",
-            format!("`with.{}` for `{kind}`: {}", p.path, p.message),
-        )
-        .label("here");
+        let at_key = if p.path.is_empty() {
+            "`with`".to_string()
+        } else {
+            format!("`with.{}`", p.path)
+        };
+        let d = Diag::new("with", format!("{at_key} for `{kind}`: {}", p.message)).label("here");
         ctx.push(d, at.span);
     }
     problems.is_empty().then(|| Action::Uses {

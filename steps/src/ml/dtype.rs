@@ -1,19 +1,7 @@
-//! Compute precision and device as a user writes them (`fp32`/`bf16`, `cpu`/`cuda`/`auto`).
+//! Precision and device settings turned into libtorch kinds and devices.
 
-use serde::{Deserialize, Serialize};
+pub use crate::settings::{DType, DeviceSpec};
 use tch::{Device, Kind};
-
-/// Floating-point precision of the model's weights and activations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub enum DType {
-    /// 32-bit floats.
-    #[default]
-    #[serde(rename = "fp32", alias = "float32", alias = "f32")]
-    F32,
-    /// bfloat16.
-    #[serde(rename = "bf16", alias = "bfloat16")]
-    Bf16,
-}
 
 impl DType {
     /// The libtorch kind.
@@ -24,11 +12,6 @@ impl DType {
         }
     }
 }
-
-/// Where tensors live.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct DeviceSpec(pub String);
 
 impl DeviceSpec {
     /// `auto` (CUDA when available), `cpu`, `cuda` or `cuda:N`.

@@ -68,5 +68,14 @@ impl MlError {
     }
 }
 
+impl From<crate::settings::SettingError> for MlError {
+    fn from(e: crate::settings::SettingError) -> Self {
+        MlError::Setting {
+            key: e.key,
+            message: e.message,
+        }
+    }
+}
+
 /// Result alias of the ML core.
 pub type MlResult<T> = Result<T, MlError>;

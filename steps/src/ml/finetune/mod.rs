@@ -3,12 +3,11 @@
 mod adamw;
 mod batches;
 mod checkpoint;
-mod config;
 mod data;
 mod metrics;
 mod run;
 mod schedule;
 
-pub use config::{FinetuneConfig, Quantize};
+pub use crate::settings::{FinetuneConfig, Quantize};
 pub use metrics::Metrics;
 pub use run::{FinetuneHooks, StepReport, finetune, finetune_with};

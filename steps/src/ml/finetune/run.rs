@@ -11,7 +11,6 @@ use tch::{Device, Kind, Reduction, Tensor};
 use super::adamw::AdamW;
 use super::batches::{BatchPlan, IGNORE, collate};
 use super::checkpoint::{self, CheckpointState};
-use super::config::{FinetuneConfig, Quantize};
 use super::data::load_jsonl;
 use super::metrics::{Metrics, cuda_process_bytes, guess_gpu_key, peak_rss_bytes, project};
 use super::schedule::Schedule;
@@ -21,6 +20,7 @@ use crate::ml::loader::load_causal_lm;
 use crate::ml::mode::{Mode, mix};
 use crate::ml::peft::{save_adapter, save_merged};
 use crate::ml::tokenizer::TextTokenizer;
+use crate::settings::{FinetuneConfig, Quantize};
 
 /// Progress of one optimizer step.
 #[derive(Debug, Clone)]
@@ -310,6 +310,8 @@ pub fn finetune_with(
 fn fingerprint(config: &FinetuneConfig, model_dir: &Path, data: &Path) -> MlResult<String> {
     let bytes =
         std::fs::read(data).map_err(|e| MlError::io(format!("reading {}", data.display()), e))?;
+    // The folder as resolved: an attempt reaches the same model through its own symlink.
+    let model_dir = std::fs::canonicalize(model_dir).unwrap_or_else(|_| model_dir.to_path_buf());
     let text = format!("{}|{}|", config.fingerprint_value(), model_dir.display());
     let h = text
         .bytes()

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ml::dtype::{DType, DeviceSpec};
-use crate::ml::error::{MlError, MlResult};
-use crate::ml::lora::LoraConfig;
+use super::error::SettingError;
+use super::lora::LoraConfig;
+use super::precision::{DType, DeviceSpec};
 
 /// Storage of the frozen base linear weights.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -119,30 +119,24 @@ impl Default for FinetuneConfig {
 
 impl FinetuneConfig {
     /// Reads a `with:` mapping (YAML or JSON value); unknown keys are errors.
-    pub fn from_value(v: serde_json::Value) -> MlResult<Self> {
-        let cfg: FinetuneConfig = serde_json::from_value(v).map_err(|e| MlError::Setting {
-            key: "with".into(),
-            message: e.to_string(),
-        })?;
+    pub fn from_value(v: serde_json::Value) -> Result<Self, SettingError> {
+        let cfg: FinetuneConfig = serde_json::from_value(v).map_err(SettingError::from_serde)?;
         cfg.validate()?;
         Ok(cfg)
     }
 
     /// Reads a workflow's `with:` mapping.
-    pub fn from_yaml(v: &serde_yaml::Value) -> MlResult<Self> {
+    pub fn from_yaml(v: &serde_yaml::Value) -> Result<Self, SettingError> {
         let cfg: FinetuneConfig =
-            serde_yaml::from_value(v.clone()).map_err(|e| MlError::Setting {
-                key: "with".into(),
-                message: e.to_string(),
-            })?;
+            serde_yaml::from_value(v.clone()).map_err(SettingError::from_serde)?;
         cfg.validate()?;
         Ok(cfg)
     }
 
     /// Checks ranges.
-    pub fn validate(&self) -> MlResult<()> {
+    pub fn validate(&self) -> Result<(), SettingError> {
         let bad = |key: &str, message: String| {
-            Err(MlError::Setting {
+            Err(SettingError {
                 key: key.into(),
                 message,
             })
@@ -207,6 +201,7 @@ impl FinetuneConfig {
 
     /// The settings that decide the numbers a run produces (a checkpoint from a run with other
     /// values cannot be resumed).
+    #[cfg_attr(not(feature = "torch"), allow(dead_code))]
     pub(crate) fn fingerprint_value(&self) -> serde_json::Value {
         let mut v = serde_json::to_value(self).expect("config serializes");
         if let Some(m) = v.as_object_mut() {

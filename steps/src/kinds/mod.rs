@@ -1,0 +1,5 @@
+//! The built-in step kinds, one module each.
+
+pub(crate) mod finetune;
+pub(crate) mod model_init;
+pub(crate) mod prepare;

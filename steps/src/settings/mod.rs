@@ -1,0 +1,12 @@
+//! Settings of the built-in kinds as users write them in `with:`, parsed and range-checked
+//! without libtorch, so that `tuna validate` checks them in every build.
+
+mod error;
+mod finetune;
+mod lora;
+mod precision;
+
+pub use error::SettingError;
+pub use finetune::{FinetuneConfig, Quantize};
+pub use lora::LoraConfig;
+pub use precision::{DType, DeviceSpec};

@@ -1,0 +1,265 @@
+//! Built-in step kinds (`uses:`) driven through the real binaries: a random OPT model folder
+//! (`model.init`), data preparation (`data.prepare`), and LoRA/QLoRA fine-tuning (`finetune`,
+//! run by `tuna-ml` against libtorch) with gates, the smoke-test projection, and a cancelled
+//! run that resumes from its checkpoint.
+
+use std::time::Duration;
+
+use tuna_tests::{Project, tuna_ml_bin, wait_until};
+
+/// 40 prompt/completion lines: 30 distinct, 8 exact copies, 2 near copies.
+fn data() -> String {
+    let topics = [
+        "sorting",
+        "recursion",
+        "hashing",
+        "caching",
+        "paging",
+        "parsing",
+        "linking",
+        "routing",
+        "batching",
+        "sharding",
+    ];
+    let mut out = String::new();
+    for i in 0..30 {
+        let t = topics[i % topics.len()];
+        out.push_str(&format!(
+            "{{\"prompt\": \"Explain {t} to a new colleague, example number {i}.\", \"completion\": \" {t} answer {i}: keep it short and clear.\"}}\n"
+        ));
+    }
+    for i in 0..8 {
+        let t = topics[i % topics.len()];
+        out.push_str(&format!(
+            "{{\"prompt\": \"Explain {t} to a new colleague, example number {i}.\", \"completion\": \" {t} answer {i}: keep it short and clear.\"}}\n"
+        ));
+    }
+    // Same words as example 3 with different punctuation and case: a near copy, not an exact one.
+    out.push_str("{\"prompt\": \"EXPLAIN caching to a new colleague; example number 3!\", \"completion\": \" caching answer 3 - keep it short and clear\"}\n");
+    out.push_str("{\"prompt\": \"explain caching to a new colleague example number 3\", \"completion\": \" caching answer 3 keep it short and clear!!\"}\n");
+    out
+}
+
+const BASE: &str = r#"
+  base:
+    uses: model.init
+    with: { corpus: data/train.jsonl, vocab_size: 400, hidden_size: 32, layers: 2, heads: 4, ffn_dim: 64, max_positions: 96 }
+  prepare:
+    uses: data.prepare
+    with:
+      input: data/train.jsonl
+      tokenizer: ${{ steps.base.outputs.model/ }}
+      dedup_threshold: 0.8
+      val_fraction: 0.1
+"#;
+
+fn project(steps: &str) -> Project {
+    let p = Project::new();
+    p.file("data/train.jsonl", &data());
+    p.file(
+        "wf.yaml",
+        &format!("name: kinds\nparams:\n  lr: 1e-3\n  steps: 6\nsteps:{BASE}{steps}"),
+    );
+    p
+}
+
+#[test]
+fn model_init_and_data_prepare_run_cache_and_notice_changed_input() {
+    let p = project("");
+    let r = p.run(&["run", "wf.yaml"]).ok();
+    let id = r.run_id();
+    let status = p.status(&id);
+    let step = |name: &str| {
+        status["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let m = &step("prepare")["metrics"];
+    assert_eq!(m["examples_read"], 40.0, "{m}");
+    assert_eq!(m["dropped_duplicates"], 8.0, "{m}");
+    assert_eq!(m["dropped_near_duplicates"], 2.0, "{m}");
+    assert_eq!(
+        m["examples"].as_f64().unwrap() + m["val_examples"].as_f64().unwrap(),
+        30.0
+    );
+    assert_eq!(m["val_examples"], 3.0, "{m}");
+    assert!(m["tokens_max"].as_f64().unwrap() > 5.0, "{m}");
+    assert!(step("base")["metrics"]["parameters"].as_f64().unwrap() > 10_000.0);
+
+    // The outputs are real files in the run's output folders.
+    let pulled = p.run(&["status", &id, "--json"]).ok();
+    assert!(pulled.stdout.contains("train.jsonl"), "{}", pulled.stdout);
+    let again = p.run(&["run", "wf.yaml"]).ok();
+    assert!(again.stderr.contains("2 cached"), "{}", again.stderr);
+
+    p.file(
+        "data/train.jsonl",
+        &(data() + "{\"prompt\": \"one more\", \"completion\": \" line\"}\n"),
+    );
+    let plan = p.run(&["plan", "wf.yaml"]).ok();
+    assert!(
+        plan.stdout
+            .contains("input `with.corpus=data/train.jsonl` changed"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("upstream step `base` runs"),
+        "{}",
+        plan.stdout
+    );
+}
+
+#[test]
+fn bad_with_values_are_errors_at_their_position() {
+    let p = project(
+        r#"
+  smoke:
+    uses: finetune
+    with:
+      model: ${{ steps.base.outputs.model/ }}
+      data: ${{ steps.prepare.outputs.train.jsonl }}
+      lora: { r: 0 }
+  other:
+    uses: data.prepare
+    with: { input: data/train.jsonl, max_tokens: 10, shuffle: true }
+"#,
+    );
+    let r = p.run(&["validate", "wf.yaml"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("wf.yaml:22:"),
+        "lora.r points at its line: {}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("lora.r"), "{}", r.stderr);
+    assert!(r.stderr.contains("unknown field `shuffle`"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("wf.yaml:25:63"),
+        "the unknown key is pointed at: {}",
+        r.stderr
+    );
+    // Nothing ran.
+    assert!(!p.home().join("runs").exists() || p.run(&["runs", "--json"]).stdout.trim() == "[]");
+}
+
+#[test]
+fn finetune_smoke_projects_hours_and_gates_stop_a_run_that_cannot_fit() {
+    tuna_ml_bin();
+    let smoke = r#"
+  smoke:
+    uses: finetune
+    with:
+      model: ${{ steps.base.outputs.model/ }}
+      data: ${{ steps.prepare.outputs.train.jsonl }}
+      max_steps: ${{ params.steps }}
+      learning_rate: ${{ params.lr }}
+      batch_size: 4
+      epochs: 3
+      lora: { r: 4, alpha: 8 }
+      gpu: t4
+      gpu_speeds: { t4: 1.0, a100: 8.0 }
+    gate: ["loss_last < loss_first", "projected_hours_a100 <= LIMIT"]
+  after:
+    needs: [smoke]
+    run: test -f ${{ steps.smoke.outputs.adapter/ }}/adapter_model.safetensors
+"#;
+    let p = project(&smoke.replace("LIMIT", "24"));
+    let id = p.run(&["run", "wf.yaml"]).ok().run_id();
+    let status = p.status(&id);
+    let smoke_m = status["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "smoke")
+        .unwrap()["metrics"]
+        .clone();
+    let hours = smoke_m["projected_hours"].as_f64().unwrap();
+    let a100 = smoke_m["projected_hours_a100"].as_f64().unwrap();
+    assert!(
+        hours > 0.0 && (a100 * 8.0 - hours).abs() < 1e-9 * hours.max(1.0),
+        "{smoke_m}"
+    );
+    assert_eq!(smoke_m["steps"], 6.0);
+    assert!(smoke_m["trainable_params"].as_f64().unwrap() > 0.0);
+    assert_eq!(p.step_status(&id, "after"), "passed");
+
+    // The same run with a 24-hour budget no projection can meet: the gate fails the smoke step
+    // and nothing after it runs.
+    p.file(
+        "wf.yaml",
+        &format!(
+            "name: kinds\nparams:\n  lr: 1e-3\n  steps: 6\nsteps:{BASE}{}",
+            smoke.replace("LIMIT", "0")
+        ),
+    );
+    let r = p.run(&["run", "wf.yaml"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let id = r.run_id();
+    assert_eq!(p.step_status(&id, "smoke"), "failed");
+    assert_eq!(p.step_status(&id, "after"), "skipped");
+    let why = p.run(&["status", &id]).stdout;
+    assert!(why.contains("projected_hours_a100"), "{why}");
+}
+
+#[test]
+fn cancelled_qlora_run_resumes_from_its_last_checkpoint() {
+    tuna_ml_bin();
+    let p = project(
+        r#"
+  qlora:
+    uses: finetune
+    with:
+      model: ${{ steps.base.outputs.model/ }}
+      data: ${{ steps.prepare.outputs.train.jsonl }}
+      max_steps: 400
+      quantize: nf4
+      double_quant: true
+      batch_size: 2
+      checkpoint_every: 2
+      lora: { r: 4, alpha: 8 }
+"#,
+    );
+    let mut child = p.spawn(&["run", "wf.yaml"]);
+    let mut id = String::new();
+    wait_until(Duration::from_secs(120), "a checkpoint of qlora", || {
+        if id.is_empty() {
+            let runs = p.run(&["runs", "--json"]).stdout;
+            let v: serde_json::Value = serde_json::from_str(&runs).unwrap_or_default();
+            if let Some(r) = v.as_array().and_then(|a| a.first()) {
+                id = r["id"].as_str().unwrap_or_default().to_string();
+            }
+        }
+        !id.is_empty()
+            && p.run(&["logs", &id, "qlora", "--stderr"])
+                .stdout
+                .contains("(checkpoint)")
+    });
+    p.run(&["cancel", &id]).ok();
+    let _ = child.wait();
+    assert_eq!(p.step_status(&id, "qlora"), "cancelled");
+
+    let r = p.run(&["resume", &id]).ok();
+    assert_eq!(r.run_id(), id);
+    let log = p.run(&["logs", &id, "qlora", "--stderr"]).stdout;
+    let resumed: u64 = log
+        .split("resumed from the checkpoint at step ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("the resumed attempt says where it resumed:\n{log}"));
+    assert!(resumed >= 2 && resumed.is_multiple_of(2), "{log}");
+    let m = p.status(&id)["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "qlora")
+        .unwrap()["metrics"]
+        .clone();
+    assert_eq!(m["steps"], 400.0, "{m}");
+    assert_eq!(m["resumed_from_step"], resumed as f64, "{m}");
+}
