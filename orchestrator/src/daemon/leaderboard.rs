@@ -107,56 +107,62 @@ fn csv(s: &str) -> String {
     }
 }
 
-/// The rows a finished run adds: the leaderboard step's metrics, if that step passed. Nothing
-/// for a workflow without `leaderboard:`.
+/// The rows a finished run adds: for each `leaderboard:` entry whose step passed (or was
+/// cached), the listed metrics that step wrote. Nothing for a workflow without `leaderboard:`.
+/// The same run always yields the same rows (keys and values), so recording it again changes
+/// nothing.
 pub fn rows_for_run(run: &RunRecord, steps: &[StepRecord]) -> Vec<LeaderRow> {
     let Ok(dag) = crate::workflow::load_str(&run.workflow_path, &run.workflow_text) else {
         return Vec::new();
     };
     let wf = dag.workflow();
-    let Some(lb) = &wf.leaderboard else {
+    if wf.leaderboard.is_empty() {
         return Vec::new();
-    };
-    let Some(step) = steps
-        .iter()
-        .find(|s| s.step == lb.step && s.status.is_done())
-    else {
-        return Vec::new();
-    };
+    }
     let mut params: BTreeMap<String, String> = wf
         .params
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     params.extend(run.params.clone());
-    let model = lb.model.render(
-        |r| match r {
-            crate::workflow::Ref::Param(p) => params.get(p).cloned().unwrap_or_default(),
-            _ => String::new(),
-        },
-        |s| s.to_string(),
-    );
     let night = night_of(run);
-    lb.metrics
-        .iter()
-        .filter_map(|m| {
+    let recorded_at = now_ms();
+    let mut rows = Vec::new();
+    for lb in &wf.leaderboard {
+        let Some(step) = steps
+            .iter()
+            .find(|s| s.step == lb.step && s.status.is_done())
+        else {
+            continue;
+        };
+        let model = lb.model.render(
+            |r| match r {
+                crate::workflow::Ref::Param(p) => params.get(p).cloned().unwrap_or_default(),
+                _ => String::new(),
+            },
+            |s| s.to_string(),
+        );
+        let suite = lb.suite.clone().unwrap_or_else(|| wf.name.clone());
+        rows.extend(lb.metrics.iter().filter_map(|m| {
             step.metrics.get(m).map(|v| LeaderRow {
                 format: DAEMON_FORMAT_MAJOR,
-                suite: lb.suite.clone().unwrap_or_else(|| wf.name.clone()),
+                suite: suite.clone(),
                 model: model.clone(),
                 metric: m.clone(),
                 night: night.clone(),
                 value: *v,
                 run: run.id.clone(),
-                recorded_at: now_ms(),
+                recorded_at,
             })
-        })
-        .collect()
+        }));
+    }
+    rows
 }
 
-/// The night a run belongs to: its scheduled date (in the schedule's zone), else the UTC date
-/// it was created. A `night` param overrides both (backfills).
-fn night_of(run: &RunRecord) -> String {
+/// The night a run belongs to: the date of its scheduled time (in the schedule's zone), else
+/// the UTC date the run was created (a resumed run keeps its night). A `night` param overrides
+/// both (backfills).
+pub fn night_of(run: &RunRecord) -> String {
     if let Some(n) = run.params.get("night") {
         return n.clone();
     }
@@ -233,5 +239,100 @@ mod tests {
         );
         assert!(strict.entries[0].regression);
         assert!(strict.to_csv().contains("m,em,b,0.28,0.3,"));
+    }
+
+    const LIST: &str = r#"name: ckpts
+params:
+  family: opt
+leaderboard:
+  - step: eval-a
+    model: "${{ params.family }}-a"
+    metrics: [acc, em]
+  - step: eval-b
+    model: "${{ params.family }}-b"
+    metrics: [acc]
+    suite: lite
+  - step: eval-c
+    model: "${{ params.family }}-c"
+    metrics: [acc]
+steps:
+  eval-a: { run: "true" }
+  eval-b: { run: "true" }
+  eval-c: { run: "true" }
+"#;
+
+    fn run_record(scheduled: Option<&str>, params: &[(&str, &str)]) -> RunRecord {
+        RunRecord {
+            format: 1,
+            id: "r1".into(),
+            workflow: "ckpts".into(),
+            workflow_path: "w.yaml".into(),
+            workflow_text: LIST.into(),
+            params: params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            status: crate::store::RunStatus::Failed,
+            jobs: 1,
+            no_cache: false,
+            // 2024-03-05T23:30:00Z
+            created_at: 1_709_681_400_000,
+            ended_at: None,
+            scheduled_time: scheduled.map(str::to_string),
+        }
+    }
+
+    fn step(name: &str, status: crate::store::StepStatus, metrics: &[(&str, f64)]) -> StepRecord {
+        let mut s = StepRecord::new("r1", name);
+        s.status = status;
+        s.metrics = metrics.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        s
+    }
+
+    #[test]
+    fn each_entry_whose_step_passed_adds_its_rows() {
+        use crate::store::StepStatus::{Cached, Failed, Passed};
+        let steps = [
+            step(
+                "eval-a",
+                Passed,
+                &[("acc", 0.5), ("em", 0.25), ("loss", 1.0)],
+            ),
+            step("eval-b", Cached, &[("acc", 0.75)]),
+            step("eval-c", Failed, &[("acc", 0.9)]),
+        ];
+        let rows = rows_for_run(&run_record(None, &[("family", "llama")]), &steps);
+        let got: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.suite.as_str(),
+                    r.model.as_str(),
+                    r.metric.as_str(),
+                    r.night.as_str(),
+                    r.value,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("ckpts", "llama-a", "acc", "2024-03-05", 0.5),
+                ("ckpts", "llama-a", "em", "2024-03-05", 0.25),
+                ("lite", "llama-b", "acc", "2024-03-05", 0.75),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_night_is_the_scheduled_date_else_the_utc_creation_date() {
+        assert_eq!(night_of(&run_record(None, &[])), "2024-03-05");
+        let scheduled = run_record(Some("2024-03-06T02:30:00+01:00"), &[]);
+        assert_eq!(night_of(&scheduled), "2024-03-06");
+        let backfill = run_record(
+            Some("2024-03-06T02:30:00+01:00"),
+            &[("night", "2024-01-01")],
+        );
+        assert_eq!(night_of(&backfill), "2024-01-01");
     }
 }
