@@ -1,5 +1,5 @@
-//! The leaderboard: rows recorded from runs of workflows with a `leaderboard:` section, and the
-//! board built from them (latest score per suite, model and metric, the change since the
+//! The leaderboard: rows recorded when a run of a workflow with a `leaderboard:` section ends
+//! (by the daemon, and by `tuna run` / `tuna resume`), and the board built from them (latest score per suite, model and metric, the change since the
 //! previous night, regressions beyond a threshold). Higher scores are better.
 
 use std::collections::BTreeMap;

@@ -48,6 +48,12 @@ fn the_full_format_loads_into_the_model() {
     );
     assert!(s.spec().unwrap().days_of_week.contains(5));
     assert_eq!(w.budget.as_ref().unwrap().max_cost, Some(150.0));
+    let boards: Vec<_> = w
+        .leaderboard
+        .iter()
+        .map(|e| (e.step.as_str(), e.metrics.len(), e.suite.as_deref()))
+        .collect();
+    assert_eq!(boards, [("smoke", 1, None), ("eval", 2, Some("helm-lite"))]);
 
     let train = &w.steps["train"];
     assert_eq!(
