@@ -249,6 +249,13 @@ mod tests {
         );
         assert_eq!(keys_of(&s["properties"]["budget"]), sorted(keys::BUDGET));
         assert_eq!(keys_of(&d["leaderboardEntry"]), sorted(keys::LEADERBOARD));
+        let lb = &s["properties"]["leaderboard"]["oneOf"];
+        assert_eq!(lb[0]["$ref"], "#/$defs/leaderboardEntry", "one mapping");
+        assert_eq!(
+            lb[1]["items"]["$ref"], "#/$defs/leaderboardEntry",
+            "or a list"
+        );
+        assert_eq!(lb[1]["minItems"], 1);
         assert_eq!(keys_of(&d["selector"]), sorted(keys::SELECTOR));
         assert_eq!(s["$schema"], "https://json-schema.org/draft/2020-12/schema");
     }
