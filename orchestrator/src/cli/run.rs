@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::args::{Cli, ProgressMode};
 use super::exit::{Fail, INTERRUPTED, OK, RUN_FAILED};
 use crate::engine::{Bars, Control, Engine, Home, Inventory, Plain, Quiet, Reporter, RunOptions};
-use crate::store::{RunStatus, StoreError};
+use crate::store::{RunStatus, Store, StoreError};
 
 /// The home for a command: `--home`/`$TUNA_HOME`, else discovered from the workflow's folder
 /// (or the current folder).
@@ -57,24 +57,40 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-/// Drives a run with the control socket served and signals turned into a clean stop.
+/// Drives a run with the control socket served and signals turned into a clean stop; then
+/// records its leaderboard rows.
 fn drive(engine: Engine, run_id: &str, resumed: bool) -> Result<u8, Fail> {
     let rt = runtime();
-    rt.block_on(async move {
-        let engine = Arc::new(engine);
-        let server = tokio::spawn(crate::engine::serve_control(engine.clone()));
-        let signals = tokio::spawn(watch_signals(engine.clone()));
-        let status = engine.drive(run_id, resumed).await;
-        server.abort();
-        signals.abort();
-        let _ = std::fs::remove_file(engine.home.control_socket());
-        let status = status?;
-        Ok(match status {
-            RunStatus::Passed => OK,
-            RunStatus::Failed => RUN_FAILED,
-            RunStatus::Cancelled | RunStatus::Interrupted | RunStatus::Running => INTERRUPTED,
-        })
+    let engine = Arc::new(engine);
+    let status = rt.block_on({
+        let engine = engine.clone();
+        async move {
+            let server = tokio::spawn(crate::engine::serve_control(engine.clone()));
+            let signals = tokio::spawn(watch_signals(engine.clone()));
+            let status = engine.drive(run_id, resumed).await;
+            server.abort();
+            signals.abort();
+            let _ = std::fs::remove_file(engine.home.control_socket());
+            status
+        }
+    })?;
+    record_leaderboard(&engine.store, run_id);
+    Ok(match status {
+        RunStatus::Passed => OK,
+        RunStatus::Failed => RUN_FAILED,
+        RunStatus::Cancelled | RunStatus::Interrupted | RunStatus::Running => INTERRUPTED,
     })
+}
+
+/// The end-of-run hook: the run's `leaderboard:` rows go into the store (as `tuna serve` does
+/// for the runs it drives). Recording a run again replaces its rows, never doubles them. A
+/// failure here is a warning: the run's own result stands.
+fn record_leaderboard(store: &Store, run_id: &str) {
+    match crate::daemon::record_run(store, run_id) {
+        Ok(0) => {}
+        Ok(n) => eprintln!("leaderboard: recorded {n} rows (`tuna leaderboard` shows them)"),
+        Err(e) => eprintln!("warning: leaderboard rows of run {run_id} not recorded: {e}"),
+    }
 }
 
 /// First SIGINT/SIGTERM: stop the run cleanly (steps cancelled, run resumable). Second: exit.
@@ -141,6 +157,7 @@ pub fn resume(cli: &Cli, run: Option<&str>, last: bool, jobs: Option<usize>) -> 
     {
         println!("{id}");
         eprintln!("run {id} already passed; nothing to resume");
+        record_leaderboard(&engine.store, &id);
         return Ok(OK);
     }
     let mut rec = engine.prepare_resume(&id)?;

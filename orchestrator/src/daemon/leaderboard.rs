@@ -1,5 +1,5 @@
-//! The leaderboard: rows recorded from runs of workflows with a `leaderboard:` section, and the
-//! board built from them (latest score per suite, model and metric, the change since the
+//! The leaderboard: rows recorded when a run of a workflow with a `leaderboard:` section ends
+//! (by the daemon, and by `tuna run` / `tuna resume`), and the board built from them (latest score per suite, model and metric, the change since the
 //! previous night, regressions beyond a threshold). Higher scores are better.
 
 use std::collections::BTreeMap;
@@ -107,56 +107,62 @@ fn csv(s: &str) -> String {
     }
 }
 
-/// The rows a finished run adds: the leaderboard step's metrics, if that step passed. Nothing
-/// for a workflow without `leaderboard:`.
+/// The rows a finished run adds: for each `leaderboard:` entry whose step passed (or was
+/// cached), the listed metrics that step wrote. Nothing for a workflow without `leaderboard:`.
+/// The same run always yields the same rows (keys and values), so recording it again changes
+/// nothing.
 pub fn rows_for_run(run: &RunRecord, steps: &[StepRecord]) -> Vec<LeaderRow> {
     let Ok(dag) = crate::workflow::load_str(&run.workflow_path, &run.workflow_text) else {
         return Vec::new();
     };
     let wf = dag.workflow();
-    let Some(lb) = &wf.leaderboard else {
+    if wf.leaderboard.is_empty() {
         return Vec::new();
-    };
-    let Some(step) = steps
-        .iter()
-        .find(|s| s.step == lb.step && s.status.is_done())
-    else {
-        return Vec::new();
-    };
+    }
     let mut params: BTreeMap<String, String> = wf
         .params
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     params.extend(run.params.clone());
-    let model = lb.model.render(
-        |r| match r {
-            crate::workflow::Ref::Param(p) => params.get(p).cloned().unwrap_or_default(),
-            _ => String::new(),
-        },
-        |s| s.to_string(),
-    );
     let night = night_of(run);
-    lb.metrics
-        .iter()
-        .filter_map(|m| {
+    let recorded_at = now_ms();
+    let mut rows = Vec::new();
+    for lb in &wf.leaderboard {
+        let Some(step) = steps
+            .iter()
+            .find(|s| s.step == lb.step && s.status.is_done())
+        else {
+            continue;
+        };
+        let model = lb.model.render(
+            |r| match r {
+                crate::workflow::Ref::Param(p) => params.get(p).cloned().unwrap_or_default(),
+                _ => String::new(),
+            },
+            |s| s.to_string(),
+        );
+        let suite = lb.suite.clone().unwrap_or_else(|| wf.name.clone());
+        rows.extend(lb.metrics.iter().filter_map(|m| {
             step.metrics.get(m).map(|v| LeaderRow {
                 format: DAEMON_FORMAT_MAJOR,
-                suite: lb.suite.clone().unwrap_or_else(|| wf.name.clone()),
+                suite: suite.clone(),
                 model: model.clone(),
                 metric: m.clone(),
                 night: night.clone(),
                 value: *v,
                 run: run.id.clone(),
-                recorded_at: now_ms(),
+                recorded_at,
             })
-        })
-        .collect()
+        }));
+    }
+    rows
 }
 
-/// The night a run belongs to: its scheduled date (in the schedule's zone), else the UTC date
-/// it was created. A `night` param overrides both (backfills).
-fn night_of(run: &RunRecord) -> String {
+/// The night a run belongs to: the date of its scheduled time (in the schedule's zone), else
+/// the UTC date the run was created (a resumed run keeps its night). A `night` param overrides
+/// both (backfills).
+pub(crate) fn night_of(run: &RunRecord) -> String {
     if let Some(n) = run.params.get("night") {
         return n.clone();
     }
@@ -169,69 +175,51 @@ fn night_of(run: &RunRecord) -> String {
         .to_string()
 }
 
-/// Records a finished run's rows; how many.
+/// Records a finished run's rows; how many were written. Recording the same run again rewrites
+/// the same rows. A row of the same suite, model, metric and night from a run created later is
+/// kept (resuming an older run of that night does not overwrite a newer run's scores).
 pub fn record_run(store: &Store, run_id: &str) -> Result<usize, StoreError> {
     let Some(run) = store.run(run_id)? else {
         return Ok(0);
     };
     let rows = rows_for_run(&run, &store.steps(run_id)?);
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let key = |r: &LeaderRow| {
+        (
+            r.suite.clone(),
+            r.model.clone(),
+            r.metric.clone(),
+            r.night.clone(),
+        )
+    };
+    let holders: BTreeMap<_, String> = store
+        .leader_rows()?
+        .into_iter()
+        .map(|r| (key(&r), r.run))
+        .collect();
+    let mut newer: BTreeMap<String, bool> = BTreeMap::new();
+    let mut written = 0;
     for r in &rows {
+        if let Some(other) = holders.get(&key(r)).filter(|o| **o != run.id) {
+            let is_newer = match newer.get(other) {
+                Some(b) => *b,
+                None => {
+                    let b = store
+                        .run(other)?
+                        .is_some_and(|o| o.created_at > run.created_at);
+                    newer.insert(other.clone(), b);
+                    b
+                }
+            };
+            if is_newer {
+                continue;
+            }
+        }
         store.put_leader_row(r)?;
+        written += 1;
     }
     store.flush()?;
-    Ok(rows.len())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn row(model: &str, metric: &str, night: &str, value: f64) -> LeaderRow {
-        LeaderRow {
-            format: 1,
-            suite: "s".into(),
-            model: model.into(),
-            metric: metric.into(),
-            night: night.into(),
-            value,
-            run: format!("r-{night}"),
-            recorded_at: 0,
-        }
-    }
-
-    #[test]
-    fn latest_delta_and_regressions() {
-        let b = Board::build(
-            vec![
-                row("m1", "acc", "2024-01-02", 0.50),
-                row("m1", "acc", "2024-01-01", 0.60),
-                row("m1", "acc", "2024-01-03", 0.55),
-                row("m2", "acc", "2024-01-03", 0.70),
-                row("m2", "em", "2024-01-02", 0.30),
-                row("m2", "em", "2024-01-03", 0.295),
-            ],
-            0.01,
-        );
-        let e: Vec<_> = b
-            .entries
-            .iter()
-            .map(|e| (e.model.as_str(), e.metric.as_str(), e.value, e.regression))
-            .collect();
-        assert_eq!(
-            e,
-            [
-                ("m1", "acc", 0.55, false),
-                ("m2", "acc", 0.70, false),
-                ("m2", "em", 0.295, false)
-            ]
-        );
-        assert!((b.entries[0].delta.unwrap() - 0.05).abs() < 1e-9);
-        assert_eq!(b.entries[1].delta, None);
-        let strict = Board::build(
-            vec![row("m", "em", "a", 0.3), row("m", "em", "b", 0.28)],
-            0.01,
-        );
-        assert!(strict.entries[0].regression);
-        assert!(strict.to_csv().contains("m,em,b,0.28,0.3,"));
-    }
+    Ok(written)
 }

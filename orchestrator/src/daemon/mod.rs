@@ -7,6 +7,8 @@ mod clock;
 mod dashboard;
 mod fire_times;
 mod leaderboard;
+#[cfg(test)]
+mod leaderboard_tests;
 mod logs;
 mod names;
 mod scheduler;

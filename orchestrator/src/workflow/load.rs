@@ -132,7 +132,8 @@ fn parse(ctx: &mut Ctx, path: &Path) -> Option<Workflow> {
         .collect();
     let leaderboard = top
         .get("leaderboard")
-        .and_then(|n| super::leaderboard::leaderboard(ctx, n, &names, &params));
+        .and_then(|n| super::leaderboard::leaderboard(ctx, n, &names, &params))
+        .unwrap_or_default();
     let steps = links::link(ctx, &params, &defaults, &names, drafts)?;
     let path = absolute(path);
     let project_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();

@@ -25,8 +25,9 @@ pub struct Workflow {
     pub params: IndexMap<String, String>,
     pub schedule: Option<Schedule>,
     pub budget: Option<Budget>,
-    /// Which step's metrics are leaderboard entries (`tuna serve` records them).
-    pub leaderboard: Option<Leaderboard>,
+    /// Which steps' metrics are leaderboard entries, one per evaluated model (empty without
+    /// `leaderboard:`). A run records them when it ends, locally or in `tuna serve`.
+    pub leaderboard: Vec<Leaderboard>,
     /// Steps in file order.
     pub steps: IndexMap<String, Step>,
 }
@@ -189,7 +190,8 @@ pub struct Budget {
     pub max_cost: Option<f64>,
 }
 
-/// `leaderboard:`: a run adds one row per metric, keyed by model, suite and night.
+/// One `leaderboard:` entry: when its step passed, a run adds one row per metric, keyed by
+/// model, suite and night.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Leaderboard {
     pub step: String,

@@ -103,18 +103,29 @@ fn schedule() -> Value {
     })
 }
 
-fn leaderboard() -> Value {
+/// One `leaderboard:` entry (`$defs.leaderboardEntry`).
+fn leaderboard_entry() -> Value {
     json!({
         "type": "object",
         "additionalProperties": false,
         "required": ["step", "model", "metrics"],
-        "description": "Which step's metrics `tuna serve` records on the leaderboard (one row per model, suite, metric and night).",
+        "description": "A step whose metrics are leaderboard rows for one model (one row per model, suite, metric and night).",
         "properties": {
             "step": { "type": "string", "description": "The step whose metrics are entries." },
             "model": { "type": "string", "description": "The model's name; may use `${{ params.NAME }}`." },
             "metrics": { "type": "array", "items": { "type": "string" }, "minItems": 1, "description": "Metric names (higher is better)." },
             "suite": { "type": "string", "description": "The evaluation suite (default: the workflow's name)." }
         }
+    })
+}
+
+fn leaderboard() -> Value {
+    json!({
+        "description": "Which steps' metrics a run records on the leaderboard when it ends (`tuna run`, `tuna resume` and `tuna serve`): one entry, or a list with one entry per evaluated model (no two entries with the same step and model, nor the same metric of the same model and suite).",
+        "oneOf": [
+            { "$ref": "#/$defs/leaderboardEntry" },
+            { "type": "array", "minItems": 1, "items": { "$ref": "#/$defs/leaderboardEntry" } }
+        ]
     })
 }
 
@@ -172,6 +183,7 @@ pub fn json_schema() -> Value {
             "retry": retry(),
             "env": env(),
             "step": step(),
+            "leaderboardEntry": leaderboard_entry(),
             "selector": {
                 "type": "object",
                 "additionalProperties": false,
@@ -236,10 +248,14 @@ mod tests {
             sorted(keys::SCHEDULE)
         );
         assert_eq!(keys_of(&s["properties"]["budget"]), sorted(keys::BUDGET));
+        assert_eq!(keys_of(&d["leaderboardEntry"]), sorted(keys::LEADERBOARD));
+        let lb = &s["properties"]["leaderboard"]["oneOf"];
+        assert_eq!(lb[0]["$ref"], "#/$defs/leaderboardEntry", "one mapping");
         assert_eq!(
-            keys_of(&s["properties"]["leaderboard"]),
-            sorted(keys::LEADERBOARD)
+            lb[1]["items"]["$ref"], "#/$defs/leaderboardEntry",
+            "or a list"
         );
+        assert_eq!(lb[1]["minItems"], 1);
         assert_eq!(keys_of(&d["selector"]), sorted(keys::SELECTOR));
         assert_eq!(s["$schema"], "https://json-schema.org/draft/2020-12/schema");
     }

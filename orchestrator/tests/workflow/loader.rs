@@ -48,6 +48,12 @@ fn the_full_format_loads_into_the_model() {
     );
     assert!(s.spec().unwrap().days_of_week.contains(5));
     assert_eq!(w.budget.as_ref().unwrap().max_cost, Some(150.0));
+    let boards: Vec<_> = w
+        .leaderboard
+        .iter()
+        .map(|e| (e.step.as_str(), e.metrics.len(), e.suite.as_deref()))
+        .collect();
+    assert_eq!(boards, [("smoke", 1, None), ("eval", 2, Some("helm-lite"))]);
 
     let train = &w.steps["train"];
     assert_eq!(
@@ -152,4 +158,68 @@ fn with_values_reach_the_model_as_yaml() {
     let text = "name: u\nsteps:\n  a: { uses: data.prepare, with: { n: 3 } }\n";
     let err = load_str(Path::new("u.yaml"), text).unwrap_err();
     assert_eq!(err.diagnostics()[0].code, "tuna::workflow::unknown_kind");
+}
+
+#[test]
+fn leaderboard_takes_one_mapping_or_a_list_of_them() {
+    let one = "name: one\nparams: { m: opt }\nleaderboard: { step: eval, model: \"${{ params.m }}\", metrics: acc }\nsteps:\n  eval: { run: \"true\" }\n";
+    let dag = load_str(Path::new("one.yaml"), one).unwrap();
+    let lb = &dag.workflow().leaderboard;
+    assert_eq!(lb.len(), 1);
+    assert_eq!(
+        (lb[0].step.as_str(), lb[0].model.source.as_str()),
+        ("eval", "${{ params.m }}")
+    );
+    assert_eq!(
+        (lb[0].metrics.clone(), lb[0].suite.clone()),
+        (vec!["acc".to_string()], None)
+    );
+
+    let list = r#"name: list
+params: { family: opt }
+leaderboard:
+  - { step: eval-a, model: "${{ params.family }}@a", metrics: [acc, em], suite: lite }
+  - { step: eval-b, model: "${{ params.family }}@b", metrics: [acc, em], suite: lite }
+  - { step: eval-b, model: "${{ params.family }}@a", metrics: [f1], suite: lite }
+steps:
+  eval-a: { run: "true" }
+  eval-b: { run: "true" }
+"#;
+    let dag = load_str(Path::new("list.yaml"), list).unwrap();
+    let lb = &dag.workflow().leaderboard;
+    let got: Vec<_> = lb
+        .iter()
+        .map(|e| (e.step.as_str(), e.model.source.as_str(), e.suite.as_deref()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("eval-a", "${{ params.family }}@a", Some("lite")),
+            ("eval-b", "${{ params.family }}@b", Some("lite")),
+            ("eval-b", "${{ params.family }}@a", Some("lite")),
+        ],
+        "one model from two steps: fine while no metric of a suite is recorded twice"
+    );
+
+    let none = "name: none\nsteps:\n  eval: { run: \"true\" }\n";
+    assert!(
+        load_str(Path::new("none.yaml"), none)
+            .unwrap()
+            .workflow()
+            .leaderboard
+            .is_empty()
+    );
+
+    let scalar = "name: s\nleaderboard: eval\nsteps:\n  eval: { run: \"true\" }\n";
+    let err = load_str(Path::new("s.yaml"), scalar).unwrap_err();
+    let d = &err.diagnostics()[0];
+    assert_eq!(
+        (d.code.as_str(), d.line, d.column),
+        ("tuna::workflow::wrong_type", Some(2), Some(14))
+    );
+    assert!(
+        d.message.contains("a mapping or a list of mappings"),
+        "{}",
+        d.message
+    );
 }
