@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The one command that runs every test: unit, snapshot and end-to-end (which drive the real
-# `tuna` binary), and the native ML tests (feature `torch`, against libtorch from .venv, which
-# scripts/setup-venv.sh creates on first use).
+# `tuna` and `tuna-ml` binaries), and the native ML tests (feature `torch`, against libtorch
+# from .venv). scripts/setup-venv.sh (libtorch, transformers, peft) and scripts/setup-helm.sh
+# (HELM) create their venvs on first use.
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/setup-venv.sh
+scripts/setup-helm.sh
 cargo build --quiet --workspace --bins
+cargo build --quiet -p tuna-steps --features torch --bins
 cargo test --workspace --no-fail-fast -- "$@"
 cargo test -p tuna-steps --features torch --no-fail-fast -- "$@"

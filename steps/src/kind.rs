@@ -50,6 +50,7 @@ static KINDS: &[&dyn StepKind] = &[
     &crate::kinds::prepare::DataPrepare,
     &crate::kinds::model_init::ModelInit,
     &crate::kinds::finetune::Finetune,
+    &crate::kinds::helm::HelmEval,
 ];
 
 /// Every built-in kind.

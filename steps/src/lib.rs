@@ -11,7 +11,9 @@ mod kinds;
 #[cfg(feature = "torch")]
 pub mod ml;
 pub mod settings;
+mod tools;
 
 pub use context::{StepContext, execute_from_env};
 pub use error::StepError;
 pub use kind::{Metrics, StepKind, WithProblem, all, find};
+pub use tools::{on_path, tuna_ml};

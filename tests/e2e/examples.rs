@@ -36,16 +36,49 @@ fn quickstart_runs_then_is_cached() {
 
 #[test]
 fn neurips_qlora_pipeline_runs() {
+    tuna_tests::tuna_ml_bin();
     let (p, id) = run_example("neurips-qlora.yaml");
     let st = p.status(&id);
     assert_eq!(st["status"], "passed", "{st}");
-    let names: Vec<&str> = st["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap())
-        .collect();
-    for want in ["prepare", "smoke", "scale-up", "qlora", "helm-eval"] {
-        assert!(names.contains(&want), "{names:?}");
+    let step = |name: &str| {
+        st["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("no step {name}: {st}"))
+            .clone()
+    };
+    for name in ["base", "prepare", "smoke", "scale-up", "qlora", "helm-eval"] {
+        assert_eq!(step(name)["status"], "passed", "{name}: {st}");
+    }
+    let smoke = &step("smoke")["metrics"];
+    assert!(
+        smoke["projected_hours_a100"].as_f64().unwrap() > 0.0,
+        "{smoke}"
+    );
+    let qlora = &step("qlora")["metrics"];
+    assert!(
+        qlora["loss_last"].as_f64().unwrap() < qlora["loss_first"].as_f64().unwrap(),
+        "{qlora}"
+    );
+    // NF4 keeps the frozen linear weights in about a quarter of fp32's bytes (plus scales).
+    let dense = step("scale-up")["metrics"]["base_linear_bytes"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        qlora["base_linear_bytes"].as_f64().unwrap() < 0.3 * dense,
+        "{qlora}"
+    );
+    // HELM's scores of the served adapter became metrics.
+    let helm = &step("helm-eval")["metrics"];
+    for key in [
+        "simple_mcqa_exact_match",
+        "simple_classification_exact_match",
+    ] {
+        let v = helm[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key}: {helm}"));
+        assert!((0.0..=1.0).contains(&v), "{helm}");
     }
 }

@@ -263,3 +263,90 @@ fn cancelled_qlora_run_resumes_from_its_last_checkpoint() {
     assert_eq!(m["steps"], 400.0, "{m}");
     assert_eq!(m["resumed_from_step"], resumed as f64, "{m}");
 }
+
+#[test]
+fn helm_eval_scores_a_model_served_by_tuna_serve_model() {
+    tuna_ml_bin();
+    let p = project(
+        r#"
+  export:
+    run: cp -r ${{ steps.base.outputs.model/ }} "$TUNA_PROJECT_DIR/model"
+"#,
+    );
+    p.run(&["run", "wf.yaml"]).ok();
+    let mut server = p
+        .tuna()
+        .args(["serve-model", "--model", "model", "--listen", "127.0.0.1:0"])
+        .args(["--ready-file", "server-url"])
+        .spawn()
+        .unwrap();
+    wait_until(
+        Duration::from_secs(60),
+        "the model server to listen",
+        || {
+            assert!(server.try_wait().unwrap().is_none(), "serve-model exited");
+            p.path("server-url").exists()
+        },
+    );
+    let url = p.read("server-url");
+    p.file(
+        "eval.yaml",
+        r#"
+name: eval
+params:
+  url: ""  # given with -p
+steps:
+  eval:
+    uses: helm.eval
+    with:
+      server: ${{ params.url }}
+      entries: [simple_mcqa]
+      max_eval_instances: 3
+    gate: ["simple_mcqa_exact_match >= 0"]
+"#,
+    );
+    let r = p.run(&["run", "eval.yaml", "-p", &format!("url={url}")]);
+    let _ = server.kill();
+    let _ = server.wait();
+    let id = r.ok().run_id();
+    let m = p.status(&id)["steps"][0]["metrics"].clone();
+    let em = m["simple_mcqa_exact_match"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{m}"));
+    assert!((0.0..=1.0).contains(&em), "{m}");
+    assert!(
+        m["simple_mcqa_num_prompt_tokens"].as_f64().unwrap() > 0.0,
+        "{m}"
+    );
+}
+
+#[test]
+fn a_bad_param_for_a_kind_is_refused_before_anything_runs() {
+    let p = Project::new();
+    p.file(
+        "wf.yaml",
+        r#"
+name: refuse
+params:
+  url: ""
+steps:
+  first:
+    run: touch "$TUNA_PROJECT_DIR/first-ran"
+  eval:
+    needs: [first]
+    uses: helm.eval
+    with: { server: "${{ params.url }}" }
+"#,
+    );
+    // An empty default is checked when a run gives the value.
+    p.run(&["validate", "wf.yaml"]).ok();
+    let r = p.run(&["run", "wf.yaml", "-p", "url=ftp://example"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("step `eval`: `with.server`: `ftp://example` is not an http(s) URL"),
+        "{}",
+        r.stderr
+    );
+    assert!(!p.path("first-ran").exists());
+}

@@ -126,6 +126,11 @@ impl Project {
             .env_remove("TUNA_RUNNERS")
             .env("HOME", self.root())
             .env("NO_COLOR", "1")
+            // HELM from scripts/setup-helm.sh, for `helm.eval` steps.
+            .env(
+                "TUNA_HELM_RUN",
+                workspace_root().join(".venv-helm/bin/helm-run"),
+            )
             .arg("--progress")
             .arg("plain")
             .stdin(Stdio::null());

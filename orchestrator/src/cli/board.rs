@@ -43,13 +43,26 @@ pub fn leaderboard(
         BoardFormat::Json => println!("{}", serde_json::to_string_pretty(&board).expect("json")),
         BoardFormat::Csv => print!("{}", board.to_csv()),
         BoardFormat::Table => {
+            // Columns as wide as their longest value.
+            let width = |head: &str, f: &dyn Fn(&crate::daemon::BoardEntry) -> usize| {
+                board
+                    .entries
+                    .iter()
+                    .map(f)
+                    .max()
+                    .unwrap_or(0)
+                    .max(head.len())
+            };
+            let ws = width("SUITE", &|e| e.suite.len());
+            let wm = width("MODEL", &|e| e.model.len());
+            let wt = width("METRIC", &|e| e.metric.len());
             println!(
-                "{:<20} {:<28} {:<18} {:<10} {:>10} {:>10}  FLAG",
+                "{:<ws$}  {:<wm$}  {:<wt$}  {:<10}  {:>10}  {:>10}  FLAG",
                 "SUITE", "MODEL", "METRIC", "NIGHT", "SCORE", "CHANGE"
             );
             for e in &board.entries {
                 println!(
-                    "{:<20} {:<28} {:<18} {:<10} {:>10.4} {:>10}  {}",
+                    "{:<ws$}  {:<wm$}  {:<wt$}  {:<10}  {:>10.4}  {:>10}  {}",
                     e.suite,
                     e.model,
                     e.metric,

@@ -21,7 +21,12 @@ pub fn validate(files: &[PathBuf]) -> Result<u8, Fail> {
     let mut code = OK;
     for f in files {
         match load(f) {
-            Ok((dag, _)) => println!("ok: {} ({} steps)", f.display(), dag.len()),
+            Ok((dag, _)) => println!(
+                "ok: {} ({} step{})",
+                f.display(),
+                dag.len(),
+                if dag.len() == 1 { "" } else { "s" }
+            ),
             Err(fail) => {
                 eprintln!("{}", fail.message);
                 code = INVALID;

@@ -4,14 +4,13 @@
 //! `torch` feature of tuna-steps), which this program finds and hands over to.
 
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
 use std::process::Command;
 
 use super::exit::{Fail, OK, RUN_FAILED};
 
 /// `tuna kinds`.
 pub fn list() -> Result<u8, Fail> {
-    let ml = tuna_ml().filter(|p| p.exists());
+    let ml = tuna_steps::tuna_ml().filter(|p| p.exists());
     for k in tuna_steps::all() {
         let note = match (k.needs_torch(), &ml) {
             (true, None) => "  [needs tuna-ml: not found]",
@@ -43,25 +42,9 @@ pub fn serve_model(args: &[String]) -> Result<u8, Fail> {
     hand_over(&all, "the model server")
 }
 
-/// `$TUNA_ML`, else `tuna-ml` beside this program, else on `PATH`.
-fn tuna_ml() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("TUNA_ML") {
-        return Some(PathBuf::from(p));
-    }
-    let beside = std::env::current_exe().ok()?.with_file_name("tuna-ml");
-    if beside.exists() {
-        return Some(beside);
-    }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("tuna-ml"))
-            .find(|p| p.is_file())
-    })
-}
-
 /// Replaces this process with `tuna-ml ARGS` (same pid: a runner watching it sees no change).
 fn hand_over(args: &[String], what: &str) -> Result<u8, Fail> {
-    let Some(ml) = tuna_ml() else {
+    let Some(ml) = tuna_steps::tuna_ml() else {
         return Err(Fail::env(format!(
             "error: {what} needs libtorch, which runs in the `tuna-ml` program; it is not beside \
              {} nor on PATH (build it: cargo build --release -p tuna-steps --features torch \

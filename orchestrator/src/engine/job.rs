@@ -35,7 +35,45 @@ pub fn merged_params(
         }
         params.insert(k.clone(), v.clone());
     }
+    check_uses(wf, &params)?;
     Ok(params)
+}
+
+/// Checks every `uses:` step's `with` as this run renders it (the loader checked it with the
+/// params' defaults): a bad `-p` value is refused before anything runs.
+fn check_uses(wf: &Workflow, params: &BTreeMap<String, String>) -> Result<(), String> {
+    let mut problems = Vec::new();
+    for step in wf.steps.values() {
+        let Action::Uses { kind, with } = &step.action else {
+            continue;
+        };
+        let Some(k) = tuna_steps::find(kind) else {
+            continue;
+        };
+        let rendered = crate::workflow::render_with(with, &mut |r| match r {
+            Ref::Param(p) => params.get(p).cloned().unwrap_or_default(),
+            Ref::StepOutput { step, output } => format!("steps/{step}/{output}"),
+            Ref::RunId => "run".into(),
+            Ref::ScheduledTime => String::new(),
+        });
+        for p in k.check_with(&rendered) {
+            let at = if p.path.is_empty() {
+                "`with`".to_string()
+            } else {
+                format!("`with.{}`", p.path)
+            };
+            problems.push(format!("step `{}`: {at}: {}", step.name, p.message));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}: with these params, step settings are invalid:\n  {}",
+            wf.path.display(),
+            problems.join("\n  ")
+        ))
+    }
 }
 
 /// Every template of a step: the command (or `with` strings) and the env values.

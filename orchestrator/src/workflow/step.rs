@@ -13,7 +13,7 @@ use super::keys;
 use super::model::{Action, CachePolicy, Gate, Retry, RunsOn};
 use super::sections;
 use super::suggest::help_for;
-use super::template::{Ref, Template};
+use super::template::{Part, Ref, Template};
 use super::with_value::render_with;
 use super::yaml::{Kind, Node, Span};
 
@@ -154,6 +154,19 @@ fn preview(with: &serde_yaml::Value, params: &IndexMap<String, String>) -> serde
     })
 }
 
+/// Whether a `with` value is a lone `${{ params.X }}` of a param whose default is empty.
+fn uses_empty_param(with: &serde_yaml::Value, params: &IndexMap<String, String>) -> bool {
+    match with {
+        serde_yaml::Value::String(s) => Template::parse(s).is_ok_and(|t| {
+            matches!(t.parts.as_slice(), [Part::Ref(Ref::Param(p))]
+                if params.get(p).is_some_and(String::is_empty))
+        }),
+        serde_yaml::Value::Sequence(items) => items.iter().any(|i| uses_empty_param(i, params)),
+        serde_yaml::Value::Mapping(m) => m.values().any(|v| uses_empty_param(v, params)),
+        _ => false,
+    }
+}
+
 fn action(
     ctx: &mut Ctx,
     f: &super::ctx::Fields,
@@ -237,7 +250,13 @@ fn action(
         ctx.push(d, uses.span);
         return None;
     };
-    let problems = k.check_with(&preview(&value, params));
+    // A value taken from a param without a default is checked when a run gives it
+    // (`engine::merged_params`), not here.
+    let problems = if uses_empty_param(&value, params) {
+        Vec::new()
+    } else {
+        k.check_with(&preview(&value, params))
+    };
     for p in &problems {
         let at = with.map_or(uses, |w| locate(w, &p.path));
         let at_key = if p.path.is_empty() {

@@ -1,5 +1,6 @@
 //! The built-in step kinds, one module each.
 
 pub(crate) mod finetune;
+pub(crate) mod helm;
 pub(crate) mod model_init;
 pub(crate) mod prepare;
