@@ -42,6 +42,12 @@ pub trait StepKind: Sync {
     fn needs_torch(&self) -> bool {
         false
     }
+    /// Whether a step of it starts something that outlives it for the steps after it (a
+    /// server): such steps are never cached, and tuna stops what they started when the run
+    /// ends (see `model.serve`).
+    fn is_service(&self) -> bool {
+        false
+    }
     /// Runs the step in this process (current folder = the step's work folder).
     fn execute(&self, ctx: &StepContext) -> Result<Metrics, StepError>;
 }
@@ -50,6 +56,7 @@ static KINDS: &[&dyn StepKind] = &[
     &crate::kinds::prepare::DataPrepare,
     &crate::kinds::model_init::ModelInit,
     &crate::kinds::finetune::Finetune,
+    &crate::kinds::serve::ModelServe,
     &crate::kinds::helm::HelmEval,
 ];
 

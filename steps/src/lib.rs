@@ -16,4 +16,5 @@ mod tools;
 pub use context::{StepContext, execute_from_env};
 pub use error::StepError;
 pub use kind::{Metrics, StepKind, WithProblem, all, find};
+pub use kinds::serve::ENDPOINT;
 pub use tools::{on_path, tuna_ml};

@@ -49,7 +49,16 @@ fn neurips_qlora_pipeline_runs() {
             .unwrap_or_else(|| panic!("no step {name}: {st}"))
             .clone()
     };
-    for name in ["base", "prepare", "smoke", "scale-up", "qlora", "helm-eval"] {
+    for name in [
+        "base",
+        "prepare",
+        "smoke",
+        "scale-up",
+        "qlora",
+        "serve",
+        "sample",
+        "helm-eval",
+    ] {
         assert_eq!(step(name)["status"], "passed", "{name}: {st}");
     }
     let smoke = &step("smoke")["metrics"];
@@ -69,6 +78,23 @@ fn neurips_qlora_pipeline_runs() {
     assert!(
         qlora["base_linear_bytes"].as_f64().unwrap() < 0.3 * dense,
         "{qlora}"
+    );
+    // The server the `serve` step started answered the `sample` step and was stopped at the end.
+    let sample = p.run(&["logs", &id, "sample"]).ok().stdout;
+    assert!(sample.contains("sample: '"), "{sample}");
+    let endpoint: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            p.home()
+                .join(format!("runs/{id}/serve/1/work/endpoint.json")),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let pid = endpoint["pid"].as_i64().unwrap() as i32;
+    tuna_tests::wait_until(
+        std::time::Duration::from_secs(10),
+        "the server to stop",
+        || !tuna_tests::alive(pid),
     );
     // HELM's scores of the served adapter became metrics.
     let helm = &step("helm-eval")["metrics"];

@@ -344,9 +344,61 @@ steps:
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
         r.stderr
-            .contains("step `eval`: `with.server`: `ftp://example` is not an http(s) URL"),
+            .contains("step `eval`: `with.server`: `ftp://example` is not an http(s) URL nor"),
         "{}",
         r.stderr
     );
     assert!(!p.path("first-ran").exists());
+}
+
+#[test]
+fn a_served_model_is_stopped_at_the_end_and_started_again_on_resume() {
+    tuna_ml_bin();
+    let p = project(
+        r#"
+  serve:
+    uses: model.serve
+    with: { model: "${{ steps.base.outputs.model/ }}" }
+  ask:
+    run: |
+      test -f "$TUNA_PROJECT_DIR/go"
+      python3 -c 'import json, sys, urllib.request; url = json.load(open(sys.argv[1]))["url"]; r = urllib.request.urlopen(urllib.request.Request(url + "/tokenize", data=b"{\"text\": \"hello\"}", headers={"Content-Type": "application/json"})); print("tokens", json.load(r)["tokens"])' ${{ steps.serve.outputs.endpoint.json }}
+"#,
+    );
+    let r = p.run(&["run", "wf.yaml"]);
+    assert_eq!(r.code, 1, "`ask` fails until `go` exists: {}", r.stderr);
+    let id = r.run_id();
+    let endpoint = |attempt: u32| -> i32 {
+        let text = p.read(&format!(
+            ".tuna/runs/{id}/serve/{attempt}/work/endpoint.json"
+        ));
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v["pid"].as_i64().unwrap() as i32
+    };
+    let first = endpoint(1);
+    wait_until(Duration::from_secs(10), "the server to be stopped", || {
+        !tuna_tests::alive(first)
+    });
+    p.file("go", "");
+    p.run(&["resume", &id]).ok();
+    assert_eq!(p.step_status(&id, "ask"), "passed");
+    let log = p.run(&["logs", &id, "ask"]).ok().stdout;
+    assert!(log.contains("tokens ["), "{log}");
+    let second = endpoint(2);
+    assert_ne!(first, second, "the resume started the server again");
+    wait_until(
+        Duration::from_secs(10),
+        "the second server to be stopped",
+        || !tuna_tests::alive(second),
+    );
+    // A service step is never a cache hit: a new run starts its own server.
+    let again = p.run(&["plan", "wf.yaml"]).ok();
+    assert!(
+        again
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("serve") && l.contains("cache: false")),
+        "{}",
+        again.stdout
+    );
 }

@@ -86,6 +86,29 @@ impl<'e> Dispatcher<'e> {
             recs.entry(name.clone())
                 .or_insert_with(|| StepRecord::new(run_id, name));
         }
+        // A service step whose server is gone (the run ended, the machine restarted) starts it
+        // again when steps after it are still to run.
+        for name in dag.topo_order() {
+            let service = matches!(&dag.workflow().steps[name].action,
+                crate::workflow::Action::Uses { kind, .. }
+                    if tuna_steps::find(kind).is_some_and(|k| k.is_service()));
+            let rec = &recs[name];
+            if service
+                && rec.status == StepStatus::Passed
+                && rec
+                    .outputs_dir
+                    .as_deref()
+                    .is_none_or(|d| super::services::live_server(d).is_none())
+                && dag
+                    .dependents(name)
+                    .iter()
+                    .any(|d| !recs[*d].status.is_final())
+            {
+                let fresh = StepRecord::new(run_id, name);
+                let attempts = recs[name].attempts.clone();
+                recs.insert(name.clone(), StepRecord { attempts, ..fresh });
+            }
+        }
         let (tx, rx) = mpsc::unbounded_channel();
         let todo = dag
             .topo_order()
@@ -798,6 +821,24 @@ impl<'e> Dispatcher<'e> {
         }
     }
 
+    /// Whether `name` is a service step (`model.serve`).
+    fn is_service(&self, name: &str) -> bool {
+        matches!(&self.step(name).action,
+            crate::workflow::Action::Uses { kind, .. }
+                if tuna_steps::find(kind).is_some_and(|k| k.is_service()))
+    }
+
+    /// Stops the servers the run's service steps started.
+    fn stop_services(&self) {
+        for (name, rec) in &self.recs {
+            if let Some(dir) = rec.outputs_dir.as_deref().filter(|_| self.is_service(name))
+                && super::services::stop(dir)
+            {
+                tracing::info!(step = %name, "stopped the server of service step");
+            }
+        }
+    }
+
     fn next_timer(&self) -> Option<u64> {
         let waiting_capacity = self
             .recs
@@ -826,6 +867,10 @@ impl<'e> Dispatcher<'e> {
         } else {
             RunStatus::Failed
         };
+        // An interrupted run is resumed later and its steps may still need the servers.
+        if status != RunStatus::Interrupted {
+            self.stop_services();
+        }
         self.run.status = status;
         self.run.ended_at = Some(now_ms());
         self.eng.store.put_run(&self.run)?;

@@ -20,6 +20,7 @@ mod pool;
 mod progress;
 mod run_id;
 mod runner_build;
+mod services;
 mod view;
 
 pub use check::{RunnerCheck, check_runners};

@@ -129,6 +129,12 @@ pub(crate) fn read_step<'n>(
     if let Some(n) = f.get("cache") {
         d.cache = sections::cache(ctx, n).unwrap_or_default();
     }
+    if let Some(Action::Uses { kind, .. }) = &d.action
+        && tuna_steps::find(kind).is_some_and(|k| k.is_service())
+    {
+        // What a service step started is gone after its run: never a cache hit.
+        d.cache.enabled = false;
+    }
     if let Some(n) = f.get("gate") {
         for (text, item) in ctx.strings(n, "`gate`").unwrap_or_default() {
             match parse_gate(text) {

@@ -4,3 +4,4 @@ pub(crate) mod finetune;
 pub(crate) mod helm;
 pub(crate) mod model_init;
 pub(crate) mod prepare;
+pub(crate) mod serve;

@@ -59,6 +59,10 @@ impl StepKind for HelmEval {
         let helm_run = s.helm_run()?;
         let deadline = Instant::now() + Duration::from_secs(s.timeout_s);
         let (url, _server) = match (&s.server, &s.model) {
+            (Some(url), _) if url.ends_with(".json") => (
+                crate::kinds::serve::endpoint_url(&ctx.resolve(Path::new(url)))?,
+                None,
+            ),
             (Some(url), _) => (url.trim_end_matches('/').to_string(), None),
             (None, Some(model)) => {
                 let adapter = s.adapter.as_ref().map(|a| ctx.resolve(Path::new(a)));

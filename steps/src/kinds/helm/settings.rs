@@ -17,7 +17,8 @@ pub(crate) struct HelmSettings {
     /// A PEFT adapter folder to load on top of `model`.
     #[serde(default)]
     pub adapter: Option<String>,
-    /// A running server of HELM's HTTP model API, instead of `model`.
+    /// A running server of HELM's HTTP model API, instead of `model`: its URL, or the
+    /// `endpoint.json` a `model.serve` step wrote.
     #[serde(default)]
     pub server: Option<String>,
     /// HELM run entries without `:model=` (e.g. `simple_mcqa`, `mmlu:subject=anatomy`).
@@ -73,11 +74,11 @@ impl HelmSettings {
             return Err(StepError::with("adapter", "needs `model` (the base model)"));
         }
         if let Some(u) = &s.server
-            && !(u.starts_with("http://") || u.starts_with("https://"))
+            && !(u.starts_with("http://") || u.starts_with("https://") || u.ends_with(".json"))
         {
             return Err(StepError::with(
                 "server",
-                format!("`{u}` is not an http(s) URL"),
+                format!("`{u}` is not an http(s) URL nor a `model.serve` step's endpoint.json"),
             ));
         }
         if s.entries.is_empty() {
