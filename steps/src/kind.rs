@@ -19,6 +19,17 @@ impl WithProblem {
     }
 }
 
+impl WithProblem {
+    /// The problem a settings parser reported, if any (for `StepKind::check_with`).
+    pub fn of<T>(parsed: Result<T, StepError>) -> Vec<WithProblem> {
+        match parsed {
+            Ok(_) => Vec::new(),
+            Err(StepError::With { key, message }) => vec![WithProblem::new(key, message)],
+            Err(e) => vec![WithProblem::new("", e.to_string())],
+        }
+    }
+}
+
 /// Numbers a step reports (`$TUNA_METRICS`): they feed gates, the leaderboard and tracking.
 pub type Metrics = serde_json::Map<String, serde_json::Value>;
 

@@ -262,6 +262,16 @@ fn cancelled_qlora_run_resumes_from_its_last_checkpoint() {
         .clone();
     assert_eq!(m["steps"], 400.0, "{m}");
     assert_eq!(m["resumed_from_step"], resumed as f64, "{m}");
+    // The checkpoints are outputs too (`checkpoint_every` is set).
+    let outputs = &p.status(&id)["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "qlora")
+        .unwrap()["outputs"];
+    for out in ["adapter/", "checkpoints/", "finetune.json"] {
+        assert!(outputs.get(out).is_some(), "{out}: {outputs}");
+    }
 }
 
 #[test]

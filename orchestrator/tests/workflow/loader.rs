@@ -154,9 +154,18 @@ fn a_retry_without_attempts_keeps_one_attempt() {
 
 #[test]
 fn with_values_reach_the_model_as_yaml() {
-    // No built-in kinds are registered yet: `uses:` of any name is refused with a hint.
-    let text = "name: u\nsteps:\n  a: { uses: data.prepare, with: { n: 3 } }\n";
-    let err = load_str(Path::new("u.yaml"), text).unwrap_err();
+    let text = "name: u\nsteps:\n  a: { uses: data.prepare, with: { input: d.jsonl, val_fraction: 0.1 } }\n";
+    let dag = load_str(Path::new("u.yaml"), text).unwrap();
+    let a = &dag.workflow().steps["a"];
+    let Action::Uses { kind, with } = &a.action else {
+        panic!("a uses step");
+    };
+    assert_eq!(kind, "data.prepare");
+    assert_eq!(with["val_fraction"].as_f64(), Some(0.1));
+    // The kind's own outputs, since the step lists none.
+    assert_eq!(a.outputs, ["train.jsonl", "stats.json", "val.jsonl"]);
+    let unknown = "name: u\nsteps:\n  a: { uses: data.prep, with: { input: d.jsonl } }\n";
+    let err = load_str(Path::new("u.yaml"), unknown).unwrap_err();
     assert_eq!(err.diagnostics()[0].code, "tuna::workflow::unknown_kind");
 }
 

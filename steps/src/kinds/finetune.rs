@@ -1,7 +1,8 @@
 //! `uses: finetune` — LoRA / QLoRA fine-tuning of a Hugging Face model folder on
 //! prompt/completion JSONL (the ML core in `crate::ml`, feature `torch`). Checkpoints live in
 //! the step's state folder, so a retried or resumed attempt continues from the last one; the
-//! adapter (PEFT layout), the optional merged model and the full metrics are the outputs.
+//! adapter (PEFT layout), the optional merged model, the checkpoints (when `checkpoint_every`
+//! is set) and the full metrics are the outputs.
 
 use crate::context::StepContext;
 use crate::error::StepError;
@@ -70,6 +71,13 @@ impl StepKind for Finetune {
         if with.get("save_merged").and_then(|v| v.as_bool()) == Some(true) {
             out.push("merged/".into());
         }
+        if with
+            .get("checkpoint_every")
+            .and_then(|v| v.as_u64())
+            .is_some_and(|n| n > 0)
+        {
+            out.push("checkpoints/".into());
+        }
         out
     }
 
@@ -129,6 +137,11 @@ fn run(ctx: &StepContext) -> Result<Metrics, StepError> {
     for name in outputs {
         move_dir(&out.join(name), &ctx.work.join(name))?;
     }
+    if cfg.checkpoint_every > 0 {
+        // The checkpoints stay in the state folder for a retry to continue from; the output
+        // shares their files.
+        link_tree(&out.join("checkpoints"), &ctx.work.join("checkpoints"))?;
+    }
     let full = serde_json::to_value(&m).expect("metrics serialize");
     let text = serde_json::to_string_pretty(&full).expect("metrics serialize");
     std::fs::write(ctx.work.join("finetune.json"), text)
@@ -151,4 +164,21 @@ fn move_dir(from: &std::path::Path, to: &std::path::Path) -> Result<(), StepErro
     }
     std::fs::rename(from, to)
         .map_err(|e| StepError::io(format!("moving {} to {}", from.display(), to.display()), e))
+}
+
+/// Recreates the folder `from` at `to` with hard links to its files.
+#[cfg(feature = "torch")]
+fn link_tree(from: &std::path::Path, to: &std::path::Path) -> Result<(), StepError> {
+    let err = |p: &std::path::Path, e| StepError::io(p.display(), e);
+    std::fs::create_dir_all(to).map_err(|e| err(to, e))?;
+    for entry in std::fs::read_dir(from).map_err(|e| err(from, e))? {
+        let entry = entry.map_err(|e| err(from, e))?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        if entry.file_type().map_err(|e| err(&src, e))?.is_dir() {
+            link_tree(&src, &dst)?;
+        } else if std::fs::hard_link(&src, &dst).is_err() {
+            std::fs::copy(&src, &dst).map_err(|e| err(&src, e))?;
+        }
+    }
+    Ok(())
 }

@@ -39,11 +39,7 @@ impl StepKind for HelmEval {
     }
 
     fn check_with(&self, with: &serde_json::Value) -> Vec<WithProblem> {
-        match HelmSettings::from_value(with) {
-            Ok(_) => Vec::new(),
-            Err(StepError::With { key, message }) => vec![WithProblem::new(key, message)],
-            Err(e) => vec![WithProblem::new("", e.to_string())],
-        }
+        WithProblem::of(HelmSettings::from_value(with))
     }
 
     fn default_outputs(&self, _with: &serde_json::Value) -> Vec<String> {

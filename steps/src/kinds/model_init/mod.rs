@@ -132,11 +132,7 @@ impl StepKind for ModelInit {
     }
 
     fn check_with(&self, with: &serde_json::Value) -> Vec<WithProblem> {
-        match InitSettings::from_value(with) {
-            Ok(_) => Vec::new(),
-            Err(StepError::With { key, message }) => vec![WithProblem::new(key, message)],
-            Err(e) => vec![WithProblem::new("", e.to_string())],
-        }
+        WithProblem::of(InitSettings::from_value(with))
     }
 
     fn default_outputs(&self, _with: &serde_json::Value) -> Vec<String> {

@@ -33,11 +33,7 @@ impl StepKind for DataPrepare {
     }
 
     fn check_with(&self, with: &serde_json::Value) -> Vec<WithProblem> {
-        match PrepareSettings::from_value(with) {
-            Ok(_) => Vec::new(),
-            Err(StepError::With { key, message }) => vec![WithProblem::new(key, message)],
-            Err(e) => vec![WithProblem::new("", e.to_string())],
-        }
+        WithProblem::of(PrepareSettings::from_value(with))
     }
 
     fn default_outputs(&self, with: &serde_json::Value) -> Vec<String> {
