@@ -12,4 +12,5 @@ mod examples;
 mod failure;
 mod placement;
 mod ssh;
+mod ssh_artifacts;
 mod store;
