@@ -94,6 +94,13 @@ pub fn collect(cas: &Cas, attempt_dir: &Path, outputs: &[String]) -> Result<Coll
         .unwrap_or_default();
     for out in outputs {
         if let Some(k) = kept.outputs.get(out) {
+            if out.ends_with('/') != k.dir {
+                let want = if k.dir { "a file" } else { "a folder" };
+                return Err(format!(
+                    "declared output `{out}` should be {want} (runner `{}` kept it)",
+                    kept.runner
+                ));
+            }
             let d = artifacts::record(cas, k)
                 .map_err(|e| format!("recording output `{out}` kept on the runner: {e}"))?;
             digests.insert(out.clone(), d);
