@@ -90,6 +90,12 @@ impl Conn {
         Ok(conn)
     }
 
+    /// How long one operation may block from now on.
+    pub fn set_io_timeout(&mut self, timeout: std::time::Duration) {
+        self.session
+            .set_timeout(timeout.as_millis().min(u32::MAX as u128) as u32);
+    }
+
     /// Makes the runner's folders and uploads the wrapper unless this version is there.
     fn prepare(&mut self, cfg: &SshConfig) -> Result<(), OpError> {
         let w = sh_quote(&cfg.workdir);

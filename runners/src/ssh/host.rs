@@ -88,8 +88,9 @@ impl Host {
         self.probing.store(false, Ordering::Release);
     }
 
-    /// Runs `op` once the host answers, trying for up to `limit`, without marking the host
-    /// down when it does not (a look, not a job: `Down` then only says it did not answer).
+    /// Runs `op` once the host answers, trying for up to about `limit` (a new connection is
+    /// given at most `limit` to open), without marking the host down when it does not (a
+    /// look, not a job: `Down` then only says it did not answer).
     pub fn trying_for<T>(
         &self,
         limit: Duration,
@@ -98,7 +99,8 @@ impl Host {
         let start = Instant::now();
         let mut pause = Duration::from_millis(50);
         loop {
-            match self.once(&mut op) {
+            let left = limit.saturating_sub(start.elapsed()).max(pause);
+            match self.once_within(&mut op, Some(left)) {
                 Ok(v) => return Ok(v),
                 Err(Err(e)) => return Err(e),
                 Err(Ok(reason)) => {
@@ -126,9 +128,31 @@ impl Host {
         &self,
         op: &mut impl FnMut(&mut Conn) -> Result<T, OpError>,
     ) -> Result<T, Result<String, HostError>> {
+        self.once_within(op, None)
+    }
+
+    /// [`Host::once`], opening a missing connection within `open_limit` when given (connect
+    /// and handshake; the connection then gets the runner's own I/O timeout).
+    fn once_within<T>(
+        &self,
+        op: &mut impl FnMut(&mut Conn) -> Result<T, OpError>,
+        open_limit: Option<Duration>,
+    ) -> Result<T, Result<String, HostError>> {
         let mut guard = self.lock();
         if guard.is_none() {
-            match Conn::open(&self.cfg) {
+            let opened = match open_limit {
+                None => Conn::open(&self.cfg),
+                Some(limit) => {
+                    let mut quick = self.cfg.clone();
+                    quick.connect_timeout = quick.connect_timeout.min(limit);
+                    quick.io_timeout = quick.io_timeout.min(limit);
+                    Conn::open(&quick).map(|mut c| {
+                        c.set_io_timeout(self.cfg.io_timeout);
+                        c
+                    })
+                }
+            };
+            match opened {
                 Ok(c) => *guard = Some(c),
                 Err(e) if e.transient() => return Err(Ok(e.to_string())),
                 Err(e) => return Err(Err(HostError::Refused(e))),
