@@ -212,13 +212,14 @@ fn kept_output(bin: &str, hosts: &[Sshd; 2], remote: &[tempfile::TempDir; 2]) {
         ));
     }
     std::fs::write(project.path().join("runners.yaml"), inv).unwrap();
-    let use_it = "cksum < ${{ steps.make.outputs.model.bin }}";
+    // Each step's command differs: the same command would share one cache entry.
+    let use_it = "cksum < ${{ steps.make.outputs.model.bin }}; echo";
     let wf = format!(
         "name: kept\nsteps:\n  make:\n    runs-on: host0\n    \
          run: head -c 104857600 /dev/urandom > model.bin\n    outputs: [model.bin]\n  \
-         same-host:\n    needs: [make]\n    runs-on: host0\n    run: {use_it}\n  \
-         other-host:\n    needs: [same-host]\n    runs-on: host1\n    run: {use_it}\n  \
-         here:\n    needs: [other-host]\n    runs-on: local\n    run: {use_it}\n"
+         same-host:\n    needs: [make]\n    runs-on: host0\n    run: {use_it} same\n  \
+         other-host:\n    needs: [same-host]\n    runs-on: host1\n    run: {use_it} other\n  \
+         here:\n    needs: [other-host]\n    runs-on: local\n    run: {use_it} here\n"
     );
     std::fs::write(project.path().join("wf.yaml"), wf).unwrap();
     let out = Command::new(bin)
