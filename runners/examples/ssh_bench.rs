@@ -2,7 +2,9 @@
 //! 1. step start latency: `SshRunner::launch` of a trivial job over the reused connection,
 //!    against a fresh `ssh host true` (OpenSSH client, new connection each time);
 //! 2. throughput: 200 small steps spread over two hosts, through the runner API and, when
-//!    `TUNA_BIN` names a tuna binary, through `tuna run` with a two-host inventory.
+//!    `TUNA_BIN` names a tuna binary, through `tuna run` with a two-host inventory;
+//! 3. with `TUNA_BIN`: a 100 MiB output kept on its host, and the bytes that move (and the
+//!    time it takes) for a step that needs it on the same host, on the other host, and here.
 //!
 //! Run with `python3 bench/ssh.py` (it builds in release mode and passes TUNA_BIN).
 
@@ -193,6 +195,84 @@ async fn main() {
             "{steps} steps on two hosts (`tuna run -j 8`, outputs fetched): {:.2} s, {:.1} steps/s",
             dt.as_secs_f64(),
             steps as f64 / dt.as_secs_f64()
+        );
+        kept_output(&bin, &hosts, &remote);
+    }
+}
+
+/// A 100 MiB output made on host0 stays there; three steps need it: one on host0, one on
+/// host1, one here. Prints, for each, the bytes tuna moved for it and how long it took.
+fn kept_output(bin: &str, hosts: &[Sshd; 2], remote: &[tempfile::TempDir; 2]) {
+    let project = tempfile::tempdir().unwrap();
+    let mut inv = String::from("runners:\n  local: { type: local, slots: 2 }\n");
+    for (i, (s, w)) in hosts.iter().zip(remote).enumerate() {
+        inv.push_str(&format!(
+            "  host{i}:\n    type: ssh\n    host: {}\n    port: {}\n    user: {}\n    identity: {}\n    known_hosts: {}\n    workdir: {}\n    slots: 4\n",
+            s.host, s.port, sshd::user(), s.client_key().display(), s.known_hosts().display(), w.path().display()
+        ));
+    }
+    std::fs::write(project.path().join("runners.yaml"), inv).unwrap();
+    // Each step's command differs: the same command would share one cache entry.
+    let use_it = "cksum < ${{ steps.make.outputs.model.bin }}; echo";
+    let wf = format!(
+        "name: kept\nsteps:\n  make:\n    runs-on: host0\n    \
+         run: head -c 104857600 /dev/urandom > model.bin\n    outputs: [model.bin]\n  \
+         same-host:\n    needs: [make]\n    runs-on: host0\n    run: {use_it} same\n  \
+         other-host:\n    needs: [same-host]\n    runs-on: host1\n    run: {use_it} other\n  \
+         here:\n    needs: [other-host]\n    runs-on: local\n    run: {use_it} here\n"
+    );
+    std::fs::write(project.path().join("wf.yaml"), wf).unwrap();
+    let out = Command::new(bin)
+        .current_dir(project.path())
+        .env("TUNA_HOME", project.path().join(".tuna"))
+        .env("RUST_LOG", "tuna::engine::executor=debug")
+        .env("NO_COLOR", "1")
+        .args([
+            "--progress",
+            "quiet",
+            "--runners",
+            "runners.yaml",
+            "run",
+            "wf.yaml",
+            "-j",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    let status = Command::new(bin)
+        .current_dir(project.path())
+        .env("TUNA_HOME", project.path().join(".tuna"))
+        .args(["status", "last", "--json"])
+        .output()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    println!("a 100 MiB output kept on host0 (keep_remote_over 64 MiB), needed by:");
+    for step in ["same-host", "other-host", "here"] {
+        let bytes: u64 = log
+            .lines()
+            .filter(|l| {
+                l.contains("upstream outputs in place") && l.contains(&format!("step={step} "))
+            })
+            .filter_map(|l| {
+                l.split("bytes=")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum();
+        let s = status["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == step)
+            .unwrap();
+        println!(
+            "  {step:<11} bytes moved: {bytes:>10}   step took {:.2} s",
+            s["duration_s"].as_f64().unwrap_or(0.0)
         );
     }
 }

@@ -39,6 +39,21 @@ pub struct Stage {
     pub source: PathBuf,
     /// Where it goes, relative to the attempt folder (`work/data.txt`, `in/prep/clean.txt`).
     pub dest: String,
+    /// Set when the content is in the runner's own store on its machine already (an output
+    /// kept there): its blobs are placed from there and `source` is not read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored: Option<crate::KeptOutput>,
+}
+
+impl Stage {
+    /// A file or folder on the orchestrator's machine.
+    pub fn local(source: PathBuf, dest: String) -> Stage {
+        Stage {
+            source,
+            dest,
+            stored: None,
+        }
+    }
 }
 
 /// What a job was given: CPU slots and whole GPUs.

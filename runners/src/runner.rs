@@ -102,8 +102,16 @@ pub trait Runner: Send + Sync {
     fn remote_attempt_dir(&self, _run: &str, _step: &str, _attempt: u32) -> Option<String> {
         None
     }
-    /// Whether the runner's machine stopped answering (a down host takes no new jobs).
+    /// Whether the runner's machine stopped answering (a down host takes no new jobs). A
+    /// runner that is down looks again now and then (without blocking the caller), so a
+    /// machine that comes back is used again.
     fn is_down(&self) -> bool {
         false
+    }
+    /// The content-addressed store on the runner's machine, for runners that keep big
+    /// outputs there (see [`KeptOutputs`](crate::KeptOutputs)); `None` for runners on this
+    /// machine, whose outputs all go into the orchestrator's store.
+    fn blob_store(&self) -> Option<&dyn crate::BlobStore> {
+        None
     }
 }

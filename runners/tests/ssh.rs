@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 use tuna_runners::ssh::{SshConfig, SshRunner};
-use tuna_runners::{CheckProblem, Job, Outcome, Runner, Stage};
+use tuna_runners::{BlobError, CheckProblem, Job, KeptOutputs, Outcome, Runner, Stage};
 use tuna_tests::sshd::{self, Sshd};
 
 /// A server, a runner for it, and folders for the local and the remote side.
@@ -85,14 +85,8 @@ async fn runs_a_job_stages_inputs_streams_logs_and_fetches_outputs() {
          echo '{\"loss\": 0.5}' > \"$TUNA_METRICS\"",
     );
     job.stage = vec![
-        Stage {
-            source: src.join("data.txt"),
-            dest: "work/data.txt".into(),
-        },
-        Stage {
-            source: src.join("dir"),
-            dest: "work/dir".into(),
-        },
+        Stage::local(src.join("data.txt"), "work/data.txt".into()),
+        Stage::local(src.join("dir"), "work/dir".into()),
     ];
     job.outputs = vec!["clean.txt".into(), "out/".into()];
     let (handle, report) = runner.launch_reporting(&job).await.unwrap();
@@ -117,10 +111,10 @@ async fn runs_a_job_stages_inputs_streams_logs_and_fetches_outputs() {
     assert_eq!(read(&again.attempt_dir.join("stdout.log")), "b\na\nb\nx");
     // An output made on this host is kept there: a step that needs it uploads nothing.
     let mut downstream = rig.job("downstream", "cat ../in/sort/clean.txt");
-    downstream.stage = vec![Stage {
-        source: dir.join("work/clean.txt"),
-        dest: "in/sort/clean.txt".into(),
-    }];
+    downstream.stage = vec![Stage::local(
+        dir.join("work/clean.txt"),
+        "in/sort/clean.txt".into(),
+    )];
     let (handle, report) = runner.launch_reporting(&downstream).await.unwrap();
     assert_eq!((report.files, report.uploaded), (1, 0));
     assert_eq!(
@@ -315,8 +309,13 @@ async fn a_host_that_stops_answering_is_down_and_its_job_lost() {
         "{}",
         info.detail
     );
-    // Clean up the detached job through a server started again.
+    // A server started again is found by the runner's own probes: the host is up again
+    // without any job asking for it.
     rig.sshd.restart();
+    tuna_tests::wait_until(Duration::from_secs(20), "the host to be up again", || {
+        !runner.is_down()
+    });
+    // Clean up the detached job.
     runner.cancel(&h).await.unwrap();
     assert_eq!(runner.watch(&h).await.unwrap(), Outcome::Cancelled);
     assert!(!runner.is_down());
@@ -434,4 +433,123 @@ async fn check_reports_the_gpus_nvidia_smi_finds() {
     assert_eq!(info.gpus_found.len(), 2, "{}", info.detail);
     assert_eq!(info.gpus_found[0].name, "NVIDIA A100-SXM4-40GB");
     assert_eq!(info.gpus_found[0].memory_mib, Some(40960));
+}
+
+/// The blake3 of a file here, as the runner names blobs.
+fn b3(path: &Path) -> String {
+    blake3::hash(&std::fs::read(path).unwrap())
+        .to_hex()
+        .to_string()
+}
+
+#[tokio::test]
+async fn big_outputs_stay_on_the_host_and_are_reused_in_place() {
+    let Some(rig) = Rig::new("127.0.0.1") else {
+        return;
+    };
+    let mut cfg = rig.config();
+    cfg.keep_remote_over = Some(1024);
+    cfg.hasher = Some(env!("CARGO_BIN_EXE_tuna-shim-test").into());
+    let runner = SshRunner::new(cfg).unwrap();
+    let mut job = rig.job(
+        "make",
+        "mkdir -p big/sub big/empty; printf '%4096s' | tr ' ' w > big/sub/w.bin\n\
+         printf '#!/bin/sh\\necho hi\\n' > big/run.sh; chmod +x big/run.sh\n\
+         printf '%2048s' | tr ' ' o > one.bin; echo small > small.txt",
+    );
+    job.outputs = vec!["big/".into(), "one.bin".into(), "small.txt".into()];
+    let h = runner.launch(&job).await.unwrap();
+    assert_eq!(runner.watch(&h).await.unwrap(), Outcome::Exited { code: 0 });
+    let work = job.attempt_dir.join("work");
+    // The small output came back; the big ones did not, and are listed as kept.
+    assert_eq!(read(&work.join("small.txt")), "small\n");
+    assert!(!work.join("big").exists() && !work.join("one.bin").exists());
+    let kept = KeptOutputs::read(&job.attempt_dir).unwrap().unwrap();
+    assert_eq!(kept.runner, "box");
+    assert_eq!(kept.outputs.keys().collect::<Vec<_>>(), ["big/", "one.bin"]);
+    let remote_work = rig.remote_file("runs/run-1/make/1/work");
+    let big = &kept.outputs["big/"];
+    assert!(big.dir);
+    assert_eq!(big.empty_dirs, ["empty"]);
+    let paths: Vec<&str> = big.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, ["run.sh", "sub/w.bin"]);
+    assert!(big.files[0].executable && !big.files[1].executable);
+    assert_eq!(big.files[1].size, 4096);
+    // Each file is named by its blake3 and is in the host's store under that name.
+    for f in &big.files {
+        let made = remote_work.join("big").join(&f.path);
+        assert_eq!(f.hex, b3(&made));
+        assert_eq!(b3(&rig.remote_file(&format!("cas/{}", f.hex))), f.hex);
+    }
+    let one = &kept.outputs["one.bin"];
+    assert!(!one.dir && one.files[0].path.is_empty());
+    assert_eq!(one.files[0].hex, b3(&remote_work.join("one.bin")));
+
+    // A step on the same host gets them linked from the store: nothing travels.
+    let mut next = rig.job(
+        "use",
+        "wc -c < ../in/make/big/sub/w.bin; ../in/make/big/run.sh; wc -c < ../in/make/one.bin\n\
+         test -d ../in/make/big/empty",
+    );
+    let mut stage = Stage::local("/nonexistent".into(), "in/make/big".into());
+    stage.stored = Some(big.clone());
+    let mut single = Stage::local("/nonexistent".into(), "in/make/one.bin".into());
+    single.stored = Some(one.clone());
+    next.stage = vec![stage, single];
+    let (h, report) = runner.launch_reporting(&next).await.unwrap();
+    assert_eq!((report.files, report.uploaded), (3, 0));
+    assert_eq!(runner.watch(&h).await.unwrap(), Outcome::Exited { code: 0 });
+    assert_eq!(
+        read(&next.attempt_dir.join("stdout.log")),
+        "4096\nhi\n2048\n"
+    );
+
+    // The store answers which blobs it has, and streams them out.
+    let store = runner.blob_store().unwrap();
+    let absent = "0".repeat(64);
+    let hexes = vec![one.files[0].hex.clone(), absent.clone()];
+    assert_eq!(
+        store.missing(&hexes, Duration::from_secs(5)).unwrap(),
+        [absent]
+    );
+    let mut session = store.session().unwrap();
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut session.open(&one.files[0].hex).unwrap(), &mut bytes).unwrap();
+    assert_eq!(bytes.len(), 2048);
+    assert!(matches!(
+        session.open(&"1".repeat(64)),
+        Err(BlobError::Missing { .. })
+    ));
+}
+
+#[tokio::test]
+async fn blobs_stream_from_one_host_into_another_checked_by_digest() {
+    let (Some(a), Some(b)) = (Rig::new("127.0.0.1"), Rig::new("127.0.0.2")) else {
+        return;
+    };
+    let content = "model weights ".repeat(10_000);
+    std::fs::create_dir_all(a.remote_file("cas")).unwrap();
+    let hex = blake3::hash(content.as_bytes()).to_hex().to_string();
+    std::fs::write(a.remote_file(&format!("cas/{hex}")), &content).unwrap();
+    let (ra, rb) = (a.runner(), b.runner());
+    let (sa, sb) = (ra.blob_store().unwrap(), rb.blob_store().unwrap());
+    let mut from = sa.session().unwrap();
+    let mut to = sb.session().unwrap();
+    assert!(!to.has(&hex).unwrap());
+    let moved = to.put(&hex, false, &mut from.open(&hex).unwrap()).unwrap();
+    assert_eq!(moved, content.len() as u64);
+    assert_eq!(
+        std::fs::read_to_string(b.remote_file(&format!("cas/{hex}"))).unwrap(),
+        content
+    );
+    // Already there: nothing moves.
+    assert_eq!(to.put(&hex, false, &mut &b"ignored"[..]).unwrap(), 0);
+    // Content that does not match its name never lands under it.
+    let wrong = "2".repeat(64);
+    match to.put(&wrong, false, &mut &b"not it"[..]) {
+        Err(BlobError::Corrupt { hex, .. }) => assert_eq!(hex, wrong),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    assert!(!b.remote_file(&format!("cas/{wrong}")).exists());
+    assert!(!to.has(&wrong).unwrap());
 }

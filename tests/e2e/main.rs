@@ -15,4 +15,5 @@ mod kinds;
 mod leaderboard_local;
 mod placement;
 mod ssh;
+mod ssh_artifacts;
 mod store;

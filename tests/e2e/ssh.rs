@@ -10,9 +10,9 @@ use tuna_tests::sshd::{self, Sshd};
 use tuna_tests::{Project, Run, wait_until};
 
 /// One fake GPU host: an sshd, its runner folder, and how runners.yaml describes it.
-struct Host {
+pub(super) struct Host {
     name: &'static str,
-    sshd: Sshd,
+    pub(super) sshd: Sshd,
     workdir: tempfile::TempDir,
     gpu: &'static str,
     gpus: u32,
@@ -20,7 +20,13 @@ struct Host {
 }
 
 impl Host {
-    fn start(name: &'static str, addr: &str, gpu: &'static str, gpus: u32, price: f64) -> Host {
+    pub(super) fn start(
+        name: &'static str,
+        addr: &str,
+        gpu: &'static str,
+        gpus: u32,
+        price: f64,
+    ) -> Host {
         Host {
             name,
             sshd: Sshd::start(addr),
@@ -34,7 +40,7 @@ impl Host {
         }
     }
 
-    fn yaml(&self, known_hosts: Option<&std::path::Path>) -> String {
+    pub(super) fn yaml(&self, known_hosts: Option<&std::path::Path>) -> String {
         format!(
             "  {name}:\n    type: ssh\n    host: {host}\n    port: {port}\n    user: {user}\n    \
              identity: {key}\n    known_hosts: {kh}\n    workdir: {wd}\n    slots: 4\n    \
@@ -56,12 +62,12 @@ impl Host {
         )
     }
 
-    fn remote(&self, rel: &str) -> PathBuf {
+    pub(super) fn remote(&self, rel: &str) -> PathBuf {
         self.workdir.path().join(rel)
     }
 }
 
-fn inventory(p: &Project, hosts: &[&Host]) {
+pub(super) fn inventory(p: &Project, hosts: &[&Host]) {
     let mut y = String::from("runners:\n  local: { type: local, slots: 2 }\n");
     for h in hosts {
         y.push_str(&h.yaml(None));
@@ -69,13 +75,13 @@ fn inventory(p: &Project, hosts: &[&Host]) {
     p.file("runners.yaml", &y);
 }
 
-fn tuna(p: &Project, args: &[&str]) -> Run {
+pub(super) fn tuna(p: &Project, args: &[&str]) -> Run {
     let mut all = vec!["--runners", "runners.yaml"];
     all.extend_from_slice(args);
     p.run(&all)
 }
 
-fn spawn(p: &Project, args: &[&str]) -> (Child, String) {
+pub(super) fn spawn(p: &Project, args: &[&str]) -> (Child, String) {
     let mut all = vec!["--runners", "runners.yaml"];
     all.extend_from_slice(args);
     let mut child = p.spawn(&all);
@@ -86,7 +92,7 @@ fn spawn(p: &Project, args: &[&str]) -> (Child, String) {
     (child, line.trim().to_string())
 }
 
-fn step<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+pub(super) fn step<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     status["steps"]
         .as_array()
         .unwrap()
@@ -95,7 +101,7 @@ fn step<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value 
         .unwrap_or_else(|| panic!("no step {name} in {status}"))
 }
 
-fn wait_exit(child: &mut Child) -> i32 {
+pub(super) fn wait_exit(child: &mut Child) -> i32 {
     let mut code = None;
     wait_until(Duration::from_secs(60), "tuna to exit", || {
         code = child.try_wait().unwrap().map(|s| s.code().unwrap_or(-1));
@@ -104,7 +110,7 @@ fn wait_exit(child: &mut Child) -> i32 {
     code.unwrap()
 }
 
-fn skip() -> bool {
+pub(super) fn skip() -> bool {
     if !sshd::available() {
         eprintln!("skipped: no OpenSSH server (/usr/sbin/sshd) on this machine");
         return true;

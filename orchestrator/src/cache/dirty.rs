@@ -9,8 +9,19 @@ pub enum DirtyReason {
     NeverRun,
     CacheDisabled,
     NoCacheFlag,
-    /// The stored outputs of a matching key are gone from the artifact store.
-    OutputsMissing,
+    /// A stored output of a matching key is gone from where it was kept: the local artifact
+    /// store (`runner: None`) or a runner's store on its machine.
+    OutputMissing {
+        output: String,
+        runner: Option<String>,
+    },
+    /// A stored output of a matching key is kept on a runner that did not answer, so it could
+    /// not be checked.
+    OutputUnreachable {
+        output: String,
+        runner: String,
+        reason: String,
+    },
     /// An upstream step runs in this run, so its outputs are not known yet.
     UpstreamRuns(String),
     KeyVersion,
@@ -138,9 +149,22 @@ impl fmt::Display for DirtyReason {
             DirtyReason::NeverRun => write!(f, "never run"),
             DirtyReason::CacheDisabled => write!(f, "cache: false"),
             DirtyReason::NoCacheFlag => write!(f, "--no-cache"),
-            DirtyReason::OutputsMissing => {
-                write!(f, "cached outputs are missing from the artifact store")
-            }
+            DirtyReason::OutputMissing {
+                output,
+                runner: None,
+            } => write!(f, "output {output} missing from the local artifact store"),
+            DirtyReason::OutputMissing {
+                output,
+                runner: Some(r),
+            } => write!(f, "output {output} missing on runner {r}"),
+            DirtyReason::OutputUnreachable {
+                output,
+                runner,
+                reason,
+            } => write!(
+                f,
+                "output {output} is kept on runner {runner}, which cannot be checked: {reason}"
+            ),
             DirtyReason::UpstreamRuns(s) => write!(f, "upstream step `{s}` runs"),
             DirtyReason::KeyVersion => write!(f, "cache key version changed"),
             DirtyReason::Kind { old, new } => write!(f, "step kind changed: {old} → {new}"),

@@ -21,6 +21,12 @@ pub enum CasError {
     Unsupported { path: PathBuf, reason: String },
     #[error("{} changed while it was being stored; store it again once nothing writes to it", path.display())]
     Changed { path: PathBuf },
+    #[error("{from} sent content for {expected} that hashes to {got}; it was not stored")]
+    WrongContent {
+        from: String,
+        expected: Digest,
+        got: Digest,
+    },
 }
 
 /// Attaches the path an I/O error is about.

@@ -74,6 +74,47 @@ impl Cas {
         Ok(Digest::blob(hash))
     }
 
+    /// Stores what `reader` yields as the blob `expected` (streaming, hashed on the way):
+    /// content that hashes to something else is refused and never stored. `from` names the
+    /// source for the message. Returns the bytes read.
+    pub fn put_reader(
+        &self,
+        expected: &Digest,
+        executable: bool,
+        reader: &mut dyn io::Read,
+        from: &str,
+    ) -> Result<u64, CasError> {
+        let tmp = self.temp_path();
+        let mut out = File::create_new(&tmp).at(&tmp)?;
+        let result = copy_hashing(reader, &mut out)
+            .at(&tmp)
+            .and_then(|(hash, len)| {
+                let got = Digest::blob(hash);
+                if got != *expected {
+                    return Err(CasError::WrongContent {
+                        from: from.to_owned(),
+                        expected: *expected,
+                        got,
+                    });
+                }
+                let object = self.object_path(hash.as_bytes(), executable);
+                if !object.exists() {
+                    seal(&tmp, &out, executable)?;
+                    rename_into(&tmp, &object)?;
+                }
+                Ok(len)
+            });
+        let _ = fs::remove_file(&tmp);
+        result
+    }
+
+    /// Stores a tree manifest whose files may live elsewhere (an output kept on a runner's
+    /// machine): the tree is then known here, and [`Cas::contains`] says whether its files are.
+    pub fn put_tree(&self, tree: &Tree) -> Result<Digest, CasError> {
+        let blob = self.put_bytes(&tree.to_bytes())?;
+        Ok(Digest::tree(blake3::Hash::from_bytes(*blob.hash())))
+    }
+
     /// Whether `digest` can be materialized: the blob, or the tree and all its files, are
     /// present. Looks at names only (and reads a tree's manifest).
     pub fn contains(&self, digest: &Digest) -> bool {
@@ -183,13 +224,11 @@ impl Cas {
                 size,
             });
         }
-        let tree = Tree {
+        self.put_tree(&Tree {
             format: TREE_FORMAT,
             files,
             empty_dirs,
-        };
-        let blob = self.put_bytes(&tree.to_bytes())?;
-        Ok(Digest::tree(blake3::Hash::from_bytes(*blob.hash())))
+        })
     }
 
     /// Stores one file; returns its digest and size.

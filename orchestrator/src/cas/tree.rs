@@ -40,6 +40,15 @@ pub(crate) struct FoundFile {
 }
 
 impl Tree {
+    /// A manifest of the current format; `files` sorted by path, `empty_dirs` sorted.
+    pub fn new(files: Vec<TreeFile>, empty_dirs: Vec<String>) -> Tree {
+        Tree {
+            format: TREE_FORMAT,
+            files,
+            empty_dirs,
+        }
+    }
+
     /// The canonical bytes the tree is stored as and named by.
     pub(crate) fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("a tree always serializes")

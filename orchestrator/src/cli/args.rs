@@ -130,6 +130,18 @@ pub enum Command {
     },
     /// Stop a running run (it stays resumable).
     Cancel { run: String },
+    /// Copy a step's outputs into a folder, fetching those kept on a runner's machine (each
+    /// file checked against its digest).
+    Pull {
+        /// A run id, or `last`.
+        run: String,
+        step: String,
+        /// Where the outputs go, each under its declared name (default: ./STEP-outputs).
+        #[arg(long)]
+        to: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Drop unreferenced artifacts and old attempt folders.
     Gc {
         /// Keep only the N newest runs (default: keep every run, drop only older attempts).

@@ -9,6 +9,7 @@ mod files;
 mod gc;
 mod inspect;
 mod kinds;
+mod pull;
 mod run;
 mod runners;
 mod schedule;
@@ -54,6 +55,12 @@ pub fn main(cli: Cli) -> u8 {
             attempt,
         } => inspect::logs(&cli, run, step, *follow, *stderr, *attempt),
         Command::Cancel { run } => inspect::cancel(&cli, run),
+        Command::Pull {
+            run,
+            step,
+            to,
+            json,
+        } => pull::pull(&cli, run, step, to.as_deref(), *json),
         Command::Gc { keep } => gc::gc(&cli, *keep),
         Command::Serve { listen, tokens } => serve::serve(&cli, *listen, tokens.as_deref()),
         Command::Submit {

@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tuna_runners::{Outcome, Resources};
 
+use super::artifacts::{self, Prep};
 use super::engine::{Engine, EngineError};
 use super::events::{Collected, Control, Event};
 use super::executor;
@@ -26,17 +27,18 @@ use super::progress::Progress;
 use crate::cache::KeyInputs;
 use crate::dag::Dag;
 use crate::store::{
-    AttemptRecord, CacheEntry, FORMAT_MAJOR, LastKey, RunRecord, RunStatus, StepRecord, StepStatus,
-    now_ms,
+    AttemptRecord, CacheEntry, FORMAT_MAJOR, LastKey, Location, RunRecord, RunStatus, StepRecord,
+    StepStatus, now_ms,
 };
 use crate::workflow::{RetryOn, Step};
 
 /// A launch to make once the records before it are flushed: the runner, the job, the step's
-/// declared outputs.
+/// declared outputs, and the upstream outputs to bring from the runners that keep them.
 type Launch = (
     Arc<dyn tuna_runners::Runner>,
     tuna_runners::Job,
     Vec<String>,
+    Vec<Prep>,
 );
 
 pub struct Dispatcher<'e> {
@@ -166,8 +168,15 @@ impl<'e> Dispatcher<'e> {
         loop {
             let launches = self.schedule()?;
             self.eng.store.flush()?;
-            for (runner, job, outputs) in launches {
-                executor::spawn(runner, self.eng.cas.clone(), job, outputs, self.tx.clone());
+            for (runner, job, outputs, preps) in launches {
+                executor::spawn(
+                    runner,
+                    self.eng.cas.clone(),
+                    job,
+                    outputs,
+                    preps,
+                    self.tx.clone(),
+                );
             }
             if self.active == 0 && (self.stop.is_some() || self.all_final()) {
                 break;
@@ -262,7 +271,7 @@ impl<'e> Dispatcher<'e> {
                 (Some(att), Some(asg)) => {
                     self.eng.pool.lock().expect("pool").take(&asg);
                     self.restore_upstream(&name)?;
-                    let job = self.job_for(&name, att.n, &att.dir, &asg)?;
+                    let (job, preps) = self.job_for(&name, att.n, &att.dir, &asg)?;
                     let runner = self
                         .eng
                         .pool
@@ -275,7 +284,14 @@ impl<'e> Dispatcher<'e> {
                     self.tries.insert(name.clone(), 1);
                     self.active += 1;
                     let outputs = self.step(&name).outputs.clone();
-                    executor::spawn(runner, self.eng.cas.clone(), job, outputs, self.tx.clone());
+                    executor::spawn(
+                        runner,
+                        self.eng.cas.clone(),
+                        job,
+                        outputs,
+                        preps,
+                        self.tx.clone(),
+                    );
                 }
                 (att, _) => {
                     let why = match att {
@@ -297,7 +313,8 @@ impl<'e> Dispatcher<'e> {
     }
 
     /// Cache hits upstream of `name` get their outputs restored from the artifact store, so
-    /// `${{ steps.X.outputs.Y }}` names real paths.
+    /// `${{ steps.X.outputs.Y }}` names real paths. Outputs kept on a runner are left where
+    /// they are here ([`Dispatcher::job_for`] says how they reach the step).
     fn restore_upstream(&mut self, name: &str) -> Result<(), EngineError> {
         for need in self.dag.needs(name).to_vec() {
             let rec = &self.recs[&need];
@@ -306,6 +323,9 @@ impl<'e> Dispatcher<'e> {
             }
             let dir = self.eng.home.restored_dir(&self.run.id, &need);
             for (out, digest) in &rec.outputs {
+                if Location::of(&rec.locations, out).runner().is_some() {
+                    continue;
+                }
                 let dest = dir.join(out.trim_end_matches('/'));
                 if dest.symlink_metadata().is_ok() {
                     continue;
@@ -324,32 +344,78 @@ impl<'e> Dispatcher<'e> {
         Ok(())
     }
 
+    /// The job of one attempt, and how the upstream outputs kept on runners reach it: linked
+    /// in place on the runner that keeps them, streamed to another ssh runner, or brought
+    /// into the local store for a step on this machine.
     fn job_for(
         &self,
         name: &str,
         attempt: u32,
         dir: &std::path::Path,
         asg: &Assignment,
-    ) -> Result<tuna_runners::Job, EngineError> {
-        let remote = self
-            .eng
-            .pool
-            .lock()
-            .expect("pool")
-            .runner(asg.runner)
-            .runner
-            .remote_attempt_dir(&self.run.id, name, attempt);
+    ) -> Result<(tuna_runners::Job, Vec<Prep>), EngineError> {
+        let (target, remote) = {
+            let pool = self.eng.pool.lock().expect("pool");
+            let r = pool.runner(asg.runner);
+            (
+                r.name.clone(),
+                r.runner.remote_attempt_dir(&self.run.id, name, attempt),
+            )
+        };
+        let mut preps = Vec::new();
+        let mut stored = HashMap::new();
+        for need in self.dag.needs(name) {
+            let rec = &self.recs[need];
+            for (out, digest) in &rec.outputs {
+                let Some(keeper) = Location::of(&rec.locations, out).runner() else {
+                    continue;
+                };
+                let from = self.eng.runner_named(keeper).ok_or_else(|| {
+                    EngineError::Invalid(format!(
+                        "output {out} of step `{need}` is kept on runner `{keeper}`, which is no \
+                         longer in the runner inventory; put it back, or run `{need}` again"
+                    ))
+                })?;
+                let listing = artifacts::listing(&self.eng.cas, digest).map_err(|e| {
+                    EngineError::Invalid(format!("output {out} of step `{need}`: {e}"))
+                })?;
+                if remote.is_some() {
+                    if keeper != target {
+                        preps.push(Prep::ToRunner {
+                            from,
+                            output: format!("{need}/{out}"),
+                            files: listing.files.clone(),
+                        });
+                    }
+                    stored.insert((need.clone(), out.clone()), listing);
+                } else {
+                    let outputs_dir = rec.outputs_dir.clone().ok_or_else(|| {
+                        EngineError::Invalid(format!(
+                            "upstream step `{need}` has no outputs folder"
+                        ))
+                    })?;
+                    preps.push(Prep::ToLocal {
+                        from,
+                        output: format!("{need}/{out}"),
+                        digest: *digest,
+                        dest: outputs_dir.join(out.trim_end_matches('/')),
+                    });
+                }
+            }
+        }
         let outputs_dir =
             |s: &str| -> Option<PathBuf> { self.recs.get(s).and_then(|r| r.outputs_dir.clone()) };
+        let stored_at = |s: &str, out: &str| stored.get(&(s.to_string(), out.to_string())).cloned();
         let ctx = JobContext {
             run_id: &self.run.id,
             scheduled_time: self.run.scheduled_time.as_deref(),
             params: &self.params,
             outputs_dir: &outputs_dir,
+            stored: &stored_at,
             tuna_exe: &self.eng.tuna_exe,
         };
         let step = self.step(name);
-        build_job(
+        let job = build_job(
             self.dag.workflow(),
             step,
             &ctx,
@@ -361,7 +427,8 @@ impl<'e> Dispatcher<'e> {
             },
             remote.as_deref(),
         )
-        .map_err(EngineError::Invalid)
+        .map_err(EngineError::Invalid)?;
+        Ok((job, preps))
     }
 
     /// One pass over the steps in topological order: skip what cannot run, restore cache hits,
@@ -526,12 +593,13 @@ impl<'e> Dispatcher<'e> {
         if step.cache.enabled
             && !self.run.no_cache
             && let Some(entry) = self.eng.store.cache_entry(&key)?
-            && entry.outputs.values().all(|d| self.eng.cas.contains(d))
+            && self.outputs_there(name, &entry)
         {
             let rec = self.recs.get_mut(name).expect("record");
             rec.status = StepStatus::Cached;
             rec.cache_key = Some(key.clone());
             rec.outputs = entry.outputs;
+            rec.locations = entry.locations;
             rec.metrics = entry.metrics;
             rec.message = Some(format!("cache hit from run {}", entry.run));
             rec.ended_at = Some(now_ms());
@@ -542,6 +610,37 @@ impl<'e> Dispatcher<'e> {
         self.recs.get_mut(name).expect("record").cache_key = Some(key);
         self.keys.insert(name.to_string(), inputs);
         Ok(false)
+    }
+
+    /// Whether a cache entry's outputs are all where it records them (kept ones are looked
+    /// for on their runner's machine, which blocks: this thread is marked as blocking then).
+    fn outputs_there(&self, name: &str, entry: &CacheEntry) -> bool {
+        let check = || {
+            artifacts::check(
+                &self.eng.cas,
+                &|n: &str| self.eng.runner_named(n),
+                &entry.outputs,
+                &entry.locations,
+                &mut HashMap::new(),
+            )
+        };
+        let remote = entry.locations.values().any(|l| l.runner().is_some());
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let reasons = if remote && multi_thread {
+            tokio::task::block_in_place(check)
+        } else {
+            check()
+        };
+        if !reasons.is_empty() {
+            let why: Vec<String> = reasons.iter().map(ToString::to_string).collect();
+            tracing::info!(
+                step = name,
+                "the cached result is not reused: {}",
+                why.join("; ")
+            );
+        }
+        reasons.is_empty()
     }
 
     /// Stores a step's key inputs as its last key, so `tuna plan` can say what changed.
@@ -589,7 +688,7 @@ impl<'e> Dispatcher<'e> {
             let r = pool.runner(asg.runner);
             (r.runner.clone(), r.name.clone(), r.price_per_hour)
         };
-        let job = match self.job_for(name, n, &dir, &asg) {
+        let (job, preps) = match self.job_for(name, n, &dir, &asg) {
             Ok(j) => j,
             Err(e) => {
                 self.eng.pool.lock().expect("pool").release(&asg);
@@ -617,7 +716,7 @@ impl<'e> Dispatcher<'e> {
         *self.tries.entry(name.to_string()).or_insert(0) += 1;
         self.assignments.insert(name.to_string(), asg);
         self.active += 1;
-        Ok((runner, job, self.step(name).outputs.clone()))
+        Ok((runner, job, self.step(name).outputs.clone(), preps))
     }
 
     fn on_event(&mut self, ev: Event) -> Result<(), EngineError> {
@@ -744,6 +843,7 @@ impl<'e> Dispatcher<'e> {
         let rec = self.recs.get_mut(name).expect("record");
         rec.status = StepStatus::Passed;
         rec.outputs = c.outputs.clone();
+        rec.locations = c.locations.clone();
         rec.outputs_dir = Some(c.outputs_dir);
         rec.metrics = c.metrics.clone();
         rec.message = None;
@@ -757,6 +857,7 @@ impl<'e> Dispatcher<'e> {
                     &CacheEntry {
                         format: FORMAT_MAJOR,
                         outputs: c.outputs,
+                        locations: c.locations,
                         metrics: c.metrics,
                         run: self.run.id.clone(),
                         created_at: now_ms(),

@@ -141,6 +141,12 @@ impl Engine {
         }
     }
 
+    /// The runner of the inventory called `name`.
+    pub(super) fn runner_named(&self, name: &str) -> Option<Arc<dyn tuna_runners::Runner>> {
+        let pool = self.pool.lock().expect("pool");
+        pool.by_name(name).map(|i| pool.runner(i).runner.clone())
+    }
+
     pub(super) fn register(&self, run: &str, tx: UnboundedSender<Control>) {
         self.controls
             .lock()

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use tuna_runners::{Handle, Outcome};
 
 use crate::cas::Digest;
+use crate::store::Location;
 
 /// From an executor to the dispatcher.
 #[derive(Debug)]
@@ -26,10 +27,12 @@ pub enum Event {
     },
 }
 
-/// A successful attempt's outputs (in the artifact store) and metrics.
+/// A successful attempt's outputs (in the artifact store, or kept on the runner) and metrics.
 #[derive(Debug, Clone)]
 pub struct Collected {
     pub outputs: BTreeMap<String, Digest>,
+    /// Where each output is kept.
+    pub locations: BTreeMap<String, Location>,
     pub outputs_dir: PathBuf,
     pub metrics: BTreeMap<String, f64>,
 }

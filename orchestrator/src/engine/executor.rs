@@ -1,25 +1,51 @@
-//! An executor owns one attempt: launch, watch, and on success collect the declared outputs
-//! into the artifact store and read the metrics file. It reports to the dispatcher by events.
+//! An executor owns one attempt: bring the upstream outputs it needs from the runners that keep
+//! them, launch, watch, and on success collect the declared outputs into the artifact store
+//! (or record where the runner kept them) and read the metrics file. It reports to the
+//! dispatcher by events.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use tokio::sync::mpsc::UnboundedSender;
-use tuna_runners::{Job, Runner};
+use tuna_runners::{Job, KeptOutputs, Runner};
 
+use super::artifacts::{self, Prep};
 use super::events::{Collected, Event};
 use crate::cas::Cas;
+use crate::store::Location;
 
 pub fn spawn(
     runner: Arc<dyn Runner>,
     cas: Arc<Cas>,
     job: Job,
     outputs: Vec<String>,
+    preps: Vec<Prep>,
     tx: UnboundedSender<Event>,
 ) {
     tokio::spawn(async move {
         let (step, attempt) = (job.step.clone(), job.attempt);
+        if !preps.is_empty() {
+            let (cas, target) = (cas.clone(), runner.clone());
+            let prepared =
+                tokio::task::spawn_blocking(move || artifacts::prepare(&preps, &cas, &*target))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("moving upstream outputs: {e}")));
+            match prepared {
+                Ok(bytes) => {
+                    tracing::debug!(%step, attempt, bytes, "upstream outputs in place")
+                }
+                Err(e) => {
+                    let _ = tx.send(Event::Finished {
+                        step,
+                        attempt,
+                        result: Err(e),
+                        collected: None,
+                    });
+                    return;
+                }
+            }
+        }
         let handle = match runner.launch(&job).await {
             Ok(h) => h,
             Err(e) => {
@@ -57,11 +83,35 @@ pub fn spawn(
     });
 }
 
-/// Puts each declared output of the attempt's work folder into the store, reads metrics.
+/// Puts each declared output of the attempt's work folder into the store (or records the
+/// runner that kept it, per `kept.json`), reads metrics.
 pub fn collect(cas: &Cas, attempt_dir: &Path, outputs: &[String]) -> Result<Collected, String> {
     let work = attempt_dir.join("work");
     let mut digests = BTreeMap::new();
+    let mut locations = BTreeMap::new();
+    let kept = KeptOutputs::read(attempt_dir)
+        .map_err(|e| format!("reading what the runner kept: {e}"))?
+        .unwrap_or_default();
     for out in outputs {
+        if let Some(k) = kept.outputs.get(out) {
+            if out.ends_with('/') != k.dir {
+                let want = if k.dir { "a file" } else { "a folder" };
+                return Err(format!(
+                    "declared output `{out}` should be {want} (runner `{}` kept it)",
+                    kept.runner
+                ));
+            }
+            let d = artifacts::record(cas, k)
+                .map_err(|e| format!("recording output `{out}` kept on the runner: {e}"))?;
+            digests.insert(out.clone(), d);
+            locations.insert(
+                out.clone(),
+                Location::Runner {
+                    name: kept.runner.clone(),
+                },
+            );
+            continue;
+        }
         let path = work.join(out.trim_end_matches('/'));
         if path.symlink_metadata().is_err() {
             return Err(format!(
@@ -84,10 +134,12 @@ pub fn collect(cas: &Cas, attempt_dir: &Path, outputs: &[String]) -> Result<Coll
             .put(&path)
             .map_err(|e| format!("storing output `{out}`: {e}"))?;
         digests.insert(out.clone(), d);
+        locations.insert(out.clone(), Location::Local);
     }
     let metrics = read_metrics(&attempt_dir.join("metrics.json"))?;
     Ok(Collected {
         outputs: digests,
+        locations,
         outputs_dir: work,
         metrics,
     })

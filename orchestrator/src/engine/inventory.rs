@@ -41,6 +41,8 @@ pub struct RunnerSpec {
     pub workdir: Option<String>,
     /// `ssh`: how long the host may not answer before its steps count as lost (default 2m).
     pub lost_after: Option<String>,
+    /// `ssh`: outputs bigger than this (e.g. `64MiB`, the default) stay on the host.
+    pub keep_remote_over: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -81,6 +83,7 @@ impl RunnerSpec {
             ("accept_new", self.accept_new),
             ("workdir", self.workdir.is_some()),
             ("lost_after", self.lost_after.is_some()),
+            ("keep_remote_over", self.keep_remote_over.is_some()),
         ]
         .into_iter()
         .filter_map(|(k, set)| set.then_some(k))
@@ -107,6 +110,7 @@ impl Inventory {
                 accept_new: false,
                 workdir: None,
                 lost_after: None,
+                keep_remote_over: None,
             },
         );
         Inventory { runners }
@@ -172,6 +176,11 @@ impl Inventory {
                                 "runner `{name}` (type ssh) needs `workdir`, an absolute path on the host"
                             )));
                         }
+                    }
+                    if let Some(k) = &spec.keep_remote_over
+                        && let Err(e) = crate::workflow::parse_size(k)
+                    {
+                        return Err(invalid(format!("runner `{name}`: keep_remote_over: {e}")));
                     }
                     if let Some(l) = &spec.lost_after
                         && crate::workflow::parse_duration(l).is_err()

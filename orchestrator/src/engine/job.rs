@@ -241,6 +241,8 @@ pub struct JobContext<'a> {
     pub params: &'a BTreeMap<String, String>,
     /// Where each finished upstream step's outputs are in this run.
     pub outputs_dir: &'a dyn Fn(&str) -> Option<PathBuf>,
+    /// An upstream output `(step, output)` that the remote runner's own store holds.
+    pub stored: &'a dyn Fn(&str, &str) -> Option<tuna_runners::KeptOutput>,
     /// The `tuna` executable (built-in kinds run through it).
     pub tuna_exe: &'a Path,
 }
@@ -368,7 +370,8 @@ pub fn build_job(
 }
 
 /// What a job on another machine needs carried there: its inputs into `work/`, and every
-/// output of its upstream steps into `in/STEP/OUTPUT`.
+/// output of its upstream steps into `in/STEP/OUTPUT` (from the runner's own store when it
+/// holds them).
 fn remote_stage(wf: &Workflow, step: &Step, ctx: &JobContext<'_>) -> Result<Vec<Stage>, String> {
     let mut stage = Vec::new();
     let with_inputs: Vec<String> = with_paths(step, ctx.params)
@@ -378,10 +381,10 @@ fn remote_stage(wf: &Workflow, step: &Step, ctx: &JobContext<'_>) -> Result<Vec<
         .collect();
     for input in step.inputs.iter().chain(&with_inputs) {
         let rel = input.trim_end_matches('/');
-        stage.push(Stage {
-            source: wf.project_dir.join(rel),
-            dest: format!("work/{rel}"),
-        });
+        stage.push(Stage::local(
+            wf.project_dir.join(rel),
+            format!("work/{rel}"),
+        ));
     }
     for need in &step.needs {
         let Some(up) = wf.steps.get(need) else {
@@ -391,10 +394,9 @@ fn remote_stage(wf: &Workflow, step: &Step, ctx: &JobContext<'_>) -> Result<Vec<
             .ok_or_else(|| format!("upstream step `{need}` has no outputs folder"))?;
         for out in &up.outputs {
             let rel = out.trim_end_matches('/');
-            stage.push(Stage {
-                source: dir.join(rel),
-                dest: format!("in/{need}/{rel}"),
-            });
+            let mut item = Stage::local(dir.join(rel), format!("in/{need}/{rel}"));
+            item.stored = (ctx.stored)(need, out);
+            stage.push(item);
         }
     }
     Ok(stage)

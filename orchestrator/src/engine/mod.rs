@@ -3,6 +3,7 @@
 //! [`Engine`] owns the store, the artifact store and the runner pool; a [`dispatcher`] drives one
 //! run, executors own one attempt each and report by [`events`].
 
+mod artifacts;
 mod check;
 mod control;
 mod dispatcher;
@@ -18,6 +19,7 @@ mod ledger;
 mod plan;
 mod pool;
 mod progress;
+mod pull;
 mod run_id;
 mod runner_build;
 mod services;
@@ -35,4 +37,5 @@ pub use job::merged_params;
 pub use ledger::Cost;
 pub use plan::PlanRow;
 pub use progress::{Bars, Plain, Progress, Quiet, Reporter};
+pub use pull::Pulled;
 pub use view::{RunSummary, RunView, StepView};

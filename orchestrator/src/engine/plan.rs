@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
+use super::artifacts;
 use super::engine::{Engine, EngineError};
 use super::job::{RUN_ID, SCHEDULED_TIME, key_inputs, merged_params};
 use crate::cache::DirtyReason;
@@ -34,6 +35,8 @@ impl Engine {
         // Outputs of steps that would hit, so their dependents' keys can be computed.
         let mut known: HashMap<String, BTreeMap<String, Digest>> = HashMap::new();
         let mut rows = Vec::new();
+        // Runners that did not answer a check: asked once per plan.
+        let mut unreachable = HashMap::new();
         for name in dag.topo_order() {
             let step = &wf.steps[name];
             if let Some(up) = dag.needs(name).iter().find(|n| !known.contains_key(*n)) {
@@ -61,8 +64,14 @@ impl Engine {
             }
             let entry = self.store.cache_entry(&key)?;
             match &entry {
-                Some(e) if e.outputs.values().all(|d| self.cas.contains(d)) => {}
-                Some(_) => reasons.push(DirtyReason::OutputsMissing),
+                Some(_) if !reasons.is_empty() => {}
+                Some(e) => reasons.extend(artifacts::check(
+                    &self.cas,
+                    &|n: &str| self.runner_named(n),
+                    &e.outputs,
+                    &e.locations,
+                    &mut unreachable,
+                )),
                 None => match self.store.last_key(&wf.name, name)? {
                     None => reasons.push(DirtyReason::NeverRun),
                     Some(last) => reasons.extend(DirtyReason::diff(&last.inputs, &inputs)),

@@ -44,6 +44,11 @@ pub(crate) fn build(
             if let Some(l) = &spec.lost_after {
                 cfg.lost_after = crate::workflow::parse_duration(l)?;
             }
+            if let Some(k) = &spec.keep_remote_over {
+                cfg.keep_remote_over = Some(crate::workflow::parse_size(k)?);
+            }
+            // The shim hashes big outputs on hosts without `b3sum` (see `SshConfig::hasher`).
+            cfg.hasher = Some(shim.to_path_buf());
             if let Some(ms) = std::env::var("TUNA_SSH_POLL_MS")
                 .ok()
                 .and_then(|v| v.parse().ok())

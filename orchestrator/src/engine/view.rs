@@ -34,6 +34,10 @@ pub struct StepView {
     pub message: Option<String>,
     pub metrics: BTreeMap<String, f64>,
     pub outputs: BTreeMap<String, String>,
+    /// Output → the runner that keeps it on its machine (outputs in the local store are not
+    /// listed).
+    #[serde(default)]
+    pub kept_on: BTreeMap<String, String>,
     pub started_at: Option<u64>,
     pub ended_at: Option<u64>,
     pub duration_s: Option<f64>,
@@ -107,6 +111,11 @@ impl StepView {
                 .outputs
                 .iter()
                 .map(|(k, v)| (k.clone(), v.to_string()))
+                .collect(),
+            kept_on: r
+                .locations
+                .iter()
+                .filter_map(|(k, l)| Some((k.clone(), l.runner()?.to_string())))
                 .collect(),
             started_at: r.started_at,
             ended_at: r.ended_at,

@@ -1,7 +1,9 @@
 //! The records tuna keeps durably: one per run, one per (run, step), one per cache entry.
 //!
 //! Each record carries `format`; a store written by a newer major format is refused rather
-//! than misread. Timestamps are unix milliseconds.
+//! than misread. Fields added since are optional (a record without `locations`, written
+//! before outputs could stay on a runner, has all its outputs in the local store).
+//! Timestamps are unix milliseconds.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -135,6 +137,9 @@ pub struct StepRecord {
     pub cache_key: Option<String>,
     /// Declared output path → digest in the artifact store.
     pub outputs: BTreeMap<String, Digest>,
+    /// Declared output path → where its content is kept (absent: the local artifact store).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub locations: BTreeMap<String, Location>,
     /// Where this run's copy of the outputs lives (an attempt's work folder, or where a cache
     /// hit was restored).
     pub outputs_dir: Option<PathBuf>,
@@ -158,6 +163,7 @@ impl StepRecord {
             handle: None,
             cache_key: None,
             outputs: BTreeMap::new(),
+            locations: BTreeMap::new(),
             outputs_dir: None,
             metrics: BTreeMap::new(),
             message: None,
@@ -172,11 +178,51 @@ impl StepRecord {
     }
 }
 
+/// Where an output's content is kept.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "at", rename_all = "kebab-case")]
+pub enum Location {
+    /// In tuna's own artifact store, on this machine.
+    #[default]
+    Local,
+    /// In the content-addressed folder of this runner, on its machine (a big output of a
+    /// step that ran there).
+    Runner { name: String },
+}
+
+impl Location {
+    /// The location of `output` in a record's `locations`.
+    pub fn of<'a>(locations: &'a BTreeMap<String, Location>, output: &str) -> &'a Location {
+        static LOCAL: Location = Location::Local;
+        locations.get(output).unwrap_or(&LOCAL)
+    }
+
+    /// The runner that keeps it, if not the local store.
+    pub fn runner(&self) -> Option<&str> {
+        match self {
+            Location::Local => None,
+            Location::Runner { name } => Some(name),
+        }
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Local => f.write_str("local"),
+            Location::Runner { name } => write!(f, "runner `{name}`"),
+        }
+    }
+}
+
 /// What a cache key stands for: the outputs and metrics of the step that made it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CacheEntry {
     pub format: u32,
     pub outputs: BTreeMap<String, Digest>,
+    /// Where each output is kept (absent: the local artifact store).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub locations: BTreeMap<String, Location>,
     pub metrics: BTreeMap<String, f64>,
     pub run: String,
     pub created_at: u64,
@@ -195,4 +241,40 @@ pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Location, StepRecord};
+
+    /// A step record written before outputs could stay on a runner has no `locations`: all
+    /// its outputs read as local.
+    #[test]
+    fn records_without_locations_read_as_local() {
+        let mut rec = StepRecord::new("r1", "train");
+        rec.outputs.insert(
+            "model.txt".into(),
+            "b3:af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
+                .parse()
+                .unwrap(),
+        );
+        let json = serde_json::to_value(&rec).unwrap();
+        assert!(json.get("locations").is_none(), "{json}");
+        let old: StepRecord = serde_json::from_value(json).unwrap();
+        assert_eq!(Location::of(&old.locations, "model.txt"), &Location::Local);
+
+        let mut kept = old.clone();
+        kept.locations.insert(
+            "model.txt".into(),
+            Location::Runner {
+                name: "a100-box".into(),
+            },
+        );
+        let back: StepRecord =
+            serde_json::from_str(&serde_json::to_string(&kept).unwrap()).unwrap();
+        assert_eq!(
+            Location::of(&back.locations, "model.txt").runner(),
+            Some("a100-box")
+        );
+    }
 }

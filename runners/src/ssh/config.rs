@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use crate::Gpu;
 
+/// Outputs above 64 MiB stay on the host by default.
+pub const DEFAULT_KEEP_REMOTE_OVER: u64 = 64 << 20;
+
 /// The settings of an [`SshRunner`](super::SshRunner).
 #[derive(Clone, PartialEq)]
 pub struct SshConfig {
@@ -37,6 +40,13 @@ pub struct SshConfig {
     pub lost_after: Duration,
     /// The longest pause between two looks at a running job.
     pub poll_max: Duration,
+    /// Outputs bigger than this (all files of a folder output together) stay in the host's
+    /// content-addressed folder instead of coming back; `None`: every output comes back.
+    pub keep_remote_over: Option<u64>,
+    /// A program on this machine that prints the blake3 of each file it is given
+    /// (`PROGRAM --b3sum FILE...`, one hex digest a line: `tuna-shim` does). It is uploaded to
+    /// hosts of the same OS and architecture that have no `b3sum`, to name kept outputs.
+    pub hasher: Option<PathBuf>,
 }
 
 impl SshConfig {
@@ -59,6 +69,8 @@ impl SshConfig {
             io_timeout: Duration::from_secs(30),
             lost_after: Duration::from_secs(120),
             poll_max: Duration::from_millis(500),
+            keep_remote_over: Some(DEFAULT_KEEP_REMOTE_OVER),
+            hasher: None,
         }
     }
 
@@ -86,6 +98,7 @@ impl fmt::Debug for SshConfig {
             .field("workdir", &self.workdir)
             .field("slots", &self.slots)
             .field("gpus", &self.gpus)
+            .field("keep_remote_over", &self.keep_remote_over)
             .finish_non_exhaustive()
     }
 }

@@ -90,6 +90,12 @@ impl Conn {
         Ok(conn)
     }
 
+    /// How long one operation may block from now on.
+    pub fn set_io_timeout(&mut self, timeout: std::time::Duration) {
+        self.session
+            .set_timeout(timeout.as_millis().min(u32::MAX as u128) as u32);
+    }
+
     /// Makes the runner's folders and uploads the wrapper unless this version is there.
     fn prepare(&mut self, cfg: &SshConfig) -> Result<(), OpError> {
         let w = sh_quote(&cfg.workdir);
@@ -133,26 +139,76 @@ impl Conn {
 
     /// Writes `bytes` to the remote `path` whole: to a temp name first, then renamed over it.
     pub fn write_file(&mut self, path: &str, bytes: &[u8], mode: i32) -> Result<(), OpError> {
-        let tmp = format!("{path}.tmp-{}", std::process::id());
+        self.put_stream(path, &mut &bytes[..], mode).map(|_| ())
+    }
+
+    /// Streams `source` to the remote `path` whole (a temp name first, then renamed over it).
+    pub fn put_stream(
+        &mut self,
+        path: &str,
+        source: &mut dyn Read,
+        mode: i32,
+    ) -> Result<u64, OpError> {
+        let tmp = temp_name(path);
+        let (len, _) = self.write_temp(&tmp, source, mode)?;
+        self.rename(&tmp, path)?;
+        Ok(len)
+    }
+
+    /// Streams `source` into the remote file `tmp` in chunks, hashing it on the way. A failed
+    /// read of `source` is [`OpError::Fatal`]: this connection is fine.
+    pub fn write_temp(
+        &mut self,
+        tmp: &str,
+        source: &mut dyn Read,
+        mode: i32,
+    ) -> Result<(u64, blake3::Hash), OpError> {
         let sftp = self.sftp()?;
         let mut file = sftp.open_mode(
-            std::path::Path::new(&tmp),
+            std::path::Path::new(tmp),
             OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE,
             mode,
             OpenType::File,
         )?;
-        file.write_all(bytes)?;
+        let mut buf = vec![0u8; CHUNK];
+        let mut hasher = blake3::Hasher::new();
+        let mut total = 0u64;
+        loop {
+            let n = match source.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(OpError::Fatal(format!("reading what goes to {tmp}: {e}"))),
+            };
+            file.write_all(&buf[..n])?;
+            hasher.update(&buf[..n]);
+            total += n as u64;
+        }
         drop(file);
-        // SFTP v3 rename refuses to replace; the host's `mv` does.
-        let out = self.exec(&format!("mv -f {} {}", sh_quote(&tmp), sh_quote(path)))?;
+        Ok((total, hasher.finalize()))
+    }
+
+    /// Moves `from` over `to` on the host (SFTP v3 rename refuses to replace; `mv` does).
+    pub fn rename(&self, from: &str, to: &str) -> Result<(), OpError> {
+        let out = self.exec(&format!("mv -f {} {}", sh_quote(from), sh_quote(to)))?;
         if out.code != 0 {
             return Err(OpError::Fatal(format!(
-                "cannot write {path}: {}",
+                "cannot write {to}: {}",
                 out.stderr.trim()
             )));
         }
         Ok(())
     }
+}
+
+/// How much of a file one SFTP write or read moves.
+pub(crate) const CHUNK: usize = 256 * 1024;
+
+/// A temp name beside `path`, unique to this process and call.
+pub(crate) fn temp_name(path: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{path}.tmp-{}-{n}", std::process::id())
 }
 
 fn authenticate(session: &Session, cfg: &SshConfig) -> Result<(), ConnectError> {

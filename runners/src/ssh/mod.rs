@@ -7,8 +7,11 @@
 //! on the process group and records `exit.json`, so a second launch of the same attempt never
 //! runs it twice and a restarted orchestrator re-attaches through the stored handle. Inputs
 //! travel over SFTP into a content-addressed folder on the host (`stage.rs`); logs stream back
-//! into the local attempt folder while the job runs (`logs.rs`); declared outputs come back
-//! after it succeeded (`fetch.rs`). All ssh2 calls are blocking and run on blocking threads.
+//! into the local attempt folder while the job runs (`logs.rs`); after it succeeded, declared
+//! outputs bigger than `keep_remote_over` stay in that content-addressed folder (`keep.rs`,
+//! hashed on the host by `hash.rs`) and the others come back (`fetch.rs`). The folder is also
+//! a [`BlobStore`](crate::BlobStore) (`store.rs`) the orchestrator moves kept outputs through.
+//! All ssh2 calls are blocking and run on blocking threads.
 
 mod check;
 mod config;
@@ -16,17 +19,20 @@ mod conn;
 mod error;
 mod fetch;
 mod handle;
+mod hash;
 mod host;
 mod host_keys;
+mod keep;
 mod logs;
 mod poll;
 mod quote;
 mod runner;
 mod stage;
+mod store;
 mod watch;
 mod wrapper;
 
-pub use config::SshConfig;
+pub use config::{DEFAULT_KEEP_REMOTE_OVER, SshConfig};
 pub use error::ConnectError;
 pub use handle::SshHandle;
 pub use quote::sh_quote;

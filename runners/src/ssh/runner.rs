@@ -14,13 +14,15 @@ use super::host::{Host, HostError};
 use super::poll::PollBoard;
 use super::quote::sh_quote;
 use super::stage::{self, StageReport};
+use super::store::HostStore;
 use super::watch;
-use crate::{Handle, Job, Outcome, Runner, RunnerError, RunnerInfo};
+use crate::{BlobStore, Handle, Job, Outcome, Runner, RunnerError, RunnerInfo};
 
 /// Runs jobs on one host over SSH.
 pub struct SshRunner {
     host: Arc<Host>,
     board: Arc<PollBoard>,
+    store: HostStore,
 }
 
 impl std::fmt::Debug for SshRunner {
@@ -40,8 +42,10 @@ impl SshRunner {
                 config.name, config.workdir
             )));
         }
+        let host = Arc::new(Host::new(config));
         Ok(SshRunner {
-            host: Arc::new(Host::new(config)),
+            store: HostStore { host: host.clone() },
+            host,
             board: Arc::new(PollBoard::default()),
         })
     }
@@ -285,7 +289,15 @@ impl Runner for SshRunner {
     }
 
     fn is_down(&self) -> bool {
+        if self.host.probe_due() {
+            let host = self.host.clone();
+            std::thread::spawn(move || host.probe());
+        }
         self.host.is_down()
+    }
+
+    fn blob_store(&self) -> Option<&dyn BlobStore> {
+        Some(&self.store)
     }
 }
 

@@ -1,22 +1,22 @@
 //! Staging: the files a job needs, placed into its remote attempt folder. Each file travels
 //! once per host: it is kept in the runner's content-addressed folder (`WORKDIR/cas/<blake3>`)
-//! and the attempt folder gets a symlink to it.
+//! and the attempt folder gets a symlink to it. Content the host's store holds already (an
+//! output kept there, [`Stage::stored`]) is linked in place and never travels.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use ssh2::{OpenFlags, OpenType};
-
-use super::conn::{Conn, OpError};
+use super::conn::{Conn, OpError, temp_name};
 use super::quote::sh_quote;
 use crate::Stage;
 
-/// One local file to place: its digest and where it goes (relative to the attempt folder).
+/// One file to place: its digest and where it goes (relative to the attempt folder).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Blob {
-    pub source: PathBuf,
+    /// Where it is on this machine; `None` for a blob the host's store holds already.
+    pub source: Option<PathBuf>,
     pub dest: String,
     pub digest: String,
     pub executable: bool,
@@ -35,6 +35,24 @@ pub(crate) fn plan(items: &[Stage]) -> io::Result<(Vec<Blob>, Vec<String>)> {
     let mut blobs = Vec::new();
     let mut dirs = Vec::new();
     for item in items {
+        let dest = item.dest.trim_end_matches('/');
+        if let Some(stored) = &item.stored {
+            if stored.dir {
+                dirs.push(dest.to_owned());
+                dirs.extend(stored.empty_dirs.iter().map(|d| format!("{dest}/{d}")));
+            }
+            blobs.extend(stored.files.iter().map(|f| Blob {
+                source: None,
+                dest: if f.path.is_empty() {
+                    dest.to_owned()
+                } else {
+                    format!("{dest}/{}", f.path)
+                },
+                digest: f.hex.clone(),
+                executable: f.executable,
+            }));
+            continue;
+        }
         walk(
             &item.source,
             item.dest.trim_end_matches('/'),
@@ -60,7 +78,7 @@ fn walk(path: &Path, dest: &str, blobs: &mut Vec<Blob>, dirs: &mut Vec<String>) 
         let mut hasher = blake3::Hasher::new();
         hasher.update_reader(File::open(path)?)?;
         blobs.push(Blob {
-            source: path.to_path_buf(),
+            source: Some(path.to_path_buf()),
             dest: dest.to_owned(),
             digest: hasher.finalize().to_hex().to_string(),
             executable: meta.permissions().mode() & 0o111 != 0,
@@ -110,6 +128,12 @@ pub(crate) fn stage(
                 .map(|b| (*b).clone()),
         );
     }
+    if let Some(blob) = missing.iter().find(|b| b.source.is_none()) {
+        return Err(OpError::Fatal(format!(
+            "blob {} for {} is no longer in {cas} on the host",
+            blob.digest, blob.dest
+        )));
+    }
     for blob in &missing {
         report.bytes_uploaded += upload(conn, &cas, blob)?;
         report.uploaded += 1;
@@ -142,41 +166,48 @@ pub(crate) fn stage(
 
 /// Streams one file into `cas/<digest>` (written under a temp name, then moved in place).
 fn upload(conn: &mut Conn, cas: &str, blob: &Blob) -> Result<u64, OpError> {
-    let tmp = format!("{cas}/.up-{}-{}", blob.digest, std::process::id());
-    let mut local = File::open(&blob.source)
-        .map_err(|e| OpError::Fatal(format!("{}: {e}", blob.source.display())))?;
-    let mode = if blob.executable { 0o555 } else { 0o444 };
-    let sftp = conn.sftp()?;
-    let mut remote = sftp.open_mode(
-        Path::new(&tmp),
-        OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE,
-        0o600,
-        OpenType::File,
-    )?;
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut total = 0u64;
-    loop {
-        let n = local
-            .read(&mut buf)
-            .map_err(|e| OpError::Fatal(format!("{}: {e}", blob.source.display())))?;
-        if n == 0 {
-            break;
-        }
-        remote.write_all(&buf[..n])?;
-        total += n as u64;
+    let source = blob
+        .source
+        .as_deref()
+        .expect("only local blobs are uploaded");
+    let mut local =
+        File::open(source).map_err(|e| OpError::Fatal(format!("{}: {e}", source.display())))?;
+    put_blob(conn, cas, &blob.digest, blob.executable, &mut local)?.map_err(|got| {
+        OpError::Fatal(format!(
+            "{} changed while it was uploaded (blake3 {got}, expected {})",
+            source.display(),
+            blob.digest
+        ))
+    })
+}
+
+/// Streams `source` into `cas/<hex>`: a temp name first, hashed on the way; moved under its
+/// name only when the content hashes to `hex` (else `Ok(Err(the hash it had))`).
+pub(crate) fn put_blob(
+    conn: &mut Conn,
+    cas: &str,
+    hex: &str,
+    executable: bool,
+    source: &mut dyn Read,
+) -> Result<Result<u64, String>, OpError> {
+    let tmp = temp_name(&format!("{cas}/.up-{hex}"));
+    let (total, hash) = conn.write_temp(&tmp, source, 0o600)?;
+    let got = hash.to_hex();
+    if got.as_str() != hex {
+        let _ = conn.exec(&format!("rm -f {}", sh_quote(&tmp)));
+        return Ok(Err(got.to_string()));
     }
-    drop(remote);
+    let mode = if executable { 0o555 } else { 0o444 };
     let out = conn.exec(&format!(
         "chmod {mode:o} {t} && mv -f {t} {}",
-        sh_quote(&format!("{cas}/{}", blob.digest)),
+        sh_quote(&format!("{cas}/{hex}")),
         t = sh_quote(&tmp)
     ))?;
     if out.code != 0 {
         return Err(OpError::Fatal(format!(
-            "storing {} on the host: {}",
-            blob.source.display(),
+            "storing blob {hex} on the host: {}",
             out.stderr.trim()
         )));
     }
-    Ok(total)
+    Ok(Ok(total))
 }

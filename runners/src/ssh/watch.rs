@@ -1,14 +1,15 @@
 //! Watching a remote attempt: poll its state through the wrapper, copy its logs as they grow,
-//! and once it ended, bring back its outputs and say how it ended. Works the same for a job
+//! and once it ended, settle its outputs (kept on the host or brought back) and say how it
+//! ended. Works the same for a job
 //! this process launched and for one found in the store after a restart.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::conn::{Conn, OpError};
-use super::fetch;
 use super::handle::SshHandle;
 use super::host::{Host, HostError};
+use super::keep;
 use super::logs;
 use super::poll::{PollBoard, State};
 use crate::local::ExitRecord;
@@ -89,9 +90,7 @@ fn finish(
         ))
     })?;
     if record.outcome.success() {
-        match host.retrying(|c| {
-            fetch::fetch_outputs(c, &host.cfg.workdir, &handle.dir, local, &handle.outputs)
-        }) {
+        match host.retrying(|c| keep::settle(host, c, &handle.dir, local, &handle.outputs)) {
             Ok(_) => {}
             Err(HostError::Down(reason)) => {
                 return Ok(Outcome::Lost {

@@ -1,0 +1,48 @@
+//! The content-addressed store a runner keeps on its machine, as the orchestrator reaches it:
+//! asking which blobs are there, and moving blobs in and out one stream at a time (never a
+//! whole file in memory). Blobs are named by the 64 hex digits of their blake3.
+//!
+//! All calls block (they talk to another machine): call them from blocking threads.
+
+use std::io::Read;
+use std::time::Duration;
+
+/// Why a store operation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    /// The machine did not answer (in time).
+    #[error("{0}")]
+    Unreachable(String),
+    /// The blob is not in the store.
+    #[error("blob {hex} is not in the store of runner `{runner}`")]
+    Missing { runner: String, hex: String },
+    /// What arrived does not hash to the name it was sent under.
+    #[error("blob {hex} arrived with blake3 {got}: corrupted on the way or in the source store")]
+    Corrupt { hex: String, got: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A runner's store on its machine.
+pub trait BlobStore: Send + Sync {
+    /// The blobs of `hexes` the store lacks. Gives up with [`BlobError::Unreachable`] when the
+    /// machine does not answer within about `timeout` (it does not wait for a down host).
+    fn missing(&self, hexes: &[String], timeout: Duration) -> Result<Vec<String>, BlobError>;
+    /// A session of its own for moving blobs, so that a long transfer does not hold up the
+    /// runner's jobs.
+    fn session(&self) -> Result<Box<dyn BlobSession>, BlobError>;
+}
+
+/// One open session to a [`BlobStore`].
+pub trait BlobSession: Send {
+    /// Reads the blob `hex`, streaming.
+    fn open(&mut self, hex: &str) -> Result<Box<dyn Read + Send + '_>, BlobError>;
+    /// Stores what `source` yields as blob `hex` (read-only; executable if asked), hashing it
+    /// on the way: content that does not hash to `hex` is refused ([`BlobError::Corrupt`]) and
+    /// never lands under that name. A blob already there is kept and `source` is not read.
+    /// Returns the bytes written.
+    fn put(&mut self, hex: &str, executable: bool, source: &mut dyn Read)
+    -> Result<u64, BlobError>;
+    /// Whether the store has the blob `hex`.
+    fn has(&mut self, hex: &str) -> Result<bool, BlobError>;
+}
