@@ -263,7 +263,8 @@ fn cancelled_qlora_run_resumes_from_its_last_checkpoint() {
     assert_eq!(m["steps"], 400.0, "{m}");
     assert_eq!(m["resumed_from_step"], resumed as f64, "{m}");
     // The checkpoints are outputs too (`checkpoint_every` is set).
-    let outputs = &p.status(&id)["steps"]
+    let status = p.status(&id);
+    let outputs = &status["steps"]
         .as_array()
         .unwrap()
         .iter()
