@@ -360,6 +360,30 @@ steps:
         r.stderr
     );
     assert!(!p.path("first-ran").exists());
+
+    // A project file named in `with` that is not there: refused before `first` runs.
+    p.file(
+        "wf.yaml",
+        r#"
+name: refuse
+steps:
+  first:
+    run: touch "$TUNA_PROJECT_DIR/first-ran"
+  prepare:
+    needs: [first]
+    uses: data.prepare
+    with: { input: data/missing.jsonl }
+"#,
+    );
+    let r = p.run(&["run", "wf.yaml"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("`with.input` names `data/missing.jsonl`, which does not exist"),
+        "{}",
+        r.stderr
+    );
+    assert!(!p.path("first-ran").exists());
 }
 
 #[test]

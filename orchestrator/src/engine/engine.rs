@@ -168,8 +168,8 @@ impl Engine {
         opts: &RunOptions,
     ) -> Result<String, EngineError> {
         let wf = dag.workflow();
-        merged_params(wf, overrides).map_err(EngineError::Invalid)?;
-        self.preflight(dag)?;
+        let params = merged_params(wf, overrides).map_err(EngineError::Invalid)?;
+        self.preflight(dag, &params)?;
         // Ids have 16 random bits per second: many runs a second (the daemon) can draw one twice.
         let mut id = new_run_id();
         while self.store.run(&id)?.is_some() {
@@ -198,7 +198,11 @@ impl Engine {
     }
 
     /// Placement and inputs: a workflow that cannot run is refused before it half-runs.
-    pub fn preflight(&self, dag: &Dag) -> Result<(), EngineError> {
+    pub fn preflight(
+        &self,
+        dag: &Dag,
+        params: &BTreeMap<String, String>,
+    ) -> Result<(), EngineError> {
         let wf = dag.workflow();
         let pool = self.pool.lock().expect("pool");
         let mut problems = Vec::new();
@@ -211,6 +215,17 @@ impl Engine {
                 if !p.exists() {
                     problems.push(format!(
                         "step `{}`: input `{input}` does not exist ({})",
+                        step.name,
+                        p.display()
+                    ));
+                }
+            }
+            // Project files a `uses:` step names in `with` (absolute paths may be on a runner).
+            for (key, rel) in super::job::with_paths(step, params) {
+                let p = wf.project_dir.join(&rel);
+                if std::path::Path::new(&rel).is_relative() && !p.exists() {
+                    problems.push(format!(
+                        "step `{}`: `with.{key}` names `{rel}`, which does not exist ({})",
                         step.name,
                         p.display()
                     ));

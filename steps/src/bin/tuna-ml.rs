@@ -78,7 +78,10 @@ fn parse_serve(args: &[String]) -> Result<ServeArgs, String> {
             }
             "--device" => a.device = DeviceSpec(value()?),
             "--ready-file" => a.ready_file = Some(value()?.into()),
-            "-h" | "--help" => return Err(USAGE.into()),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
             other => return Err(format!("unknown option {other}\n{USAGE}")),
         }
     }
