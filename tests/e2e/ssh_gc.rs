@@ -3,10 +3,12 @@
 //! nothing; a host that is down is reported and the others are still cleaned; a cache entry
 //! whose kept output is gone is never a hit.
 
-use serde_json::Value;
-use tuna_tests::Project;
+use std::time::Duration;
 
-use super::ssh::{Host, skip, tuna};
+use serde_json::Value;
+use tuna_tests::{Project, wait_until};
+
+use super::ssh::{Host, skip, spawn, tuna};
 use super::ssh_artifacts::{b3, keeping_inventory};
 
 /// `train` keeps an 8 KiB file on the A100 host, `shard` a folder on the T4 host; both made of
@@ -252,4 +254,54 @@ fn a_cache_entry_whose_kept_output_was_collected_is_not_a_hit() {
     let id3 = tuna(&p, &["run", "wf.yaml", "-p", "fill=b"]).ok().run_id();
     assert_eq!(p.step_status(&id3, "train"), "passed");
     assert!(a100.remote(&format!("cas/{}", model(b'b'))).exists());
+}
+
+#[test]
+fn a_host_with_a_running_step_is_left_alone() {
+    // The step's job may be reading blobs no record names yet.
+    if skip() {
+        return;
+    }
+    let (a100, t4, p, _id1, _id2) = two_runs();
+    p.file(
+        "hold.yaml",
+        &format!(
+            "name: hold\nsteps:\n  hold:\n    runs-on: a100-box\n    run: |\n      \
+             touch {started}\n      while [ ! -e {go} ]; do sleep 0.1; done\n",
+            started = p.path("started").display(),
+            go = p.path("go").display()
+        ),
+    );
+    let (mut child, id3) = spawn(&p, &["run", "hold.yaml"]);
+    wait_until(Duration::from_secs(30), "the step to start", || {
+        p.path("started").exists()
+    });
+    // tuna goes away (gc cannot run beside it); its step runs on and stays recorded running.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let gc = tuna(&p, &["gc", "--keep", "1", "--json"]).ok();
+    let report: Value = serde_json::from_str(&gc.stdout).unwrap();
+    let busy = host(&report, "a100-box");
+    assert_eq!(busy["state"], "busy", "{report}");
+    assert!(
+        busy["reason"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{id3}/hold")),
+        "{report}"
+    );
+    assert!(a100.remote(&format!("cas/{}", model(b'a'))).exists());
+    assert!(a100.remote(&format!("runs/{id3}/hold/1")).exists());
+    // The other host has no step running: both dropped runs' outputs go there.
+    assert_eq!(host(&report, "t4-box")["state"], "cleaned", "{report}");
+    assert!(!t4.remote(&format!("cas/{}", shard(b'b'))).exists());
+
+    std::fs::write(p.path("go"), "").unwrap();
+    tuna(&p, &["resume", &id3]).ok();
+    assert_eq!(p.step_status(&id3, "hold"), "passed");
+    tuna(&p, &["gc", "--keep", "1"]).ok();
+    for fill in [b'a', b'b'] {
+        assert!(!a100.remote(&format!("cas/{}", model(fill))).exists());
+    }
+    assert!(a100.remote(&format!("runs/{id3}/hold/1")).exists());
 }
