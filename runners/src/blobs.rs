@@ -31,6 +31,28 @@ pub trait BlobStore: Send + Sync {
     /// A session of its own for moving blobs, so that a long transfer does not hold up the
     /// runner's jobs.
     fn session(&self) -> Result<Box<dyn BlobSession>, BlobError>;
+    /// Every blob in the store with its size (names that are not 64 hex digits, such as
+    /// transfers in progress, are left out). Gives up like [`BlobStore::missing`].
+    fn list(&self, timeout: Duration) -> Result<Vec<StoredBlob>, BlobError>;
+    /// Deletes the blobs `hexes` from the store (those already gone are skipped). Only for
+    /// garbage collection: the caller makes sure no job uses them.
+    fn remove(&self, hexes: &[String], timeout: Duration) -> Result<Removed, BlobError>;
+}
+
+/// One blob of a [`BlobStore::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBlob {
+    pub hex: String,
+    pub size: u64,
+}
+
+/// What a [`BlobStore::remove`] deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Removed {
+    pub blobs: u64,
+    /// The sizes of the deleted names (a blob still hard-linked elsewhere on the machine
+    /// frees its space only once that link goes too).
+    pub bytes: u64,
 }
 
 /// One open session to a [`BlobStore`].

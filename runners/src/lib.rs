@@ -5,6 +5,7 @@
 //! watch it again), and the [`Outcome`] it ended with. Runner kinds live in their own modules.
 //! The crate never imports the orchestrator or the step kinds.
 
+mod attempts;
 mod blobs;
 mod job;
 mod kept;
@@ -12,7 +13,8 @@ pub mod local;
 mod runner;
 pub mod ssh;
 
-pub use blobs::{BlobError, BlobSession, BlobStore};
+pub use attempts::{AttemptFolders, RemoteAttempt};
+pub use blobs::{BlobError, BlobSession, BlobStore, Removed, StoredBlob};
 pub use job::{Gpu, Job, Resources, Stage};
 pub use kept::{KeptFile, KeptOutput, KeptOutputs};
 pub use runner::{CheckProblem, FoundGpu, Handle, Outcome, Runner, RunnerError, RunnerInfo};

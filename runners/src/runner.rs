@@ -114,4 +114,9 @@ pub trait Runner: Send + Sync {
     fn blob_store(&self) -> Option<&dyn crate::BlobStore> {
         None
     }
+    /// The attempt folders on the runner's machine, for runners whose machine is not the
+    /// orchestrator's (garbage collection reaches them through this); `None` for the others.
+    fn attempt_folders(&self) -> Option<&dyn crate::AttemptFolders> {
+        None
+    }
 }

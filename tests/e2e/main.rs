@@ -16,4 +16,5 @@ mod leaderboard_local;
 mod placement;
 mod ssh;
 mod ssh_artifacts;
+mod ssh_gc;
 mod store;

@@ -11,7 +11,7 @@ use tuna_tests::{Project, wait_until};
 use super::ssh::{Host, inventory, skip, spawn, step, tuna, wait_exit};
 
 /// runners.yaml with a local runner and `hosts`, each keeping outputs over 1 KiB.
-fn keeping_inventory(p: &Project, hosts: &[&Host]) {
+pub(super) fn keeping_inventory(p: &Project, hosts: &[&Host]) {
     let mut y = String::from("runners:\n  local: { type: local, slots: 2 }\n");
     for h in hosts {
         y.push_str(&h.yaml(None));
@@ -20,7 +20,7 @@ fn keeping_inventory(p: &Project, hosts: &[&Host]) {
     p.file("runners.yaml", &y);
 }
 
-fn b3(bytes: &[u8]) -> String {
+pub(super) fn b3(bytes: &[u8]) -> String {
     blake3::hash(bytes).to_hex().to_string()
 }
 

@@ -15,7 +15,7 @@ const STALE_TEMP: Duration = Duration::from_secs(3600);
 pub struct GcStats {
     /// Blobs kept (an executable copy counts apart).
     pub kept: u64,
-    /// Blobs removed.
+    /// Blobs removed (or, in a dry run, that would be).
     pub removed: u64,
     /// Bytes those took.
     pub bytes_freed: u64,
@@ -26,6 +26,19 @@ impl Cas {
     /// temp files left by crashes. Blobs stored after `live` was computed and not in it are
     /// removed too: do not run it beside a run that is storing outputs.
     pub fn gc(&self, live: impl IntoIterator<Item = Digest>) -> Result<GcStats, CasError> {
+        self.sweep(live, true)
+    }
+
+    /// What [`Cas::gc`] would remove, removing nothing.
+    pub fn gc_dry_run(&self, live: impl IntoIterator<Item = Digest>) -> Result<GcStats, CasError> {
+        self.sweep(live, false)
+    }
+
+    fn sweep(
+        &self,
+        live: impl IntoIterator<Item = Digest>,
+        delete: bool,
+    ) -> Result<GcStats, CasError> {
         let mut keep: HashSet<[u8; 32]> = HashSet::new();
         for digest in live {
             keep.insert(*digest.hash());
@@ -62,12 +75,16 @@ impl Cas {
                 }
                 let path = entry.path();
                 let len = entry.metadata().at(&path)?.len();
-                fs::remove_file(&path).at(&path)?;
+                if delete {
+                    fs::remove_file(&path).at(&path)?;
+                }
                 stats.removed += 1;
                 stats.bytes_freed += len;
             }
         }
-        self.remove_stale_temps()?;
+        if delete {
+            self.remove_stale_temps()?;
+        }
         Ok(stats)
     }
 

@@ -217,7 +217,12 @@ fn gc_keeps_what_is_live_and_drops_the_rest() {
     write(&dead_folder.join("x"), b"only here", 0o644);
     let dead_tree = cas.put(&dead_folder).unwrap();
 
+    let before = object_count(&cas);
+    let planned = cas.gc_dry_run([tree, live_blob]).unwrap();
+    assert_eq!(object_count(&cas), before, "a dry run deletes nothing");
+    assert!(cas.contains(&dead_blob) && cas.contains(&dead_tree));
     let stats = cas.gc([tree, live_blob]).unwrap();
+    assert_eq!(stats, planned);
     assert_eq!(stats.removed, 3, "{stats:?}"); // dead blob, dead tree manifest, its one file
     assert_eq!(
         stats.bytes_freed,

@@ -142,11 +142,23 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Drop unreferenced artifacts and old attempt folders.
+    /// Drop unreferenced artifacts and old attempt folders, here and on every ssh runner's
+    /// host.
     Gc {
         /// Keep only the N newest runs (default: keep every run, drop only older attempts).
         #[arg(long)]
         keep: Option<usize>,
+        /// Clean only this runner's host (repeatable; default: every ssh runner's).
+        #[arg(long, value_name = "NAME", conflicts_with = "local_only")]
+        runner: Vec<String>,
+        /// Clean this machine only, leave the hosts alone.
+        #[arg(long)]
+        local_only: bool,
+        /// Say what would go, delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
     },
     /// Print the JSON Schema of the workflow format.
     Schema,

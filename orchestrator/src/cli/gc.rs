@@ -1,60 +1,94 @@
-//! `tuna gc`: drop old runs (with `--keep N`), attempt folders other than each step's last,
-//! cache entries of dropped runs, and every artifact nothing kept refers to.
-
-use std::collections::HashSet;
+//! `tuna gc [--keep N] [--runner NAME]... [--local-only] [--dry-run] [--json]`: drop old runs,
+//! attempt folders other than each step's last, cache entries of dropped runs, and every
+//! artifact nothing kept refers to, here and on the ssh runners' hosts (see
+//! [`Engine::gc`](crate::engine::Engine::gc)).
+//!
+//! Exit code: 0 when this machine was cleaned, also when some hosts could not be (each is
+//! reported); 3 when hosts were named with `--runner` and not one of them could be cleaned.
 
 use super::args::Cli;
-use super::exit::{Fail, OK};
-use crate::store::RunStatus;
+use super::exit::{ENVIRONMENT, Fail, OK};
+use crate::engine::{GcHosts, GcOptions, GcReport, HostState};
 
-pub fn gc(cli: &Cli, keep: Option<usize>) -> Result<u8, Fail> {
+pub fn gc(
+    cli: &Cli,
+    keep: Option<usize>,
+    runners: &[String],
+    local_only: bool,
+    dry_run: bool,
+    json: bool,
+) -> Result<u8, Fail> {
     let engine = super::run::open_engine(cli, None, true)?;
-    let store = &engine.store;
-    let mut runs = store.runs()?;
-    runs.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
-    let drop_n = keep.map_or(0, |k| runs.len().saturating_sub(k));
-    let (mut dropped_runs, mut dropped_dirs) = (0, 0);
-    let mut dropped_ids = HashSet::new();
-    for r in &runs[..drop_n] {
-        if r.status == RunStatus::Running {
-            continue;
-        }
-        store.delete_run(&r.id)?;
-        let _ = std::fs::remove_dir_all(engine.home.runs().join(&r.id));
-        dropped_ids.insert(r.id.clone());
-        dropped_runs += 1;
+    let hosts = if local_only {
+        GcHosts::None
+    } else if runners.is_empty() {
+        GcHosts::All
+    } else {
+        GcHosts::Named(runners.to_vec())
+    };
+    let report = engine.gc(&GcOptions {
+        keep,
+        dry_run,
+        hosts,
+    })?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report).expect("json"));
+    } else {
+        print(&report);
     }
-    let mut live = Vec::new();
-    let mut live_keys = HashSet::new();
-    for r in runs.iter().filter(|r| !dropped_ids.contains(&r.id)) {
-        for rec in store.steps(&r.id)? {
-            live.extend(rec.outputs.values().cloned());
-            live_keys.extend(rec.cache_key.clone());
-            let n = rec.attempts.len();
-            for a in rec.attempts.iter().take(n.saturating_sub(1)) {
-                if a.dir.exists() && std::fs::remove_dir_all(&a.dir).is_ok() {
-                    dropped_dirs += 1;
+    let none_cleaned = report.hosts.iter().all(|h| h.state != HostState::Cleaned);
+    Ok(if !runners.is_empty() && none_cleaned {
+        ENVIRONMENT
+    } else {
+        OK
+    })
+}
+
+fn print(report: &GcReport) {
+    let l = &report.local;
+    let (verb, prefix) = if report.dry_run {
+        ("would remove", "dry run: ")
+    } else {
+        ("removed", "")
+    };
+    println!(
+        "{prefix}{verb} {} runs, {} old attempt folders, {} cache entries, {} blobs ({} bytes)",
+        l.runs_removed.len(),
+        l.attempt_dirs_removed,
+        l.cache_entries_removed,
+        l.blobs_removed,
+        l.bytes_freed
+    );
+    if report.dry_run {
+        for run in &l.runs_removed {
+            println!("  run {run}");
+        }
+    }
+    for h in &report.hosts {
+        let reason = h.reason.as_deref().unwrap_or("");
+        match h.state {
+            HostState::Cleaned => {
+                println!(
+                    "host of runner `{}`: {verb} {} blobs ({} bytes), {} attempt folders",
+                    h.runner, h.blobs_removed, h.bytes_freed, h.attempt_dirs_removed
+                );
+                if report.dry_run {
+                    for b in &h.blobs {
+                        println!("  blob {b}");
+                    }
+                    for a in &h.attempt_dirs {
+                        println!("  attempt folder runs/{a}");
+                    }
                 }
             }
+            HostState::Unreachable => {
+                println!(
+                    "host of runner `{}`: unreachable, skipped: {reason}",
+                    h.runner
+                )
+            }
+            HostState::Busy => println!("host of runner `{}`: busy, skipped: {reason}", h.runner),
+            HostState::Failed => println!("host of runner `{}`: failed: {reason}", h.runner),
         }
     }
-    let mut dropped_entries = 0;
-    for (key, entry) in store.cache_entries()? {
-        if dropped_ids.contains(&entry.run) && !live_keys.contains(&key) {
-            store.remove_cache_entry(&key)?;
-            dropped_entries += 1;
-        } else {
-            live.extend(entry.outputs.values().cloned());
-        }
-    }
-    store.flush()?;
-    let stats = engine
-        .cas
-        .gc(live)
-        .map_err(|e| Fail::env(format!("error: artifact store: {e}")))?;
-    println!(
-        "removed {dropped_runs} runs, {dropped_dirs} old attempt folders, {dropped_entries} cache entries, {} blobs ({} bytes)",
-        stats.removed, stats.bytes_freed
-    );
-    Ok(OK)
 }

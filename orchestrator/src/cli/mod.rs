@@ -61,7 +61,13 @@ pub fn main(cli: Cli) -> u8 {
             to,
             json,
         } => pull::pull(&cli, run, step, to.as_deref(), *json),
-        Command::Gc { keep } => gc::gc(&cli, *keep),
+        Command::Gc {
+            keep,
+            runner,
+            local_only,
+            dry_run,
+            json,
+        } => gc::gc(&cli, *keep, runner, *local_only, *dry_run, *json),
         Command::Serve { listen, tokens } => serve::serve(&cli, *listen, tokens.as_deref()),
         Command::Submit {
             file,

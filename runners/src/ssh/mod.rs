@@ -10,7 +10,8 @@
 //! into the local attempt folder while the job runs (`logs.rs`); after it succeeded, declared
 //! outputs bigger than `keep_remote_over` stay in that content-addressed folder (`keep.rs`,
 //! hashed on the host by `hash.rs`) and the others come back (`fetch.rs`). The folder is also
-//! a [`BlobStore`](crate::BlobStore) (`store.rs`) the orchestrator moves kept outputs through.
+//! a [`BlobStore`](crate::BlobStore) (`store.rs`) the orchestrator moves kept outputs through,
+//! and garbage collection lists and deletes blobs and attempt folders there (`gc.rs`).
 //! All ssh2 calls are blocking and run on blocking threads.
 
 mod check;
@@ -18,6 +19,7 @@ mod config;
 mod conn;
 mod error;
 mod fetch;
+mod gc;
 mod handle;
 mod hash;
 mod host;

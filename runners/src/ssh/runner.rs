@@ -299,6 +299,10 @@ impl Runner for SshRunner {
     fn blob_store(&self) -> Option<&dyn BlobStore> {
         Some(&self.store)
     }
+
+    fn attempt_folders(&self) -> Option<&dyn crate::AttemptFolders> {
+        Some(&self.store)
+    }
 }
 
 async fn blocking<T: Send + 'static>(

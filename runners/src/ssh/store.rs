@@ -1,5 +1,6 @@
 //! The host's content-addressed folder (`WORKDIR/cas/<blake3>`) as a [`BlobStore`]: existence
-//! checks over the runner's shared connection, transfers over a connection of their own.
+//! checks, listing and garbage collection over the runner's shared connection, transfers over
+//! a connection of their own. Also the host's attempt folders as [`AttemptFolders`].
 
 use std::io::Read;
 use std::path::Path;
@@ -7,10 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::conn::{Conn, OpError};
+use super::gc;
 use super::host::{Host, HostError};
 use super::quote::sh_quote;
 use super::stage;
-use crate::{BlobError, BlobSession, BlobStore};
+use crate::{
+    AttemptFolders, BlobError, BlobSession, BlobStore, RemoteAttempt, Removed, StoredBlob,
+};
 
 /// The store of one host.
 pub(crate) struct HostStore {
@@ -20,6 +24,10 @@ pub(crate) struct HostStore {
 impl HostStore {
     fn cas(&self) -> String {
         format!("{}/cas", self.host.cfg.workdir)
+    }
+
+    fn runs(&self) -> String {
+        format!("{}/runs", self.host.cfg.workdir)
     }
 }
 
@@ -47,14 +55,29 @@ impl BlobStore for HostStore {
                         )))
                     }
                 })
-                .map_err(|e| match e {
-                    HostError::Down(m) => BlobError::Unreachable(m),
-                    HostError::Refused(e) => BlobError::Unreachable(e.to_string()),
-                    HostError::Fatal(m) => BlobError::Other(m),
-                })?;
+                .map_err(blob_error)?;
             lacking.extend(out.lines().map(str::to_owned));
         }
         Ok(lacking)
+    }
+
+    fn list(&self, timeout: Duration) -> Result<Vec<StoredBlob>, BlobError> {
+        let cas = self.cas();
+        self.host
+            .trying_for(timeout, |c| gc::list_blobs(c, &cas))
+            .map_err(blob_error)
+    }
+
+    fn remove(&self, hexes: &[String], timeout: Duration) -> Result<Removed, BlobError> {
+        let cas = self.cas();
+        let mut done = Removed::default();
+        let mut next = 0;
+        self.host
+            .trying_for(timeout, |c| {
+                gc::remove_blobs(c, &cas, hexes, &mut next, &mut done)
+            })
+            .map_err(blob_error)?;
+        Ok(done)
     }
 
     fn session(&self) -> Result<Box<dyn BlobSession>, BlobError> {
@@ -64,6 +87,40 @@ impl BlobStore for HostStore {
             cas: self.cas(),
             runner: self.host.cfg.name.clone(),
         }))
+    }
+}
+
+impl AttemptFolders for HostStore {
+    fn attempts(&self, timeout: Duration) -> Result<Vec<RemoteAttempt>, BlobError> {
+        let runs = self.runs();
+        self.host
+            .trying_for(timeout, |c| gc::list_attempts(c, &runs))
+            .map_err(blob_error)
+    }
+
+    fn remove_attempts(
+        &self,
+        attempts: &[RemoteAttempt],
+        timeout: Duration,
+    ) -> Result<usize, BlobError> {
+        let runs = self.runs();
+        let mut next = 0;
+        let mut removed = 0;
+        self.host
+            .trying_for(timeout, |c| {
+                gc::remove_attempts(c, &runs, attempts, &mut next, &mut removed)
+            })
+            .map_err(blob_error)?;
+        Ok(removed)
+    }
+}
+
+/// A host's failure as the store reports it.
+fn blob_error(e: HostError) -> BlobError {
+    match e {
+        HostError::Down(m) => BlobError::Unreachable(m),
+        HostError::Refused(e) => BlobError::Unreachable(e.to_string()),
+        HostError::Fatal(m) => BlobError::Other(m),
     }
 }
 
