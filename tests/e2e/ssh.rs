@@ -581,3 +581,48 @@ steps:
         !tuna_tests::alive(pgid)
     });
 }
+
+#[test]
+fn a_built_in_step_runs_on_a_host_with_its_with_files_staged() {
+    if skip() {
+        return;
+    }
+    let t4 = Host::start("t4-box", "127.0.0.1", "t4", 1, 0.35);
+    let p = Project::new();
+    // The host is this machine: its `tuna` is the one under test.
+    p.file(
+        "runners.yaml",
+        &format!(
+            "runners:\n  local: {{ type: local, slots: 2 }}\n{}    tuna: {}\n",
+            t4.yaml(None),
+            tuna_tests::tuna_bin().display()
+        ),
+    );
+    p.file(
+        "data/train.jsonl",
+        "{\"prompt\": \"a\", \"completion\": \" b\"}\n{\"prompt\": \"a\", \"completion\": \" b\"}\n{\"prompt\": \"c\", \"completion\": \" d\"}\n",
+    );
+    p.file(
+        "wf.yaml",
+        r#"
+name: kind-on-host
+steps:
+  prepare:
+    runs-on: { gpu: t4 }
+    uses: data.prepare
+    with: { input: data/train.jsonl }
+  count:
+    runs-on: local
+    run: wc -l < ${{ steps.prepare.outputs.train.jsonl }}
+"#,
+    );
+    let r = tuna(&p, &["run", "wf.yaml"]).ok();
+    let id = r.run_id();
+    let status = p.status(&id);
+    let prepare = step(&status, "prepare");
+    assert_eq!(prepare["runner"], "t4-box", "{status}");
+    assert_eq!(prepare["metrics"]["examples"], 2.0, "{status}");
+    assert_eq!(prepare["metrics"]["dropped_duplicates"], 1.0, "{status}");
+    let log = p.run(&["logs", &id, "count"]).ok().stdout;
+    assert_eq!(log.trim(), "2");
+}

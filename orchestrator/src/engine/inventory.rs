@@ -43,6 +43,9 @@ pub struct RunnerSpec {
     pub lost_after: Option<String>,
     /// `ssh`: outputs bigger than this (e.g. `64MiB`, the default) stay on the host.
     pub keep_remote_over: Option<String>,
+    /// `ssh`: the `tuna` program on the host, for built-in (`uses:`) steps (default: `tuna` on
+    /// the host's `PATH`).
+    pub tuna: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -84,6 +87,7 @@ impl RunnerSpec {
             ("workdir", self.workdir.is_some()),
             ("lost_after", self.lost_after.is_some()),
             ("keep_remote_over", self.keep_remote_over.is_some()),
+            ("tuna", self.tuna.is_some()),
         ]
         .into_iter()
         .filter_map(|(k, set)| set.then_some(k))
@@ -111,6 +115,7 @@ impl Inventory {
                 workdir: None,
                 lost_after: None,
                 keep_remote_over: None,
+                tuna: None,
             },
         );
         Inventory { runners }

@@ -324,13 +324,8 @@ pub fn build_job(
                 std::fs::create_dir_all(&state).map_err(|e| format!("{state}: {e}"))?;
             }
             env.insert("TUNA_STATE".into(), state);
-            match remote {
-                Some(_) => "exec tuna exec-step".to_string(),
-                None => format!(
-                    "exec {} exec-step",
-                    shell_quote(&ctx.tuna_exe.to_string_lossy())
-                ),
-            }
+            // `$TUNA_EXE`: this tuna here; on an ssh host, the runner's `tuna` setting.
+            "exec \"$TUNA_EXE\" exec-step".to_string()
         }
     };
     for (k, t) in &step.env {

@@ -47,6 +47,7 @@ pub(crate) fn build(
             if let Some(k) = &spec.keep_remote_over {
                 cfg.keep_remote_over = Some(crate::workflow::parse_size(k)?);
             }
+            cfg.tuna.clone_from(&spec.tuna);
             // The shim hashes big outputs on hosts without `b3sum` (see `SshConfig::hasher`).
             cfg.hasher = Some(shim.to_path_buf());
             if let Some(ms) = std::env::var("TUNA_SSH_POLL_MS")

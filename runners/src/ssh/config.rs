@@ -47,6 +47,9 @@ pub struct SshConfig {
     /// (`PROGRAM --b3sum FILE...`, one hex digest a line: `tuna-shim` does). It is uploaded to
     /// hosts of the same OS and architecture that have no `b3sum`, to name kept outputs.
     pub hasher: Option<PathBuf>,
+    /// The `tuna` program on the host (`$TUNA_EXE` of its jobs, which built-in steps run
+    /// through); `None`: `tuna` on the host's `PATH`.
+    pub tuna: Option<String>,
 }
 
 impl SshConfig {
@@ -71,6 +74,7 @@ impl SshConfig {
             poll_max: Duration::from_millis(500),
             keep_remote_over: Some(DEFAULT_KEEP_REMOTE_OVER),
             hasher: None,
+            tuna: None,
         }
     }
 

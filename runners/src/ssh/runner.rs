@@ -80,7 +80,7 @@ fn launch(host: &Host, job: &Job, dir: &str) -> Result<(Handle, StageReport), Ru
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos())
     );
-    let env = env_file(job, dir)?;
+    let env = env_file(job, dir, host.cfg.tuna.as_deref().unwrap_or("tuna"))?;
     let grace = host.cfg.kill_grace.as_secs_f64().to_string();
     let timeout = job.timeout.map(|t| t.as_secs_f64().to_string());
     let prepare = prepare_command(dir, &job.script, &env, &grace, timeout.as_deref());
@@ -195,9 +195,11 @@ fn start(conn: &mut Conn, dir: &str, nonce: &str, prepare: &str) -> Result<u32, 
     }
 }
 
-/// `export NAME='value'` lines: the job's env with the paths that name the remote folder.
-fn env_file(job: &Job, dir: &str) -> Result<String, RunnerError> {
+/// `export NAME='value'` lines: the job's env with the paths that name the remote folder, and
+/// `TUNA_EXE` naming the host's `tuna`.
+fn env_file(job: &Job, dir: &str, tuna: &str) -> Result<String, RunnerError> {
     let mut env = job.env.clone();
+    env.insert("TUNA_EXE".into(), tuna.to_owned());
     env.insert("TUNA_ATTEMPT_DIR".into(), dir.to_owned());
     env.insert("TUNA_OUTPUTS".into(), format!("{dir}/work"));
     env.insert("TUNA_METRICS".into(), format!("{dir}/metrics.json"));
