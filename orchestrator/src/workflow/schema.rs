@@ -57,7 +57,11 @@ fn step() -> Value {
         "properties": {
             "needs": strings_or_one("Steps this one waits for. `${{ steps.X.outputs.Y }}` also implies X."),
             "run": { "type": "string", "description": "A shell command (bash -euo pipefail -c), run in the step's work folder." },
-            "uses": { "type": "string", "description": "A built-in step kind." },
+            "uses": {
+                "type": "string",
+                "enum": tuna_steps::all().iter().map(|k| k.name()).collect::<Vec<_>>(),
+                "description": "A built-in step kind (`tuna kinds`)."
+            },
             "with": { "type": "object", "description": "Settings of the `uses` kind." },
             "inputs": strings_or_one("Files/folders (relative to the project folder) whose content enters the cache key."),
             "outputs": strings_or_one("Paths relative to the work folder ($TUNA_OUTPUTS) collected after the step; a trailing / marks a folder."),
