@@ -138,7 +138,17 @@ pub fn status(cli: &Cli, run: &str, json: bool) -> Result<u8, Fail> {
             };
         }
         if !s.metrics.is_empty() {
-            let m: Vec<String> = s.metrics.iter().map(|(k, x)| format!("{k}={x}")).collect();
+            // A table line stays readable: the first few metrics, the rest in `--json`.
+            const SHOWN: usize = 8;
+            let mut m: Vec<String> = s
+                .metrics
+                .iter()
+                .take(SHOWN)
+                .map(|(k, x)| format!("{k}={}", short(*x)))
+                .collect();
+            if s.metrics.len() > SHOWN {
+                m.push(format!("(+{} more: --json)", s.metrics.len() - SHOWN));
+            }
             note = if note.is_empty() {
                 m.join(" ")
             } else {
@@ -330,5 +340,30 @@ pub fn fmt_secs(s: f64) -> String {
         format!("{}m{:02}s", (s / 60.0) as u64, (s % 60.0) as u64)
     } else {
         format!("{}h{:02}m", (s / 3600.0) as u64, (s % 3600.0 / 60.0) as u64)
+    }
+}
+
+/// A metric value for a table: six significant digits, trailing zeros dropped.
+fn short(x: f64) -> String {
+    if x == x.trunc() || !x.is_finite() {
+        return format!("{x}");
+    }
+    let decimals = (5 - x.abs().log10().floor() as i32).clamp(0, 12) as usize;
+    let s = format!("{x:.decimals$}");
+    let s = s.trim_end_matches('0');
+    s.trim_end_matches('.').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short;
+
+    #[test]
+    fn metric_values_keep_six_significant_digits() {
+        assert_eq!(short(6.237811889648437), "6.23781");
+        assert_eq!(short(2029.6629747895236), "2029.66");
+        assert_eq!(short(0.000004636100839942658), "0.0000046361");
+        assert_eq!(short(58.0), "58");
+        assert_eq!(short(0.25), "0.25");
     }
 }
