@@ -17,8 +17,9 @@
 #                      bench/gpu_prepare.sh, else target/release/examples/ml_bench, else built;
 #                      prebuilt binaries must be linked with TUNA_TORCH_CUDA=1, as gpu_prepare does)
 #   TUNA_ML_TESTS      prebuilt test binary (default newest target/release/deps/ml-*, else built)
-#   TUNA_TEST_FIXTURES tiny models made by steps/tests/fixtures/make_tiny_opt.py (default:
-#                      target/tmp/tiny-opt-*; else made with $PYTHON if it has transformers)
+#   TUNA_TEST_FIXTURES tiny models made by steps/tests/fixtures/make_tiny_{opt,llama}.py
+#                      (default: target/tmp/tiny-models-*; else made with $PYTHON if it has
+#                      transformers)
 #   PYTHON             python with torch/transformers/peft, optional (default python3)
 #   STEPS BATCH SEQ    throughput run size (default 20 8 512)
 # Building needs cargo and a libtorch of the version tch expects (2.13.0); prebuilt binaries
@@ -89,14 +90,15 @@ fi
 
 # --- 2. test suite on CUDA
 echo "== torch tests on CUDA"
-FIX=${TUNA_TEST_FIXTURES:-$(ls -d target/tmp/tiny-opt-* 2>/dev/null | grep -v '\.tmp' | head -1)}
+FIX=${TUNA_TEST_FIXTURES:-$(ls -d target/tmp/tiny-models-* 2>/dev/null | grep -v '\.tmp' | head -1)}
 SKIPS=()
 if [[ -z "$FIX" ]]; then
   if has_py transformers; then
     FIX=$WORK/fixtures
-    "$PYTHON" steps/tests/fixtures/make_tiny_opt.py "$FIX" >/dev/null 2>&1 || fail "make fixtures with $PYTHON"
+    { "$PYTHON" steps/tests/fixtures/make_tiny_opt.py "$FIX" && "$PYTHON" steps/tests/fixtures/make_tiny_llama.py "$FIX"; } \
+      >/dev/null 2>&1 || fail "make fixtures with $PYTHON"
   else
-    fail "no fixtures: set TUNA_TEST_FIXTURES (or carry target/tmp/tiny-opt-*), or give a PYTHON with transformers"
+    fail "no fixtures: set TUNA_TEST_FIXTURES (or carry target/tmp/tiny-models-*), or give a PYTHON with transformers"
   fi
 fi
 if ! has_py peft; then

@@ -19,7 +19,7 @@ strip -o "$OUT/ml_bench" "$TARGET/release/examples/ml_bench"
 strip -o "$OUT/ml-tests" "$TESTS"
 # The tiny models: made by the test suite on first use (needs the venv here).
 "$OUT/ml-tests" parity::pre_ln >/dev/null
-FIX=$(ls -d "$TARGET"/tmp/tiny-opt-* | grep -v '\.tmp' | head -1)
+FIX=$(ls -d "$TARGET"/tmp/tiny-models-* | grep -v '\.tmp' | head -1)
 rm -rf "$OUT/fixtures" && cp -r "$FIX" "$OUT/fixtures"
 du -sh "$OUT"
 echo "on the CUDA machine: TUNA_LIBTORCH=... TUNA_ML_BENCH=$OUT/ml_bench TUNA_ML_TESTS=$OUT/ml-tests TUNA_TEST_FIXTURES=$OUT/fixtures bench/gpu_check.sh"

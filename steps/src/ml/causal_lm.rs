@@ -11,7 +11,7 @@ use super::mode::Mode;
 /// What callers need to know about a loaded model.
 #[derive(Debug, Clone)]
 pub struct ModelInfo {
-    /// `model_type` of config.json (`opt`).
+    /// `model_type` of config.json (`opt`, `llama`, `mistral`).
     pub architecture: String,
     /// Rows of the token embedding (= logits width).
     pub vocab_size: i64,

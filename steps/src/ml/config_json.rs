@@ -114,6 +114,39 @@ impl ConfigJson {
         }
     }
 
+    /// An optional positive number with a default (`rms_norm_eps`, `rope_theta`).
+    pub(crate) fn positive_f64_or(&self, key: &str, default: f64) -> MlResult<f64> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => match v.as_f64() {
+                Some(x) if x > 0.0 && x.is_finite() => Ok(x),
+                _ => Err(self.err(key, format!("must be a positive number, found {v}"))),
+            },
+        }
+    }
+
+    /// Whether `key` is written at all (`null` included): some defaults apply only to a key
+    /// that is absent, not to one set to `null`.
+    pub(crate) fn has_key(&self, key: &str) -> bool {
+        self.map.contains_key(key)
+    }
+
+    /// An optional JSON object.
+    pub(crate) fn object_opt(&self, key: &str) -> MlResult<Option<&Map<String, Value>>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_object()
+                .map(Some)
+                .ok_or_else(|| self.err(key, format!("must be an object, found {v}"))),
+        }
+    }
+
+    /// A [`MlError::Config`] about `key` (for checks made by an architecture's config).
+    pub(crate) fn key_error(&self, key: &str, message: impl std::fmt::Display) -> MlError {
+        self.err(key, message)
+    }
+
     /// An optional string.
     pub(crate) fn str_opt(&self, key: &str) -> MlResult<Option<&str>> {
         match self.get(key) {

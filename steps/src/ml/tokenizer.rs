@@ -29,7 +29,7 @@ impl TextTokenizer {
         Ok(TextTokenizer { inner, path })
     }
 
-    /// Token ids of `text`; `special` adds the model's special tokens (OPT's leading `</s>`).
+    /// Token ids of `text`; `special` adds the model's special tokens (OPT's leading `</s>`, Llama's `<s>`).
     pub fn encode(&self, text: &str, special: bool) -> MlResult<Vec<i64>> {
         let enc = self
             .inner

@@ -17,7 +17,7 @@ pub struct LoraConfig {
     #[serde(default = "default_dropout")]
     pub dropout: f64,
     /// Module names (last path component) that get adapters; default: the architecture's MLP
-    /// projections (`fc1`, `fc2` for OPT).
+    /// projections (`fc1`, `fc2` for OPT; `gate_proj`, `up_proj`, `down_proj` for Llama/Mistral).
     #[serde(default)]
     pub targets: Option<Vec<String>>,
 }

@@ -74,23 +74,36 @@ pub fn run_py(script: &str, args: &[&Path]) {
     );
 }
 
-/// The folder of tiny models (`pre_ln`, `post_ln_proj`, `sharded`), built once per script
-/// version and kept under the target directory (or `TUNA_TEST_FIXTURES`, made beforehand by
-/// `make_tiny_opt.py`, where no Python is at hand).
+/// The scripts that make the tiny models, run in this order into one folder.
+const FIXTURE_SCRIPTS: [&str; 2] = ["make_tiny_opt.py", "make_tiny_llama.py"];
+
+/// The folder of tiny models (OPT: `pre_ln`, `post_ln_proj`, `sharded`; Llama family:
+/// `llama_tied`, `llama_untied`, `mistral`), built once per version of the scripts and kept under
+/// the target directory (or `TUNA_TEST_FIXTURES`, made beforehand by the scripts, where no
+/// Python is at hand).
 pub fn fixtures() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         if let Some(dir) = std::env::var_os("TUNA_TEST_FIXTURES") {
             return PathBuf::from(dir);
         }
-        let script = std::fs::read(root().join("steps/tests/fixtures/make_tiny_opt.py")).unwrap();
-        let stamp = fnv1a(&script);
+        let mut scripts = Vec::new();
+        for s in FIXTURE_SCRIPTS {
+            scripts.extend(std::fs::read(root().join("steps/tests/fixtures").join(s)).unwrap());
+        }
+        let stamp = fnv1a(&scripts);
         let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-        let dir = base.join(format!("tiny-opt-{stamp:016x}"));
-        if !dir.join("sharded/reference.safetensors").exists() {
-            let tmp = base.join(format!("tiny-opt-{stamp:016x}.tmp{}", std::process::id()));
+        let dir = base.join(format!("tiny-models-{stamp:016x}"));
+        if !dir.join("DONE").exists() {
+            let tmp = base.join(format!(
+                "tiny-models-{stamp:016x}.tmp{}",
+                std::process::id()
+            ));
             let _ = std::fs::remove_dir_all(&tmp);
-            run_py("make_tiny_opt.py", &[&tmp]);
+            for s in FIXTURE_SCRIPTS {
+                run_py(s, &[&tmp]);
+            }
+            std::fs::write(tmp.join("DONE"), "").unwrap();
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::rename(&tmp, &dir).unwrap();
         }

@@ -4,14 +4,14 @@ use tuna_steps::ml::{DType, load_causal_lm};
 
 use crate::common::{device, fixture_copy};
 
-fn load_err(dir: &std::path::Path) -> String {
+pub(crate) fn load_err(dir: &std::path::Path) -> String {
     match load_causal_lm(dir, DType::F32, device()) {
         Ok(_) => panic!("{} loaded although it is malformed", dir.display()),
         Err(e) => e.to_string(),
     }
 }
 
-fn edit_config(
+pub(crate) fn edit_config(
     dir: &std::path::Path,
     f: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>),
 ) {

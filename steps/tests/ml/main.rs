@@ -4,6 +4,8 @@
 mod common;
 mod data;
 mod finetune;
+mod llama;
+mod llama_train;
 mod loading;
 mod lora;
 mod nf4;

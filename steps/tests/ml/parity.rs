@@ -6,7 +6,7 @@ use tuna_steps::ml::{DType, Mode, load_causal_lm};
 use crate::common::{device, fixtures, max_abs_diff, read_tensors};
 
 /// Compares logits at the positions the mask keeps; returns the largest difference.
-fn compare(name: &str, dtype: DType) -> f64 {
+pub(crate) fn compare(name: &str, dtype: DType) -> f64 {
     let dir = fixtures().join(name);
     let model = load_causal_lm(&dir, dtype, device()).unwrap();
     let r = read_tensors(&dir.join("reference.safetensors"));

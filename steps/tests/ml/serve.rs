@@ -11,14 +11,19 @@ use tuna_steps::ml::{DType, Mode, TextTokenizer, load_causal_lm};
 
 use crate::common::{device, fixtures};
 
-struct Server {
+pub(crate) struct Server {
     addr: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 async fn start() -> Server {
-    let dir = fixtures().join("pre_ln");
+    start_on("pre_ln").await
+}
+
+/// Serves fixture `name` on a free port of 127.0.0.1.
+pub(crate) async fn start_on(name: &str) -> Server {
+    let dir = fixtures().join(name);
     let engine = tokio::task::spawn_blocking(move || {
         Engine::load(&dir, None, DType::F32, device()).unwrap()
     })
@@ -38,7 +43,7 @@ async fn start() -> Server {
 }
 
 impl Server {
-    async fn shutdown(mut self) {
+    pub(crate) async fn shutdown(mut self) {
         let _ = self.stop.take().unwrap().send(());
         self.task.await.unwrap().unwrap();
     }
@@ -62,12 +67,12 @@ impl Server {
         )
     }
 
-    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+    pub(crate) async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         self.call("POST", path, &body.to_string()).await
     }
 }
 
-fn helm_request(prompt: &str, max_new_tokens: i64) -> Value {
+pub(crate) fn helm_request(prompt: &str, max_new_tokens: i64) -> Value {
     json!({
         "prompt": prompt, "temperature": 1e-7, "num_return_sequences": 1,
         "max_new_tokens": max_new_tokens, "top_p": 1, "echo_prompt": false,

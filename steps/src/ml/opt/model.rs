@@ -15,6 +15,7 @@ use crate::ml::config_json::ConfigJson;
 use crate::ml::error::MlResult;
 use crate::ml::layer_norm::LayerNorm;
 use crate::ml::linear::Linear;
+use crate::ml::mask::causal_mask;
 use crate::ml::mode::Mode;
 use crate::ml::weights::WeightMap;
 
@@ -157,17 +158,6 @@ impl OptModel {
     }
 }
 
-/// `[b, 1, t, t]` booleans: causal, padded keys hidden, a token always sees itself (so that
-/// rows of padding never attend to nothing).
-fn padded_causal_mask(mask: &Tensor) -> Tensor {
-    let (b, t) = mask.size2().expect("attention mask is [batch, seq]");
-    let device = mask.device();
-    let causal = Tensor::ones([t, t], (Kind::Bool, device)).tril(0);
-    let eye = Tensor::eye(t, (Kind::Bool, device));
-    let keys = mask.to_kind(Kind::Bool).view([b, 1, 1, t]);
-    keys.logical_or(&eye).logical_and(&causal)
-}
-
 impl CausalLm for OptModel {
     fn info(&self) -> &ModelInfo {
         &self.info
@@ -191,8 +181,7 @@ impl CausalLm for OptModel {
             None => tokens,
         };
         let mut h = tokens + Tensor::embedding(&self.embed_positions, &positions, -1, false, false);
-        let padded = attention_mask.is_some() && mask.min().int64_value(&[]) == 0;
-        let attn_mask = padded.then(|| padded_causal_mask(&mask));
+        let attn_mask = causal_mask(attention_mask.map(|_| &mask), t, None, device);
         for layer in &self.layers {
             h = layer.forward(&h, attn_mask.as_ref(), mode);
         }
