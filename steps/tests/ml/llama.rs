@@ -5,9 +5,9 @@ use serde_json::json;
 use tch::Kind;
 use tuna_steps::ml::{DType, Mode, load_causal_lm};
 
-use crate::common::{device, fixture_copy, fixtures, max_abs_diff, read_tensors};
+use crate::common::{device, fixture_copy, max_abs_diff, read_tensors};
 use crate::loading::{edit_config, load_err};
-use crate::parity::compare;
+use crate::parity::{assert_bf16_close, assert_right_padding_invariant, compare};
 
 #[test]
 fn llama_with_grouped_query_attention_and_tied_head_matches_transformers_fp32() {
@@ -40,27 +40,12 @@ fn mistral_with_a_sliding_window_matches_transformers_fp32() {
 
 #[test]
 fn llama_bf16_stays_close_to_fp32_reference() {
-    let r = read_tensors(&fixtures().join("llama_tied/reference.safetensors"));
-    let scale = r["logits"].abs().max().double_value(&[]);
-    let d = compare("llama_tied", DType::Bf16);
-    assert!(
-        d <= 0.05 * scale,
-        "max |Δlogit| = {d} for logits up to {scale}"
-    );
+    assert_bf16_close("llama_tied");
 }
 
 #[test]
 fn right_padding_does_not_change_real_tokens() {
-    let dir = fixtures().join("llama_untied");
-    let model = load_causal_lm(&dir, DType::F32, device()).unwrap();
-    let r = read_tensors(&dir.join("reference.safetensors"));
-    let prefix = r["input_ids"]
-        .narrow(0, 1, 1)
-        .narrow(1, 0, 8)
-        .to_device(device());
-    let alone = tch::no_grad(|| model.forward(&prefix, None, Mode::Eval));
-    let batched = r["logits"].narrow(0, 1, 1).narrow(1, 0, 8);
-    assert!(max_abs_diff(&alone, &batched) <= 1e-4);
+    assert_right_padding_invariant("llama_untied");
 }
 
 #[test]

@@ -47,21 +47,20 @@ fn sharded_folder_matches_transformers_fp32() {
     assert!(d <= 1e-4, "max |Δlogit| = {d}");
 }
 
-#[test]
-fn bf16_stays_close_to_fp32_reference() {
-    let r = read_tensors(&fixtures().join("pre_ln/reference.safetensors"));
+/// bf16 logits of fixture `name` within 5 % of the largest fp32 reference logit.
+pub(crate) fn assert_bf16_close(name: &str) {
+    let r = read_tensors(&fixtures().join(name).join("reference.safetensors"));
     let scale = r["logits"].abs().max().double_value(&[]);
-    let d = compare("pre_ln", DType::Bf16);
+    let d = compare(name, DType::Bf16);
     assert!(
         d <= 0.05 * scale,
         "max |Δlogit| = {d} for logits up to {scale}"
     );
 }
 
-#[test]
-fn padding_does_not_change_real_tokens() {
-    // Row 1 of the reference is right-padded: its real prefix alone gives the same logits.
-    let dir = fixtures().join("pre_ln");
+/// Row 1 of a reference is right-padded: its real prefix alone gives the same logits.
+pub(crate) fn assert_right_padding_invariant(name: &str) {
+    let dir = fixtures().join(name);
     let model = load_causal_lm(&dir, DType::F32, device()).unwrap();
     let r = read_tensors(&dir.join("reference.safetensors"));
     let prefix: Tensor = r["input_ids"]
@@ -71,4 +70,14 @@ fn padding_does_not_change_real_tokens() {
     let alone = tch::no_grad(|| model.forward(&prefix, None, Mode::Eval));
     let batched = r["logits"].narrow(0, 1, 1).narrow(1, 0, 8);
     assert!(max_abs_diff(&alone, &batched) <= 1e-4);
+}
+
+#[test]
+fn bf16_stays_close_to_fp32_reference() {
+    assert_bf16_close("pre_ln");
+}
+
+#[test]
+fn padding_does_not_change_real_tokens() {
+    assert_right_padding_invariant("pre_ln");
 }
