@@ -1,0 +1,270 @@
+//! The dispatcher: owns all state of one run while it is driven, and `select!`s over executor
+//! events, retry timers and control messages.
+//!
+//! Every state change is written to the store, and the store flushed, before the action that
+//! follows it (a launch, or the end of the run): one flush per turn of the loop covers all the
+//! changes of that turn. A step found Launching or Running (after a crash) is adopted by
+//! launching the same attempt again: the runner's launch is idempotent per attempt, so a
+//! command never runs twice in one attempt.
+
+mod adopt;
+mod end;
+mod launch;
+mod outcome;
+mod schedule;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tuna_runners::{Outcome, Resources};
+
+use super::artifacts::{self, Prep};
+use super::engine::{Engine, EngineError};
+use super::events::{Collected, Control, Event};
+use super::executor;
+use super::gate;
+use super::job::{JobContext, RUN_ID, SCHEDULED_TIME, build_job, key_inputs, merged_params};
+use super::ledger::{Cost, check_budget};
+use super::pool::{Assignment, Placement};
+use super::progress::Progress;
+use crate::cache::KeyInputs;
+use crate::dag::Dag;
+use crate::store::{
+    AttemptRecord, CacheEntry, FORMAT_MAJOR, LastKey, Location, RunRecord, RunStatus, StepRecord,
+    StepStatus, now_ms,
+};
+use crate::workflow::{RetryOn, Step};
+
+/// A launch to make once the records before it are flushed: the runner, the job, the step's
+/// declared outputs, and the upstream outputs to bring from the runners that keep them.
+type Launch = (
+    Arc<dyn tuna_runners::Runner>,
+    tuna_runners::Job,
+    Vec<String>,
+    Vec<Prep>,
+);
+
+pub struct Dispatcher<'e> {
+    eng: &'e Engine,
+    dag: Dag,
+    run: RunRecord,
+    params: BTreeMap<String, String>,
+    recs: HashMap<String, StepRecord>,
+    /// Key inputs computed for a step about to run, stored as its last key when it passes.
+    keys: HashMap<String, KeyInputs>,
+    assignments: HashMap<String, Assignment>,
+    /// Attempts started in this process, for the retry budget.
+    tries: HashMap<String, u32>,
+    /// When a step started waiting for capacity.
+    waiting_since: HashMap<String, u64>,
+    active: usize,
+    /// Topological indices of the steps to look at when scheduling: Pending or Waiting, with
+    /// every upstream step final (so the scan is over the frontier, not the whole DAG).
+    todo: std::collections::BTreeSet<usize>,
+    /// Step name → topological index.
+    index: HashMap<String, usize>,
+    stop: Option<RunStatus>,
+    tx: mpsc::UnboundedSender<Event>,
+    rx: mpsc::UnboundedReceiver<Event>,
+}
+
+impl<'e> Dispatcher<'e> {
+    /// Loads a run (new or resumed) from the store.
+    pub fn load(eng: &'e Engine, run_id: &str) -> Result<Dispatcher<'e>, EngineError> {
+        let run = eng
+            .store
+            .run(run_id)?
+            .ok_or_else(|| EngineError::NoSuchRun(run_id.to_string()))?;
+        let dag =
+            crate::workflow::load_str(&run.workflow_path, &run.workflow_text).map_err(|e| {
+                EngineError::Invalid(format!(
+                    "the workflow stored with run `{run_id}` no longer loads:\n{}",
+                    e.render_plain()
+                ))
+            })?;
+        let params = merged_params(dag.workflow(), &run.params).map_err(EngineError::Invalid)?;
+        let mut recs = HashMap::new();
+        for rec in eng.store.steps(run_id)? {
+            recs.insert(rec.step.clone(), rec);
+        }
+        for name in dag.topo_order() {
+            recs.entry(name.clone())
+                .or_insert_with(|| StepRecord::new(run_id, name));
+        }
+        // A service step whose server is gone (the run ended, the machine restarted) starts it
+        // again when steps after it are still to run.
+        for name in dag.topo_order() {
+            let service = end::is_service_step(&dag.workflow().steps[name]);
+            let rec = &recs[name];
+            if service
+                && rec.status == StepStatus::Passed
+                && rec
+                    .outputs_dir
+                    .as_deref()
+                    .is_none_or(|d| super::services::live_server(d).is_none())
+                && dag
+                    .dependents(name)
+                    .iter()
+                    .any(|d| !recs[*d].status.is_final())
+            {
+                let fresh = StepRecord::new(run_id, name);
+                let attempts = recs[name].attempts.clone();
+                recs.insert(name.clone(), StepRecord { attempts, ..fresh });
+            }
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let todo = dag
+            .topo_order()
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| matches!(recs[*n].status, StepStatus::Pending | StepStatus::Waiting))
+            .filter(|(_, n)| dag.needs(n).iter().all(|u| recs[u].status.is_final()))
+            .map(|(i, _)| i)
+            .collect();
+        let index = dag
+            .topo_order()
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), i))
+            .collect();
+        Ok(Dispatcher {
+            eng,
+            dag,
+            run,
+            params,
+            recs,
+            keys: HashMap::new(),
+            assignments: HashMap::new(),
+            tries: HashMap::new(),
+            waiting_since: HashMap::new(),
+            active: 0,
+            todo,
+            index,
+            stop: None,
+            tx,
+            rx,
+        })
+    }
+
+    /// Drives the run to its end; returns its final status.
+    pub async fn drive(mut self, resumed: bool) -> Result<RunStatus, EngineError> {
+        let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel();
+        self.eng.register(&self.run.id, ctl_tx);
+        self.eng.reporter.report(&Progress::RunStarted {
+            run: &self.run.id,
+            workflow: &self.run.workflow,
+            steps: self.dag.topo_order().len(),
+            resumed,
+        });
+        let result = self.drive_inner(&mut ctl_rx).await;
+        self.eng.unregister(&self.run.id);
+        result
+    }
+
+    async fn drive_inner(
+        &mut self,
+        ctl_rx: &mut mpsc::UnboundedReceiver<Control>,
+    ) -> Result<RunStatus, EngineError> {
+        self.adopt()?;
+        loop {
+            let launches = self.schedule()?;
+            self.eng.store.flush()?;
+            for (runner, job, outputs, preps) in launches {
+                executor::spawn(
+                    runner,
+                    self.eng.cas.clone(),
+                    job,
+                    outputs,
+                    preps,
+                    self.tx.clone(),
+                );
+            }
+            if self.active == 0 && (self.stop.is_some() || self.all_final()) {
+                break;
+            }
+            let timer = self.next_timer();
+            if self.active == 0 && timer.is_none() {
+                // Nothing runs and nothing will wake us: the steps left cannot start.
+                tracing::error!(run = %self.run.id, "scheduler stalled with steps left; ending the run");
+                break;
+            }
+            tokio::select! {
+                Some(ev) = self.rx.recv() => {
+                    self.on_event(ev)?;
+                    while let Ok(ev) = self.rx.try_recv() {
+                        self.on_event(ev)?;
+                    }
+                }
+                Some(c) = ctl_rx.recv() => self.on_control(c).await,
+                _ = sleep_until_ms(timer), if timer.is_some() => {}
+            }
+        }
+        self.finish()
+    }
+
+    /// Dependents of a step that just became final join the frontier once all their
+    /// upstream steps are final.
+    fn release_dependents(&mut self, name: &str) {
+        for d in self.dag.dependents(name) {
+            let ready = matches!(
+                self.recs[d].status,
+                StepStatus::Pending | StepStatus::Waiting
+            ) && self
+                .dag
+                .needs(d)
+                .iter()
+                .all(|u| self.recs[u].status.is_final());
+            if ready {
+                self.todo.insert(self.index[d]);
+            }
+        }
+    }
+
+    fn requeue(&mut self, name: &str) {
+        self.todo.insert(self.index[name]);
+    }
+
+    fn all_final(&self) -> bool {
+        self.recs.values().all(|r| r.status.is_final())
+    }
+
+    fn step(&self, name: &str) -> &Step {
+        &self.dag.workflow().steps[name]
+    }
+
+    fn save(&mut self, name: &str) -> Result<(), EngineError> {
+        let rec = &self.recs[name];
+        self.eng.store.put_step(rec)?;
+        if rec.status.is_final() {
+            self.release_dependents(name);
+        }
+        let rec = &self.recs[name];
+        self.eng.reporter.report(&Progress::Step {
+            step: name,
+            status: rec.status,
+            attempt: rec.attempt(),
+            runner: rec.attempts.last().map(|a| a.runner.as_str()),
+            message: rec.message.as_deref(),
+        });
+        Ok(())
+    }
+}
+
+pub fn run_status_str(s: RunStatus) -> &'static str {
+    match s {
+        RunStatus::Running => "running",
+        RunStatus::Passed => "passed",
+        RunStatus::Failed => "failed",
+        RunStatus::Cancelled => "cancelled",
+        RunStatus::Interrupted => "interrupted",
+    }
+}
+
+async fn sleep_until_ms(t: Option<u64>) {
+    let now = now_ms();
+    let wait = t.map_or(0, |t| t.saturating_sub(now));
+    tokio::time::sleep(Duration::from_millis(wait)).await;
+}

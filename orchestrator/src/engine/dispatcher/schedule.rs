@@ -1,0 +1,267 @@
+//! One scheduling turn: in topological order, each ready step is skipped, served from the
+//! cache, placed on a runner within the budget, or left waiting for capacity.
+
+use super::*;
+
+impl Dispatcher<'_> {
+    /// One pass over the steps in topological order: skip what cannot run, restore cache hits,
+    /// place and record what can start. Returns the launches to make after the flush.
+    pub(super) fn schedule(&mut self) -> Result<Vec<Launch>, EngineError> {
+        let mut launches = Vec::new();
+        if self.stop.is_some() {
+            return Ok(launches);
+        }
+        let now = now_ms();
+        // A pass can make steps ready (a cache hit, a skip): go again until one adds nothing.
+        let mut seen = std::collections::BTreeSet::new();
+        loop {
+            let todo: Vec<usize> = self
+                .todo
+                .iter()
+                .copied()
+                .filter(|i| seen.insert(*i))
+                .collect();
+            if todo.is_empty() {
+                break;
+            }
+            self.schedule_pass(todo, now, &mut launches)?;
+        }
+        Ok(launches)
+    }
+
+    pub(super) fn schedule_pass(
+        &mut self,
+        todo: Vec<usize>,
+        now: u64,
+        launches: &mut Vec<Launch>,
+    ) -> Result<(), EngineError> {
+        for i in todo {
+            let order = self.dag.topo_order();
+            let name = &order[i];
+            let rec = &self.recs[name];
+            if !matches!(rec.status, StepStatus::Pending | StepStatus::Waiting) {
+                self.todo.remove(&i);
+                continue;
+            }
+            let needs = self.dag.needs(name);
+            let bad = needs.iter().find(|n| {
+                matches!(
+                    self.recs[*n].status,
+                    StepStatus::Failed | StepStatus::TimedOut | StepStatus::Skipped
+                )
+            });
+            if let Some(bad) = bad {
+                let (name, bad) = (name.clone(), bad.clone());
+                let rec = self.recs.get_mut(&name).expect("record");
+                rec.status = StepStatus::Skipped;
+                rec.message = Some(format!("upstream step `{bad}` did not pass"));
+                rec.ended_at = Some(now);
+                self.save(&name)?;
+                self.todo.remove(&i);
+                continue;
+            }
+            if !needs.iter().all(|n| self.recs[n].status.is_done())
+                || rec.not_before.is_some_and(|t| t > now)
+            {
+                continue;
+            }
+            let name = name.clone();
+            if self.try_cache(&name)? {
+                self.todo.remove(&i);
+                continue;
+            }
+            if self.active >= self.run.jobs {
+                continue;
+            }
+            let placement = self
+                .eng
+                .pool
+                .lock()
+                .expect("pool")
+                .try_place(&self.step(&name).runs_on);
+            match placement {
+                Placement::Placed(asg) => {
+                    if let Err(why) = self.within_budget(&name, &asg, now) {
+                        self.eng.pool.lock().expect("pool").release(&asg);
+                        let rec = self.recs.get_mut(&name).expect("record");
+                        rec.status = StepStatus::Failed;
+                        rec.message = Some(why);
+                        rec.ended_at = Some(now);
+                        self.save(&name)?;
+                        self.todo.remove(&i);
+                        continue;
+                    }
+                    launches.push(self.start_attempt(&name, asg)?);
+                    self.todo.remove(&i);
+                }
+                Placement::Wait(why) => self.wait_for_capacity(&name, why, now)?,
+                Placement::Never(why) => {
+                    self.fail(&name, why, RetryOn::Capacity, StepStatus::Failed)?
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The workflow's `budget`: what the run spent so far plus what this step may spend (its
+    /// timeout × its GPUs × the runner's price, when it has a timeout) must stay within it.
+    pub(super) fn within_budget(
+        &self,
+        name: &str,
+        asg: &Assignment,
+        now: u64,
+    ) -> Result<(), String> {
+        let Some(budget) = &self.dag.workflow().budget else {
+            return Ok(());
+        };
+        let spent = Cost::of_run(self.recs.values(), now);
+        let price = self
+            .eng
+            .pool
+            .lock()
+            .expect("pool")
+            .runner(asg.runner)
+            .price_per_hour;
+        let next = self.step(name).timeout.map_or(Cost::default(), |t| {
+            let gpu_hours = t.as_secs_f64() / 3600.0 * asg.gpus.len() as f64;
+            Cost {
+                gpu_hours,
+                cost: gpu_hours * price,
+            }
+        });
+        check_budget(budget, spent, next)
+    }
+
+    /// A cache hit: record Cached and the stored outputs. Also remembers the key inputs.
+    pub(super) fn try_cache(&mut self, name: &str) -> Result<bool, EngineError> {
+        if self.keys.contains_key(name) {
+            return Ok(false); // looked up already: a miss waiting for a slot
+        }
+        let step = self.step(name).clone();
+        let runner = self
+            .eng
+            .pool
+            .lock()
+            .expect("pool")
+            .cache_identity(&step.runs_on, step.cache.per_runner);
+        let inputs = {
+            let recs = &self.recs;
+            let mut params = self.params.clone();
+            params.insert(RUN_ID.into(), self.run.id.clone());
+            params.insert(
+                SCHEDULED_TIME.into(),
+                self.run.scheduled_time.clone().unwrap_or_default(),
+            );
+            key_inputs(
+                self.dag.workflow(),
+                &step,
+                &params,
+                |s| recs.get(s).map(|r| &r.outputs),
+                &runner,
+            )
+        };
+        let inputs = match inputs {
+            Ok(i) => i,
+            Err(e) => {
+                self.fail(name, e, RetryOn::Failure, StepStatus::Failed)?;
+                return Ok(true);
+            }
+        };
+        let key = inputs.key();
+        if step.cache.enabled
+            && !self.run.no_cache
+            && let Some(entry) = self.eng.store.cache_entry(&key)?
+            && self.outputs_there(name, &entry)
+        {
+            let rec = self.recs.get_mut(name).expect("record");
+            rec.status = StepStatus::Cached;
+            rec.cache_key = Some(key.clone());
+            rec.outputs = entry.outputs;
+            rec.locations = entry.locations;
+            rec.metrics = entry.metrics;
+            rec.message = Some(format!("cache hit from run {}", entry.run));
+            rec.ended_at = Some(now_ms());
+            self.save(name)?;
+            self.remember_key(name, key, inputs)?;
+            return Ok(true);
+        }
+        self.recs.get_mut(name).expect("record").cache_key = Some(key);
+        self.keys.insert(name.to_string(), inputs);
+        Ok(false)
+    }
+
+    /// Whether a cache entry's outputs are all where it records them (kept ones are looked
+    /// for on their runner's machine, which blocks: this thread is marked as blocking then).
+    pub(super) fn outputs_there(&self, name: &str, entry: &CacheEntry) -> bool {
+        let check = || {
+            artifacts::check(
+                &self.eng.cas,
+                &|n: &str| self.eng.runner_named(n),
+                &entry.outputs,
+                &entry.locations,
+                &mut HashMap::new(),
+            )
+        };
+        let remote = entry.locations.values().any(|l| l.runner().is_some());
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let reasons = if remote && multi_thread {
+            tokio::task::block_in_place(check)
+        } else {
+            check()
+        };
+        if !reasons.is_empty() {
+            let why: Vec<String> = reasons.iter().map(ToString::to_string).collect();
+            tracing::info!(
+                step = name,
+                "the cached result is not reused: {}",
+                why.join("; ")
+            );
+        }
+        reasons.is_empty()
+    }
+
+    /// Stores a step's key inputs as its last key, so `tuna plan` can say what changed.
+    pub(super) fn remember_key(
+        &self,
+        name: &str,
+        key: String,
+        inputs: KeyInputs,
+    ) -> Result<(), EngineError> {
+        let last = LastKey {
+            format: FORMAT_MAJOR,
+            key,
+            inputs,
+        };
+        Ok(self
+            .eng
+            .store
+            .put_last_key(&self.run.workflow, name, &last)?)
+    }
+
+    pub(super) fn wait_for_capacity(
+        &mut self,
+        name: &str,
+        why: String,
+        now: u64,
+    ) -> Result<(), EngineError> {
+        let since = *self.waiting_since.entry(name.to_string()).or_insert(now);
+        if let Some(limit) = self.step(name).wait_for_capacity
+            && now.saturating_sub(since) > limit.as_millis() as u64
+        {
+            let msg = format!(
+                "{why} for longer than wait_for_capacity ({}s)",
+                limit.as_secs()
+            );
+            self.waiting_since.remove(name);
+            return self.fail(name, msg, RetryOn::Capacity, StepStatus::Failed);
+        }
+        let rec = self.recs.get_mut(name).expect("record");
+        if rec.status != StepStatus::Waiting || rec.message.as_deref() != Some(why.as_str()) {
+            rec.status = StepStatus::Waiting;
+            rec.message = Some(why);
+            self.save(name)?;
+        }
+        Ok(())
+    }
+}
