@@ -7,7 +7,7 @@ mod minhash;
 mod settings;
 
 use std::collections::HashSet;
-use std::io::Write;
+use std::io::{BufRead, Write};
 use std::path::Path;
 
 use crate::context::StepContext;
@@ -67,7 +67,8 @@ struct Example {
 
 fn prepare(ctx: &StepContext, s: &PrepareSettings) -> Result<Metrics, StepError> {
     let input = ctx.resolve(Path::new(&s.input));
-    let text = std::fs::read_to_string(&input)
+    // Read line by line: only the kept examples are held.
+    let file = std::fs::File::open(&input)
         .map_err(|e| StepError::Input(format!("with.input {}: {e}", input.display())))?;
     let tokenizer = match &s.tokenizer {
         Some(p) => Some(load_tokenizer(&ctx.resolve(Path::new(p)))?),
@@ -77,14 +78,16 @@ fn prepare(ctx: &StepContext, s: &PrepareSettings) -> Result<Metrics, StepError>
     let mut near = s.near_threshold().map(NearDuplicates::new);
     let (mut read, mut exact, mut near_dropped, mut too_long) = (0u64, 0u64, 0u64, 0u64);
     let mut kept = Vec::new();
-    for (i, line) in text.lines().enumerate() {
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line =
+            line.map_err(|e| StepError::Input(format!("{}:{}: {e}", input.display(), i + 1)))?;
         if line.trim().is_empty() {
             continue;
         }
         read += 1;
         let at = |m: String| StepError::Input(format!("{}:{}: {m}", input.display(), i + 1));
         let v: serde_json::Value =
-            serde_json::from_str(line).map_err(|e| at(format!("not a JSON object: {e}")))?;
+            serde_json::from_str(&line).map_err(|e| at(format!("not a JSON object: {e}")))?;
         let field = |name: &str| -> Result<String, StepError> {
             v.get(name)
                 .and_then(|x| x.as_str())
@@ -206,4 +209,68 @@ fn write(ctx: &StepContext, name: &str, bytes: &[u8]) -> Result<(), StepError> {
     let path = ctx.work.join(name);
     std::fs::write(&path, bytes)
         .map_err(|e| StepError::io(format!("writing {}", path.display()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(dir: &Path, with: serde_json::Value) -> StepContext {
+        StepContext {
+            kind: "data.prepare".into(),
+            with,
+            work: dir.to_path_buf(),
+            state: dir.join(".state"),
+            metrics: dir.join("metrics.json"),
+        }
+    }
+
+    #[test]
+    fn a_malformed_line_is_named_by_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("d.jsonl"),
+            "{\"prompt\": \"a\", \"completion\": \"b\"}\n\n{\"prompt\": \"c\"}\n",
+        )
+        .unwrap();
+        let c = ctx(dir.path(), serde_json::json!({"input": "d.jsonl"}));
+        let err = DataPrepare.execute(&c).unwrap_err().to_string();
+        assert!(
+            err.ends_with("d.jsonl:3: has no string field `completion`"),
+            "{err}"
+        );
+        std::fs::write(dir.path().join("d.jsonl"), "not json\n").unwrap();
+        let err = DataPrepare.execute(&c).unwrap_err().to_string();
+        assert!(err.contains("d.jsonl:1: not a JSON object"), "{err}");
+    }
+
+    #[test]
+    fn renamed_fields_dedup_and_a_seeded_split() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = String::new();
+        for i in 0..20 {
+            text.push_str(&format!(
+                "{{\"q\": \"question {i}\", \"a\": \"answer {i}\"}}\n"
+            ));
+        }
+        text.push_str("{\"q\": \"question 0\", \"a\": \"answer 0\"}\n");
+        std::fs::write(dir.path().join("d.jsonl"), text).unwrap();
+        let with = serde_json::json!({"input": "d.jsonl", "prompt_field": "q",
+            "completion_field": "a", "val_fraction": 0.25, "seed": 7});
+        let m = DataPrepare.execute(&ctx(dir.path(), with.clone())).unwrap();
+        assert_eq!(m["examples_read"], 21);
+        assert_eq!(m["dropped_duplicates"], 1);
+        assert_eq!(m["val_examples"], 5);
+        assert_eq!(m["examples"], 15);
+        let train = std::fs::read_to_string(dir.path().join("train.jsonl")).unwrap();
+        let first: serde_json::Value = serde_json::from_str(train.lines().next().unwrap()).unwrap();
+        assert!(first["prompt"].as_str().unwrap().starts_with("question"));
+        // The same seed gives the same split.
+        let val = std::fs::read_to_string(dir.path().join("val.jsonl")).unwrap();
+        DataPrepare.execute(&ctx(dir.path(), with)).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("val.jsonl")).unwrap(),
+            val
+        );
+    }
 }
