@@ -437,3 +437,45 @@ fn a_served_model_is_stopped_at_the_end_and_started_again_on_resume() {
         again.stdout
     );
 }
+
+#[test]
+fn a_random_llama_fine_tunes_with_qlora_on_its_mlp_projections() {
+    tuna_ml_bin();
+    let p = Project::new();
+    p.file("data/train.jsonl", &data());
+    p.file(
+        "wf.yaml",
+        r#"
+name: llama
+steps:
+  base:
+    uses: model.init
+    with: { architecture: llama, corpus: data/train.jsonl, vocab_size: 400, hidden_size: 32, layers: 2, heads: 4, kv_heads: 2, ffn_dim: 64, max_positions: 96 }
+  tune:
+    uses: finetune
+    with:
+      model: ${{ steps.base.outputs.model/ }}
+      data: data/train.jsonl
+      max_steps: 8
+      learning_rate: 1e-2
+      batch_size: 8
+      quantize: nf4
+    gate: ["loss_last < loss_first"]
+  check:
+    run: grep -q gate_proj ${{ steps.tune.outputs.adapter/ }}/adapter_config.json
+"#,
+    );
+    let id = p.run(&["run", "wf.yaml"]).ok().run_id();
+    assert_eq!(p.step_status(&id, "check"), "passed");
+    p.file(
+        "bad.yaml",
+        "name: bad\nsteps:\n  base:\n    uses: model.init\n    with: { architecture: llama, corpus: data/train.jsonl, heads: 4, kv_heads: 3 }\n",
+    );
+    let r = p.run(&["validate", "bad.yaml"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("must divide heads 4, found 3"),
+        "{}",
+        r.stderr
+    );
+}

@@ -1,6 +1,6 @@
-//! A byte-level BPE tokenizer trained on a corpus, saved as `tokenizer.json`, with OPT's special
-//! tokens (`<s>`, `<pad>`, `</s>`, `<unk>` = ids 0–3) and OPT's habit of starting every
-//! sequence with `</s>`.
+//! A byte-level BPE tokenizer trained on a corpus, saved as `tokenizer.json`, with an
+//! architecture's special tokens (ids 0–3) and the token it starts every sequence with (OPT:
+//! `</s>`, Llama: `<s>`).
 
 use std::path::Path;
 
@@ -12,18 +12,28 @@ use tokenizers::{AddedToken, TokenizerBuilder};
 
 use crate::error::StepError;
 
-/// Special tokens, in id order.
-pub(crate) const SPECIALS: [&str; 4] = ["<s>", "<pad>", "</s>", "<unk>"];
+/// Special tokens in id order, and the one that starts every sequence.
+pub(crate) type Specials = ([&'static str; 4], &'static str);
+
+/// OPT: `<s>` 0, `<pad>` 1, `</s>` 2 (also its beginning of sequence), `<unk>` 3.
+pub(crate) const OPT_SPECIALS: Specials = (["<s>", "<pad>", "</s>", "<unk>"], "</s>");
+/// Llama: `<unk>` 0, `<s>` 1, `</s>` 2, `<pad>` 3.
+pub(crate) const LLAMA_SPECIALS: Specials = (["<unk>", "<s>", "</s>", "<pad>"], "<s>");
 
 /// Trains on `texts` up to `vocab_size` tokens and saves to `path`; the vocabulary size reached.
-pub(crate) fn train(texts: &[String], vocab_size: usize, path: &Path) -> Result<usize, StepError> {
+pub(crate) fn train(
+    texts: &[String],
+    vocab_size: usize,
+    (specials, bos): Specials,
+    path: &Path,
+) -> Result<usize, StepError> {
     let fail = |e: tokenizers::Error| StepError::Failed(format!("training the tokenizer: {e}"));
     let mut trainer = BpeTrainerBuilder::new()
         .show_progress(false)
         .vocab_size(vocab_size)
         .min_frequency(0)
         .special_tokens(
-            SPECIALS
+            specials
                 .iter()
                 .map(|s| AddedToken::from(*s, true))
                 .collect(),
@@ -32,9 +42,15 @@ pub(crate) fn train(texts: &[String], vocab_size: usize, path: &Path) -> Result<
         .build();
     let template = |e: String| StepError::Failed(format!("tokenizer template: {e}"));
     let post = TemplateProcessing::builder()
-        .try_single("</s> $A")
+        .try_single(format!("{bos} $A"))
         .map_err(template)?
-        .special_tokens(vec![("</s>", 2)])
+        .special_tokens(vec![(
+            bos,
+            specials
+                .iter()
+                .position(|s| *s == bos)
+                .expect("bos is special") as u32,
+        )])
         .build()
         .map_err(|e| template(e.to_string()))?;
     let mut tok =

@@ -1,9 +1,10 @@
-//! `uses: model.init` — a randomly initialised OPT model folder in the Hugging Face layout
+//! `uses: model.init` — a randomly initialised OPT or Llama model folder in the Hugging Face layout
 //! (`config.json`, `model.safetensors`, `tokenizer.json` trained as byte-level BPE on a
 //! corpus), for exercising a pipeline end to end without downloading weights. Deterministic
 //! for a seed; needs no libtorch.
 
 mod bpe;
+mod llama_weights;
 mod opt_weights;
 mod safetensors;
 
@@ -22,7 +23,7 @@ pub(crate) struct ModelInit;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct InitSettings {
-    /// Only `opt` today.
+    /// `opt` (default) or `llama`.
     #[serde(default = "opt")]
     pub architecture: String,
     /// A JSONL (prompt/completion or text lines) or plain text file the tokenizer learns from.
@@ -42,9 +43,12 @@ pub(crate) struct InitSettings {
     /// Embedding width when it differs from `hidden_size` (OPT-350m's `project_in`/`out`).
     #[serde(default)]
     pub word_embed_proj_dim: Option<usize>,
-    /// Post-LayerNorm blocks, as in OPT-350m (default: pre-LN).
+    /// Post-LayerNorm blocks, as in OPT-350m (default: pre-LN). OPT only.
     #[serde(default)]
     pub post_ln: bool,
+    /// Key/value heads of grouped-query attention (default: `heads`). Llama only.
+    #[serde(default)]
+    pub kv_heads: Option<usize>,
     #[serde(default = "d_seed")]
     pub seed: u64,
 }
@@ -78,10 +82,41 @@ impl InitSettings {
     fn from_value(v: &serde_json::Value) -> Result<Self, StepError> {
         let s: InitSettings =
             serde_json::from_value(v.clone()).map_err(crate::settings::SettingError::from_serde)?;
-        if s.architecture != "opt" {
+        let llama = match s.architecture.as_str() {
+            "opt" => false,
+            "llama" => true,
+            other => {
+                return Err(StepError::with(
+                    "architecture",
+                    format!("`{other}` is not supported (supported: opt, llama)"),
+                ));
+            }
+        };
+        if llama && (s.post_ln || s.word_embed_proj_dim.is_some()) {
             return Err(StepError::with(
-                "architecture",
-                format!("`{}` is not supported (supported: opt)", s.architecture),
+                if s.post_ln {
+                    "post_ln"
+                } else {
+                    "word_embed_proj_dim"
+                },
+                "is an OPT setting; Llama has neither",
+            ));
+        }
+        if !llama && s.kv_heads.is_some() {
+            return Err(StepError::with("kv_heads", "is a Llama setting"));
+        }
+        if let Some(kv) = s.kv_heads
+            && (kv == 0 || !s.heads.is_multiple_of(kv))
+        {
+            return Err(StepError::with(
+                "kv_heads",
+                format!("must divide heads {}, found {kv}", s.heads),
+            ));
+        }
+        if llama && !(s.hidden_size / s.heads).is_multiple_of(2) {
+            return Err(StepError::with(
+                "heads",
+                "hidden_size / heads must be even for rotary embeddings",
             ));
         }
         for (k, n) in [
@@ -104,12 +139,12 @@ impl InitSettings {
                 ),
             ));
         }
-        if !(bpe::SPECIALS.len() + 256..=1 << 20).contains(&s.vocab_size) {
+        if !(bpe::OPT_SPECIALS.0.len() + 256..=1 << 20).contains(&s.vocab_size) {
             return Err(StepError::with(
                 "vocab_size",
                 format!(
                     "must be between {} (bytes + special tokens) and 1048576, found {}",
-                    bpe::SPECIALS.len() + 256,
+                    bpe::OPT_SPECIALS.0.len() + 256,
                     s.vocab_size
                 ),
             ));
@@ -128,7 +163,7 @@ impl StepKind for ModelInit {
     }
 
     fn summary(&self) -> &'static str {
-        "a random OPT model folder (HF layout) + a BPE tokenizer, for pipeline smoke tests"
+        "a random OPT or Llama model folder (HF layout) + a BPE tokenizer, for pipeline smoke tests"
     }
 
     fn check_with(&self, with: &serde_json::Value) -> Vec<WithProblem> {
@@ -148,12 +183,26 @@ impl StepKind for ModelInit {
         let dir = ctx.work.join("model");
         std::fs::create_dir_all(&dir).map_err(|e| StepError::io(dir.display(), e))?;
         let texts = corpus(&ctx.resolve(Path::new(&s.corpus)))?;
-        let vocab = bpe::train(&texts, s.vocab_size, &dir.join("tokenizer.json"))?;
-        let config = opt_weights::config_json(&s);
+        let llama = s.architecture == "llama";
+        let specials = if llama {
+            bpe::LLAMA_SPECIALS
+        } else {
+            bpe::OPT_SPECIALS
+        };
+        let vocab = bpe::train(&texts, s.vocab_size, specials, &dir.join("tokenizer.json"))?;
+        let config = if llama {
+            llama_weights::config_json(&s)
+        } else {
+            opt_weights::config_json(&s)
+        };
         let text = serde_json::to_string_pretty(&config).expect("config serializes");
         std::fs::write(dir.join("config.json"), text)
             .map_err(|e| StepError::io("writing config.json", e))?;
-        let params = opt_weights::write(&s, &dir.join("model.safetensors"))?;
+        let params = if llama {
+            llama_weights::write(&s, &dir.join("model.safetensors"))?
+        } else {
+            opt_weights::write(&s, &dir.join("model.safetensors"))?
+        };
         let mut m = Metrics::new();
         m.insert("parameters".into(), params.into());
         m.insert("tokenizer_vocab".into(), vocab.into());

@@ -1,6 +1,6 @@
 //! A minimal safetensors writer: an 8-byte little-endian header length, the JSON header
 //! (dtype, shape and byte range of each tensor, padded to 8 bytes), then the raw data. Tensors
-//! are streamed to the file one by one.
+//! are streamed to the file one by one; [`TensorSet`] fills them from seeded streams.
 
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -59,4 +59,72 @@ pub(crate) fn write(path: &Path, entries: &[Entry]) -> Result<usize, StepError> 
     }
     out.flush().map_err(io)?;
     Ok(total)
+}
+
+/// How a tensor is initialised.
+pub(crate) enum Fill {
+    /// Normal(0, 0.02²), from the set's seeded stream.
+    Normal,
+    /// Every value the same.
+    Const(f32),
+}
+
+/// The tensors of a model being made, each drawn from its own seeded stream.
+pub(crate) struct TensorSet {
+    entries: Vec<Entry>,
+    stream: u64,
+}
+
+impl TensorSet {
+    pub(crate) fn new(seed: u64) -> Self {
+        TensorSet {
+            entries: Vec::new(),
+            stream: seed.wrapping_mul(0x1000_0000_01b3),
+        }
+    }
+
+    pub(crate) fn add(&mut self, name: String, shape: Vec<usize>, fill: Fill) {
+        self.stream = self.stream.wrapping_add(1);
+        let len: usize = shape.iter().product();
+        let fill: Filler = match fill {
+            Fill::Normal => {
+                let f = normal(self.stream, 0.02);
+                Box::new(move |v: &mut Vec<f32>| {
+                    v.resize(len, 0.0);
+                    f(v)
+                })
+            }
+            Fill::Const(c) => Box::new(move |v: &mut Vec<f32>| v.resize(len, c)),
+        };
+        self.entries.push(Entry { name, shape, fill });
+    }
+
+    /// Writes the set; the number of values.
+    pub(crate) fn write(&self, path: &Path) -> Result<usize, StepError> {
+        write(path, &self.entries)
+    }
+}
+
+/// Normal(0, std²) values from a seeded stream (splitmix64 + Box–Muller).
+fn normal(seed: u64, std: f32) -> impl Fn(&mut Vec<f32>) {
+    move |out: &mut Vec<f32>| {
+        let mut state = seed;
+        let mut next = move || {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let len = out.len();
+        out.clear();
+        for _ in 0..len.div_ceil(2) {
+            let (u1, u2) = (next().max(f64::MIN_POSITIVE), next());
+            let r = (-2.0 * u1.ln()).sqrt();
+            let t = std::f64::consts::TAU * u2;
+            out.push((r * t.cos()) as f32 * std);
+            out.push((r * t.sin()) as f32 * std);
+        }
+        out.truncate(len);
+    }
 }
