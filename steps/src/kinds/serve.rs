@@ -5,7 +5,6 @@
 //! again on resume if it is gone while steps still need it.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -13,6 +12,7 @@ use serde::Deserialize;
 use crate::context::StepContext;
 use crate::error::StepError;
 use crate::kind::{Metrics, StepKind, WithProblem};
+use crate::kinds::model_server::{ServerOptions, start};
 use crate::settings::SettingError;
 
 /// The `model.serve` kind.
@@ -91,72 +91,26 @@ impl StepKind for ModelServe {
 
     fn execute(&self, ctx: &StepContext) -> Result<Metrics, StepError> {
         let s = ServeSettings::from_value(&ctx.with)?;
-        let ml = crate::tools::tuna_ml().ok_or_else(|| {
-            StepError::Context(
-                "the model server runs in `tuna-ml` (cargo build -p tuna-steps --features torch \
-                 --bins): not found beside tuna, on PATH, nor at $TUNA_ML"
-                    .into(),
-            )
-        })?;
-        std::fs::create_dir_all(&ctx.state).map_err(|e| StepError::io(ctx.state.display(), e))?;
-        let ready = ctx.state.join("server-url");
-        let _ = std::fs::remove_file(&ready);
         let log_path = ctx.state.join("serve-model.log");
-        let log =
-            std::fs::File::create(&log_path).map_err(|e| StepError::io(log_path.display(), e))?;
-        let log2 = log.try_clone().map_err(|e| StepError::io("log", e))?;
         let model = ctx.resolve(Path::new(&s.model));
-        let mut cmd = Command::new(&ml);
-        cmd.arg("serve-model")
-            .arg("--model")
-            .arg(&model)
-            .args(["--listen", &format!("127.0.0.1:{}", s.port)])
-            .arg("--ready-file")
-            .arg(&ready)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2);
-        if let Some(a) = &s.adapter {
-            cmd.arg("--adapter").arg(ctx.resolve(Path::new(a)));
-        }
-        if let Some(d) = &s.dtype {
-            cmd.args(["--dtype", d]);
-        }
-        if let Some(d) = &s.device {
-            cmd.args(["--device", d]);
-        }
-        // Its own process group: the server outlives this step's process (group).
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| StepError::Failed(format!("starting {}: {e}", ml.display())))?;
-        let deadline = Instant::now() + Duration::from_secs(s.ready_timeout_s);
-        let url = loop {
-            if let Ok(url) = std::fs::read_to_string(&ready) {
-                break url.trim().to_string();
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-                return Err(StepError::Failed(format!(
-                    "the model server exited before listening ({status}):\n{}",
-                    log.trim_end()
-                )));
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                return Err(StepError::Failed(format!(
-                    "the model server did not listen within {} s (its log: {})",
-                    s.ready_timeout_s,
-                    log_path.display()
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let adapter = s.adapter.as_ref().map(|a| ctx.resolve(Path::new(a)));
+        let opts = ServerOptions {
+            model: &model,
+            adapter: adapter.as_deref(),
+            dtype: s.dtype.as_deref(),
+            device: s.device.as_deref(),
+            port: s.port,
+            detached_log: Some(&log_path),
+            timeout_setting: format!("`ready_timeout_s` ({} s)", s.ready_timeout_s),
         };
+        let deadline = Instant::now() + Duration::from_secs(s.ready_timeout_s);
+        // The child is not waited for: it runs on after this step, until tuna stops it.
+        let (child, url) = start(&opts, &ctx.state, deadline)?;
         let endpoint = serde_json::json!({
             "url": url,
             "pid": child.id(),
             "model": model,
-            "adapter": s.adapter.as_ref().map(|a| ctx.resolve(Path::new(a))),
+            "adapter": adapter,
             "log": log_path,
         });
         let path = ctx.work.join(ENDPOINT);
