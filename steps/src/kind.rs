@@ -20,6 +20,15 @@ impl WithProblem {
 }
 
 impl WithProblem {
+    /// The key as a message names it: `` `with.lora.r` ``, or `` `with` `` for the mapping.
+    pub fn key(&self) -> String {
+        if self.path.is_empty() {
+            "`with`".to_string()
+        } else {
+            format!("`with.{}`", self.path)
+        }
+    }
+
     /// The problem a settings parser reported, if any (for `StepKind::check_with`).
     pub fn of<T>(parsed: Result<T, StepError>) -> Vec<WithProblem> {
         match parsed {

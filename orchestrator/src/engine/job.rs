@@ -50,19 +50,9 @@ fn check_uses(wf: &Workflow, params: &BTreeMap<String, String>) -> Result<(), St
         let Some(k) = tuna_steps::find(kind) else {
             continue;
         };
-        let rendered = crate::workflow::render_with(with, &mut |r| match r {
-            Ref::Param(p) => params.get(p).cloned().unwrap_or_default(),
-            Ref::StepOutput { step, output } => format!("steps/{step}/{output}"),
-            Ref::RunId => "run".into(),
-            Ref::ScheduledTime => String::new(),
-        });
+        let rendered = crate::workflow::preview_with(with, &|p| params.get(p).cloned());
         for p in k.check_with(&rendered) {
-            let at = if p.path.is_empty() {
-                "`with`".to_string()
-            } else {
-                format!("`with.{}`", p.path)
-            };
-            problems.push(format!("step `{}`: {at}: {}", step.name, p.message));
+            problems.push(format!("step `{}`: {}: {}", step.name, p.key(), p.message));
         }
     }
     if problems.is_empty() {

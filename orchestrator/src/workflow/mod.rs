@@ -28,4 +28,4 @@ pub use model::*;
 pub use schema::json_schema;
 pub use template::{Part, Ref, Template, shell_quote};
 pub use units::{parse_duration, parse_size};
-pub use with_value::render_with;
+pub use with_value::{preview_with, render_with};

@@ -14,7 +14,7 @@ use super::model::{Action, CachePolicy, Gate, Retry, RunsOn};
 use super::sections;
 use super::suggest::help_for;
 use super::template::{Part, Ref, Template};
-use super::with_value::render_with;
+use super::with_value::preview_with;
 use super::yaml::{Kind, Node, Span};
 
 /// A step as read, before defaults and cross-step checks.
@@ -152,12 +152,7 @@ pub(crate) fn read_step<'n>(
 /// A `with:` mapping as a kind checks it at load time: params at their defaults (typed),
 /// step outputs as placeholder paths.
 fn preview(with: &serde_yaml::Value, params: &IndexMap<String, String>) -> serde_json::Value {
-    render_with(with, &mut |r| match r {
-        Ref::Param(p) => params.get(p).cloned().unwrap_or_default(),
-        Ref::StepOutput { step, output } => format!("steps/{step}/{output}"),
-        Ref::RunId => "run".into(),
-        Ref::ScheduledTime => String::new(),
-    })
+    preview_with(with, &|p| params.get(p).cloned())
 }
 
 /// Whether a `with` value is a lone `${{ params.X }}` of a param whose default is empty.
@@ -265,12 +260,7 @@ fn action(
     };
     for p in &problems {
         let at = with.map_or(uses, |w| locate(w, &p.path));
-        let at_key = if p.path.is_empty() {
-            "`with`".to_string()
-        } else {
-            format!("`with.{}`", p.path)
-        };
-        let d = Diag::new("with", format!("{at_key} for `{kind}`: {}", p.message)).label("here");
+        let d = Diag::new("with", format!("{} for `{kind}`: {}", p.key(), p.message)).label("here");
         ctx.push(d, at.span);
     }
     problems.is_empty().then(|| Action::Uses {

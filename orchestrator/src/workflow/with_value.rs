@@ -34,6 +34,20 @@ pub fn render_with(
     }
 }
 
+/// `with` as it is checked before a run has outputs: params from `param` (typed like
+/// [`render_with`]), step outputs as placeholder paths `steps/STEP/OUTPUT`.
+pub fn preview_with(
+    with: &serde_yaml::Value,
+    param: &dyn Fn(&str) -> Option<String>,
+) -> serde_json::Value {
+    render_with(with, &mut |r| match r {
+        Ref::Param(p) => param(p).unwrap_or_default(),
+        Ref::StepOutput { step, output } => format!("steps/{step}/{output}"),
+        Ref::RunId => "run".into(),
+        Ref::ScheduledTime => String::new(),
+    })
+}
+
 fn key_text(k: &serde_yaml::Value) -> String {
     match k {
         serde_yaml::Value::String(s) => s.clone(),
