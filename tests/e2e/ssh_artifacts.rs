@@ -20,6 +20,14 @@ pub(super) fn keeping_inventory(p: &Project, hosts: &[&Host]) {
     p.file("runners.yaml", &y);
 }
 
+/// The line of `tuna plan`'s output about `step`.
+pub(super) fn plan_line<'a>(plan: &'a tuna_tests::Run, step: &str) -> &'a str {
+    plan.stdout
+        .lines()
+        .find(|l| l.starts_with(step))
+        .unwrap_or_default()
+}
+
 pub(super) fn b3(bytes: &[u8]) -> String {
     blake3::hash(bytes).to_hex().to_string()
 }
@@ -190,14 +198,8 @@ fn a_kept_output_that_is_gone_makes_its_step_run_again_and_plan_says_why() {
     // The host loses the blob: the cache entry no longer counts, and plan says where.
     std::fs::remove_file(a100.remote(&format!("cas/{hex}"))).unwrap();
     let plan = tuna(&p, &["plan", "wf.yaml"]).ok();
-    let line = plan
-        .stdout
-        .lines()
-        .find(|l| l.starts_with("train"))
-        .unwrap_or_default()
-        .to_string();
     assert!(
-        line.contains("output adapter/ missing on runner a100-box"),
+        plan_line(&plan, "train").contains("output adapter/ missing on runner a100-box"),
         "{}",
         plan.stdout
     );

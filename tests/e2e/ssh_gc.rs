@@ -9,7 +9,7 @@ use serde_json::Value;
 use tuna_tests::{Project, wait_until};
 
 use super::ssh::{Host, skip, spawn, tuna};
-use super::ssh_artifacts::{b3, keeping_inventory};
+use super::ssh_artifacts::{b3, keeping_inventory, plan_line};
 
 /// `train` keeps an 8 KiB file on the A100 host, `shard` a folder on the T4 host; both made of
 /// the character `fill`.
@@ -235,14 +235,8 @@ fn a_cache_entry_whose_kept_output_was_collected_is_not_a_hit() {
     assert!(!a100.remote(&format!("runs/{id2}")).exists());
     // This home's entry for the second run names an output that is gone: plan says so.
     let plan = tuna(&p, &["plan", "wf.yaml", "-p", "fill=b"]).ok();
-    let line = plan
-        .stdout
-        .lines()
-        .find(|l| l.starts_with("train"))
-        .unwrap_or_default()
-        .to_string();
     assert!(
-        line.contains("output model.bin missing on runner a100-box"),
+        plan_line(&plan, "train").contains("output model.bin missing on runner a100-box"),
         "{}",
         plan.stdout
     );
