@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The one command that runs every test: unit, snapshot and end-to-end (which drive the real
 # `tuna` and `tuna-ml` binaries), and the native ML tests (feature `torch`, against libtorch
-# from .venv). scripts/setup-venv.sh (libtorch, transformers, peft) and scripts/setup-helm.sh
-# (HELM) create their venvs on first use.
+# from .venv). It sets itself up on a fresh machine: scripts/setup-system.sh installs the system
+# packages the tests use (as root; otherwise it prints the one apt-get line and stops), and
+# scripts/setup-venv.sh (libtorch, transformers, peft) and scripts/setup-helm.sh (HELM) create
+# their venvs on first use.
 set -euo pipefail
 cd "$(dirname "$0")"
+scripts/setup-system.sh
 scripts/setup-venv.sh
 scripts/setup-helm.sh
 cargo build --quiet --workspace --bins

@@ -170,7 +170,7 @@ fn chromium() -> String {
         }
     }
     panic!(
-        "the dashboard test needs headless Chromium: apt-get install -y chromium (.ci/run does)"
+        "the dashboard test needs headless Chromium: scripts/setup-system.sh installs it (./test.sh runs it first)"
     );
 }
 
