@@ -19,7 +19,11 @@ python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
     echo "installing system packages: ${need[*]}"
-    apt-get update -qq && apt-get install -y -qq "${need[@]}"
+    log=$(mktemp)
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"; } >"$log" 2>&1; then
+      cat "$log" >&2; rm -f "$log"; exit 1
+    fi
+    rm -f "$log"
   else
     echo "the tests need these system packages; install them with:" >&2
     echo "  sudo apt-get install -y ${need[*]}" >&2
