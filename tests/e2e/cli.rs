@@ -89,3 +89,67 @@ fn schema_is_json_schema() {
     assert!(v["$schema"].as_str().unwrap().contains("json-schema.org"));
     assert!(v.to_string().contains("runs-on"));
 }
+
+#[test]
+fn the_home_is_found_from_the_current_folder_at_the_top_of_the_work_tree() {
+    let p = Project::new();
+    std::fs::create_dir(p.path(".git")).unwrap();
+    p.file(
+        "workflows/hello.yaml",
+        "name: hello\nsteps:\n  a:\n    run: echo hi > a.txt\n    outputs: [a.txt]\n",
+    );
+    // From a folder inside the work tree, with no TUNA_HOME: the store goes to the top.
+    let r = p
+        .tuna()
+        .env_remove("TUNA_HOME")
+        .current_dir(p.path("workflows"))
+        .args(["run", "hello.yaml"])
+        .output()
+        .unwrap();
+    let r = tuna_tests::Run::from(r).ok();
+    let home = p.path(".tuna");
+    assert!(
+        home.join("db").is_dir(),
+        "no store at the top: {}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains(&format!("tuna home: {} (made now)", home.display())),
+        "where the home is: {}",
+        r.stderr
+    );
+    // The next command, typed at the top, finds the same run.
+    let s = p
+        .tuna()
+        .env_remove("TUNA_HOME")
+        .args(["status", "last"])
+        .output()
+        .unwrap();
+    let s = tuna_tests::Run::from(s).ok();
+    assert!(s.stdout.contains(&r.run_id()), "{}", s.stdout);
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_a_printing_command_without_a_panic() {
+    let p = Project::new();
+    let mut yaml = String::from("name: many\nsteps:\n");
+    for i in 0..300 {
+        yaml.push_str(&format!("  s{i}:\n    run: \"true\"\n"));
+    }
+    p.file("many.yaml", &yaml);
+    p.run(&["run", "many.yaml"]).ok();
+    let out = p
+        .tuna()
+        .args(["status", "last"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the reading end at once: tuna's writes then meet a closed pipe.
+    let mut out = out;
+    drop(out.stdout.take());
+    let o = out.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

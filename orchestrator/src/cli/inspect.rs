@@ -22,7 +22,7 @@ fn access(cli: &Cli) -> Result<Access, Fail> {
     if let Some(c) = Client::from_cli(cli) {
         return Ok(Access::Server(c));
     }
-    let home = super::run::home(cli, None);
+    let home = super::run::home(cli);
     if !home.db().exists() {
         return Err(Fail::invalid(format!(
             "error: no tuna store at {} (run a workflow first, or set --home)",
@@ -321,7 +321,7 @@ pub fn cancel(cli: &Cli, run: &str) -> Result<u8, Fail> {
         }
         Access::Local(store) => {
             drop(store);
-            let engine = super::run::open_engine(cli, None, true)?;
+            let engine = super::run::open_engine(cli, true)?;
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

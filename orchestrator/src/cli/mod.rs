@@ -25,6 +25,9 @@ use args::{Command, RunnersAction};
 /// Runs a parsed command line; the process exit code.
 pub fn main(cli: Cli) -> u8 {
     init_tracing(&cli);
+    if prints_only(&cli.command) {
+        end_quietly_on_a_closed_pipe();
+    }
     let result = match &cli.command {
         Command::Validate { files } => files::validate(files),
         Command::Graph { file, format } => files::graph(file, *format),
@@ -93,6 +96,35 @@ pub fn main(cli: Cli) -> u8 {
             }
             f.code
         }
+    }
+}
+
+/// Commands that only print what they read (no runs, no servers), so that `tuna status | head`
+/// ends as any Unix filter does when its reader goes away.
+fn prints_only(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Validate { .. }
+            | Command::Graph { .. }
+            | Command::Plan { .. }
+            | Command::Schema
+            | Command::Kinds
+            | Command::Runs { .. }
+            | Command::Status { .. }
+            | Command::Logs { .. }
+            | Command::Leaderboard { .. }
+            | Command::Schedule {
+                command: args::ScheduleCommand::List { .. }
+            }
+    )
+}
+
+/// Rust ignores SIGPIPE, so a `println!` to a closed pipe panics; the default action ends the
+/// process silently instead, as `cat` or `grep` do.
+fn end_quietly_on_a_closed_pipe() {
+    // SAFETY: setting a signal's disposition to its default, before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

@@ -13,17 +13,15 @@ use crate::store::{RunStatus, Store, StoreError};
 
 /// The home for a command: `--home`/`$TUNA_HOME`, else discovered from the workflow's folder
 /// (or the current folder).
-pub fn home(cli: &Cli, file: Option<&Path>) -> Home {
+/// The home of a command: `--home`, else `$TUNA_HOME`, else found from the current folder
+/// ([`Home::discover`]).
+pub fn home(cli: &Cli) -> Home {
     if let Some(h) = &cli.home {
         return Home {
             root: std::path::absolute(h).unwrap_or_else(|_| h.clone()),
         };
     }
-    let start = file
-        .and_then(|f| std::path::absolute(f).ok())
-        .and_then(|f| f.parent().map(Path::to_path_buf))
-        .unwrap_or_else(|| std::env::current_dir().unwrap_or_default());
-    Home::discover(&start)
+    Home::discover(&std::env::current_dir().unwrap_or_default())
 }
 
 fn reporter(cli: &Cli, quiet: bool) -> Arc<dyn Reporter> {
@@ -38,10 +36,10 @@ fn reporter(cli: &Cli, quiet: bool) -> Arc<dyn Reporter> {
 }
 
 /// Opens the engine (store, artifacts, runners) for a command.
-pub fn open_engine(cli: &Cli, file: Option<&Path>, quiet: bool) -> Result<Engine, Fail> {
+pub fn open_engine(cli: &Cli, quiet: bool) -> Result<Engine, Fail> {
     let inventory = Inventory::discover(cli.runners.as_deref())
         .map_err(|e| Fail::invalid(format!("error: {e}")))?;
-    Engine::open(home(cli, file), &inventory, reporter(cli, quiet)).map_err(|e| match e {
+    Engine::open(home(cli), &inventory, reporter(cli, quiet)).map_err(|e| match e {
         crate::engine::EngineError::Store(StoreError::Locked { pid, .. }) => Fail::env(format!(
             "error: another tuna process (pid {pid}) is working in this home; wait for it, or use `tuna status`/`tuna cancel` to reach it"
         )),
@@ -124,7 +122,9 @@ pub fn run(
     no_cache: bool,
 ) -> Result<u8, Fail> {
     let (dag, text) = super::files::load(file)?;
-    let engine = open_engine(cli, Some(file), false)?;
+    let home = home(cli);
+    let new_home = !home.exists();
+    let engine = open_engine(cli, false)?;
     let overrides: BTreeMap<String, String> = params.iter().cloned().collect();
     let opts = RunOptions {
         jobs: jobs.unwrap_or(0),
@@ -133,6 +133,10 @@ pub fn run(
     };
     let id = engine.create_run(&dag, &text, &overrides, &opts)?;
     println!("{id}");
+    if !matches!(cli.progress, ProgressMode::Quiet) {
+        let made = if new_home { " (made now)" } else { "" };
+        eprintln!("tuna home: {}{made}", home.root.display());
+    }
     drive(engine, &id, false)
 }
 
@@ -140,7 +144,7 @@ pub fn resume(cli: &Cli, run: Option<&str>, last: bool, jobs: Option<usize>) -> 
     if let Some(c) = super::client::Client::from_cli(cli) {
         return resume_remote(&c, run, last);
     }
-    let engine = open_engine(cli, None, false)?;
+    let engine = open_engine(cli, false)?;
     let id = match (run, last) {
         (Some(r), _) if r != "last" => r.to_string(),
         _ => {

@@ -11,7 +11,7 @@ pub fn serve(cli: &Cli, listen: SocketAddr, tokens: Option<&Path>) -> Result<u8,
     let env = std::env::var("TUNA_SERVE_TOKENS").ok();
     let tokens =
         Tokens::load(tokens, env.as_deref()).map_err(|e| Fail::invalid(format!("error: {e}")))?;
-    let engine = super::run::open_engine(cli, None, true)?;
+    let engine = super::run::open_engine(cli, true)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
