@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The one command that runs every test: unit, snapshot and end-to-end (which drive the real
 # `tuna` and `tuna-ml` binaries), and the native ML tests (feature `torch`, against libtorch
-# from .venv). scripts/setup-venv.sh (libtorch, transformers, peft) and scripts/setup-helm.sh
-# (HELM) create their venvs on first use.
+# from .venv). scripts/setup-venv.sh (libtorch, transformers, peft), scripts/setup-helm.sh
+# (HELM) and scripts/setup-s3.sh (moto, the S3-compatible server) create their venvs on first use.
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/setup-venv.sh
 scripts/setup-helm.sh
+scripts/setup-s3.sh
 cargo build --quiet --workspace --bins
 cargo build --quiet -p tuna-steps --features torch --bins
 cargo test --workspace --no-fail-fast -- "$@"
