@@ -9,7 +9,6 @@ use std::io::Read;
 use std::sync::Arc;
 use std::sync::mpsc;
 
-use object_store::path::Path;
 use object_store::{MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload};
 
 use super::config::Target;
@@ -21,7 +20,7 @@ use crate::BlobError;
 /// The size of the first parts (S3 wants at least 5 MiB for every part but the last).
 pub(crate) const PART: usize = 8 << 20;
 /// Parts grow by [`PART`] every this many, since S3 takes at most 10,000 parts: 8 MiB parts
-/// alone would stop at 80 GiB; growing ones reach about 470 GiB.
+/// alone would stop at 80 GiB; growing ones reach about 430 GiB.
 const GROW_EVERY: usize = 1000;
 /// How many parts are uploading at once while the next one is read.
 const PARTS_IN_FLIGHT: usize = 3;
@@ -49,7 +48,6 @@ pub(crate) fn upload(
     }
     let upload = {
         let store = Arc::clone(store);
-        let path: Path = path.clone();
         runtime::wait(async move { store.put_multipart(&path).await })
             .map_err(BlobError::Other)?
             .map_err(|e| blob_error(target, &e))?
