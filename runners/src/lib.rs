@@ -10,6 +10,7 @@ mod blobs;
 mod job;
 mod kept;
 pub mod local;
+pub mod objstore;
 mod runner;
 pub mod ssh;
 

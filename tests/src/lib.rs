@@ -6,6 +6,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+pub mod moto;
 pub mod sshd;
 
 /// The `tuna` binary of this workspace, built (once per test process) if needed.
