@@ -2,8 +2,9 @@
 //!
 //! The crate's rooms: [`workflow`] (YAML → validated model, diagnostics), [`dag`] (the sealed
 //! graph), [`cas`] (content-addressed artifacts), [`store`] (sled: runs, step records, cache
-//! index), [`cache`] (keys and rerun reasons), [`engine`] (dispatcher, executors, placement,
-//! resume, control socket) and [`cli`] (the `tuna` binary's commands).
+//! index), [`project`] (the files a submission carries to the daemon), [`cache`] (keys and
+//! rerun reasons), [`engine`] (dispatcher, executors, placement, resume, control socket),
+//! [`daemon`] (`tuna serve`) and [`cli`] (the `tuna` binary's commands).
 
 pub mod cache;
 pub mod cas;
@@ -11,5 +12,6 @@ pub mod cli;
 pub mod daemon;
 pub mod dag;
 pub mod engine;
+pub mod project;
 pub mod store;
 pub mod workflow;

@@ -20,8 +20,14 @@ pub struct Serve {
 impl Serve {
     /// Starts `tuna serve --listen 127.0.0.1:0` in the project and waits for its address.
     pub fn start(p: &Project, env: &[(&str, &str)]) -> Serve {
+        Serve::start_with(p, env, &[])
+    }
+
+    /// As [`Serve::start`], with more `tuna serve` arguments.
+    pub fn start_with(p: &Project, env: &[(&str, &str)], args: &[&str]) -> Serve {
         let mut cmd = p.tuna();
         cmd.args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
             .env("TUNA_SERVE_TOKENS", TOKEN)
             .env_remove("TUNA_SERVER")
             .env_remove("TUNA_TOKEN")

@@ -108,6 +108,33 @@ impl Cas {
         result
     }
 
+    /// Stores what `reader` yields under the digest it hashes to (streaming, hashed on the
+    /// way). `accept` sees that digest and the length before the blob gets its name; when it
+    /// refuses, nothing is stored. The digest and the bytes read.
+    pub fn put_stream<E: From<CasError>>(
+        &self,
+        reader: &mut dyn io::Read,
+        accept: impl FnOnce(&Digest, u64) -> Result<(), E>,
+    ) -> Result<(Digest, u64), E> {
+        let tmp = self.temp_path();
+        let mut out = File::create_new(&tmp).at(&tmp)?;
+        let result = copy_hashing(reader, &mut out)
+            .at(&tmp)
+            .map_err(E::from)
+            .and_then(|(hash, len)| {
+                let got = Digest::blob(hash);
+                accept(&got, len)?;
+                let object = self.object_path(hash.as_bytes(), false);
+                if !object.exists() {
+                    seal(&tmp, &out, false)?;
+                    rename_into(&tmp, &object)?;
+                }
+                Ok((got, len))
+            });
+        let _ = fs::remove_file(&tmp);
+        result
+    }
+
     /// Stores a tree manifest whose files may live elsewhere (an output kept on a runner's
     /// machine): the tree is then known here, and [`Cas::contains`] says whether its files are.
     pub fn put_tree(&self, tree: &Tree) -> Result<Digest, CasError> {

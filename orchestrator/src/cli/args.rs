@@ -185,6 +185,8 @@ pub enum Command {
         /// comma-separated).
         #[arg(long)]
         tokens: Option<PathBuf>,
+        #[command(flatten)]
+        limits: super::project::LimitArgs,
     },
     /// Send a workflow to a daemon (--server): it runs there, or is scheduled if it has
     /// `schedule:`.

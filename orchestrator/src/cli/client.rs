@@ -112,6 +112,24 @@ impl Client {
             .map_err(|e| Fail::env(format!("error: bad answer from the daemon: {e}")))
     }
 
+    /// PUT the bytes of a file, streamed from disk (no timeout: a big file takes its time).
+    pub fn put_file(&self, path: &str, file: &std::path::Path) -> Result<Value, Fail> {
+        let f = std::fs::File::open(file)
+            .map_err(|e| Fail::invalid(format!("error: {}: {e}", file.display())))?;
+        let len = f
+            .metadata()
+            .map_err(|e| Fail::invalid(format!("error: {}: {e}", file.display())))?
+            .len();
+        let r = self.send(
+            self.streaming
+                .put(format!("{}{path}", self.base))
+                .header("content-type", "application/octet-stream")
+                .body(reqwest::blocking::Body::sized(f, len)),
+        )?;
+        r.json()
+            .map_err(|e| Fail::env(format!("error: bad answer from the daemon: {e}")))
+    }
+
     /// A streaming GET (server-sent events): the response to read lines from.
     pub fn stream(&self, path: &str) -> Result<Response, Fail> {
         self.send(

@@ -59,6 +59,12 @@ fn print(report: &GcReport) {
         l.blobs_removed,
         l.bytes_freed
     );
+    if l.snapshots_removed > 0 {
+        println!(
+            "{prefix}{verb} {} submission snapshots no run or schedule uses",
+            l.snapshots_removed
+        );
+    }
     if report.dry_run {
         for run in &l.runs_removed {
             println!("  run {run}");

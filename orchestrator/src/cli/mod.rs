@@ -9,6 +9,7 @@ mod files;
 mod gc;
 mod inspect;
 mod kinds;
+mod project;
 mod pull;
 mod run;
 mod runners;
@@ -71,7 +72,11 @@ pub fn main(cli: Cli) -> u8 {
             dry_run,
             json,
         } => gc::gc(&cli, *keep, runner, *local_only, *dry_run, *json),
-        Command::Serve { listen, tokens } => serve::serve(&cli, *listen, tokens.as_deref()),
+        Command::Serve {
+            listen,
+            tokens,
+            limits,
+        } => serve::serve(&cli, *listen, tokens.as_deref(), limits),
         Command::Submit {
             file,
             params,

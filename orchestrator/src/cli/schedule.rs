@@ -1,9 +1,5 @@
 //! `tuna schedule add|list|remove`: cron schedules registered with a daemon.
 
-use std::collections::BTreeMap;
-
-use serde_json::json;
-
 use super::args::{Cli, ScheduleCommand};
 use super::client::Client;
 use super::exit::{Fail, OK};
@@ -12,17 +8,8 @@ pub fn schedule(cli: &Cli, cmd: &ScheduleCommand) -> Result<u8, Fail> {
     let client = Client::required(cli, "tuna schedule")?;
     match cmd {
         ScheduleCommand::Add { file, params } => {
-            let text = std::fs::read_to_string(file)
-                .map_err(|e| Fail::invalid(format!("error: {}: {e}", file.display())))?;
-            let params: BTreeMap<String, String> = params.iter().cloned().collect();
-            let name = file
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let v = client.post(
-                "/api/v1/schedules",
-                &json!({ "workflow": text, "params": params, "file": name }),
-            )?;
+            let body = super::project::submission(&client, file, params)?;
+            let v = client.post("/api/v1/schedules", &body)?;
             print_scheduled(&v);
         }
         ScheduleCommand::List { json } => {
@@ -32,13 +19,13 @@ pub fn schedule(cli: &Cli, cmd: &ScheduleCommand) -> Result<u8, Fail> {
                 return Ok(OK);
             }
             println!(
-                "{:<24} {:<16} {:<18} {:<16} NEXT",
-                "WORKFLOW", "CRON", "TIMEZONE", "MISSED/CONC"
+                "{:<24} {:<16} {:<18} {:<16} {:<24} NEXT",
+                "WORKFLOW", "CRON", "TIMEZONE", "MISSED/CONC", "PROJECT"
             );
             for s in v.as_array().into_iter().flatten() {
                 let next = next_fires(s);
                 println!(
-                    "{:<24} {:<16} {:<18} {:<16} {}",
+                    "{:<24} {:<16} {:<18} {:<16} {:<24} {}",
                     s["name"].as_str().unwrap_or(""),
                     s["cron"].as_str().unwrap_or(""),
                     s["timezone"].as_str().unwrap_or(""),
@@ -47,6 +34,7 @@ pub fn schedule(cli: &Cli, cmd: &ScheduleCommand) -> Result<u8, Fail> {
                         s["missed"].as_str().unwrap_or(""),
                         s["concurrency"].as_str().unwrap_or("")
                     ),
+                    snapshot(s),
                     next
                 );
             }
@@ -70,11 +58,22 @@ fn next_fires(v: &serde_json::Value) -> String {
     next.join(", ")
 }
 
+/// A schedule's project snapshot: the start of its digest and its file count.
+fn snapshot(v: &serde_json::Value) -> String {
+    let digest = v["snapshot"]["digest"].as_str().unwrap_or("");
+    let hex = digest.rsplit(':').next().unwrap_or("");
+    match v["snapshot"]["files"].as_u64() {
+        Some(n) => format!("{} ({n} files)", &hex[..hex.len().min(12)]),
+        None => "-".into(),
+    }
+}
+
 /// The line that confirms a registered schedule.
 pub(super) fn print_scheduled(v: &serde_json::Value) {
     println!(
-        "scheduled {}; next fires: {}",
+        "scheduled {} with project {}; next fires: {}",
         v["name"].as_str().unwrap_or(""),
+        snapshot(v),
         next_fires(v)
     );
 }

@@ -5,9 +5,15 @@ use std::path::Path;
 
 use super::args::Cli;
 use super::exit::{Fail, OK};
+use super::project::LimitArgs;
 use crate::daemon::{ServeOptions, Tokens};
 
-pub fn serve(cli: &Cli, listen: SocketAddr, tokens: Option<&Path>) -> Result<u8, Fail> {
+pub fn serve(
+    cli: &Cli,
+    listen: SocketAddr,
+    tokens: Option<&Path>,
+    limits: &LimitArgs,
+) -> Result<u8, Fail> {
     let env = std::env::var("TUNA_SERVE_TOKENS").ok();
     let tokens =
         Tokens::load(tokens, env.as_deref()).map_err(|e| Fail::invalid(format!("error: {e}")))?;
@@ -18,7 +24,11 @@ pub fn serve(cli: &Cli, listen: SocketAddr, tokens: Option<&Path>) -> Result<u8,
         .map_err(|e| Fail::env(format!("error: {e}")))?;
     rt.block_on(crate::daemon::serve(
         engine,
-        ServeOptions { listen, tokens },
+        ServeOptions {
+            listen,
+            tokens,
+            limits: limits.limits(),
+        },
     ))
     .map_err(|e| Fail::env(format!("error: {e}")))?;
     // Driven runs' tasks are dropped with the runtime; their steps go on under tuna-shim.

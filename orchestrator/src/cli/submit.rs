@@ -19,17 +19,9 @@ pub fn submit(
     no_cache: bool,
 ) -> Result<u8, Fail> {
     let client = Client::required(cli, "tuna submit")?;
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| Fail::invalid(format!("error: {}: {e}", file.display())))?;
-    let params: BTreeMap<String, String> = params.iter().cloned().collect();
-    let name = file
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let v = client.post(
-        "/api/v1/runs",
-        &json!({ "workflow": text, "params": params, "file": name, "no_cache": no_cache }),
-    )?;
+    let mut body = super::project::submission(&client, file, params)?;
+    body["no_cache"] = json!(no_cache);
+    let v = client.post("/api/v1/runs", &body)?;
     if v["kind"] == "schedule" {
         super::schedule::print_scheduled(&v);
         return Ok(OK);

@@ -47,6 +47,7 @@ impl From<DaemonError> for ApiError {
                 ApiError::new(StatusCode::NOT_FOUND, format!("run `{r}` not found"))
             }
             DaemonError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
+            DaemonError::Project(p) => p.into(),
             e => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         }
     }

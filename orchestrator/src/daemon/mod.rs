@@ -17,6 +17,7 @@ mod scheduler_tests;
 mod server;
 mod service;
 mod svg;
+mod upload;
 
 pub use auth::Tokens;
 pub use clock::{Clock, FakeClock, SystemClock};
@@ -26,3 +27,4 @@ pub use names::{valid_run_id, valid_step, valid_workflow};
 pub use scheduler::{Launcher, MISSED_GRACE_S, ScheduleView, Scheduler, fire_id};
 pub use server::{MAX_BODY, ServeOptions, router, serve};
 pub use service::{Daemon, DaemonError, Submission, Submitted};
+pub use upload::{MAX_MANIFEST_BODY, UploadStats, Uploads};

@@ -15,7 +15,8 @@ use chrono_tz::Tz;
 use super::clock::Clock;
 use super::fire_times::{fires_between, upcoming};
 use crate::store::{
-    DAEMON_FORMAT_MAJOR, FireRecord, FireState, ScheduleRecord, Store, StoreError, now_ms,
+    DAEMON_FORMAT_MAJOR, FireRecord, FireState, ScheduleRecord, SnapshotRef, Store, StoreError,
+    now_ms,
 };
 use crate::workflow::{ConcurrencyPolicy, CronSpec, MissedPolicy, Workflow};
 
@@ -54,6 +55,9 @@ pub struct ScheduleView {
     pub next: Vec<String>,
     /// The newest fires, newest first.
     pub recent: Vec<FireRecord>,
+    /// The project snapshot every fire runs in (see docs/api.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotRef>,
 }
 
 impl Scheduler {
@@ -73,6 +77,7 @@ impl Scheduler {
         text: &str,
         file_name: &str,
         params: &BTreeMap<String, String>,
+        snapshot: SnapshotRef,
     ) -> Result<ScheduleRecord, String> {
         let sched = wf
             .schedule
@@ -93,6 +98,7 @@ impl Scheduler {
                 .as_ref()
                 .map_or(self.now().timestamp_millis(), |o| o.cursor_ms),
             created_at: old.map_or(now_ms(), |o| o.created_at),
+            snapshot: Some(snapshot),
         };
         self.store.put_schedule(&rec).map_err(|e| e.to_string())?;
         self.store.flush().map_err(|e| e.to_string())?;
@@ -126,6 +132,7 @@ impl Scheduler {
                 concurrency: rec.concurrency,
                 params: rec.params,
                 recent,
+                snapshot: rec.snapshot,
             });
         }
         Ok(out)

@@ -74,7 +74,16 @@ fn world(cron: &str, missed: &str, concurrency: &str) -> World {
     );
     let dag = crate::workflow::load_str(std::path::Path::new("wf.yaml"), &text).unwrap();
     sched
-        .register(dag.workflow(), &text, "wf.yaml", &BTreeMap::new())
+        .register(
+            dag.workflow(),
+            &text,
+            "wf.yaml",
+            &BTreeMap::new(),
+            crate::store::SnapshotRef {
+                digest: "b3tree:00".into(),
+                files: 1,
+            },
+        )
         .unwrap();
     World {
         _dir: dir,

@@ -14,7 +14,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 
 use super::api::{self, ApiError, App};
 use super::auth::Tokens;
@@ -23,6 +23,7 @@ use super::dashboard;
 use super::logs;
 use super::scheduler::Scheduler;
 use super::service::Daemon;
+use super::upload::{self, MAX_MANIFEST_BODY, Uploads};
 use crate::engine::Engine;
 
 /// The largest request body accepted (a workflow file and its params).
@@ -32,6 +33,8 @@ pub const MAX_BODY: usize = 1024 * 1024;
 pub struct ServeOptions {
     pub listen: SocketAddr,
     pub tokens: Tokens,
+    /// Limits on submitted project files.
+    pub limits: crate::project::Limits,
 }
 
 #[derive(Clone)]
@@ -46,8 +49,22 @@ pub fn router(app: App, tokens: Tokens) -> Router {
         app: app.clone(),
         tokens: Arc::new(tokens),
     };
+    let manifest_body = || DefaultBodyLimit::max(MAX_MANIFEST_BODY);
     let protected = Router::new()
-        .route("/api/v1/runs", post(api::submit).get(api::list_runs))
+        .route(
+            "/api/v1/runs",
+            post(api::submit).layer(manifest_body()).get(api::list_runs),
+        )
+        .route(
+            "/api/v1/blobs/missing",
+            post(upload::missing).layer(manifest_body()),
+        )
+        // Streamed to disk whatever its size; the per-file limit is checked on the way.
+        .route(
+            "/api/v1/blobs/{digest}",
+            put(upload::put_blob).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/api/v1/metrics", get(upload::metrics))
         .route("/api/v1/runs/{id}", get(api::get_run))
         .route("/api/v1/runs/{id}/cancel", post(api::cancel))
         .route("/api/v1/runs/{id}/resume", post(api::resume))
@@ -58,7 +75,9 @@ pub fn router(app: App, tokens: Tokens) -> Router {
         )
         .route(
             "/api/v1/schedules",
-            get(api::list_schedules).post(api::add_schedule),
+            post(api::add_schedule)
+                .layer(manifest_body())
+                .get(api::list_schedules),
         )
         .route(
             "/api/v1/schedules/{name}",
@@ -119,6 +138,7 @@ pub async fn serve(engine: Engine, opts: ServeOptions) -> Result<(), String> {
     let app = Arc::new(Daemon::new(
         engine.clone(),
         scheduler,
+        Uploads::new(opts.limits),
         tokio::runtime::Handle::current(),
     ));
     let control = tokio::spawn(crate::engine::serve_control(engine.clone()));

@@ -12,8 +12,10 @@ use serde::{Deserialize, Serialize};
 
 use super::names::safe_file_name;
 use super::scheduler::{Launcher, Scheduler};
+use super::upload::Uploads;
 use crate::engine::{Control, Engine, EngineError, RunOptions};
-use crate::store::{RunStatus, ScheduleRecord, StoreError};
+use crate::project::{Manifest, ProjectError, Snapshot, Snapshots};
+use crate::store::{RunStatus, ScheduleRecord, SnapshotRef, StoreError};
 
 /// A workflow sent to the daemon.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -31,6 +33,10 @@ pub struct Submission {
     /// Steps at once (default: cores).
     #[serde(default)]
     pub jobs: Option<usize>,
+    /// The project files the workflow reads (their blobs uploaded first); none for a
+    /// workflow that reads no files.
+    #[serde(default)]
+    pub project: Option<Manifest>,
 }
 
 /// What a submission became.
@@ -40,7 +46,12 @@ pub enum Submitted {
     /// A run started.
     Run { id: String, workflow: String },
     /// A workflow with `schedule:` was registered; it runs at its fire times.
-    Schedule { name: String, next: Vec<String> },
+    Schedule {
+        name: String,
+        next: Vec<String>,
+        /// The project snapshot its fires run in.
+        snapshot: SnapshotRef,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +70,9 @@ pub enum DaemonError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The project files were refused (or could not be stored).
+    #[error(transparent)]
+    Project(#[from] ProjectError),
 }
 
 impl From<EngineError> for DaemonError {
@@ -76,6 +90,10 @@ impl From<EngineError> for DaemonError {
 pub struct Daemon {
     pub engine: Arc<Engine>,
     pub scheduler: Scheduler,
+    /// Submissions' project folders, laid out from the store.
+    pub snapshots: Snapshots,
+    /// Blob uploads: the limits, and what came in.
+    pub uploads: Uploads,
     /// Runs this process drives now → the schedule that fired them, if any.
     driving: Mutex<HashMap<String, Option<String>>>,
     /// Serializes run creation, so two submissions never draw the same fresh run id.
@@ -84,8 +102,15 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    pub fn new(engine: Arc<Engine>, scheduler: Scheduler, rt: tokio::runtime::Handle) -> Daemon {
+    pub fn new(
+        engine: Arc<Engine>,
+        scheduler: Scheduler,
+        uploads: Uploads,
+        rt: tokio::runtime::Handle,
+    ) -> Daemon {
         Daemon {
+            snapshots: Snapshots::new(&engine.home.root, engine.cas.clone()),
+            uploads,
             engine,
             scheduler,
             driving: Mutex::new(HashMap::new()),
@@ -103,7 +128,13 @@ impl Daemon {
         schedule_only: bool,
     ) -> Result<Submitted, DaemonError> {
         let file_name = safe_file_name(sub.file.as_deref().unwrap_or("workflow.yaml"));
-        let path = self.stash(&file_name, &sub.workflow)?;
+        let snap = self.snapshots.prepare(
+            &file_name,
+            &sub.workflow,
+            sub.project.as_ref(),
+            &self.uploads.limits,
+        )?;
+        let path = snap.dir.join(&file_name);
         let dag = crate::workflow::load_str(&path, &sub.workflow).map_err(|e| {
             let mut json = e.to_json();
             for d in json.as_array_mut().into_iter().flatten() {
@@ -119,10 +150,19 @@ impl Daemon {
             )));
         }
         if wf.schedule.is_some() {
-            crate::engine::merged_params(wf, &sub.params).map_err(DaemonError::Refused)?;
+            let params =
+                crate::engine::merged_params(wf, &sub.params).map_err(DaemonError::Refused)?;
+            // Missing files and unplaceable steps are refused now, not at the first fire.
+            self.engine.preflight(&dag, &params)?;
             let rec = self
                 .scheduler
-                .register(wf, &sub.workflow, &file_name, &sub.params)
+                .register(
+                    wf,
+                    &sub.workflow,
+                    &file_name,
+                    &sub.params,
+                    snapshot_ref(&snap),
+                )
                 .map_err(DaemonError::Refused)?;
             let next = self
                 .scheduler
@@ -134,6 +174,7 @@ impl Daemon {
             return Ok(Submitted::Schedule {
                 name: rec.name,
                 next,
+                snapshot: snapshot_ref(&snap),
             });
         }
         let opts = RunOptions {
@@ -153,22 +194,19 @@ impl Daemon {
         })
     }
 
-    /// Writes a submitted text under `$TUNA_HOME/submissions/DIGEST/NAME`: the run's project
-    /// folder (relative `inputs` resolve there).
-    fn stash(&self, file_name: &str, text: &str) -> Result<PathBuf, DaemonError> {
-        let digest = blake3::hash(text.as_bytes()).to_hex();
-        let dir = self
-            .engine
-            .home
-            .root
-            .join("submissions")
-            .join(&digest.as_str()[..16]);
-        std::fs::create_dir_all(&dir)?;
-        let path = dir.join(file_name);
-        if !path.exists() {
-            std::fs::write(&path, text)?;
+    /// The project folder a schedule's fires run in: its snapshot, laid out again if it is
+    /// gone; for a schedule registered before submissions carried files, its workflow alone.
+    fn schedule_dir(&self, s: &ScheduleRecord) -> Result<PathBuf, DaemonError> {
+        if let Some(snap) = &s.snapshot {
+            let digest = snap.digest.parse().map_err(|e| {
+                DaemonError::Refused(format!("schedule `{}`: its snapshot: {e}", s.name))
+            })?;
+            return Ok(self.snapshots.lay_out(&digest)?);
         }
-        Ok(path)
+        let snap =
+            self.snapshots
+                .prepare(&s.file_name, &s.workflow_text, None, &self.uploads.limits)?;
+        Ok(snap.dir)
     }
 
     /// Starts driving a run in its own task; records leaderboard rows when it ends.
@@ -281,8 +319,9 @@ impl Launcher for Arc<Daemon> {
 
     fn start(&self, s: &ScheduleRecord, scheduled_time: &str) -> Result<String, String> {
         let path = self
-            .stash(&s.file_name, &s.workflow_text)
-            .map_err(|e| e.to_string())?;
+            .schedule_dir(s)
+            .map_err(|e| e.to_string())?
+            .join(&s.file_name);
         let dag =
             crate::workflow::load_str(&path, &s.workflow_text).map_err(|e| e.render_plain())?;
         let opts = RunOptions {
@@ -304,5 +343,12 @@ impl Launcher for Arc<Daemon> {
         runs.into_iter()
             .find(|r| r.workflow == schedule && r.scheduled_time.as_deref() == Some(scheduled_time))
             .map(|r| r.id)
+    }
+}
+
+fn snapshot_ref(s: &Snapshot) -> SnapshotRef {
+    SnapshotRef {
+        digest: s.digest.to_string(),
+        files: s.files,
     }
 }

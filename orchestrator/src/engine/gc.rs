@@ -1,6 +1,7 @@
 //! [`Engine::gc`]: what `tuna gc` drops. Old runs (with `keep`), attempt folders other than
-//! each step's last, cache entries of dropped runs, every local blob nothing kept refers to,
-//! and on each runner that keeps files on its machine, the blobs and attempt folders no kept
+//! each step's last, cache entries of dropped runs, submission snapshots (a daemon's
+//! `submissions/`) that no kept run or schedule refers to, every local blob nothing kept refers
+//! to, and on each runner that keeps files on its machine, the blobs and attempt folders no kept
 //! record needs (see `remote_gc.rs`). A dry run decides the same and deletes nothing.
 
 use std::collections::HashSet;
@@ -50,6 +51,8 @@ pub struct LocalGc {
     pub runs_removed: Vec<String>,
     pub attempt_dirs_removed: usize,
     pub cache_entries_removed: usize,
+    /// Submission snapshots (project folders under `submissions/`) no run or schedule uses.
+    pub snapshots_removed: usize,
     pub blobs_removed: u64,
     pub bytes_freed: u64,
 }
@@ -108,9 +111,16 @@ impl Engine {
             .collect();
         runs_removed.sort();
         refs.drop_runs(&runs_removed);
+        let snapshots = crate::project::gc::plan(
+            &self.home.root,
+            runs.iter().filter(|r| !dropped.contains(&r.id)),
+            &store.schedules()?,
+        )?;
+        live.extend(snapshots.live.iter().copied());
         let mut local = LocalGc {
             runs_removed,
             cache_entries_removed: stale_entries.len(),
+            snapshots_removed: snapshots.unreferenced.len(),
             ..LocalGc::default()
         };
         let cas_error =
@@ -131,7 +141,12 @@ impl Engine {
                 store.remove_cache_entry(key)?;
             }
             store.flush()?;
-            self.cas.gc(live).map_err(cas_error)?
+            for dir in &snapshots.unreferenced {
+                crate::project::gc::remove(dir)?;
+            }
+            let stats = self.cas.gc(live).map_err(cas_error)?;
+            crate::project::Aliases::new(self.cas.root()).prune(&self.cas, true)?;
+            stats
         };
         local.blobs_removed = stats.removed;
         local.bytes_freed = stats.bytes_freed;

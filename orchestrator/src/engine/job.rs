@@ -97,7 +97,7 @@ fn with_params(v: &serde_yaml::Value, out: &mut Vec<String>) {
 /// The files a `uses:` step's `with` names (the kind's path keys), with params filled in:
 /// `(key, path)`, paths relative to the project unless absolute. Values that name an upstream
 /// step's output are left out (the upstream's output digests already count).
-pub(super) fn with_paths(step: &Step, params: &BTreeMap<String, String>) -> Vec<(String, String)> {
+pub(crate) fn with_paths(step: &Step, params: &BTreeMap<String, String>) -> Vec<(String, String)> {
     let Action::Uses { kind, with } = &step.action else {
         return Vec::new();
     };

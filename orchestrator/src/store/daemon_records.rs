@@ -28,6 +28,20 @@ pub struct ScheduleRecord {
     /// Fire times at or before this instant (unix ms) have been handled.
     pub cursor_ms: i64,
     pub created_at: u64,
+    /// The project files it was registered with, which every fire uses (none for schedules
+    /// registered before submissions carried their project).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotRef>,
+}
+
+/// A submission snapshot a schedule keeps: the tree of its workflow file and the project
+/// files it reads, in the daemon's store.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SnapshotRef {
+    /// `b3tree:HEX`.
+    pub digest: String,
+    /// Files in it, the workflow file included.
+    pub files: usize,
 }
 
 /// What became of one fire.
