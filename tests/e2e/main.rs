@@ -14,6 +14,7 @@ mod failure;
 mod kinds;
 mod leaderboard_local;
 mod placement;
+mod quoting;
 mod ssh;
 mod ssh_artifacts;
 mod ssh_gc;

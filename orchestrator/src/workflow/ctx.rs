@@ -296,7 +296,9 @@ impl<'t> Ctx<'t> {
         match Template::parse_spanned(text) {
             Ok((t, spans)) => {
                 for (r, (a, len)) in t.refs().zip(spans) {
-                    refs.push((r.clone(), self.src.find_in(node.span, &text[a..a + len])));
+                    let snippet = &text[a..a + len];
+                    let nth = text[..a].matches(snippet).count();
+                    refs.push((r.clone(), self.src.find_nth_in(node.span, snippet, nth)));
                 }
                 Some(t)
             }

@@ -246,6 +246,7 @@ fn params(ctx: &mut Ctx, node: &Node) -> IndexMap<String, String> {
     let Some(f) = ctx.map(node, "`params`", None) else {
         return out;
     };
+    let mut vars: Vec<(String, &str)> = Vec::new();
     for (name, key, value) in f.entries {
         if !super::step::is_step_name(name) {
             let d = Diag::new("invalid_name", format!("invalid parameter name `{name}`"))
@@ -254,6 +255,17 @@ fn params(ctx: &mut Ctx, node: &Node) -> IndexMap<String, String> {
             ctx.push(d, key.span);
             continue;
         }
+        let var = super::template::param_env_name(name);
+        if let Some((_, other)) = vars.iter().find(|(v, _)| *v == var) {
+            let d = Diag::new(
+                "duplicate_key",
+                format!("parameters `{other}` and `{name}` would both reach steps as `{var}`"),
+            )
+            .label("same environment variable")
+            .help("rename one: parameter names are upper-cased and `-` becomes `_` in `TUNA_PARAM_<NAME>`");
+            ctx.push(d, key.span);
+        }
+        vars.push((var, name));
         match &value.kind {
             Kind::Scalar(s) if !s.is_null() => {
                 out.insert(name.to_string(), s.value.clone());

@@ -13,7 +13,7 @@ use super::keys;
 use super::model::{Action, CachePolicy, Gate, Retry, RunsOn};
 use super::sections;
 use super::suggest::help_for;
-use super::template::{Part, Ref, Template};
+use super::template::{Part, Ref, Template, param_env_name};
 use super::with_value::preview_with;
 use super::yaml::{Kind, Node, Span};
 
@@ -212,6 +212,7 @@ fn action(
             ctx.push(d, k.span);
         }
         let t = ctx.template(n, "`run`", refs)?;
+        check_script(ctx, n, &t);
         if t.source.trim().is_empty() {
             ctx.push(
                 Diag::new("no_action", "`run` is an empty command").label("empty"),
@@ -348,6 +349,38 @@ fn paths(ctx: &mut Ctx, node: &Node, what: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// Refuses each reference of a `run:` script that bash would not read as one literal word
+/// where it stands (`shell_lex`), at its place, with the safe way to write it.
+fn check_script(ctx: &mut Ctx, node: &Node, t: &Template) {
+    let Ok((_, spans)) = Template::parse_spanned(&t.source) else {
+        return;
+    };
+    let places = super::shell_lex::places(t);
+    for ((place, r), (a, len)) in places.into_iter().zip(t.refs()).zip(spans) {
+        let Err(why) = place else {
+            continue;
+        };
+        let snippet = &t.source[a..a + len];
+        let nth = t.source[..a].matches(snippet).count();
+        let range = ctx.src.find_nth_in(node.span, snippet, nth);
+        let var = match r {
+            Ref::Param(p) => Some(param_env_name(p)),
+            Ref::RunId => Some("TUNA_RUN_ID".to_string()),
+            _ => None,
+        };
+        let d = Diag::new(
+            "unquotable_reference",
+            format!(
+                "`{snippet}` cannot be quoted where it stands: {}",
+                why.message()
+            ),
+        )
+        .label("bash could read the value as code here")
+        .help(why.help(var.as_deref()));
+        ctx.push_at(d, range);
+    }
 }
 
 /// `env`: NAME → template.
