@@ -11,6 +11,7 @@ mod daemon_leaderboard;
 mod daemon_nights;
 mod examples;
 mod failure;
+mod hostile_files;
 mod kinds;
 mod leaderboard_local;
 mod placement;

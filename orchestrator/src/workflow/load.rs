@@ -60,10 +60,20 @@ fn parse(ctx: &mut Ctx, path: &Path) -> Option<Workflow> {
             ctx.push_at(d, (0, 0));
             return None;
         }
+        Err(e) if e.limit => {
+            // A limit (size, depth, aliases): reported as it is, never handed to another parser.
+            let d = Diag::new("too_large", e.message)
+                .label("limit reached here")
+                .help("a workflow file is small and shallow: split it, or share values through `params`");
+            let off = ctx.src.offset(e.at);
+            ctx.push_at(d, (off, 0));
+            return None;
+        }
         Err(e) => {
             // libyaml (through serde_yaml) words most syntax errors better; it runs only here,
-            // on a file already known to be broken. Errors without a place (a second
-            // document) keep the event parser's.
+            // on a file already known to be broken and within the size limit, and stops at
+            // its own recursion limit. Errors without a place (a second document) keep the
+            // event parser's.
             if let Err(e) =
                 serde::de::IgnoredAny::deserialize(serde_yaml::Deserializer::from_str(text))
                 && e.location().is_some()

@@ -16,6 +16,7 @@ mod sections;
 mod shell_lex;
 #[cfg(test)]
 mod shell_tests;
+mod snippet;
 mod source;
 mod step;
 mod suggest;

@@ -211,8 +211,9 @@ fn action(
             .help("pass values to a shell command inside `run:` with `${{ params.NAME }}`");
             ctx.push(d, k.span);
         }
+        let before = refs.len();
         let t = ctx.template(n, "`run`", refs)?;
-        check_script(ctx, n, &t);
+        check_script(ctx, &t, &refs[before..]);
         if t.source.trim().is_empty() {
             ctx.push(
                 Diag::new("no_action", "`run` is an empty command").label("empty"),
@@ -352,24 +353,23 @@ fn paths(ctx: &mut Ctx, node: &Node, what: &str) -> Vec<String> {
 }
 
 /// Refuses each reference of a `run:` script that bash would not read as one literal word
-/// where it stands (`shell_lex`), at its place, with the safe way to write it.
-fn check_script(ctx: &mut Ctx, node: &Node, t: &Template) {
+/// where it stands (`shell_lex`), at its place (`placed`: the template's references as the
+/// loader found them), with the safe way to write it.
+fn check_script(ctx: &mut Ctx, t: &Template, placed: &[PlacedRef]) {
     let Ok((_, spans)) = Template::parse_spanned(&t.source) else {
         return;
     };
     let places = super::shell_lex::places(t);
-    for ((place, r), (a, len)) in places.into_iter().zip(t.refs()).zip(spans) {
+    for ((place, (r, range)), (a, len)) in places.into_iter().zip(placed).zip(spans) {
         let Err(why) = place else {
             continue;
         };
-        let snippet = &t.source[a..a + len];
-        let nth = t.source[..a].matches(snippet).count();
-        let range = ctx.src.find_nth_in(node.span, snippet, nth);
         let var = match r {
             Ref::Param(p) => Some(param_env_name(p)),
             Ref::RunId => Some("TUNA_RUN_ID".to_string()),
             _ => None,
         };
+        let snippet = &t.source[a..a + len];
         let d = Diag::new(
             "unquotable_reference",
             format!(
@@ -379,7 +379,7 @@ fn check_script(ctx: &mut Ctx, node: &Node, t: &Template) {
         )
         .label("bash could read the value as code here")
         .help(why.help(var.as_deref()));
-        ctx.push_at(d, range);
+        ctx.push_at(d, *range);
     }
 }
 
