@@ -49,6 +49,9 @@ fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
+const LIMIT_HELP: &str =
+    "a workflow file is small and shallow: split it, or share values through `params`";
+
 fn parse(ctx: &mut Ctx, path: &Path) -> Option<Workflow> {
     let text = ctx.src.text;
     let root = match yaml::parse(text) {
@@ -60,11 +63,24 @@ fn parse(ctx: &mut Ctx, path: &Path) -> Option<Workflow> {
             ctx.push_at(d, (0, 0));
             return None;
         }
+        Err(_) if let Some(at) = yaml::flow_too_deep(text) => {
+            let d = Diag::new(
+                "too_large",
+                format!(
+                    "mappings and lists nest deeper than {} levels here",
+                    yaml::MAX_DEPTH
+                ),
+            )
+            .label("limit reached here")
+            .help(LIMIT_HELP);
+            ctx.push_at(d, (at, 0));
+            return None;
+        }
         Err(e) if e.limit => {
             // A limit (size, depth, aliases): reported as it is, never handed to another parser.
             let d = Diag::new("too_large", e.message)
                 .label("limit reached here")
-                .help("a workflow file is small and shallow: split it, or share values through `params`");
+                .help(LIMIT_HELP);
             let off = ctx.src.offset(e.at);
             ctx.push_at(d, (off, 0));
             return None;

@@ -386,6 +386,42 @@ pub(crate) fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
     Ok(root.filter(|n| !n.is_null()))
 }
 
+/// Where flow collections (`[`, `{`) first nest deeper than [`MAX_DEPTH`], by a linear scan
+/// that skips quoted scalars and comments (brackets in plain scalars count, so it may see depth
+/// a real parser would not). For a file the event parser refused: libyaml, which words errors
+/// better, takes time quadratic in such depth, so it is not asked then.
+pub(crate) fn flow_too_deep(text: &str) -> Option<usize> {
+    let b = text.as_bytes();
+    let mut depth = 0usize;
+    let mut i = 0;
+    let starts_token = |i: usize| i == 0 || b" \t\n\r[{,:-?".contains(&b[i - 1]);
+    while i < b.len() {
+        match b[i] {
+            b'#' if starts_token(i) => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            q @ (b'"' | b'\'') if starts_token(i) => {
+                i += 1;
+                while i < b.len() && b[i] != q {
+                    i += if q == b'"' && b[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Some(i);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -420,6 +456,20 @@ mod tests {
             serde_yaml::to_string(&v).unwrap(),
             "- 1\n- 2.5\n- true\n- null\n- '3'\n- x\n- 0.0002\n"
         );
+    }
+
+    #[test]
+    fn flow_depth_is_found_by_a_linear_scan() {
+        let deep = format!("a: {}{}", "[".repeat(70), "]".repeat(70));
+        assert_eq!(flow_too_deep(&deep), Some(3 + MAX_DEPTH));
+        let quoted = format!(
+            "a: \"{}\" # {}\nb: '{}'",
+            "[".repeat(99),
+            "{".repeat(99),
+            "[".repeat(99)
+        );
+        assert_eq!(flow_too_deep(&quoted), None);
+        assert_eq!(flow_too_deep("a: [[1], {b: [2]}]"), None);
     }
 
     #[test]
