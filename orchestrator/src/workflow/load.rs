@@ -63,6 +63,15 @@ fn parse(ctx: &mut Ctx, path: &Path) -> Option<Workflow> {
             ctx.push_at(d, (0, 0));
             return None;
         }
+        Err(e) if e.limit => {
+            // A limit (size, depth, aliases): reported as it is, never handed to another parser.
+            let d = Diag::new("too_large", e.message)
+                .label("limit reached here")
+                .help(LIMIT_HELP);
+            let off = ctx.src.offset(e.at);
+            ctx.push_at(d, (off, 0));
+            return None;
+        }
         Err(_) if let Some(at) = yaml::flow_too_deep(text) => {
             let d = Diag::new(
                 "too_large",
@@ -74,15 +83,6 @@ fn parse(ctx: &mut Ctx, path: &Path) -> Option<Workflow> {
             .label("limit reached here")
             .help(LIMIT_HELP);
             ctx.push_at(d, (at, 0));
-            return None;
-        }
-        Err(e) if e.limit => {
-            // A limit (size, depth, aliases): reported as it is, never handed to another parser.
-            let d = Diag::new("too_large", e.message)
-                .label("limit reached here")
-                .help(LIMIT_HELP);
-            let off = ctx.src.offset(e.at);
-            ctx.push_at(d, (off, 0));
             return None;
         }
         Err(e) => {
