@@ -1,8 +1,8 @@
 //! What the two fuzz drivers (`fuzz_loader`, `fuzz_api`) share: a seeded RNG, the options
 //! (`--iterations N --seconds S --seed X --findings DIR`), and the loop that runs one input at
 //! a time under `catch_unwind`, timing each, keeping the slowest, saving every input that
-//! panicked or took over a second, and printing the summary (executions/s, slowest input, peak
-//! memory). Exits 1 when anything was found.
+//! panicked or took over a second (`--slow-ms`, for unoptimized builds), and printing the
+//! summary (executions/s, slowest input, peak memory). Exits 1 when anything was found.
 
 #![allow(dead_code)]
 
@@ -55,6 +55,8 @@ pub struct Options {
     pub seconds: f64,
     pub seed: u64,
     pub findings: PathBuf,
+    /// An input slower than this is a finding.
+    pub slow: Duration,
 }
 
 impl Options {
@@ -64,6 +66,7 @@ impl Options {
             seconds: 60.0,
             seed: 1,
             findings: PathBuf::from(format!("target/fuzz-findings/{name}")),
+            slow: Duration::from_secs(1),
         };
         let args: Vec<String> = std::env::args().skip(1).collect();
         let mut i = 0;
@@ -74,8 +77,10 @@ impl Options {
                 "--seconds" => o.seconds = v.parse().expect("--seconds S"),
                 "--seed" => o.seed = v.parse().expect("--seed X"),
                 "--findings" => o.findings = PathBuf::from(v),
+                "--slow-ms" => o.slow = Duration::from_millis(v.parse().expect("--slow-ms MS")),
                 other => panic!(
-                    "unknown argument {other}; use --iterations N --seconds S --seed X --findings DIR"
+                    "unknown argument {other}; use --iterations N --seconds S --seed X \
+                     --findings DIR --slow-ms MS"
                 ),
             }
             i += 2;
@@ -147,7 +152,7 @@ pub fn drive(
                 save(opts, "panic", &input, &msg);
             }
         }
-        if dt > Duration::from_secs(1) {
+        if dt > opts.slow {
             stats.slow += 1;
             save(opts, "slow", &input, &format!("{dt:?}"));
         }
@@ -169,8 +174,9 @@ pub fn drive(
         .collect();
     println!("  outcomes: {}", outcomes.join(", "));
     println!(
-        "  panics: {}; inputs over 1 s: {}; slowest input: {:.1} ms ({} bytes)",
+        "  panics: {}; inputs over {:?}: {}; slowest input: {:.1} ms ({} bytes)",
         stats.panics,
+        opts.slow,
         stats.slow,
         stats.slowest.as_secs_f64() * 1000.0,
         stats.slowest_len
