@@ -2,7 +2,8 @@
 //!
 //! This crate owns the [`Runner`] trait and the wire types every runner speaks: a [`Job`] to
 //! run, the [`Handle`] that names a launched job durably (so a restarted orchestrator can
-//! watch it again), and the [`Outcome`] it ended with. Runner kinds live in their own modules.
+//! watch it again), and the [`Outcome`] it ended with. Runner kinds live in their own modules;
+//! [`shell::quote`] is the one shell quoter of tuna (orchestrator and runners alike).
 //! The crate never imports the orchestrator or the step kinds.
 
 mod attempts;
@@ -12,6 +13,7 @@ mod kept;
 pub mod local;
 pub mod objstore;
 mod runner;
+pub mod shell;
 pub mod ssh;
 
 pub use attempts::{AttemptFolders, RemoteAttempt};

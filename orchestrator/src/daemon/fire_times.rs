@@ -2,7 +2,7 @@
 //! every fire time in an interval.
 //!
 //! Semantics are standard 5-field crontab ([`CronSpec::matches`]: 0 and 7 are Sunday, the two
-//! day fields are ORed when both are restricted). Wall-clock times are read in the schedule's
+//! day fields are ORed when both are restricted, ANDed otherwise, `*/N` allowing its own days). Wall-clock times are read in the schedule's
 //! zone; around daylight-saving changes each matching wall-clock minute fires once:
 //! - a time that does not exist (skipped by a spring-forward change) fires at the first
 //!   instant after the gap, once even when several skipped minutes match;
@@ -215,10 +215,28 @@ mod tests {
             next("0 0 13 * *", "UTC", "2024-09-01T00:00:00Z"),
             "2024-09-13T00:00:00+00:00"
         );
-        // As in Vixie cron, a day field starting with `*` (even `*/2`) counts as unrestricted.
+        // As in Vixie cron, a day field starting with `*` makes the two fields AND, and `*/2`
+        // still allows odd days only: the first odd-day Friday after 09-01 is 09-13.
         assert_eq!(
             next("0 0 */2 * 5", "UTC", "2024-09-01T00:00:00Z"),
-            "2024-09-06T00:00:00+00:00"
+            "2024-09-13T00:00:00+00:00"
+        );
+        // `*/10` in day-of-month alone: the 1st, 11th, 21st and 31st, never every day.
+        assert_eq!(
+            all(
+                "0 4 */10 * *",
+                "UTC",
+                "2024-01-01T00:00:00Z",
+                "2024-02-12T00:00:00Z"
+            ),
+            [
+                "2024-01-01T04:00:00+00:00",
+                "2024-01-11T04:00:00+00:00",
+                "2024-01-21T04:00:00+00:00",
+                "2024-01-31T04:00:00+00:00",
+                "2024-02-01T04:00:00+00:00",
+                "2024-02-11T04:00:00+00:00"
+            ]
         );
     }
 

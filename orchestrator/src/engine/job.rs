@@ -8,7 +8,7 @@ use tuna_runners::{Job, Resources, Stage};
 
 use crate::cache::{KEY_VERSION, KeyInputs, digest_path};
 use crate::cas::Digest;
-use crate::workflow::{Action, Ref, Step, Template, Workflow, shell_quote};
+use crate::workflow::{Action, Ref, Step, Template, Workflow, param_env_name};
 
 /// Defaults overlaid with `-p` overrides; an override of an undeclared param is an error.
 pub fn merged_params(
@@ -127,6 +127,17 @@ pub(crate) fn with_paths(step: &Step, params: &BTreeMap<String, String>) -> Vec<
     out
 }
 
+/// Whether `text` names the environment variable `var` (as a whole name: `$TUNA_PARAM_LR`,
+/// `${TUNA_PARAM_LR}`, `os.environ["TUNA_PARAM_LR"]`, not `TUNA_PARAM_LR_MIN`).
+fn names_env_var(text: &str, var: &str) -> bool {
+    let is_name = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    text.match_indices(var).any(|(i, _)| {
+        let before = i.checked_sub(1).map(|j| text.as_bytes()[j]);
+        let after = text.as_bytes().get(i + var.len()).copied();
+        !before.is_some_and(is_name) && !after.is_some_and(is_name)
+    })
+}
+
 /// Keys under which a key's `params` carry the run values a step references.
 pub const RUN_ID: &str = "run.id";
 pub const SCHEDULED_TIME: &str = "run.scheduled_time";
@@ -160,6 +171,14 @@ pub fn key_inputs<'a>(
                 Ref::RunId => names.push(RUN_ID.to_string()),
                 Ref::ScheduledTime => names.push(SCHEDULED_TIME.to_string()),
                 Ref::StepOutput { .. } => {}
+            }
+        }
+    }
+    // A param the step's script or env names through its environment variable counts too.
+    for t in templates(step) {
+        for name in params.keys() {
+            if names_env_var(&t.source, &param_env_name(name)) {
+                names.push(name.clone());
             }
         }
     }
@@ -295,7 +314,9 @@ pub fn build_job(
     };
     let mut env = BTreeMap::new();
     let script = match &step.action {
-        Action::Run(t) => t.render(resolve, shell_quote),
+        Action::Run(t) => t
+            .render_script(resolve)
+            .map_err(|e| format!("step `{}`: {e}", step.name))?,
         Action::Uses { kind, with } => {
             // Built-in kinds run through `tuna exec-step` on the runner, told by env.
             let rendered = crate::workflow::render_with(with, &mut |r| resolve(r));
@@ -320,6 +341,11 @@ pub fn build_job(
     };
     for (k, t) in &step.env {
         env.insert(k.clone(), t.render(resolve, |s| s.to_string()));
+    }
+    // Every param, for scripts that read values from the environment (the safe way in any
+    // shell context); `-p` overrides included.
+    for (k, v) in ctx.params {
+        env.insert(param_env_name(k), v.clone());
     }
     env.insert("TUNA_RUN_ID".into(), ctx.run_id.to_string());
     env.insert("TUNA_STEP".into(), step.name.clone());
@@ -411,6 +437,13 @@ steps:
     gate: ["loss_last < loss_first"]
 "#;
 
+    fn defaults(wf: &crate::workflow::Workflow) -> BTreeMap<String, String> {
+        wf.params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
     /// Pins what enters a cache key and how it is hashed: a change here invalidates every
     /// user's cache, so it must be deliberate (bump KEY_VERSION and accept the new snapshot).
     #[test]
@@ -419,11 +452,7 @@ steps:
         std::fs::write(dir.path().join("train.py"), "print('train')\n").unwrap();
         let dag = crate::workflow::load_str(&dir.path().join("wf.yaml"), WF).unwrap();
         let wf = dag.workflow();
-        let params: BTreeMap<String, String> = wf
-            .params
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let params = defaults(wf);
         let prep_out: BTreeMap<String, Digest> = [(
             "data.txt".to_string(),
             "b3:af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
@@ -441,5 +470,43 @@ steps:
         .unwrap();
         insta::assert_json_snapshot!(inputs);
         insta::assert_snapshot!(inputs.key(), @"k1-8c3eff231bb395efec5ba4946e2422d9765471fc54007f38fd8ba22cede9873a");
+    }
+
+    /// A param a script reads from `$TUNA_PARAM_<NAME>` enters its key like `${{ params.X }}`
+    /// (a whole variable name only), and every param reaches the step's environment.
+    #[test]
+    fn params_named_through_the_environment_enter_the_key_and_the_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let wf_text = "name: e\nparams:\n  base-model: m\n  lr: 1\n  lr_min: 0\nsteps:\n  a:\n    run: echo \"$TUNA_PARAM_BASE_MODEL\" \"${TUNA_PARAM_LR_MIN}\"\n";
+        let dag = crate::workflow::load_str(&dir.path().join("wf.yaml"), wf_text).unwrap();
+        let wf = dag.workflow();
+        let params = defaults(wf);
+        let inputs = key_inputs(wf, &wf.steps["a"], &params, |_| None, "local").unwrap();
+        let named: Vec<&str> = inputs.params.keys().map(String::as_str).collect();
+        assert_eq!(named, ["base-model", "lr_min"]);
+        let outputs_dir = |_: &str| None;
+        let stored = |_: &str, _: &str| None;
+        let ctx = super::JobContext {
+            run_id: "r1",
+            scheduled_time: None,
+            params: &params,
+            outputs_dir: &outputs_dir,
+            stored: &stored,
+            tuna_exe: std::path::Path::new("/bin/tuna"),
+        };
+        let attempt = dir.path().join("attempt");
+        let job = super::build_job(
+            wf,
+            &wf.steps["a"],
+            &ctx,
+            1,
+            &attempt,
+            Default::default(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(job.env["TUNA_PARAM_BASE_MODEL"], "m");
+        assert_eq!(job.env["TUNA_PARAM_LR"], "1");
+        assert_eq!(job.env["TUNA_PARAM_LR_MIN"], "0");
     }
 }

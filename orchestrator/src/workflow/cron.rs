@@ -1,6 +1,8 @@
 //! Standard 5-field crontab lines (`minute hour day-of-month month day-of-week`), parsed into a
 //! [`CronSpec`]: the set of allowed values per field, and whether the two day fields were
-//! restricted (when both are, a time matches if EITHER matches, as in Vixie cron).
+//! restricted. As in Vixie cron, a day field is restricted unless it starts with `*`; when both
+//! are, a day matching EITHER fires, otherwise a day must match BOTH — and a field starting with
+//! `*` still allows only its own values (`*/10` in day-of-month: the 1st, 11th, 21st, 31st).
 //!
 //! Accepted: `*`, numbers, ranges `a-b`, steps `*/n` and `a-b/n`, lists `a,b-c`, month names
 //! `jan`–`dec`, weekday names `sun`–`sat` (any case), weekday 0 and 7 both Sunday, and the
@@ -40,7 +42,7 @@ pub struct CronSpec {
     pub months: CronSet,
     /// 0–6, 0 = Sunday (a 7 in the line is stored as 0).
     pub days_of_week: CronSet,
-    /// The day-of-month field did not start with `*`.
+    /// The day-of-month field did not start with `*` (both restricted: the day fields OR).
     pub dom_restricted: bool,
     /// The day-of-week field did not start with `*`.
     pub dow_restricted: bool,
@@ -183,11 +185,12 @@ impl CronSpec {
     pub fn matches(&self, minute: u32, hour: u32, day: u32, month: u32, weekday: u32) -> bool {
         let dom = self.days_of_month.contains(day);
         let dow = self.days_of_week.contains(weekday % 7);
-        let day_ok = match (self.dom_restricted, self.dow_restricted) {
-            (true, true) => dom || dow,
-            (true, false) => dom,
-            (false, true) => dow,
-            (false, false) => true,
+        // Vixie cron: OR when both day fields are restricted, else AND (a `*` field allows
+        // every day, a `*/N` one its own days).
+        let day_ok = if self.dom_restricted && self.dow_restricted {
+            dom || dow
+        } else {
+            dom && dow
         };
         self.minutes.contains(minute)
             && self.hours.contains(hour)
@@ -438,10 +441,20 @@ mod tests {
         assert!(weekdays.matches(0, 2, 14, 6, 5));
         assert!(!weekdays.matches(0, 2, 15, 6, 6));
         assert!(!weekdays.matches(1, 2, 14, 6, 5));
-        // `*/2` in day-of-month counts as unrestricted (it starts with `*`).
+        // `*/2` in day-of-month is not "restricted" (it starts with `*`), so the fields AND,
+        // and it still allows only odd days: odd-day Mondays.
         let c = CronSpec::parse("0 0 */2 * mon").unwrap();
         assert!(!c.dom_restricted);
-        assert!(!c.matches(0, 0, 3, 1, 2));
+        assert!(!c.matches(0, 0, 3, 1, 2)); // the 3rd, a Tuesday
+        assert!(!c.matches(0, 0, 2, 1, 1)); // the 2nd, a Monday
+        assert!(c.matches(0, 0, 9, 1, 1)); // the 9th, a Monday
+        // A `*/N` day field alone fires on its own days only.
+        let c = CronSpec::parse("0 4 */10 * *").unwrap();
+        let days: Vec<u32> = (1..=31).filter(|&d| c.matches(0, 4, d, 1, d % 7)).collect();
+        assert_eq!(days, [1, 11, 21, 31]);
+        let c = CronSpec::parse("0 4 * * */3").unwrap();
+        let weekdays: Vec<u32> = (0..7).filter(|&w| c.matches(0, 4, 15, 1, w)).collect();
+        assert_eq!(weekdays, [0, 3, 6]);
     }
 
     #[test]

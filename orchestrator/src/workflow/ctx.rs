@@ -295,9 +295,9 @@ impl<'t> Ctx<'t> {
         let text = self.string(node, what)?;
         match Template::parse_spanned(text) {
             Ok((t, spans)) => {
-                for (r, (a, len)) in t.refs().zip(spans) {
-                    refs.push((r.clone(), self.src.find_in(node.span, &text[a..a + len])));
-                }
+                let snippets: Vec<&str> = spans.iter().map(|&(a, len)| &text[a..a + len]).collect();
+                let places = self.src.find_each_in(node.span, &snippets);
+                refs.extend(t.refs().cloned().zip(places));
                 Some(t)
             }
             Err(TemplateError {

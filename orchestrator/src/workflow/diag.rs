@@ -3,15 +3,18 @@
 //!
 //! Both are miette diagnostics (a code, a label at the span, a help line); [`render_plain`]
 //! prints them without colors for snapshots and non-terminal output, and
-//! [`LoadError::to_json`] gives the list the daemon returns.
+//! [`LoadError::to_json`] gives the list the daemon returns. miette sees each diagnostic with
+//! only its own clipped piece of the file (`snippet`), so rendering never panics on long lines
+//! and costs no more than the diagnostics it shows.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use miette::{
-    Diagnostic, GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, SourceCode,
-};
+use miette::{Diagnostic, GraphicalReportHandler, GraphicalTheme, LabeledSpan, SourceCode};
 use serde::Serialize;
+
+use super::snippet::Snippet;
 
 /// One problem in a workflow file.
 #[derive(Debug, Clone, Serialize)]
@@ -93,18 +96,30 @@ impl Diagnostic for Diag {
 #[derive(Debug)]
 pub struct LoadError {
     file: PathBuf,
-    source: NamedSource<String>,
     diags: Vec<Diag>,
+    /// Each diagnostic with its piece of the file, for miette.
+    shown: Vec<Shown>,
 }
 
 impl LoadError {
     pub(crate) fn new(file: &Path, text: &str, mut diags: Vec<Diag>) -> Self {
         diags.sort_by_key(|d| d.span.map_or(0, |s| s.0));
-        let name = file.display().to_string();
+        let name: Arc<str> = file.display().to_string().into();
+        let mut line_starts = vec![0];
+        line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        let shown = diags
+            .iter()
+            .map(|d| Shown {
+                diag: d.clone(),
+                snippet: d
+                    .span
+                    .map(|range| Snippet::new(name.clone(), text, &line_starts, range)),
+            })
+            .collect();
         LoadError {
             file: file.to_path_buf(),
-            source: NamedSource::new(name, text.to_string()),
             diags,
+            shown,
         }
     }
 
@@ -155,70 +170,72 @@ impl std::error::Error for LoadError {}
 
 impl Diagnostic for LoadError {
     fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        match self.diags.as_slice() {
+        match self.shown.as_slice() {
             [one] => one.code(),
             _ => Some(Box::new("tuna::workflow::invalid")),
         }
     }
 
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        match self.diags.as_slice() {
-            [one] => Diagnostic::help(one),
+        match self.shown.as_slice() {
+            [one] => one.help(),
             _ => None,
         }
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
-        match self.diags.as_slice() {
+        match self.shown.as_slice() {
             [one] => one.labels(),
             _ => None,
         }
     }
 
     fn source_code(&self) -> Option<&dyn SourceCode> {
-        Some(&self.source)
+        match self.shown.as_slice() {
+            [one] => one.source_code(),
+            _ => None,
+        }
     }
 
     fn related<'a>(&'a self) -> Option<Box<dyn Iterator<Item = &'a dyn Diagnostic> + 'a>> {
-        match self.diags.as_slice() {
+        match self.shown.as_slice() {
             [_] => None,
             many => Some(Box::new(many.iter().map(|d| d as &dyn Diagnostic))),
         }
     }
 }
 
-/// One diagnostic together with the file's text, rendered on its own.
-struct WithSource<'a> {
-    diag: &'a Diag,
-    source: &'a NamedSource<String>,
+/// One diagnostic with the clipped piece of the file it shows (none for one without a place).
+#[derive(Debug)]
+struct Shown {
+    diag: Diag,
+    snippet: Option<Snippet>,
 }
 
-impl fmt::Debug for WithSource<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.diag.fmt(f)
-    }
-}
-
-impl fmt::Display for WithSource<'_> {
+impl fmt::Display for Shown {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.diag.message)
     }
 }
 
-impl std::error::Error for WithSource<'_> {}
+impl std::error::Error for Shown {}
 
-impl Diagnostic for WithSource<'_> {
+impl Diagnostic for Shown {
     fn code<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
         self.diag.code()
     }
     fn help<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
-        Diagnostic::help(self.diag)
+        Diagnostic::help(&self.diag)
     }
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
-        self.diag.labels()
+        let s = self.snippet.as_ref()?;
+        let label = (!self.diag.label.is_empty()).then(|| self.diag.label.clone());
+        Some(Box::new(std::iter::once(LabeledSpan::new(
+            label, s.label.0, s.label.1,
+        ))))
     }
     fn source_code(&self) -> Option<&dyn SourceCode> {
-        Some(self.source)
+        self.snippet.as_ref().map(|s| s as &dyn SourceCode)
     }
 }
 
@@ -232,13 +249,9 @@ pub fn render_plain(err: &LoadError) -> String {
         .with_word_splitter(textwrap::WordSplitter::NoHyphenation)
         .with_word_separator(textwrap::WordSeparator::AsciiSpace);
     let mut out = String::new();
-    for diag in &err.diags {
-        let one = WithSource {
-            diag,
-            source: &err.source,
-        };
-        if handler.render_report(&mut out, &one).is_err() {
-            out.push_str(&diag.message);
+    for one in &err.shown {
+        if handler.render_report(&mut out, one).is_err() {
+            out.push_str(&one.diag.message);
         }
         out.push('\n');
     }

@@ -49,6 +49,9 @@ fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
+const LIMIT_HELP: &str =
+    "a workflow file is small and shallow: split it, or share values through `params`";
+
 fn parse(ctx: &mut Ctx, path: &Path) -> Option<Workflow> {
     let text = ctx.src.text;
     let root = match yaml::parse(text) {
@@ -60,10 +63,33 @@ fn parse(ctx: &mut Ctx, path: &Path) -> Option<Workflow> {
             ctx.push_at(d, (0, 0));
             return None;
         }
+        Err(e) if e.limit => {
+            // A limit (size, depth, aliases): reported as it is, never handed to another parser.
+            let d = Diag::new("too_large", e.message)
+                .label("limit reached here")
+                .help(LIMIT_HELP);
+            let off = ctx.src.offset(e.at);
+            ctx.push_at(d, (off, 0));
+            return None;
+        }
+        Err(_) if let Some(at) = yaml::flow_too_deep(text) => {
+            let d = Diag::new(
+                "too_large",
+                format!(
+                    "mappings and lists nest deeper than {} levels here",
+                    yaml::MAX_DEPTH
+                ),
+            )
+            .label("limit reached here")
+            .help(LIMIT_HELP);
+            ctx.push_at(d, (at, 0));
+            return None;
+        }
         Err(e) => {
             // libyaml (through serde_yaml) words most syntax errors better; it runs only here,
-            // on a file already known to be broken. Errors without a place (a second
-            // document) keep the event parser's.
+            // on a file already known to be broken and within the size limit, and stops at
+            // its own recursion limit. Errors without a place (a second document) keep the
+            // event parser's.
             if let Err(e) =
                 serde::de::IgnoredAny::deserialize(serde_yaml::Deserializer::from_str(text))
                 && e.location().is_some()
@@ -246,6 +272,7 @@ fn params(ctx: &mut Ctx, node: &Node) -> IndexMap<String, String> {
     let Some(f) = ctx.map(node, "`params`", None) else {
         return out;
     };
+    let mut vars: Vec<(String, &str)> = Vec::new();
     for (name, key, value) in f.entries {
         if !super::step::is_step_name(name) {
             let d = Diag::new("invalid_name", format!("invalid parameter name `{name}`"))
@@ -254,6 +281,17 @@ fn params(ctx: &mut Ctx, node: &Node) -> IndexMap<String, String> {
             ctx.push(d, key.span);
             continue;
         }
+        let var = super::template::param_env_name(name);
+        if let Some((_, other)) = vars.iter().find(|(v, _)| *v == var) {
+            let d = Diag::new(
+                "duplicate_key",
+                format!("parameters `{other}` and `{name}` would both reach steps as `{var}`"),
+            )
+            .label("same environment variable")
+            .help("rename one: parameter names are upper-cased and `-` becomes `_` in `TUNA_PARAM_<NAME>`");
+            ctx.push(d, key.span);
+        }
+        vars.push((var, name));
         match &value.kind {
             Kind::Scalar(s) if !s.is_null() => {
                 out.insert(name.to_string(), s.value.clone());

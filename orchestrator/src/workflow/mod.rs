@@ -13,6 +13,10 @@ mod load;
 mod model;
 mod schema;
 mod sections;
+mod shell_lex;
+#[cfg(test)]
+mod shell_tests;
+mod snippet;
 mod source;
 mod step;
 mod suggest;
@@ -26,6 +30,6 @@ pub use diag::{Diag, LoadError, render_plain};
 pub use load::{load_file, load_str};
 pub use model::*;
 pub use schema::json_schema;
-pub use template::{Part, Ref, Template, shell_quote};
+pub use template::{Part, Ref, Template, param_env_name};
 pub use units::{parse_duration, parse_size};
 pub use with_value::{preview_with, render_with};

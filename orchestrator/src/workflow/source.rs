@@ -65,11 +65,26 @@ impl<'t> Source<'t> {
     /// Where `needle` (text from a scalar's value) sits inside the scalar at `span`, as a byte
     /// range; the whole scalar when it cannot be found verbatim (escapes, folding).
     pub fn find_in(&self, span: Span, needle: &str) -> (usize, usize) {
+        self.find_each_in(span, &[needle])[0]
+    }
+
+    /// Where each of `needles` (pieces of a scalar's value, in order) sits inside the scalar
+    /// at `span`: each searched after the previous one found, so repeated pieces get their own
+    /// places and the search stays linear; the whole scalar for one not found verbatim.
+    pub fn find_each_in(&self, span: Span, needles: &[&str]) -> Vec<(usize, usize)> {
         let (a, len) = self.range(span);
-        match self.text[a..a + len].find(needle) {
-            Some(i) if !needle.is_empty() => (a + i, needle.len()),
-            _ => (a, len),
-        }
+        let hay = &self.text[a..a + len];
+        let mut cursor = 0;
+        needles
+            .iter()
+            .map(|needle| match hay[cursor..].find(needle) {
+                Some(i) if !needle.is_empty() => {
+                    cursor += i + needle.len();
+                    (a + cursor - needle.len(), needle.len())
+                }
+                _ => (a, len),
+            })
+            .collect()
     }
 }
 

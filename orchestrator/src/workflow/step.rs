@@ -13,7 +13,7 @@ use super::keys;
 use super::model::{Action, CachePolicy, Gate, Retry, RunsOn};
 use super::sections;
 use super::suggest::help_for;
-use super::template::{Part, Ref, Template};
+use super::template::{Part, Ref, Template, param_env_name};
 use super::with_value::preview_with;
 use super::yaml::{Kind, Node, Span};
 
@@ -211,7 +211,9 @@ fn action(
             .help("pass values to a shell command inside `run:` with `${{ params.NAME }}`");
             ctx.push(d, k.span);
         }
+        let before = refs.len();
         let t = ctx.template(n, "`run`", refs)?;
+        check_script(ctx, &t, &refs[before..]);
         if t.source.trim().is_empty() {
             ctx.push(
                 Diag::new("no_action", "`run` is an empty command").label("empty"),
@@ -348,6 +350,37 @@ fn paths(ctx: &mut Ctx, node: &Node, what: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// Refuses each reference of a `run:` script that bash would not read as one literal word
+/// where it stands (`shell_lex`), at its place (`placed`: the template's references as the
+/// loader found them), with the safe way to write it.
+fn check_script(ctx: &mut Ctx, t: &Template, placed: &[PlacedRef]) {
+    let Ok((_, spans)) = Template::parse_spanned(&t.source) else {
+        return;
+    };
+    let places = super::shell_lex::places(t);
+    for ((place, (r, range)), (a, len)) in places.into_iter().zip(placed).zip(spans) {
+        let Err(why) = place else {
+            continue;
+        };
+        let var = match r {
+            Ref::Param(p) => Some(param_env_name(p)),
+            Ref::RunId => Some("TUNA_RUN_ID".to_string()),
+            _ => None,
+        };
+        let snippet = &t.source[a..a + len];
+        let d = Diag::new(
+            "unquotable_reference",
+            format!(
+                "`{snippet}` cannot be quoted where it stands: {}",
+                why.message()
+            ),
+        )
+        .label("bash could read the value as code here")
+        .help(why.help(var.as_deref()));
+        ctx.push_at(d, *range);
+    }
 }
 
 /// `env`: NAME → template.

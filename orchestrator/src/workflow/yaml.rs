@@ -3,7 +3,13 @@
 //! serde_yaml forgets positions, so the loader reads the file a second time through
 //! saphyr-parser's event stream and builds this tree: every key and value keeps its span, which
 //! is what lets each diagnostic point at file:line:col. Duplicate keys are kept (the loader
-//! reports them); aliases are expanded (with a cap against "billion laughs" files).
+//! reports them); aliases are expanded.
+//!
+//! Bounded so that no file costs more than a few times its size: at most [`MAX_TEXT_BYTES`] of
+//! text, nesting at most [`MAX_DEPTH`] deep (refused at the collection that goes deeper, before
+//! the parser's cost grows with depth), and aliases that copy at most [`ALIAS_NODES`] nodes
+//! and [`ALIAS_BYTES`] bytes of text in all (a "billion laughs" file, or one string aliased
+//! many times, is refused at the alias that goes over).
 
 use std::collections::HashMap;
 
@@ -44,15 +50,40 @@ pub(crate) struct Scalar {
     pub tag: Option<String>,
 }
 
-/// A YAML error from the event parser.
+/// A YAML error from the event parser, or a limit the file went over.
 #[derive(Debug)]
 pub(crate) struct SyntaxError {
     pub at: Pos,
     pub message: String,
+    /// A limit of this reader (size, depth, aliases), not bad YAML.
+    pub limit: bool,
 }
 
-/// Nodes an alias may copy in total before the file is refused.
-const ALIAS_BUDGET: usize = 1_000_000;
+/// The largest workflow file read (the daemon's request limit too).
+pub const MAX_TEXT_BYTES: usize = 1024 * 1024;
+/// The deepest nesting of mappings and lists.
+pub const MAX_DEPTH: usize = 64;
+/// Nodes all aliases together may copy.
+pub const ALIAS_NODES: usize = 100_000;
+/// Bytes of scalar text all aliases together may copy.
+pub const ALIAS_BYTES: usize = 1024 * 1024;
+
+impl SyntaxError {
+    fn limit(at: Pos, message: String) -> Self {
+        SyntaxError {
+            at,
+            message,
+            limit: true,
+        }
+    }
+}
+
+/// An anchored node and what one alias to it copies.
+struct Anchored {
+    node: Node,
+    nodes: usize,
+    bytes: usize,
+}
 
 impl Node {
     pub fn as_scalar(&self) -> Option<&Scalar> {
@@ -87,11 +118,18 @@ impl Node {
         }
     }
 
-    fn count(&self) -> usize {
+    /// Nodes and bytes of scalar text in this tree.
+    fn weight(&self) -> (usize, usize) {
         match &self.kind {
-            Kind::Scalar(_) => 1,
-            Kind::Seq(v) => 1 + v.iter().map(Node::count).sum::<usize>(),
-            Kind::Map(v) => 1 + v.iter().map(|(k, x)| k.count() + x.count()).sum::<usize>(),
+            Kind::Scalar(s) => (1, s.value.len()),
+            Kind::Seq(v) => v.iter().fold((1, 0), |(n, b), x| {
+                let (xn, xb) = x.weight();
+                (n + xn, b + xb)
+            }),
+            Kind::Map(v) => v.iter().fold((1, 0), |(n, b), (k, x)| {
+                let ((kn, kb), (xn, xb)) = (k.weight(), x.weight());
+                (n + kn + xn, b + kb + xb)
+            }),
         }
     }
 
@@ -200,15 +238,25 @@ enum Open {
 
 /// Parses one YAML document. `Ok(None)` for an empty file.
 pub(crate) fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
-    let mut anchors: HashMap<usize, Node> = HashMap::new();
+    if text.len() > MAX_TEXT_BYTES {
+        return Err(SyntaxError::limit(
+            Pos { line: 1, col: 0 },
+            format!(
+                "the file is {} bytes; a workflow file may have at most {MAX_TEXT_BYTES}",
+                text.len()
+            ),
+        ));
+    }
+    let mut anchors: HashMap<usize, Anchored> = HashMap::new();
     let mut stack: Vec<Open> = Vec::new();
     let mut root: Option<Node> = None;
     let mut documents = 0;
-    let mut alias_budget = ALIAS_BUDGET;
+    let (mut alias_nodes, mut alias_bytes) = (ALIAS_NODES, ALIAS_BYTES);
     for item in Parser::new_from_str(text) {
         let (event, span) = item.map_err(|e| SyntaxError {
             at: pos(e.marker()),
             message: e.info().to_string(),
+            limit: false,
         })?;
         let start = pos(&span.start);
         let end = pos(&span.end);
@@ -220,6 +268,7 @@ pub(crate) fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
                         at: start,
                         message: "a workflow file holds one YAML document; found a second `---`"
                             .into(),
+                        limit: false,
                     });
                 }
                 None
@@ -239,23 +288,33 @@ pub(crate) fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
                 Some((anchor, node))
             }
             Event::Alias(id) => {
-                let Some(node) = anchors.get(&id) else {
+                let Some(a) = anchors.get(&id) else {
                     return Err(SyntaxError {
                         at: start,
                         message: "alias to an unknown anchor".into(),
+                        limit: false,
                     });
                 };
-                let n = node.count();
-                if n > alias_budget {
-                    return Err(SyntaxError {
-                        at: start,
-                        message: "aliases expand to too many nodes".into(),
-                    });
+                if a.nodes > alias_nodes || a.bytes > alias_bytes {
+                    return Err(SyntaxError::limit(
+                        start,
+                        format!(
+                            "aliases copy too much: all aliases of a file may copy at most \
+                             {ALIAS_NODES} nodes and {ALIAS_BYTES} bytes of text"
+                        ),
+                    ));
                 }
-                alias_budget -= n;
-                let mut node = node.clone();
+                alias_nodes -= a.nodes;
+                alias_bytes -= a.bytes;
+                let mut node = a.node.clone();
                 node.span = Span { start, end };
                 Some((0, node))
+            }
+            Event::SequenceStart(..) | Event::MappingStart(..) if stack.len() >= MAX_DEPTH => {
+                return Err(SyntaxError::limit(
+                    start,
+                    format!("mappings and lists nest deeper than {MAX_DEPTH} levels here"),
+                ));
             }
             Event::SequenceStart(anchor, _) => {
                 stack.push(Open::Seq {
@@ -310,7 +369,9 @@ pub(crate) fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
         };
         if let Some((anchor, node)) = done {
             if anchor != 0 {
-                anchors.insert(anchor, node.clone());
+                let (nodes, bytes) = node.weight();
+                let node = node.clone();
+                anchors.insert(anchor, Anchored { node, nodes, bytes });
             }
             match stack.last_mut() {
                 Some(Open::Seq { items, .. }) => items.push(node),
@@ -323,6 +384,42 @@ pub(crate) fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
         }
     }
     Ok(root.filter(|n| !n.is_null()))
+}
+
+/// Where flow collections (`[`, `{`) first nest deeper than [`MAX_DEPTH`], by a linear scan
+/// that skips quoted scalars and comments (brackets in plain scalars count, so it may see depth
+/// a real parser would not). For a file the event parser refused: libyaml, which words errors
+/// better, takes time quadratic in such depth, so it is not asked then.
+pub(crate) fn flow_too_deep(text: &str) -> Option<usize> {
+    let b = text.as_bytes();
+    let mut depth = 0usize;
+    let mut i = 0;
+    let starts_token = |i: usize| i == 0 || b" \t\n\r[{,:-?".contains(&b[i - 1]);
+    while i < b.len() {
+        match b[i] {
+            b'#' if starts_token(i) => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            q @ (b'"' | b'\'') if starts_token(i) => {
+                i += 1;
+                while i < b.len() && b[i] != q {
+                    i += if q == b'"' && b[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Some(i);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 #[cfg(test)]
@@ -359,6 +456,20 @@ mod tests {
             serde_yaml::to_string(&v).unwrap(),
             "- 1\n- 2.5\n- true\n- null\n- '3'\n- x\n- 0.0002\n"
         );
+    }
+
+    #[test]
+    fn flow_depth_is_found_by_a_linear_scan() {
+        let deep = format!("a: {}{}", "[".repeat(70), "]".repeat(70));
+        assert_eq!(flow_too_deep(&deep), Some(3 + MAX_DEPTH));
+        let quoted = format!(
+            "a: \"{}\" # {}\nb: '{}'",
+            "[".repeat(99),
+            "{".repeat(99),
+            "[".repeat(99)
+        );
+        assert_eq!(flow_too_deep(&quoted), None);
+        assert_eq!(flow_too_deep("a: [[1], {b: [2]}]"), None);
     }
 
     #[test]

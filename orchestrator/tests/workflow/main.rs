@@ -1,6 +1,7 @@
 //! Workflow loading, diagnostics and the DAG, tested through the public API.
 
 mod corpus;
+mod cron_oracle;
 mod dag;
 mod loader;
 

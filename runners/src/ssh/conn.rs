@@ -9,8 +9,8 @@ use ssh2::{OpenFlags, OpenType, Session, Sftp};
 use super::config::SshConfig;
 use super::error::ConnectError;
 use super::host_keys;
-use super::quote::sh_quote;
 use super::wrapper;
+use crate::shell::quote;
 
 /// An open connection. Not shared between threads at once: [`Host`](super::host::Host) locks it.
 pub(crate) struct Conn {
@@ -98,10 +98,10 @@ impl Conn {
 
     /// Makes the runner's folders and uploads the wrapper unless this version is there.
     fn prepare(&mut self, cfg: &SshConfig) -> Result<(), OpError> {
-        let w = sh_quote(&cfg.workdir);
+        let w = quote(&cfg.workdir);
         let out = self.exec(&format!(
             "mkdir -p {w}/cas {w}/runs {w}/bin && if [ -f {q} ]; then echo have; fi",
-            q = sh_quote(&self.wrapper)
+            q = quote(&self.wrapper)
         ))?;
         if out.code != 0 {
             return Err(OpError::Fatal(out.stderr.trim().to_owned()));
@@ -190,7 +190,7 @@ impl Conn {
 
     /// Moves `from` over `to` on the host (SFTP v3 rename refuses to replace; `mv` does).
     pub fn rename(&self, from: &str, to: &str) -> Result<(), OpError> {
-        let out = self.exec(&format!("mv -f {} {}", sh_quote(from), sh_quote(to)))?;
+        let out = self.exec(&format!("mv -f {} {}", quote(from), quote(to)))?;
         if out.code != 0 {
             return Err(OpError::Fatal(format!(
                 "cannot write {to}: {}",

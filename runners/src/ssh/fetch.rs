@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 use super::conn::{Conn, OpError};
-use super::quote::sh_quote;
+use crate::shell::quote;
 
 /// Copies each declared output that exists under `dir/work` (files and whole folders) into
 /// `local_dir/work`, and `dir/metrics.json` if there is one.
@@ -46,10 +46,10 @@ fn keep_on_host(conn: &mut Conn, workdir: &str, blobs: &[(String, String)]) -> R
         let links: Vec<String> = chunk
             .iter()
             .map(|(remote, hex)| {
-                let blob = sh_quote(&format!("{workdir}/cas/{hex}"));
+                let blob = quote(&format!("{workdir}/cas/{hex}"));
                 format!(
                     "{{ [ -e {blob} ] || ln -f {} {blob} 2>/dev/null || true; }}",
-                    sh_quote(remote)
+                    quote(remote)
                 )
             })
             .collect();

@@ -9,7 +9,7 @@ use std::path::Path;
 use ssh2::Sftp;
 
 use super::conn::{Conn, OpError};
-use super::quote::sh_quote;
+use crate::shell::quote;
 use crate::{RemoteAttempt, Removed, StoredBlob};
 
 /// Whether `name` is a blob's name: 64 lower-case hex digits.
@@ -150,7 +150,7 @@ pub(crate) fn remove_attempts(
     }
     while *next < attempts.len() {
         let batch = &attempts[*next..(*next + BATCH).min(attempts.len())];
-        let dirs: Vec<String> = batch.iter().map(|a| sh_quote(&a.rel())).collect();
+        let dirs: Vec<String> = batch.iter().map(|a| quote(&a.rel())).collect();
         let mut parents: Vec<String> = batch
             .iter()
             .map(|a| format!("{}/{}", a.run, a.step))
@@ -161,13 +161,13 @@ pub(crate) fn remove_attempts(
         run_dirs.sort();
         run_dirs.dedup();
         parents.extend(run_dirs);
-        let parents: Vec<String> = parents.iter().map(|p| sh_quote(p)).collect();
+        let parents: Vec<String> = parents.iter().map(|p| quote(p)).collect();
         // A folder a job made read-only is made writable again before it goes.
         let command = format!(
             "cd {} || exit 1; for d in {}; do if [ -e \"$d\" ]; then \
              {{ rm -rf -- \"$d\" 2>/dev/null || {{ chmod -R u+w -- \"$d\" && rm -rf -- \"$d\"; }}; }} \
              || exit 1; echo gone; fi; done; for p in {}; do rmdir -- \"$p\" 2>/dev/null; done; true",
-            sh_quote(runs),
+            quote(runs),
             dirs.join(" "),
             parents.join(" ")
         );

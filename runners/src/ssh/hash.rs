@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use super::conn::{Conn, OpError};
 use super::host::Host;
-use super::quote::sh_quote;
+use crate::shell::quote;
 
 /// The command that hashes files on the host (file names follow it), found out once per host;
 /// `None` when the host cannot hash (its big outputs then come back like small ones).
@@ -52,13 +52,13 @@ fn find(host: &Host, conn: &mut Conn) -> Result<Option<String>, OpError> {
         return Ok(None);
     };
     let remote = format!("{}/bin/tuna-hash-{id}", host.cfg.workdir);
-    let have = conn.exec(&format!("[ -x {} ] && echo have", sh_quote(&remote)))?;
+    let have = conn.exec(&format!("[ -x {} ] && echo have", quote(&remote)))?;
     if have.stdout.trim() != "have" {
         let mut file =
             File::open(hasher).map_err(|e| OpError::Fatal(format!("{}: {e}", hasher.display())))?;
         conn.put_stream(&remote, &mut file, 0o755)?;
     }
-    Ok(Some(format!("{} --b3sum", sh_quote(&remote))))
+    Ok(Some(format!("{} --b3sum", quote(&remote))))
 }
 
 /// `uname -sm` of this machine.
@@ -94,10 +94,10 @@ pub(crate) fn hash_files(
 ) -> Result<Vec<String>, OpError> {
     let mut hexes = Vec::with_capacity(files.len());
     for chunk in files.chunks(200) {
-        let names: Vec<String> = chunk.iter().map(|f| sh_quote(&format!("./{f}"))).collect();
+        let names: Vec<String> = chunk.iter().map(|f| quote(&format!("./{f}"))).collect();
         let out = conn.exec(&format!(
             "cd {} && {command} {}",
-            sh_quote(dir),
+            quote(dir),
             names.join(" ")
         ))?;
         // b3sum writes `\` before a line whose file name it had to escape.

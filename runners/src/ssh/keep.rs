@@ -12,7 +12,7 @@ use super::conn::{Conn, OpError};
 use super::fetch;
 use super::hash;
 use super::host::Host;
-use super::quote::sh_quote;
+use crate::shell::quote;
 use crate::{KeptFile, KeptOutput, KeptOutputs};
 
 /// Keeps the big outputs of the attempt in `dir` on the host and brings the rest (and the
@@ -93,9 +93,9 @@ fn keep(
         .files
         .iter()
         .map(|f| {
-            let blob = sh_quote(&format!("{workdir}/cas/{}", f.hex));
-            let src = sh_quote(&format!("{work}/{}", path_of(f)));
-            let tmp = sh_quote(&format!("{workdir}/cas/.keep-{}", f.hex));
+            let blob = quote(&format!("{workdir}/cas/{}", f.hex));
+            let src = quote(&format!("{work}/{}", path_of(f)));
+            let tmp = quote(&format!("{workdir}/cas/.keep-{}", f.hex));
             format!(
                 "{{ [ -e {blob} ] || ln -fL {src} {blob} 2>/dev/null || \
                  {{ cp {src} {tmp}.$$ && mv -f {tmp}.$$ {blob}; }}; }} && chmod a-w {blob}"

@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use super::conn::{Conn, OpError};
-use super::quote::sh_quote;
+use crate::shell::quote;
 
 /// What one look at an attempt found.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,10 +72,10 @@ impl PollBoard {
             }
             batch
         };
-        let quoted: Vec<String> = batch.iter().map(|d| sh_quote(d)).collect();
+        let quoted: Vec<String> = batch.iter().map(|d| quote(d)).collect();
         let out = conn.exec(&format!(
             "sh {} poll {}",
-            sh_quote(&conn.wrapper),
+            quote(&conn.wrapper),
             quoted.join(" ")
         ))?;
         let answers = parse(&out.stdout);

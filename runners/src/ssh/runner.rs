@@ -12,10 +12,10 @@ use super::conn::{Conn, OpError};
 use super::handle::SshHandle;
 use super::host::{Host, HostError};
 use super::poll::PollBoard;
-use super::quote::sh_quote;
 use super::stage::{self, StageReport};
 use super::store::HostStore;
 use super::watch;
+use crate::shell::quote;
 use crate::{BlobStore, Handle, Job, Outcome, Runner, RunnerError, RunnerInfo};
 
 /// Runs jobs on one host over SSH.
@@ -103,7 +103,7 @@ fn launch(host: &Host, job: &Job, dir: &str) -> Result<(Handle, StageReport), Ru
             None => {
                 let claim = conn.exec(&format!(
                     "mkdir -p {d}/work && cat {d}/claim 2>/dev/null; true",
-                    d = sh_quote(dir)
+                    d = quote(dir)
                 ))?;
                 if claim.stdout.trim().is_empty() {
                     conn.write_file(&format!("{dir}/script"), job.script.as_bytes(), 0o644)?;
@@ -153,11 +153,11 @@ fn prepare_command(
     grace: &str,
     timeout: Option<&str>,
 ) -> Option<String> {
-    let d = sh_quote(dir);
+    let d = quote(dir);
     let put = |name: &str, text: &str| {
         format!(
             "printf '%s' {} > {name}.$$ && mv -f {name}.$$ {name}",
-            sh_quote(text)
+            quote(text)
         )
     };
     let mut files = vec![
@@ -180,9 +180,9 @@ fn prepare_command(
 fn start(conn: &mut Conn, dir: &str, nonce: &str, prepare: &str) -> Result<u32, OpError> {
     let out = conn.exec(&format!(
         "{prepare} && sh {} launch {} {}",
-        sh_quote(&conn.wrapper),
-        sh_quote(dir),
-        sh_quote(nonce)
+        quote(&conn.wrapper),
+        quote(dir),
+        quote(nonce)
     ))?;
     let line = out.stdout.trim();
     let mut words = line.split_whitespace();
@@ -223,7 +223,7 @@ fn env_file(job: &Job, dir: &str, tuna: &str) -> Result<String, RunnerError> {
                 job.step
             )));
         }
-        let _ = writeln!(text, "export {k}={}", sh_quote(v));
+        let _ = writeln!(text, "export {k}={}", quote(v));
     }
     Ok(text)
 }
@@ -266,8 +266,8 @@ impl Runner for SshRunner {
             host.retrying(|conn| {
                 let out = conn.exec(&format!(
                     "sh {} cancel {}",
-                    sh_quote(&conn.wrapper),
-                    sh_quote(&data.dir)
+                    quote(&conn.wrapper),
+                    quote(&data.dir)
                 ))?;
                 if out.stdout.trim() == "ok" {
                     Ok(())

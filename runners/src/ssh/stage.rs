@@ -9,8 +9,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use super::conn::{Conn, OpError, temp_name};
-use super::quote::sh_quote;
 use crate::Stage;
+use crate::shell::quote;
 
 /// One file to place: its digest and where it goes (relative to the attempt folder).
 #[derive(Debug, Clone, PartialEq)]
@@ -111,7 +111,7 @@ pub(crate) fn stage(
         let names: Vec<&str> = chunk.iter().map(|b| b.digest.as_str()).collect();
         let out = conn.exec(&format!(
             "cd {} && for h in {}; do [ -e \"$h\" ] || echo \"$h\"; done",
-            sh_quote(&cas),
+            quote(&cas),
             names.join(" ")
         ))?;
         if out.code != 0 {
@@ -140,16 +140,16 @@ pub(crate) fn stage(
     }
     let mut commands: Vec<String> = dirs
         .iter()
-        .map(|d| format!("mkdir -p {}", sh_quote(&format!("{dir}/{d}"))))
+        .map(|d| format!("mkdir -p {}", quote(&format!("{dir}/{d}"))))
         .collect();
     for blob in blobs {
         let dest = format!("{dir}/{}", blob.dest);
         let parent = dest.rsplit_once('/').map_or(dir, |(p, _)| p).to_owned();
         commands.push(format!(
             "mkdir -p {} && ln -sfn {} {}",
-            sh_quote(&parent),
-            sh_quote(&format!("{cas}/{}", blob.digest)),
-            sh_quote(&dest)
+            quote(&parent),
+            quote(&format!("{cas}/{}", blob.digest)),
+            quote(&dest)
         ));
     }
     for chunk in commands.chunks(200) {
@@ -194,14 +194,14 @@ pub(crate) fn put_blob(
     let (total, hash) = conn.write_temp(&tmp, source, 0o600)?;
     let got = hash.to_hex();
     if got.as_str() != hex {
-        let _ = conn.exec(&format!("rm -f {}", sh_quote(&tmp)));
+        let _ = conn.exec(&format!("rm -f {}", quote(&tmp)));
         return Ok(Err(got.to_string()));
     }
     let mode = if executable { 0o555 } else { 0o444 };
     let out = conn.exec(&format!(
         "chmod {mode:o} {t} && mv -f {t} {}",
-        sh_quote(&format!("{cas}/{hex}")),
-        t = sh_quote(&tmp)
+        quote(&format!("{cas}/{hex}")),
+        t = quote(&tmp)
     ))?;
     if out.code != 0 {
         return Err(OpError::Fatal(format!(

@@ -10,8 +10,8 @@ use std::time::Duration;
 use super::conn::{Conn, OpError};
 use super::gc;
 use super::host::{Host, HostError};
-use super::quote::sh_quote;
 use super::stage;
+use crate::shell::quote;
 use crate::{
     AttemptFolders, BlobError, BlobSession, BlobStore, RemoteAttempt, Removed, StoredBlob,
 };
@@ -36,10 +36,10 @@ impl BlobStore for HostStore {
         let cas = self.cas();
         let mut lacking = Vec::new();
         for chunk in hexes.chunks(400) {
-            let names: Vec<String> = chunk.iter().map(|h| sh_quote(h)).collect();
+            let names: Vec<String> = chunk.iter().map(|h| quote(h)).collect();
             let command = format!(
                 "cd {} && for h in {}; do [ -e \"$h\" ] || echo \"$h\"; done",
-                sh_quote(&cas),
+                quote(&cas),
                 names.join(" ")
             );
             let out = self
