@@ -20,9 +20,11 @@ use axum::body::Body;
 use axum::http::Request;
 use chrono::{TimeZone, Utc};
 use fuzz_common::{Options, Rng, drive, mutate};
+use serde_json::json;
 use tower::ServiceExt;
-use tuna::daemon::{Daemon, FakeClock, Scheduler, Submission, Tokens, router};
+use tuna::daemon::{Daemon, FakeClock, Scheduler, Submission, Tokens, Uploads, router};
 use tuna::engine::{Engine, Home, Inventory, Quiet};
+use tuna::project::{Manifest, ManifestFile};
 
 const TOKEN: &str = "fuzz-token-0123456789abcdef";
 
@@ -36,6 +38,9 @@ const PATHS: &[&str] = &[
     "/api/v1/schedules/{name}",
     "/api/v1/leaderboard",
     "/api/v1/health",
+    "/api/v1/metrics",
+    "/api/v1/blobs/missing",
+    "/api/v1/blobs/{digest}",
     "/runs/{id}",
     "/runs/{id}/steps/{step}",
     "/schedules",
@@ -57,6 +62,9 @@ const SEGMENTS: &[&str] = &[
     "ü",
     "%F0%9F%98%80",
     "0000000000000000000000000000000000000000000000000000000000000000000",
+    "b3:af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262",
+    "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+    "b3:AF13",
 ];
 const QUERIES: &[&str] = &[
     "",
@@ -89,10 +97,30 @@ fn corpus() -> Vec<Vec<u8>> {
     out
 }
 
+/// A project manifest with hostile paths, digests and sizes.
+fn manifest(rng: &mut Rng) -> Manifest {
+    let mut m = Manifest::default();
+    for _ in 0..rng.below(4) {
+        let file = json!({
+            "path": rng.pick(&["data/a.txt", "../x", "/etc/passwd", "", "a//b", "a\u{0}b", "."]),
+            "digest": rng.pick(&SEGMENTS[SEGMENTS.len() - 3..]),
+            "size": *rng.pick(&[0u64, 1, 1 << 40, u64::MAX]),
+            "mode": *rng.pick(&[0o644u32, 0o755, u32::MAX]),
+        });
+        if let Ok(f) = serde_json::from_value::<ManifestFile>(file) {
+            m.files.push(f);
+        }
+    }
+    if rng.one_in(4) {
+        m.dirs.push(rng.pick(&["empty", "..", "/tmp"]).to_string());
+    }
+    m
+}
+
 /// One request as text: `METHOD PATH\nAUTHORIZATION\nBODY`.
 fn request(rng: &mut Rng, seeds: &[&[u8]]) -> Vec<u8> {
     let mut path = rng.pick(PATHS).to_string();
-    for hole in ["{id}", "{step}", "{name}"] {
+    for hole in ["{id}", "{step}", "{name}", "{digest}"] {
         path = path.replace(hole, rng.pick::<&str>(SEGMENTS));
     }
     path.push_str(rng.pick::<&str>(QUERIES));
@@ -124,6 +152,7 @@ fn request(rng: &mut Rng, seeds: &[&[u8]]) -> Vec<u8> {
             file: rng.one_in(2).then(|| rng.pick(SEGMENTS).to_string()),
             no_cache: rng.one_in(2),
             jobs: rng.one_in(3).then(|| rng.below(1 << 20)),
+            project: rng.one_in(3).then(|| manifest(rng)),
         };
         let json = serde_json::to_vec(&sub).expect("json");
         match rng.below(6) {
@@ -169,6 +198,7 @@ fn main() {
         Arc::new(Daemon::new(
             engine,
             scheduler,
+            Uploads::default(),
             tokio::runtime::Handle::current(),
         ))
     });
