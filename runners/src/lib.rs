@@ -15,9 +15,11 @@ pub mod objstore;
 mod runner;
 pub mod shell;
 pub mod ssh;
+mod step_env;
 
 pub use attempts::{AttemptFolders, RemoteAttempt};
 pub use blobs::{BlobError, BlobSession, BlobStore, Removed, StoredBlob};
 pub use job::{Gpu, Job, Resources, Stage};
 pub use kept::{KeptFile, KeptOutput, KeptOutputs};
+pub use step_env::{ALLOWED as STEP_ENV_ALLOWED, STEP_SETTINGS, StepEnv};
 pub use runner::{CheckProblem, FoundGpu, Handle, Outcome, Runner, RunnerError, RunnerInfo};

@@ -21,6 +21,7 @@ fn runner_with_grace(kill_grace: Duration) -> LocalRunner {
         gpus: vec![],
         shim: SHIM.into(),
         kill_grace,
+        ..LocalConfig::default()
     })
 }
 

@@ -3,6 +3,7 @@
 mod cache;
 mod cancel;
 mod cli;
+mod containment;
 mod crash;
 mod daemon;
 mod daemon_cron;
@@ -22,4 +23,5 @@ mod quoting;
 mod ssh;
 mod ssh_artifacts;
 mod ssh_gc;
+mod step_env;
 mod store;

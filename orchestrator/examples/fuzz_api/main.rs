@@ -188,6 +188,7 @@ fn main() {
                 },
                 &inventory,
                 Arc::new(Quiet),
+                &tuna_runners::StepEnv::Clean { pass: vec![] },
             )
             .expect("engine"),
         );

@@ -15,6 +15,15 @@ pub enum CasError {
     },
     #[error("{0} is not in the artifact store (it may have been garbage-collected)")]
     Missing(Digest),
+    #[error(
+        "the stored blob {digest} ({}) was damaged: {reason}; it was removed from the store, so the step that made it runs again next time",
+        path.display()
+    )]
+    Damaged {
+        digest: Digest,
+        path: PathBuf,
+        reason: String,
+    },
     #[error("the stored tree {digest} is damaged: {reason}")]
     BadTree { digest: Digest, reason: String },
     #[error("{}: {reason}", path.display())]

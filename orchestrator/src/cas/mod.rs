@@ -20,3 +20,5 @@ pub use tree::{Tree, TreeFile};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod links_tests;

@@ -42,16 +42,24 @@ impl Cas {
         &self.root
     }
 
-    /// Stores the file or folder at `path`, which stays in place. A file on the store's
-    /// filesystem is hard-linked in and becomes read-only; others are copied.
-    pub fn put(&self, path: &Path) -> Result<Digest, CasError> {
-        let meta = fs::metadata(path).at(path)?;
+    /// Stores the output at `path`, a file or folder inside `within` (the step's own folder),
+    /// which stays in place. Only regular files and folders are stored, their bytes hashed as
+    /// they go in. A symbolic link is followed only to a target inside `within`, and then its
+    /// target's bytes are copied (never linked in, never made read-only); a link that leads
+    /// elsewhere is refused. A file the step alone owns (one name, on the store's filesystem)
+    /// is hard-linked in and becomes read-only; others are copied.
+    pub fn put(&self, path: &Path, within: &Path) -> Result<Digest, CasError> {
+        let within = fs::canonicalize(within).at(within)?;
+        let real = confined(path, &within)?;
+        let linked = fs::symlink_metadata(path).at(path)?.file_type().is_symlink();
+        let meta = fs::metadata(&real).at(&real)?;
         if meta.is_file() {
+            let copy = linked || meta.nlink() > 1;
             Ok(self
-                .put_file(path, meta.permissions().mode() & 0o111 != 0)?
+                .put_file(&real, meta.permissions().mode() & 0o111 != 0, copy)?
                 .0)
         } else if meta.is_dir() {
-            self.put_dir(path)
+            self.put_dir(&real, &within)
         } else {
             Err(CasError::Unsupported {
                 path: path.to_path_buf(),
@@ -64,7 +72,7 @@ impl Cas {
     pub fn put_bytes(&self, bytes: &[u8]) -> Result<Digest, CasError> {
         let hash = blake3::hash(bytes);
         let object = self.object_path(hash.as_bytes(), false);
-        if !object.exists() {
+        if !self.object_is_regular(&object) {
             let tmp = self.temp_path();
             let mut file = File::create_new(&tmp).at(&tmp)?;
             io::Write::write_all(&mut file, bytes).at(&tmp)?;
@@ -98,7 +106,7 @@ impl Cas {
                     });
                 }
                 let object = self.object_path(hash.as_bytes(), executable);
-                if !object.exists() {
+                if !self.object_is_regular(&object) {
                     seal(&tmp, &out, executable)?;
                     rename_into(&tmp, &object)?;
                 }
@@ -125,7 +133,7 @@ impl Cas {
                 let got = Digest::blob(hash);
                 accept(&got, len)?;
                 let object = self.object_path(hash.as_bytes(), false);
-                if !object.exists() {
+                if !self.object_is_regular(&object) {
                     seal(&tmp, &out, false)?;
                     rename_into(&tmp, &object)?;
                 }
@@ -178,12 +186,24 @@ impl Cas {
     }
 
     /// Recreates the blob or tree `digest` at `dest` (replacing files there): by hard link
-    /// where possible, by copy otherwise. Hard-linked files are read-only.
+    /// where possible, by copy otherwise. Hard-linked files are read-only. Each file of a tree
+    /// must have the size the tree records (a cheap check that catches a truncated blob).
     pub fn materialize(&self, digest: &Digest, dest: &Path) -> Result<(), CasError> {
+        self.restore(digest, dest, false)
+    }
+
+    /// [`Cas::materialize`], hashing every blob before it is placed: content that no longer
+    /// matches its name is refused (for `tuna pull`, and outputs leaving for another machine).
+    pub fn materialize_verified(&self, digest: &Digest, dest: &Path) -> Result<(), CasError> {
+        self.restore(digest, dest, true)
+    }
+
+    fn restore(&self, digest: &Digest, dest: &Path, verify: bool) -> Result<(), CasError> {
         if !digest.is_tree() {
             let (object, executable) = self
                 .find_object(digest.hash())
                 .ok_or(CasError::Missing(*digest))?;
+            self.check_object(&object, digest, None, verify)?;
             if let Some(parent) = dest.parent() {
                 fs::create_dir_all(parent).at(parent)?;
             }
@@ -202,13 +222,46 @@ impl Cas {
             }
             let hash = file.digest.hash();
             let wanted = self.object_path(hash, file.executable);
-            if wanted.exists() {
+            if self.object_is_regular(&wanted) {
+                self.check_object(&wanted, &file.digest, Some(file.size), verify)?;
                 place(&wanted, file.executable, &target)?;
             } else {
                 let (other, _) = self
                     .find_object(hash)
                     .ok_or(CasError::Missing(file.digest))?;
+                self.check_object(&other, &file.digest, Some(file.size), verify)?;
                 copy_with_mode(&other, file.executable, &target)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a stored object before it is handed out: its size when known, its content when
+    /// `verify`.
+    fn check_object(
+        &self,
+        object: &Path,
+        digest: &Digest,
+        size: Option<u64>,
+        verify: bool,
+    ) -> Result<(), CasError> {
+        let damaged = |reason: String| {
+            // The name no longer vouches for the content: drop it, so a cache lookup misses.
+            let _ = fs::remove_file(object);
+            CasError::Damaged {
+                digest: *digest,
+                path: object.to_path_buf(),
+                reason,
+            }
+        };
+        let len = fs::symlink_metadata(object).at(object)?.len();
+        if let Some(want) = size.filter(|&want| want != len) {
+            return Err(damaged(format!("it holds {len} bytes, not {want}")));
+        }
+        if verify {
+            let hash = hash_reader(File::open(object).at(object)?).at(object)?;
+            if hash.as_bytes() != digest.hash() {
+                return Err(damaged(format!("its content hashes to {}", hash.to_hex())));
             }
         }
         Ok(())
@@ -231,19 +284,25 @@ impl Cas {
         &self.tmp
     }
 
-    /// A stored copy of the blob `hash`, and whether it is the executable one.
+    /// A stored copy of the blob `hash`, and whether it is the executable one. Only a regular
+    /// file counts: anything else under an object's name (a symbolic link left by an older
+    /// tuna) is not content the store vouches for.
     fn find_object(&self, hash: &[u8; 32]) -> Option<(PathBuf, bool)> {
         [false, true]
             .into_iter()
             .map(|x| (self.object_path(hash, x), x))
-            .find(|(p, _)| p.exists())
+            .find(|(p, _)| self.object_is_regular(p))
     }
 
-    fn put_dir(&self, root: &Path) -> Result<Digest, CasError> {
-        let (found, empty_dirs) = Tree::walk(root)?;
+    fn object_is_regular(&self, object: &Path) -> bool {
+        fs::symlink_metadata(object).is_ok_and(|m| m.file_type().is_file())
+    }
+
+    fn put_dir(&self, root: &Path, within: &Path) -> Result<Digest, CasError> {
+        let (found, empty_dirs) = Tree::walk(root, within)?;
         let mut files = Vec::with_capacity(found.len());
         for f in found {
-            let (digest, size) = self.put_file(&f.source, f.executable)?;
+            let (digest, size) = self.put_file(&f.source, f.executable, f.copy)?;
             files.push(TreeFile {
                 path: f.path,
                 digest,
@@ -258,9 +317,27 @@ impl Cas {
         })
     }
 
-    /// Stores one file; returns its digest and size.
-    fn put_file(&self, source: &Path, executable: bool) -> Result<(Digest, u64), CasError> {
+    /// Stores one regular file; returns its digest and size. `copy`: the file is not the
+    /// step's alone (reached through a link, or it has other names), so it is never linked in
+    /// nor made read-only: hashed where it is, and copied only when the blob is new.
+    fn put_file(
+        &self,
+        source: &Path,
+        executable: bool,
+        copy: bool,
+    ) -> Result<(Digest, u64), CasError> {
         let tmp = self.temp_path();
+        if copy {
+            let file = File::open(source).at(source)?;
+            let len = file.metadata().at(source)?.len();
+            let hash = hash_reader(&file).at(source)?;
+            if self.object_is_regular(&self.object_path(hash.as_bytes(), executable)) {
+                return Ok((Digest::blob(hash), len));
+            }
+            return self.copy_in(source, &tmp, executable).inspect_err(|_| {
+                let _ = fs::remove_file(&tmp);
+            });
+        }
         if self.link && fs::hard_link(source, &tmp).is_ok() {
             self.link_in(source, &tmp, executable).inspect_err(|_| {
                 let _ = fs::remove_file(&tmp);
@@ -284,7 +361,7 @@ impl Cas {
         let before = file.metadata().at(source)?;
         let hash = hash_reader(&file).at(source)?;
         let object = self.object_path(hash.as_bytes(), executable);
-        if object.exists() {
+        if self.object_is_regular(&object) {
             fs::remove_file(tmp).at(tmp)?;
         } else {
             seal(tmp, &file, executable)?;
@@ -313,7 +390,7 @@ impl Cas {
         let mut out = File::create_new(tmp).at(tmp)?;
         let (hash, len) = copy_hashing(&input, &mut out).at(source)?;
         let object = self.object_path(hash.as_bytes(), executable);
-        if object.exists() {
+        if self.object_is_regular(&object) {
             fs::remove_file(tmp).at(tmp)?;
         } else {
             seal(tmp, &out, executable)?;
@@ -380,4 +457,28 @@ fn sibling_temp(dest: &Path) -> PathBuf {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     dest.with_file_name(format!(".{name}.{}-{n}.tuna-tmp", std::process::id()))
+}
+
+/// Where the output at `path` really is, once every symbolic link on its way is resolved; it
+/// must be inside `within` (canonical).
+pub(crate) fn confined(path: &Path, within: &Path) -> Result<PathBuf, CasError> {
+    let refuse = |reason: String| CasError::Unsupported {
+        path: path.to_path_buf(),
+        reason,
+    };
+    match fs::canonicalize(path) {
+        Ok(real) if real.starts_with(within) => Ok(real),
+        Ok(real) => Err(refuse(format!(
+            "it leads to {}, outside the step's folder; an output must be a file or folder \
+             the step wrote (copy it in rather than linking to it)",
+            real.display()
+        ))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(refuse(
+            "it is a symbolic link to something that does not exist".into(),
+        )),
+        Err(e) => Err(CasError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        }),
+    }
 }

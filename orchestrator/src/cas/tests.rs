@@ -75,7 +75,7 @@ fn a_file_round_trips_by_hard_link_and_stays_in_place() {
     let cas = store(&tmp);
     let source = tmp.path().join("out/model.bin");
     write(&source, b"weights", 0o644);
-    let digest = cas.put(&source).unwrap();
+    let digest = cas.put(&source, tmp.path()).unwrap();
     assert_eq!(digest, Digest::blob(blake3::hash(b"weights")));
     assert_eq!(digest.kind(), DigestKind::Blob);
     assert_eq!(fs::read(&source).unwrap(), b"weights");
@@ -104,7 +104,7 @@ fn the_copy_path_stores_the_same_digest() {
     cas.link = false;
     let source = tmp.path().join("f");
     write(&source, b"copied", 0o755);
-    let digest = cas.put(&source).unwrap();
+    let digest = cas.put(&source, tmp.path()).unwrap();
     assert_eq!(digest, Digest::blob(blake3::hash(b"copied")));
     let object = cas.object_path(digest.hash(), true);
     assert_ne!(
@@ -122,8 +122,8 @@ fn identical_content_is_stored_once() {
     let cas = store(&tmp);
     write(&tmp.path().join("a"), b"same", 0o644);
     write(&tmp.path().join("b"), b"same", 0o644);
-    let a = cas.put(&tmp.path().join("a")).unwrap();
-    let b = cas.put(&tmp.path().join("b")).unwrap();
+    let a = cas.put(&tmp.path().join("a"), tmp.path()).unwrap();
+    let b = cas.put(&tmp.path().join("b"), tmp.path()).unwrap();
     assert_eq!(a, b);
     assert_eq!(cas.put_bytes(b"same").unwrap(), a);
     assert_eq!(object_count(&cas), 1);
@@ -142,7 +142,7 @@ fn a_nested_folder_round_trips_with_its_executable_bits() {
     let cas = store(&tmp);
     let source = tmp.path().join("checkpoint");
     sample_folder(&source);
-    let digest = cas.put(&source).unwrap();
+    let digest = cas.put(&source, tmp.path()).unwrap();
     assert!(digest.is_tree());
     assert!(cas.contains(&digest));
     assert_eq!(cas.size(&digest).unwrap(), 8 + 18 + 5 + 8);
@@ -172,7 +172,7 @@ fn a_nested_folder_round_trips_with_its_executable_bits() {
     assert_eq!(mode(&dest.join("README")) & 0o111, 0);
     assert!(dest.join("empty/inner").is_dir());
     // The same folder stored again (from its restored copy) has the same digest.
-    assert_eq!(cas.put(&dest).unwrap(), digest);
+    assert_eq!(cas.put(&dest, tmp.path()).unwrap(), digest);
 }
 
 #[test]
@@ -182,7 +182,7 @@ fn the_same_content_executable_and_not_keeps_both_modes() {
     let source = tmp.path().join("src");
     write(&source.join("plain"), b"#!/bin/sh\n", 0o644);
     write(&source.join("tool"), b"#!/bin/sh\n", 0o755);
-    let digest = cas.put(&source).unwrap();
+    let digest = cas.put(&source, tmp.path()).unwrap();
     let dest = tmp.path().join("dest");
     cas.materialize(&digest, &dest).unwrap();
     assert_eq!(mode(&dest.join("plain")) & 0o111, 0);
@@ -195,7 +195,7 @@ fn a_tree_missing_a_file_is_not_contained() {
     let cas = store(&tmp);
     let source = tmp.path().join("src");
     sample_folder(&source);
-    let digest = cas.put(&source).unwrap();
+    let digest = cas.put(&source, tmp.path()).unwrap();
     let member = cas.tree(&digest).unwrap().files[2].digest;
     fs::remove_file(cas.object_path(member.hash(), false)).unwrap();
     assert!(!cas.contains(&digest));
@@ -210,12 +210,12 @@ fn gc_keeps_what_is_live_and_drops_the_rest() {
     let cas = store(&tmp);
     let folder = tmp.path().join("folder");
     sample_folder(&folder);
-    let tree = cas.put(&folder).unwrap();
+    let tree = cas.put(&folder, tmp.path()).unwrap();
     let live_blob = cas.put_bytes(b"live").unwrap();
     let dead_blob = cas.put_bytes(b"dead").unwrap();
     let dead_folder = tmp.path().join("dead-folder");
     write(&dead_folder.join("x"), b"only here", 0o644);
-    let dead_tree = cas.put(&dead_folder).unwrap();
+    let dead_tree = cas.put(&dead_folder, tmp.path()).unwrap();
 
     let before = object_count(&cas);
     let planned = cas.gc_dry_run([tree, live_blob]).unwrap();
@@ -243,7 +243,7 @@ fn gc_keeps_what_is_live_and_drops_the_rest() {
 /// The manifest size of a tree that is no longer in the store, recomputed from its folder.
 fn cas_tree_len(tree: &Digest, cas: &Cas, folder: &Path) -> u64 {
     let again = Cas::open(&cas.root().join("scratch")).unwrap();
-    assert_eq!(again.put(folder).unwrap(), *tree);
+    assert_eq!(again.put(folder, folder).unwrap(), *tree);
     again
         .size(&Digest::new(DigestKind::Blob, *tree.hash()))
         .unwrap()
@@ -270,13 +270,13 @@ fn a_big_file_is_hashed_while_streaming() {
     drop(file);
     let expected = Digest::blob(hasher.finalize());
 
-    assert_eq!(cas.put(&source).unwrap(), expected);
+    assert_eq!(cas.put(&source, tmp.path()).unwrap(), expected);
     let mut copying = store(&tmp);
     copying.link = false;
     let copied = tmp.path().join("big-copy.bin");
     fs::copy(&source, &copied).unwrap();
     fs::remove_file(cas.object_path(expected.hash(), false)).unwrap();
-    assert_eq!(copying.put(&copied).unwrap(), expected);
+    assert_eq!(copying.put(&copied, tmp.path()).unwrap(), expected);
     assert_eq!(cas.size(&expected).unwrap(), 50 << 20);
 
     let dest = tmp.path().join("restored.bin");

@@ -187,6 +187,11 @@ pub enum Command {
         tokens: Option<PathBuf>,
         #[command(flatten)]
         limits: super::project::LimitArgs,
+        /// An environment variable of the daemon's that steps get too (repeatable; `NAME` or
+        /// `PREFIX*`). Steps otherwise get only PATH, HOME, the locale and a short documented
+        /// list, never the daemon's tokens or other `TUNA_*` variables.
+        #[arg(long = "pass-env", value_name = "NAME")]
+        pass_env: Vec<String>,
     },
     /// Send a workflow to a daemon (--server): it runs there, or is scheduled if it has
     /// `schedule:`.

@@ -76,7 +76,8 @@ pub fn main(cli: Cli) -> u8 {
             listen,
             tokens,
             limits,
-        } => serve::serve(&cli, *listen, tokens.as_deref(), limits),
+            pass_env,
+        } => serve::serve(&cli, *listen, tokens.as_deref(), limits, pass_env),
         Command::Submit {
             file,
             params,

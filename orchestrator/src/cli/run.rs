@@ -6,13 +6,13 @@ use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
 
+use tuna_runners::StepEnv;
+
 use super::args::{Cli, ProgressMode};
 use super::exit::{Fail, INTERRUPTED, OK, RUN_FAILED};
 use crate::engine::{Bars, Control, Engine, Home, Inventory, Plain, Quiet, Reporter, RunOptions};
 use crate::store::{RunStatus, Store, StoreError};
 
-/// The home for a command: `--home`/`$TUNA_HOME`, else discovered from the workflow's folder
-/// (or the current folder).
 /// The home of a command: `--home`, else `$TUNA_HOME`, else found from the current folder
 /// ([`Home::discover`]).
 pub fn home(cli: &Cli) -> Home {
@@ -35,11 +35,17 @@ fn reporter(cli: &Cli, quiet: bool) -> Arc<dyn Reporter> {
     }
 }
 
-/// Opens the engine (store, artifacts, runners) for a command.
+/// Opens the engine (store, artifacts, runners) for a command; its steps inherit this
+/// process's environment less tuna's own variables.
 pub fn open_engine(cli: &Cli, quiet: bool) -> Result<Engine, Fail> {
+    open_engine_for_steps(cli, quiet, &StepEnv::Inherit)
+}
+
+/// [`open_engine`], with steps starting from `step_env`.
+pub fn open_engine_for_steps(cli: &Cli, quiet: bool, step_env: &StepEnv) -> Result<Engine, Fail> {
     let inventory = Inventory::discover(cli.runners.as_deref())
         .map_err(|e| Fail::invalid(format!("error: {e}")))?;
-    Engine::open(home(cli), &inventory, reporter(cli, quiet)).map_err(|e| match e {
+    Engine::open(home(cli), &inventory, reporter(cli, quiet), step_env).map_err(|e| match e {
         crate::engine::EngineError::Store(StoreError::Locked { pid, .. }) => Fail::env(format!(
             "error: another tuna process (pid {pid}) is working in this home; wait for it, or use `tuna status`/`tuna cancel` to reach it"
         )),

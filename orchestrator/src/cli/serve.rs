@@ -3,6 +3,8 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
+use tuna_runners::StepEnv;
+
 use super::args::Cli;
 use super::exit::{Fail, OK};
 use super::project::LimitArgs;
@@ -13,11 +15,17 @@ pub fn serve(
     listen: SocketAddr,
     tokens: Option<&Path>,
     limits: &LimitArgs,
+    pass_env: &[String],
 ) -> Result<u8, Fail> {
     let env = std::env::var("TUNA_SERVE_TOKENS").ok();
     let tokens =
         Tokens::load(tokens, env.as_deref()).map_err(|e| Fail::invalid(format!("error: {e}")))?;
-    let engine = super::run::open_engine(cli, true)?;
+    // Steps get a clean environment: the allowlist and what --pass-env names, never the
+    // daemon's tokens or tuna's other variables.
+    let step_env = StepEnv::Clean {
+        pass: pass_env.to_vec(),
+    };
+    let engine = super::run::open_engine_for_steps(cli, true, &step_env)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

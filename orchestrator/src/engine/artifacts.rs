@@ -398,7 +398,7 @@ mod tests {
         // Only the manifest is here: the files are on the runner.
         assert!(cas.tree(&remote).is_ok() && !cas.contains(&remote));
         assert_eq!(super::listing(&cas, &remote).unwrap(), kept);
-        assert_eq!(cas.put(&out).unwrap(), remote);
+        assert_eq!(cas.put(&out, dir.path()).unwrap(), remote);
         assert!(cas.contains(&remote));
         let single = KeptOutput {
             dir: false,
@@ -407,7 +407,7 @@ mod tests {
         };
         assert_eq!(
             super::record(&cas, &single).unwrap(),
-            cas.put(&out.join("sub/w.bin")).unwrap()
+            cas.put(&out.join("sub/w.bin"), dir.path()).unwrap()
         );
     }
 }

@@ -58,10 +58,12 @@ pub fn cores() -> usize {
 
 impl Engine {
     /// Opens the home's stores and builds the runner pool from the inventory.
+    /// `step_env` says what of this process's environment steps on this machine start from.
     pub fn open(
         home: Home,
         inventory: &Inventory,
         reporter: Arc<dyn Reporter>,
+        step_env: &tuna_runners::StepEnv,
     ) -> Result<Engine, EngineError> {
         std::fs::create_dir_all(&home.root)?;
         let store = Store::open(&home.db())?;
@@ -71,6 +73,7 @@ impl Engine {
         let shim = std::env::var_os("TUNA_SHIM")
             .map(PathBuf::from)
             .unwrap_or_else(|| tuna_exe.with_file_name("tuna-shim"));
+        let base_env = step_env.base();
         let mut pool = Pool::default();
         for (name, spec) in &inventory.runners {
             let slots = spec.slots.unwrap_or(cores() as u32);
@@ -102,6 +105,7 @@ impl Engine {
                     })
                     .collect(),
                 &shim,
+                &base_env,
             )
             .map_err(|e| EngineError::Invalid(format!("runner `{name}`: {e}")))?;
             pool.runners.push(PoolRunner {
@@ -223,7 +227,13 @@ impl Engine {
             // Project files a `uses:` step names in `with` (absolute paths may be on a runner).
             for (key, rel) in super::job::with_paths(step, params) {
                 let p = wf.project_dir.join(&rel);
-                if std::path::Path::new(&rel).is_relative() && !p.exists() {
+                if let Some(problem) = crate::workflow::relative_path_escapes(&rel) {
+                    problems.push(format!(
+                        "step `{}`: `with.{key}` `{rel}` {problem}; write an absolute path to \
+                         read a file outside the project",
+                        step.name
+                    ));
+                } else if std::path::Path::new(&rel).is_relative() && !p.exists() {
                     problems.push(format!(
                         "step `{}`: `with.{key}` names `{rel}`, which does not exist ({})",
                         step.name,

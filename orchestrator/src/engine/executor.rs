@@ -131,7 +131,7 @@ pub fn collect(cas: &Cas, attempt_dir: &Path, outputs: &[String]) -> Result<Coll
             ));
         }
         let d = cas
-            .put(&path)
+            .put(&path, &work)
             .map_err(|e| format!("storing output `{out}`: {e}"))?;
         digests.insert(out.clone(), d);
         locations.insert(out.clone(), Location::Local);

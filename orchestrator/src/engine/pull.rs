@@ -45,7 +45,7 @@ impl Engine {
             let bytes = match location.runner() {
                 None => {
                     self.cas
-                        .materialize(digest, &dest)
+                        .materialize_verified(digest, &dest)
                         .map_err(|e| failed(e.to_string()))?;
                     self.cas.size(digest).map_err(|e| failed(e.to_string()))?
                 }

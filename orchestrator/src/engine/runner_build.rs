@@ -1,6 +1,7 @@
 //! Turning one inventory entry into a runner: the local runner with its shim, or an ssh runner
 //! with the host, login and folder from runners.yaml.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +19,7 @@ pub(crate) fn build(
     slots: u32,
     gpus: Vec<tuna_runners::Gpu>,
     shim: &Path,
+    base_env: &BTreeMap<String, String>,
 ) -> Result<Arc<dyn Runner>, String> {
     match spec.kind.as_str() {
         "ssh" => {
@@ -64,7 +66,8 @@ pub(crate) fn build(
             slots,
             gpus,
             shim: shim.to_path_buf(),
-            kill_grace: LocalConfig::default().kill_grace,
+            base_env: base_env.clone(),
+            ..LocalConfig::default()
         }))),
     }
 }

@@ -33,3 +33,4 @@ pub use schema::json_schema;
 pub use template::{Part, Ref, Template, param_env_name};
 pub use units::{parse_duration, parse_size};
 pub use with_value::{preview_with, render_with};
+pub(crate) use step::relative_path_escapes;

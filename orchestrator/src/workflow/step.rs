@@ -265,10 +265,71 @@ fn action(
         let d = Diag::new("with", format!("{} for `{kind}`: {}", p.key(), p.message)).label("here");
         ctx.push(d, at.span);
     }
-    problems.is_empty().then(|| Action::Uses {
+    let escapes = with.map_or(0, |w| with_paths_inside(ctx, w, k.path_keys(), params));
+    (problems.is_empty() && escapes == 0).then(|| Action::Uses {
         kind: kind.to_string(),
         with: value,
     })
+}
+
+/// The `with` values that name project files (the kind's path keys): a relative path stays
+/// inside the project folder, as `inputs:` do; an absolute path is allowed and explicit. A
+/// value built from params is checked with their defaults here and with a run's values when
+/// the run starts (`engine::Engine::create_run`). How many were refused.
+fn with_paths_inside(
+    ctx: &mut Ctx,
+    with: &Node,
+    keys: &[&str],
+    params: &IndexMap<String, String>,
+) -> usize {
+    let Kind::Map(pairs) = &with.kind else {
+        return 0;
+    };
+    let mut refused = 0;
+    for (key, node) in pairs {
+        let Some(key) = key.as_str().filter(|k| keys.contains(k)) else {
+            continue;
+        };
+        let Kind::Scalar(s) = &node.kind else {
+            continue;
+        };
+        let Ok(t) = Template::parse(&s.value) else {
+            continue;
+        };
+        if t.refs().any(|r| matches!(r, Ref::StepOutput { .. })) {
+            continue;
+        }
+        let path = t.render(
+            |r| match r {
+                Ref::Param(p) => params.get(p).cloned().unwrap_or_default(),
+                _ => String::new(),
+            },
+            |v| v.to_string(),
+        );
+        if let Some(problem) = relative_path_escapes(&path) {
+            refused += 1;
+            let d = Diag::new("path", format!("`with.{key}` `{path}` {problem}"))
+                .label("leaves the project")
+                .help(
+                    "a relative path names a file inside the project folder; \
+                     write an absolute path (`/data/train.jsonl`) to read one elsewhere",
+                );
+            ctx.push(d, node.span);
+        }
+    }
+    refused
+}
+
+/// Why a relative path would leave the folder it is relative to (a `..` component); `None`
+/// for a path that stays inside, and for an absolute path.
+pub(crate) fn relative_path_escapes(path: &str) -> Option<&'static str> {
+    let p = std::path::Path::new(path);
+    if p.is_absolute() {
+        return None;
+    }
+    p.components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+        .then_some("must stay inside the project folder (no `..`)")
 }
 
 /// The node at a dotted path inside `with:` (`lora.r`, `targets.0`), else the deepest found.

@@ -1,5 +1,6 @@
 //! How a local runner is set up.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -18,6 +19,9 @@ pub struct LocalConfig {
     pub shim: PathBuf,
     /// How long a job gets between SIGTERM and SIGKILL when it is cancelled or times out.
     pub kill_grace: Duration,
+    /// The environment every job starts from (the shim and the script get exactly this, plus
+    /// the job's own `env`): see [`StepEnv`](crate::StepEnv).
+    pub base_env: BTreeMap<String, String>,
 }
 
 impl Default for LocalConfig {
@@ -28,6 +32,7 @@ impl Default for LocalConfig {
             gpus: Vec::new(),
             shim: PathBuf::from("tuna-shim"),
             kill_grace: Duration::from_secs(10),
+            base_env: crate::StepEnv::Inherit.base(),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! [`LocalRunner`]: launches each job under a detached `tuna-shim` and watches it through the
 //! attempt folder, also after the orchestrator restarted.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -89,7 +89,8 @@ impl Runner for LocalRunner {
             kill_grace_ms: self.config.kill_grace.as_millis() as u64,
         };
         let shim = self.config.shim.clone();
-        let (id, child) = tokio::task::spawn_blocking(move || start_shim(&shim, &spec))
+        let base_env = self.config.base_env.clone();
+        let (id, child) = tokio::task::spawn_blocking(move || start_shim(&shim, &base_env, &spec))
             .await
             .map_err(join_error)??;
         if let Some(child) = child {
@@ -151,11 +152,17 @@ impl Runner for LocalRunner {
 
 /// Prepares the attempt folder, starts the shim and reads its one line. Returns the shim that
 /// owns the attempt, and the child process when it is the one just started.
-fn start_shim(shim: &Path, spec: &LaunchSpec) -> Result<(ProcId, Option<Child>), RunnerError> {
+fn start_shim(
+    shim: &Path,
+    base_env: &BTreeMap<String, String>,
+    spec: &LaunchSpec,
+) -> Result<(ProcId, Option<Child>), RunnerError> {
     let dir = &spec.job.attempt_dir;
     fs::create_dir_all(dir.join(layout::WORK_DIR))?;
     let mut child = Command::new(shim)
         .arg(dir)
+        .env_clear()
+        .envs(base_env)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         // The shim says what went wrong on stdout before it claims, and in shim.log after.
