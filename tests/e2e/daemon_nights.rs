@@ -53,7 +53,9 @@ steps:
   eval-a:
     env: {{ CKPT: a }}
     run: &eval |
-      night=$(( ($(date -u -d ${{{{ run.scheduled_time }}}} +%s) - {first}) / 86400 ))
+      t=$(date -u -d ${{{{ run.scheduled_time }}}} +%s)
+      [[ $t =~ ^[0-9]+$ ]] || exit 1
+      night=$(( (t - {first}) / 86400 ))
       awk -v c="$CKPT" -v n="$night" '$1 == c && $2 == n {{ printf "{{\"acc\": %s, \"em\": %s}}", $3, $4 }}' {scores} > "$TUNA_METRICS"
       cat "$TUNA_METRICS"
   eval-b:
