@@ -94,11 +94,16 @@ steps:
     assert!(pulled.stderr.contains("damaged"), "{}", pulled.stderr);
     // The damaged blob left the store: the step is no longer a cache hit and runs again.
     let plan = p.run(&["plan", "wf.yaml"]).ok();
-    assert!(plan.stdout.contains("0 of 1 steps cached"), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("0 of 1 steps cached"),
+        "{}",
+        plan.stdout
+    );
     let again = p.run(&["run", "wf.yaml"]).ok();
     let st = p.status(&again.run_id());
     assert_eq!(st["steps"][0]["status"], "passed", "{st}");
-    p.run(&["pull", &again.run_id(), "make", "--to", "third"]).ok();
+    p.run(&["pull", &again.run_id(), "make", "--to", "third"])
+        .ok();
     assert_eq!(p.read("third/out.txt"), "fresh-content\n");
 }
 
@@ -138,4 +143,16 @@ fn a_relative_with_path_cannot_leave_the_project() {
         "name: abs\nsteps:\n  prep:\n    uses: data.prepare\n    with:\n      input: /etc/hostname\n      tokenizer: tok/\n",
     );
     p.run(&["validate", "wf3.yaml"]).ok();
+}
+
+#[test]
+fn the_home_is_private_to_its_owner() {
+    let p = Project::new();
+    p.file("wf.yaml", "name: h\nsteps:\n  a: { run: echo hi }\n");
+    p.run(&["run", "wf.yaml"]).ok();
+    assert_eq!(mode(&p.home()), 0o700);
+    // A home made by hand with loose permissions is tightened on the next open.
+    fs::set_permissions(p.home(), fs::Permissions::from_mode(0o755)).unwrap();
+    p.run(&["run", "wf.yaml"]).ok();
+    assert_eq!(mode(&p.home()), 0o700);
 }

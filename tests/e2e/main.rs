@@ -13,6 +13,7 @@ mod daemon_nights;
 mod daemon_project;
 mod daemon_project_ml;
 mod daemon_upload;
+mod disk_full;
 mod examples;
 mod failure;
 mod hostile_files;

@@ -65,7 +65,7 @@ impl Engine {
         reporter: Arc<dyn Reporter>,
         step_env: &tuna_runners::StepEnv,
     ) -> Result<Engine, EngineError> {
-        std::fs::create_dir_all(&home.root)?;
+        home.create()?;
         let store = Store::open(&home.db())?;
         let cas = Cas::open(&home.cas())
             .map_err(|e| EngineError::Invalid(format!("artifact store: {e}")))?;

@@ -41,6 +41,18 @@ impl Home {
         }
     }
 
+    /// Makes the home (if needed) readable by its owner only (0700): it holds logs, params and
+    /// submitted projects that are nobody else's business.
+    pub fn create(&self) -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(&self.root)?;
+        let private = std::fs::Permissions::from_mode(0o700);
+        if std::fs::metadata(&self.root)?.permissions().mode() & 0o777 != 0o700 {
+            std::fs::set_permissions(&self.root, private)?;
+        }
+        Ok(())
+    }
+
     /// Whether the store exists yet (a first `tuna run` makes it).
     pub fn exists(&self) -> bool {
         self.db().is_dir()

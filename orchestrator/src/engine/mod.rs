@@ -6,6 +6,7 @@
 mod artifacts;
 mod check;
 mod control;
+mod disk;
 mod dispatcher;
 #[allow(clippy::module_inception)]
 mod engine;

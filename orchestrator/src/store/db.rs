@@ -56,6 +56,7 @@ impl Store {
         std::fs::create_dir_all(dir)?;
         let owner_file = dir.join("owner.pid");
         let mut waited = 0;
+        let mut released = false;
         let db = loop {
             match sled::Config::new()
                 .path(dir)
@@ -81,6 +82,20 @@ impl Store {
                         pid,
                     });
                 }
+                Err(sled::Error::Io(e))
+                    if super::reserve::is_disk_full(&e)
+                        && !released
+                        && super::reserve::release(dir) =>
+                {
+                    // The disk is full: give up the reserve so the store opens (to read it, to
+                    // record a failure, to run gc), and say so once.
+                    released = true;
+                    eprintln!(
+                        "warning: the disk holding {} is full; tuna gave up its {} MiB space reserve to open the store (free space, e.g. `tuna gc`)",
+                        dir.display(),
+                        super::reserve::RESERVE >> 20
+                    );
+                }
                 Err(source) => {
                     return Err(StoreError::Sled {
                         path: dir.to_path_buf(),
@@ -89,7 +104,16 @@ impl Store {
                 }
             }
         };
-        std::fs::write(&owner_file, std::process::id().to_string())?;
+        if !released {
+            super::reserve::ensure(dir);
+        }
+        // The owner's pid is a hint for the messages of other processes: on a full disk it
+        // may not be written, which costs nothing but that hint.
+        if let Err(e) = std::fs::write(&owner_file, std::process::id().to_string())
+            && !super::reserve::is_disk_full(&e)
+        {
+            return Err(e.into());
+        }
         Ok(Store {
             runs: db.open_tree("runs")?,
             steps: db.open_tree("steps")?,

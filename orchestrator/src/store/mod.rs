@@ -4,7 +4,9 @@ mod daemon_records;
 mod daemon_trees;
 mod db;
 mod records;
+mod reserve;
 
 pub use daemon_records::*;
 pub use db::{Store, StoreError};
 pub use records::*;
+pub use reserve::{RESERVE, free_bytes, is_disk_full};

@@ -64,10 +64,20 @@ impl Dispatcher<'_> {
                 a.outcome = result.as_ref().ok().cloned();
             }
         }
-        let stderr = self.recs[name]
-            .attempts
-            .last()
-            .map(|a| a.dir.join("stderr.log"));
+        let attempt_dir = self.recs[name].attempts.last().map(|a| a.dir.clone());
+        let succeeded =
+            matches!(&result, Ok(o) if o.success()) && matches!(&collected, Some(Ok(_)));
+        let cancelled = matches!(&result, Ok(Outcome::Cancelled));
+        if !succeeded
+            && !cancelled
+            && let Some(msg) = attempt_dir
+                .as_deref()
+                .and_then(super::super::disk::full_disk_failure)
+        {
+            // The real cause, whatever the script's exit or a truncated exit record said.
+            return self.fail(name, msg, RetryOn::Failure, StepStatus::Failed);
+        }
+        let stderr = attempt_dir.map(|d| d.join("stderr.log"));
         let see = stderr
             .map(|p| format!("; see {}", p.display()))
             .unwrap_or_default();
