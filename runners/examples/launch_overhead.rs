@@ -38,6 +38,7 @@ async fn main() {
             resources: Default::default(),
             stage: Vec::new(),
             outputs: Vec::new(),
+            secrets: Vec::new(),
         };
         let (runner, permit) = (
             runner.clone(),

@@ -37,6 +37,7 @@ fn job(local: &std::path::Path, step: &str) -> Job {
         resources: Default::default(),
         stage: Vec::new(),
         outputs: Vec::new(),
+        secrets: Vec::new(),
     }
 }
 

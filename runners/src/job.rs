@@ -30,6 +30,10 @@ pub struct Job {
     /// remote runner brings back into the local work folder after a successful attempt.
     #[serde(default)]
     pub outputs: Vec<String>,
+    /// Names of `env` entries that hold secrets: their values are masked (`***`) in the
+    /// attempt's logs.
+    #[serde(default)]
+    pub secrets: Vec<String>,
 }
 
 /// One file or folder to place into a remote attempt folder before the job starts.

@@ -42,6 +42,7 @@ fn job(tmp: &TempDir, name: &str, script: &str) -> Job {
         resources: Default::default(),
         stage: Vec::new(),
         outputs: Vec::new(),
+        secrets: Vec::new(),
     }
 }
 

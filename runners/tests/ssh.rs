@@ -56,6 +56,7 @@ impl Rig {
             resources: Default::default(),
             stage: Vec::new(),
             outputs: Vec::new(),
+            secrets: Vec::new(),
         }
     }
 

@@ -21,6 +21,7 @@ mod kinds;
 mod leaderboard_local;
 mod placement;
 mod quoting;
+mod secrets;
 mod ssh;
 mod ssh_artifacts;
 mod ssh_gc;

@@ -32,6 +32,11 @@ pub struct KeyInputs {
     pub gate: Vec<String>,
     /// The runner class (`local`, `ssh`, …), or the runner's name with `cache.per-runner`.
     pub runner: String,
+    /// The secrets the step gets: name → where the value comes from (`env:VAR`, `file:PATH`),
+    /// never the value, so a rotated token does not rerun a step. Left out when empty, so the
+    /// keys of steps without secrets are what they were.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, String>,
 }
 
 impl KeyInputs {

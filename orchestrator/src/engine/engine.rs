@@ -49,6 +49,8 @@ pub struct Engine {
     pub(super) pool: Mutex<Pool>,
     pub(super) reporter: Arc<dyn Reporter>,
     pub(super) tuna_exe: PathBuf,
+    /// What of this process's environment steps start from; also who may read which secrets.
+    pub(super) step_env: tuna_runners::StepEnv,
     controls: Mutex<HashMap<String, UnboundedSender<Control>>>,
 }
 
@@ -125,6 +127,7 @@ impl Engine {
             pool: Mutex::new(pool),
             reporter,
             tuna_exe,
+            step_env: step_env.clone(),
             controls: Mutex::new(HashMap::new()),
         })
     }
@@ -212,6 +215,9 @@ impl Engine {
         let mut problems = Vec::new();
         for step in wf.steps.values() {
             if let Err(why) = pool.feasible(&step.runs_on) {
+                problems.push(format!("step `{}`: {why}", step.name));
+            }
+            if let Err(why) = super::secrets::read(wf, step, &self.step_env) {
                 problems.push(format!("step `{}`: {why}", step.name));
             }
             for input in &step.inputs {

@@ -240,6 +240,17 @@ pub fn key_inputs<'a>(
         outputs: step.outputs.clone(),
         gate: step.gate.iter().map(|g| g.text.clone()).collect(),
         runner: runner.to_string(),
+        secrets: step
+            .secrets
+            .iter()
+            .filter_map(|name| {
+                let source = match wf.secrets.get(name)? {
+                    crate::workflow::SecretSource::Env(v) => format!("env:{v}"),
+                    crate::workflow::SecretSource::File(f) => format!("file:{f}"),
+                };
+                Some((name.clone(), source))
+            })
+            .collect(),
     })
 }
 
@@ -254,6 +265,8 @@ pub struct JobContext<'a> {
     pub stored: &'a dyn Fn(&str, &str) -> Option<tuna_runners::KeptOutput>,
     /// The `tuna` executable (built-in kinds run through it).
     pub tuna_exe: &'a Path,
+    /// The values of the secrets the step lists (read at launch, never stored).
+    pub secrets: &'a BTreeMap<String, String>,
 }
 
 /// Builds the job for one attempt: makes the attempt folder, stages inputs, renders the
@@ -347,6 +360,9 @@ pub fn build_job(
     for (k, v) in ctx.params {
         env.insert(param_env_name(k), v.clone());
     }
+    for (name, value) in ctx.secrets {
+        env.insert(name.clone(), value.clone());
+    }
     env.insert("TUNA_RUN_ID".into(), ctx.run_id.to_string());
     env.insert("TUNA_STEP".into(), step.name.clone());
     env.insert("TUNA_ATTEMPT".into(), attempt.to_string());
@@ -367,6 +383,7 @@ pub fn build_job(
         ctx.tuna_exe.to_string_lossy().into_owned(),
     );
     Ok(Job {
+        secrets: ctx.secrets.keys().cloned().collect(),
         run_id: ctx.run_id.to_string(),
         step: step.name.clone(),
         attempt,
@@ -493,6 +510,7 @@ steps:
             outputs_dir: &outputs_dir,
             stored: &stored,
             tuna_exe: std::path::Path::new("/bin/tuna"),
+            secrets: &BTreeMap::new(),
         };
         let attempt = dir.path().join("attempt");
         let job = super::build_job(

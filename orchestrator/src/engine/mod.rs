@@ -25,6 +25,7 @@ mod pull;
 mod remote_gc;
 mod run_id;
 mod runner_build;
+mod secrets;
 mod services;
 mod view;
 

@@ -127,6 +127,12 @@ fn parse_ref(expr: &str, snippet: &str) -> Result<Ref, TemplateError> {
                 }),
             ),
         },
+        "secrets" => fail(
+            format!("`{expr}`: a secret is never written into a command or a value"),
+            Some(format!(
+                "list it in the step's `secrets:` and read the variable: `\"${rest}\"`"
+            )),
+        ),
         "env" => fail(
             format!("`{expr}`: environment variables are not template references"),
             Some(format!("in a shell command write `${}`", rest)),

@@ -7,6 +7,7 @@ pub(crate) const TOP: &[&str] = &[
     "schedule",
     "budget",
     "leaderboard",
+    "secrets",
     "defaults",
     "steps",
 ];
@@ -24,6 +25,7 @@ pub(crate) const STEP: &[&str] = &[
     "cache",
     "gate",
     "wait_for_capacity",
+    "secrets",
 ];
 pub(crate) const DEFAULTS: &[&str] = &["retry", "timeout", "wait_for_capacity", "runs-on", "env"];
 pub(crate) const RETRY: &[&str] = &["attempts", "backoff", "on"];
@@ -31,4 +33,5 @@ pub(crate) const CACHE: &[&str] = &["enabled", "per-runner"];
 pub(crate) const SCHEDULE: &[&str] = &["cron", "timezone", "missed", "concurrency"];
 pub(crate) const BUDGET: &[&str] = &["max_gpu_hours", "max_cost"];
 pub(crate) const SELECTOR: &[&str] = &["gpu", "count", "memory"];
+pub(crate) const SECRET: &[&str] = &["env", "file"];
 pub(crate) const LEADERBOARD: &[&str] = &["step", "model", "metrics", "suite"];

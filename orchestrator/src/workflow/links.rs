@@ -215,6 +215,7 @@ fn merge(d: Draft, defaults: &Defaults, needs: Vec<String>) -> Option<Step> {
         outputs: d.outputs,
         gate: d.gate,
         wait_for_capacity: d.wait_for_capacity.or(defaults.wait_for_capacity),
+        secrets: d.secrets.into_iter().map(|(n, _)| n).collect(),
     })
 }
 

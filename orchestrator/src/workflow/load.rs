@@ -151,11 +151,24 @@ fn parse(ctx: &mut Ctx, path: &Path) -> Option<Workflow> {
         return None;
     }
     let names: Vec<&str> = steps_map.entries.iter().map(|(name, _, _)| *name).collect();
-    let drafts: Vec<_> = steps_map
+    let secrets = top
+        .get("secrets")
+        .map(|n| super::secrets::section(ctx, n))
+        .unwrap_or_default();
+    let mut drafts: Vec<_> = steps_map
         .entries
         .iter()
         .map(|(name, key, node)| read_step(ctx, key, name, node, &params))
         .collect();
+    for d in drafts.iter_mut().flatten() {
+        let env_keys: Vec<&str> = d.env.keys().map(String::as_str).collect();
+        let kept = super::secrets::check_step(ctx, d.name, &d.secrets, &secrets, &env_keys);
+        d.secrets = d
+            .secrets
+            .drain(..)
+            .filter(|(n, _)| kept.contains(n))
+            .collect();
+    }
     let leaderboard = top
         .get("leaderboard")
         .and_then(|n| super::leaderboard::leaderboard(ctx, n, &names, &params))
@@ -172,6 +185,7 @@ fn parse(ctx: &mut Ctx, path: &Path) -> Option<Workflow> {
         schedule,
         budget,
         leaderboard,
+        secrets,
         steps,
     })
 }

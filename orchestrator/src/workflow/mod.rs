@@ -12,6 +12,7 @@ mod links;
 mod load;
 mod model;
 mod schema;
+mod secrets;
 mod sections;
 mod shell_lex;
 #[cfg(test)]

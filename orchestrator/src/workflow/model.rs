@@ -28,6 +28,8 @@ pub struct Workflow {
     /// Which steps' metrics are leaderboard entries, one per evaluated model (empty without
     /// `leaderboard:`). A run records them when it ends, locally or in `tuna serve`.
     pub leaderboard: Vec<Leaderboard>,
+    /// Where each secret's value comes from (`secrets:`); values are read at run time only.
+    pub secrets: IndexMap<String, SecretSource>,
     /// Steps in file order.
     pub steps: IndexMap<String, Step>,
 }
@@ -53,6 +55,18 @@ pub struct Step {
     pub gate: Vec<Gate>,
     /// How long the step may wait for a free matching runner slot before it fails.
     pub wait_for_capacity: Option<Duration>,
+    /// The secrets it gets, as environment variables of these names.
+    pub secrets: Vec<String>,
+}
+
+/// Where a secret's value is read when a run starts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SecretSource {
+    /// An environment variable of the tuna process that runs the workflow.
+    Env(String),
+    /// A file (absolute, or under `~/`); its content less one trailing newline.
+    File(String),
 }
 
 #[derive(Debug, Clone, Serialize)]

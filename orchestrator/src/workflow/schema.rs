@@ -87,7 +87,8 @@ fn step() -> Value {
                 "description": "Metric comparisons (`metric OP number|metric`, OP one of < <= > >= == !=); a failed gate fails the step.",
                 "oneOf": [ { "type": "string" }, { "type": "array", "items": { "type": "string" } } ]
             },
-            "wait_for_capacity": duration("How long the step may wait for a free matching runner slot.")
+            "wait_for_capacity": duration("How long the step may wait for a free matching runner slot."),
+            "secrets": strings_or_one("Secrets (declared in the top-level `secrets:`) the step gets as environment variables of their names.")
         }
     })
 }
@@ -162,6 +163,12 @@ pub fn json_schema() -> Value {
                     "max_cost": { "type": "number", "exclusiveMinimum": 0, "description": "In the runners' price unit." }
                 }
             },
+            "secrets": {
+                "type": "object",
+                "description": "Where each secret's value is read when a run starts; values are never stored. A step gets the ones it lists in its own `secrets:`.",
+                "propertyNames": { "pattern": "^[A-Z_][A-Z0-9_]*$" },
+                "additionalProperties": { "$ref": "#/$defs/secretSource" }
+            },
             "defaults": {
                 "type": "object",
                 "additionalProperties": false,
@@ -188,6 +195,16 @@ pub fn json_schema() -> Value {
             "env": env(),
             "step": step(),
             "leaderboardEntry": leaderboard_entry(),
+            "secretSource": {
+                "type": "object",
+                "additionalProperties": false,
+                "minProperties": 1,
+                "maxProperties": 1,
+                "properties": {
+                    "env": { "type": "string", "description": "An environment variable of the tuna process that runs the workflow (under `tuna serve`, one that `--pass-env` names)." },
+                    "file": { "type": "string", "description": "An absolute path (or ~/…) read when the run starts; not under `tuna serve`." }
+                }
+            },
             "selector": {
                 "type": "object",
                 "additionalProperties": false,
@@ -261,6 +278,7 @@ mod tests {
         );
         assert_eq!(lb[1]["minItems"], 1);
         assert_eq!(keys_of(&d["selector"]), sorted(keys::SELECTOR));
+        assert_eq!(keys_of(&d["secretSource"]), sorted(keys::SECRET));
         assert_eq!(s["$schema"], "https://json-schema.org/draft/2020-12/schema");
     }
 }

@@ -32,6 +32,8 @@ pub(crate) struct Draft<'n> {
     pub wait_for_capacity: Option<Duration>,
     pub cache: CachePolicy,
     pub gate: Vec<Gate>,
+    /// `secrets:` as written, with their places (checked against the section in `load.rs`).
+    pub secrets: Vec<(String, Span)>,
 }
 
 /// The `defaults:` section.
@@ -87,7 +89,13 @@ pub(crate) fn read_step<'n>(
         wait_for_capacity: None,
         cache: CachePolicy::default(),
         gate: Vec::new(),
+        secrets: Vec::new(),
     };
+    if let Some(n) = f.get("secrets") {
+        for (s, item) in ctx.strings(n, "`secrets`").unwrap_or_default() {
+            d.secrets.push((s.to_string(), item.span));
+        }
+    }
     if let Some(n) = f.get("needs") {
         for (need, item) in ctx
             .strings(n, &format!("`needs` of step `{name}`"))

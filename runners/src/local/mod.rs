@@ -11,6 +11,7 @@ mod config;
 mod direct;
 mod exit_record;
 pub mod layout;
+mod log_pump;
 mod pidfd;
 mod proc_id;
 mod runner;

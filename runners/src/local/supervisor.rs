@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::exit_record::ExitRecord;
 use super::layout;
+use super::log_pump;
 use super::signals::Signals;
 use super::spec::LaunchSpec;
 use crate::{Job, Outcome};
@@ -49,6 +50,19 @@ pub(crate) fn supervise(dir: &Path, spec: &LaunchSpec, signals: &Signals) -> Exi
         }
         Err((program, e)) => return finish(lost(format!("cannot start {program}: {e}")), None),
     };
+    let mut child = child;
+    let pumps = if secret_values(&spec.job).is_empty() {
+        None
+    } else {
+        match log_pump::Pumps::start(&mut child, dir, &secret_values(&spec.job)) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                kill_group(child.id(), libc::SIGKILL);
+                reap(child.id());
+                return finish(lost(format!("cannot open the logs: {e}")), None);
+            }
+        }
+    };
     let pid = child.id();
     let stop = wait_for_exit(pid, spec.job.timeout, spec.kill_grace(), signals);
     // The script's process is a zombie now (waited for without reaping), so its pid, which
@@ -56,6 +70,9 @@ pub(crate) fn supervise(dir: &Path, spec: &LaunchSpec, signals: &Signals) -> Exi
     kill_group(pid, libc::SIGKILL);
     let status = reap(pid);
     reap_group(pid);
+    if let Some(p) = pumps {
+        p.finish(Duration::from_secs(2));
+    }
     let outcome = match stop {
         Stop::Signal(_) if dir.join(layout::CANCEL).exists() => Outcome::Cancelled,
         Stop::TimedOut => Outcome::TimedOut,
@@ -75,6 +92,16 @@ fn direct_exit_code(e: &io::Error) -> Option<i32> {
         io::ErrorKind::PermissionDenied => Some(126),
         _ => None,
     }
+}
+
+/// The values of the job's secrets (masked in its logs).
+fn secret_values(job: &Job) -> Vec<Vec<u8>> {
+    job.secrets
+        .iter()
+        .filter_map(|name| job.env.get(name))
+        .filter(|v| v.len() >= crate::redact::MIN_LEN)
+        .map(|v| v.as_bytes().to_vec())
+        .collect()
 }
 
 /// Whether an environment variable (or, for a name ending in `_`, any with that prefix) is
@@ -139,11 +166,16 @@ fn spawn_inner(dir: &Path, job: &Job, direct: Option<Vec<String>>) -> io::Result
         .current_dir(&work)
         .envs(&job.env)
         .env("CUDA_VISIBLE_DEVICES", gpus.join(","))
-        .stdin(Stdio::null())
-        .stdout(append(layout::STDOUT_LOG)?)
-        .stderr(append(layout::STDERR_LOG)?)
-        .process_group(0)
-        .spawn()
+        .stdin(Stdio::null());
+    if secret_values(job).is_empty() {
+        command
+            .stdout(append(layout::STDOUT_LOG)?)
+            .stderr(append(layout::STDERR_LOG)?);
+    } else {
+        // Through the shim, which masks the secrets (see `log_pump`).
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    }
+    command.process_group(0).spawn()
 }
 
 /// What ended the wait besides the script itself.

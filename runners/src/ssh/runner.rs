@@ -83,7 +83,10 @@ fn launch(host: &Host, job: &Job, dir: &str) -> Result<(Handle, StageReport), Ru
     let env = env_file(job, dir, host.cfg.tuna.as_deref().unwrap_or("tuna"))?;
     let grace = host.cfg.kill_grace.as_secs_f64().to_string();
     let timeout = job.timeout.map(|t| t.as_secs_f64().to_string());
-    let prepare = prepare_command(dir, &job.script, &env, &grace, timeout.as_deref());
+    // A job with secrets never puts its env on a command line (other users of the host can
+    // read those): its files go over SFTP, the env file 0600.
+    let prepare = prepare_command(dir, &job.script, &env, &grace, timeout.as_deref())
+        .filter(|_| job.secrets.is_empty());
     let staged = !blobs.is_empty() || !dirs.is_empty();
     let result = host.retrying(|conn| {
         let mut report = StageReport::default();
@@ -99,7 +102,7 @@ fn launch(host: &Host, job: &Job, dir: &str) -> Result<(Handle, StageReport), Ru
                     report = stage::stage(conn, &host.cfg.workdir, dir, &blobs, &dirs)?;
                 }
             }
-            // Too big for a command line: the files go over SFTP.
+            // Too big for a command line, or secret: the files go over SFTP.
             None => {
                 let claim = conn.exec(&format!(
                     "mkdir -p {d}/work && cat {d}/claim 2>/dev/null; true",

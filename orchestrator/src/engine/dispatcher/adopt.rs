@@ -28,7 +28,16 @@ impl Dispatcher<'_> {
                 (Some(att), Some(asg)) => {
                     self.eng.pool.lock().expect("pool").take(&asg);
                     self.restore_upstream(&name)?;
-                    let (job, preps) = self.job_for(&name, att.n, &att.dir, &asg)?;
+                    // The attempt runs already (its shim keeps the env it started with); a
+                    // secret unreadable now leaves a not-yet-started attempt without it, and
+                    // that attempt fails visibly.
+                    let secrets = super::super::secrets::read(
+                        self.dag.workflow(),
+                        self.step(&name),
+                        &self.eng.step_env,
+                    )
+                    .unwrap_or_default();
+                    let (job, preps) = self.job_for(&name, att.n, &att.dir, &asg, &secrets)?;
                     let runner = self
                         .eng
                         .pool

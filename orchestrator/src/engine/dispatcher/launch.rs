@@ -13,6 +13,7 @@ impl Dispatcher<'_> {
         attempt: u32,
         dir: &std::path::Path,
         asg: &Assignment,
+        secrets: &BTreeMap<String, String>,
     ) -> Result<(tuna_runners::Job, Vec<Prep>), EngineError> {
         let (target, remote) = {
             let pool = self.eng.pool.lock().expect("pool");
@@ -73,6 +74,7 @@ impl Dispatcher<'_> {
             outputs_dir: &outputs_dir,
             stored: &stored_at,
             tuna_exe: &self.eng.tuna_exe,
+            secrets,
         };
         let step = self.step(name);
         let job = build_job(
@@ -96,6 +98,7 @@ impl Dispatcher<'_> {
         &mut self,
         name: &str,
         asg: Assignment,
+        secrets: &BTreeMap<String, String>,
     ) -> Result<Launch, EngineError> {
         self.waiting_since.remove(name);
         self.restore_upstream(name)?;
@@ -106,7 +109,7 @@ impl Dispatcher<'_> {
             let r = pool.runner(asg.runner);
             (r.runner.clone(), r.name.clone(), r.price_per_hour)
         };
-        let (job, preps) = match self.job_for(name, n, &dir, &asg) {
+        let (job, preps) = match self.job_for(name, n, &dir, &asg, secrets) {
             Ok(j) => j,
             Err(e) => {
                 self.eng.pool.lock().expect("pool").release(&asg);

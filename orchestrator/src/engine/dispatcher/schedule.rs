@@ -91,7 +91,22 @@ impl Dispatcher<'_> {
                         self.todo.remove(&i);
                         continue;
                     }
-                    launches.push(self.start_attempt(&name, asg)?);
+                    // Secrets are read at each launch, so a failed one is this step's
+                    // failure (said without its value), not the run's.
+                    let secrets = match super::super::secrets::read(
+                        self.dag.workflow(),
+                        self.step(&name),
+                        &self.eng.step_env,
+                    ) {
+                        Ok(s) => s,
+                        Err(why) => {
+                            self.eng.pool.lock().expect("pool").release(&asg);
+                            self.fail(&name, why, RetryOn::Failure, StepStatus::Failed)?;
+                            self.todo.remove(&i);
+                            continue;
+                        }
+                    };
+                    launches.push(self.start_attempt(&name, asg, &secrets)?);
                     self.todo.remove(&i);
                 }
                 Placement::Wait(why) => self.wait_for_capacity(&name, why, now)?,
