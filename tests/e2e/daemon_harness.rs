@@ -23,11 +23,15 @@ impl Serve {
         Serve::start_with(p, env, &[])
     }
 
-    /// As [`Serve::start`], with more `tuna serve` arguments.
+    /// As [`Serve::start`], with more `tuna serve` arguments (`--listen ADDR` among them
+    /// replaces the free port).
     pub fn start_with(p: &Project, env: &[(&str, &str)], args: &[&str]) -> Serve {
         let mut cmd = p.tuna();
-        cmd.args(["serve", "--listen", "127.0.0.1:0"])
-            .args(args)
+        cmd.arg("serve");
+        if !args.contains(&"--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        cmd.args(args)
             .env("TUNA_SERVE_TOKENS", TOKEN)
             .env_remove("TUNA_SERVER")
             .env_remove("TUNA_TOKEN")

@@ -67,6 +67,11 @@ impl Client {
                 self.base
             ))
         })?;
+        self.answer(resp)
+    }
+
+    /// A response: itself when it is a success, else the error it says.
+    fn answer(&self, resp: Response) -> Result<Response, Fail> {
         if resp.status().is_success() {
             return Ok(resp);
         }
@@ -104,6 +109,46 @@ impl Client {
         let r = self.send(self.http.post(format!("{}{path}", self.base)).json(body))?;
         r.json()
             .map_err(|e| Fail::env(format!("error: bad answer from the daemon: {e}")))
+    }
+
+    /// POST with an `Idempotency-Key` drawn once: when the daemon cannot be reached, cuts the
+    /// connection or answers 502–504, the same request is sent again (for up to a minute), and
+    /// the daemon makes at most one run of it.
+    pub fn post_idempotent(&self, path: &str, body: &Value) -> Result<Value, Fail> {
+        let key = format!("tuna-{:032x}", rand::random::<u128>());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let mut wait = std::time::Duration::from_millis(250);
+        loop {
+            let request = self
+                .http
+                .post(format!("{}{path}", self.base))
+                .header("Idempotency-Key", &key)
+                .json(body);
+            let transient = match self.auth(request).send() {
+                Err(e) => e.is_connect() || e.is_timeout() || e.is_request(),
+                Ok(r) if matches!(r.status().as_u16(), 502..=504) => true,
+                Ok(r) => {
+                    return self
+                        .answer(r)?
+                        .json()
+                        .map_err(|e| Fail::env(format!("error: bad answer from the daemon: {e}")));
+                }
+            };
+            if !transient || std::time::Instant::now() + wait > deadline {
+                // One last try, whose error is the one reported.
+                let last = self
+                    .http
+                    .post(format!("{}{path}", self.base))
+                    .header("Idempotency-Key", &key)
+                    .json(body);
+                return self
+                    .send(last)?
+                    .json()
+                    .map_err(|e| Fail::env(format!("error: bad answer from the daemon: {e}")));
+            }
+            std::thread::sleep(wait);
+            wait = (wait * 2).min(std::time::Duration::from_secs(4));
+        }
     }
 
     pub fn delete(&self, path: &str) -> Result<Value, Fail> {

@@ -135,7 +135,7 @@ pub fn run(
     let opts = RunOptions {
         jobs: jobs.unwrap_or(0),
         no_cache,
-        scheduled_time: None,
+        ..RunOptions::default()
     };
     let id = engine.create_run(&dag, &text, &overrides, &opts)?;
     println!("{id}");

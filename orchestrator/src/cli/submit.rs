@@ -21,7 +21,7 @@ pub fn submit(
     let client = Client::required(cli, "tuna submit")?;
     let mut body = super::project::submission(&client, file, params)?;
     body["no_cache"] = json!(no_cache);
-    let v = client.post("/api/v1/runs", &body)?;
+    let v = client.post_idempotent("/api/v1/runs", &body)?;
     if v["kind"] == "schedule" {
         super::schedule::print_scheduled(&v);
         return Ok(OK);

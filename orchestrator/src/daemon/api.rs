@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -95,10 +95,28 @@ pub async fn health() -> Json<Value> {
 
 pub async fn submit(
     State(app): State<App>,
+    headers: HeaderMap,
     Json(sub): Json<Submission>,
 ) -> ApiResult<(StatusCode, Json<Submitted>)> {
-    let s = blocking(move || Ok(app.submit_as(&sub, false)?)).await?;
+    let key = idempotency_key(&headers)?;
+    let s = blocking(move || Ok(app.submit_once(&sub, false, key.as_deref())?)).await?;
     Ok((StatusCode::CREATED, Json(s)))
+}
+
+/// The `Idempotency-Key` header: 1–200 visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    match v.to_str() {
+        Ok(k) if !k.is_empty() && k.len() <= 200 && k.bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(Some(k.to_string()))
+        }
+        _ => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "Idempotency-Key must be 1 to 200 visible ASCII characters",
+        )),
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -15,7 +15,9 @@ use super::scheduler::{Launcher, Scheduler};
 use super::upload::Uploads;
 use crate::engine::{Control, Engine, EngineError, RunOptions};
 use crate::project::{Manifest, ProjectError, Snapshot, Snapshots};
-use crate::store::{RunStatus, ScheduleRecord, SnapshotRef, StoreError};
+use crate::store::{
+    DAEMON_FORMAT_MAJOR, IdempotencyRecord, RunStatus, ScheduleRecord, SnapshotRef, StoreError,
+};
 
 /// A workflow sent to the daemon.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -127,6 +129,18 @@ impl Daemon {
         sub: &Submission,
         schedule_only: bool,
     ) -> Result<Submitted, DaemonError> {
+        self.submit_once(sub, schedule_only, None)
+    }
+
+    /// [`Daemon::submit_as`] with an `Idempotency-Key`: the first submission under a key
+    /// creates its run; a retry (after a lost answer, or a daemon killed mid-request) gets
+    /// that same run, never a second one; another submission under the key is refused.
+    pub fn submit_once(
+        self: &Arc<Self>,
+        sub: &Submission,
+        schedule_only: bool,
+        key: Option<&str>,
+    ) -> Result<Submitted, DaemonError> {
         let file_name = safe_file_name(sub.file.as_deref().unwrap_or("workflow.yaml"));
         let snap = self.snapshots.prepare(
             &file_name,
@@ -184,6 +198,44 @@ impl Daemon {
         };
         let id = {
             let _one = self.creating.lock().expect("creating");
+            let mut opts = opts;
+            if let Some(key) = key {
+                let digest = blake3::hash(&serde_json::to_vec(sub).unwrap_or_default())
+                    .to_hex()
+                    .to_string();
+                let store = &self.engine.store;
+                match store.idempotent(key)? {
+                    Some(r) if r.digest != digest => {
+                        return Err(DaemonError::Conflict(format!(
+                            "Idempotency-Key `{key}` was used for another submission (run {})",
+                            r.run_id
+                        )));
+                    }
+                    Some(r) if store.run(&r.run_id)?.is_some() => {
+                        return Ok(Submitted::Run {
+                            id: r.run_id,
+                            workflow: wf.name.clone(),
+                        });
+                    }
+                    // Recorded, but the daemon stopped before the run was: make it now.
+                    Some(r) => opts.run_id = Some(r.run_id),
+                    None => {
+                        let id = self.engine.fresh_run_id()?;
+                        // Written before the run's records, so whatever a crash keeps of
+                        // them, a retry finds this id.
+                        store.put_idempotent(
+                            key,
+                            &IdempotencyRecord {
+                                format: DAEMON_FORMAT_MAJOR,
+                                run_id: id.clone(),
+                                digest,
+                                created_at: crate::store::now_ms(),
+                            },
+                        )?;
+                        opts.run_id = Some(id);
+                    }
+                }
+            }
             self.engine
                 .create_run(&dag, &sub.workflow, &sub.params, &opts)?
         };

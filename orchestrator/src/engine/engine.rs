@@ -40,6 +40,9 @@ pub struct RunOptions {
     pub jobs: usize,
     pub no_cache: bool,
     pub scheduled_time: Option<String>,
+    /// The run's id, drawn beforehand (a daemon submission with an `Idempotency-Key`); a new
+    /// one when `None`.
+    pub run_id: Option<String>,
 }
 
 pub struct Engine {
@@ -177,11 +180,10 @@ impl Engine {
         let wf = dag.workflow();
         let params = merged_params(wf, overrides).map_err(EngineError::Invalid)?;
         self.preflight(dag, &params)?;
-        // Ids have 16 random bits per second: many runs a second (the daemon) can draw one twice.
-        let mut id = new_run_id();
-        while self.store.run(&id)?.is_some() {
-            id = new_run_id();
-        }
+        let id = match &opts.run_id {
+            Some(id) => id.clone(),
+            None => self.fresh_run_id()?,
+        };
         let run = RunRecord {
             format: FORMAT_MAJOR,
             id: id.clone(),
@@ -201,6 +203,16 @@ impl Engine {
         }
         self.store.put_run(&run)?;
         self.store.flush()?;
+        Ok(id)
+    }
+
+    /// A run id no run has. Ids have 16 random bits per second: many runs a second (the
+    /// daemon) can draw one twice.
+    pub fn fresh_run_id(&self) -> Result<String, EngineError> {
+        let mut id = new_run_id();
+        while self.store.run(&id)?.is_some() {
+            id = new_run_id();
+        }
         Ok(id)
     }
 

@@ -74,6 +74,18 @@ pub struct FireRecord {
     pub decided_at: u64,
 }
 
+/// A submission made with an `Idempotency-Key`: the run it became (its id drawn, and this
+/// record written, before the run is created), and a digest of what was submitted, so a retry
+/// with the same key gets the same run and a different submission under that key is refused.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct IdempotencyRecord {
+    pub format: u32,
+    pub run_id: String,
+    /// blake3 of the submission's JSON.
+    pub digest: String,
+    pub created_at: u64,
+}
+
 /// One leaderboard score: a metric of a model in a suite on a night.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LeaderRow {

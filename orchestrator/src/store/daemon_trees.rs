@@ -1,11 +1,21 @@
 //! Typed access to the daemon's sled trees: `schedules`, `fires`, `leaderboard`.
 
-use super::daemon_records::{DAEMON_FORMAT_MAJOR, FireRecord, LeaderRow, ScheduleRecord};
+use super::daemon_records::{
+    DAEMON_FORMAT_MAJOR, FireRecord, IdempotencyRecord, LeaderRow, ScheduleRecord,
+};
 use super::db::{HasFormat, Store, StoreError, decode, get, put};
 
 const SCHEDULES: &str = "schedules";
 const FIRES: &str = "fires";
 const LEADERBOARD: &str = "leaderboard";
+const IDEMPOTENCY: &str = "idempotency";
+
+impl HasFormat for IdempotencyRecord {
+    const MAX_FORMAT: u32 = DAEMON_FORMAT_MAJOR;
+    fn format(&self) -> u32 {
+        self.format
+    }
+}
 
 impl HasFormat for ScheduleRecord {
     const MAX_FORMAT: u32 = DAEMON_FORMAT_MAJOR;
@@ -29,6 +39,16 @@ impl HasFormat for LeaderRow {
 }
 
 impl Store {
+    /// The submission recorded under an `Idempotency-Key`.
+    pub fn idempotent(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        get(&self.tree(IDEMPOTENCY)?, key.as_bytes())
+    }
+
+    /// Records a key's submission (made durable by the run's own flush, which follows).
+    pub fn put_idempotent(&self, key: &str, r: &IdempotencyRecord) -> Result<(), StoreError> {
+        put(&self.tree(IDEMPOTENCY)?, key.as_bytes(), r)
+    }
+
     pub fn put_schedule(&self, s: &ScheduleRecord) -> Result<(), StoreError> {
         put(&self.tree(SCHEDULES)?, s.name.as_bytes(), s)
     }
