@@ -9,6 +9,7 @@ mod daemon;
 mod daemon_cron;
 mod daemon_harness;
 mod daemon_leaderboard;
+mod daemon_names;
 mod daemon_nights;
 mod daemon_project;
 mod daemon_project_ml;
