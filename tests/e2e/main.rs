@@ -6,6 +6,7 @@ mod cli;
 mod containment;
 mod crash;
 mod daemon;
+mod daemon_auth;
 mod daemon_cron;
 mod daemon_harness;
 mod daemon_leaderboard;

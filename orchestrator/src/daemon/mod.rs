@@ -10,12 +10,14 @@ mod leaderboard;
 #[cfg(test)]
 mod leaderboard_tests;
 mod logs;
+mod middleware;
 mod names;
 mod scheduler;
 #[cfg(test)]
 mod scheduler_tests;
 mod server;
 mod service;
+mod session;
 mod svg;
 mod upload;
 

@@ -10,10 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 
 use super::api::{self, ApiError, App};
@@ -21,8 +19,10 @@ use super::auth::Tokens;
 use super::clock::{Clock, SystemClock};
 use super::dashboard;
 use super::logs;
+use super::middleware::{self, Gate};
 use super::scheduler::Scheduler;
 use super::service::Daemon;
+use super::session::Sessions;
 use super::upload::{self, MAX_MANIFEST_BODY, Uploads};
 use crate::engine::Engine;
 
@@ -37,17 +37,17 @@ pub struct ServeOptions {
     pub limits: crate::project::Limits,
 }
 
-#[derive(Clone)]
-struct Ctx {
-    app: App,
-    tokens: Arc<Tokens>,
-}
-
 /// Builds the router (API + dashboard) over a daemon.
 pub fn router(app: App, tokens: Tokens) -> Router {
-    let ctx = Ctx {
-        app: app.clone(),
+    router_with(app, tokens, false)
+}
+
+/// As [`router`]; `tls`: the daemon speaks TLS (its session cookie is then `Secure`).
+pub fn router_with(app: App, tokens: Tokens, tls: bool) -> Router {
+    let gate = Gate {
         tokens: Arc::new(tokens),
+        sessions: Arc::new(Sessions::default()),
+        tls,
     };
     let manifest_body = || DefaultBodyLimit::max(MAX_MANIFEST_BODY);
     let protected = Router::new()
@@ -89,45 +89,14 @@ pub fn router(app: App, tokens: Tokens) -> Router {
         .route("/runs/{id}/steps/{step}", get(dashboard::log_page))
         .route("/schedules", get(dashboard::schedules_page))
         .route("/leaderboard", get(dashboard::leaderboard_page))
-        .route_layer(axum::middleware::from_fn_with_state(ctx.clone(), auth));
+        .route_layer(axum::middleware::from_fn_with_state(gate, middleware::auth));
     Router::new()
         .route("/api/v1/health", get(api::health))
         .merge(protected)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(middleware::json_errors))
         .with_state(app)
-}
-
-async fn auth(State(ctx): State<Ctx>, req: Request, next: Next) -> Response {
-    let token = Tokens::from_request(req.headers(), req.uri().query());
-    match token {
-        Some(t) if ctx.tokens.check(&t) => {
-            let from_query = req
-                .uri()
-                .query()
-                .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("token=")));
-            let mut resp = next.run(req).await;
-            if from_query
-                && let Ok(v) = format!("tuna_token={t}; Path=/; HttpOnly; SameSite=Strict").parse()
-            {
-                resp.headers_mut().insert(axum::http::header::SET_COOKIE, v);
-            }
-            resp
-        }
-        _ => {
-            let _ = &ctx.app;
-            let mut resp = ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "a valid token is needed: send `Authorization: Bearer TOKEN`",
-            )
-            .into_response();
-            resp.headers_mut().insert(
-                axum::http::header::WWW_AUTHENTICATE,
-                axum::http::HeaderValue::from_static("Bearer"),
-            );
-            resp
-        }
-    }
 }
 
 /// Runs the daemon until a signal. Prints `listening on http://ADDR` once the socket is bound.
