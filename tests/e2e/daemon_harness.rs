@@ -134,8 +134,6 @@ pub fn request(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, String, String) {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -144,8 +142,16 @@ pub fn request(
         req.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
     req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    let _ = s.write_all(body.as_bytes());
+    req.push_str(body);
+    exchange(TcpStream::connect(addr).expect("connect"), &req)
+}
+
+/// Sends a whole raw request on an open connection and reads the answer to the end;
+/// (status, head, body).
+pub fn exchange(mut s: TcpStream, raw_request: &str) -> (u16, String, String) {
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    // A connection the daemon refused may be closed already: the answer is then empty (0).
+    let _ = s.write_all(raw_request.as_bytes());
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw);
     let text = String::from_utf8_lossy(&raw).into_owned();

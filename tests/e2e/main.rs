@@ -7,6 +7,7 @@ mod containment;
 mod crash;
 mod daemon;
 mod daemon_auth;
+mod daemon_conns;
 mod daemon_cron;
 mod daemon_harness;
 mod daemon_leaderboard;

@@ -7,6 +7,7 @@ use tuna_runners::StepEnv;
 
 use super::args::Cli;
 use super::exit::{Fail, OK};
+use super::net_args::NetArgs;
 use super::project::LimitArgs;
 use crate::daemon::{ServeOptions, Tokens};
 
@@ -15,6 +16,7 @@ pub fn serve(
     listen: SocketAddr,
     tokens: Option<&Path>,
     limits: &LimitArgs,
+    net: &NetArgs,
     pass_env: &[String],
 ) -> Result<u8, Fail> {
     let env = std::env::var("TUNA_SERVE_TOKENS").ok();
@@ -36,6 +38,7 @@ pub fn serve(
             listen,
             tokens,
             limits: limits.limits(),
+            conns: net.limits(),
         },
     ))
     .map_err(|e| Fail::env(format!("error: {e}")))?;

@@ -35,6 +35,8 @@ pub struct ServeOptions {
     pub tokens: Tokens,
     /// Limits on submitted project files.
     pub limits: crate::project::Limits,
+    /// Limits on connections (timeouts, the per-client cap).
+    pub conns: super::listener::ConnLimits,
 }
 
 /// Builds the router (API + dashboard) over a daemon.
@@ -158,10 +160,7 @@ pub async fn serve(engine: Engine, opts: ServeOptions) -> Result<(), String> {
     let _ = std::io::stdout().flush();
 
     let router = router(app.clone(), opts.tokens);
-    let result = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| e.to_string());
+    super::listener::serve(listener, router, opts.conns, shutdown_signal()).await;
     ticker.abort();
     control.abort();
     let _ = std::fs::remove_file(engine.home.control_socket());
@@ -170,7 +169,7 @@ pub async fn serve(engine: Engine, opts: ServeOptions) -> Result<(), String> {
         "stopped; {} running run(s) continue when tuna serve starts again",
         app.driving_count()
     );
-    result
+    Ok(())
 }
 
 async fn shutdown_signal() {
