@@ -285,11 +285,8 @@ fn params(ctx: &mut Ctx, node: &Node) -> IndexMap<String, String> {
     for (name, key, value) in f.entries {
         if !super::step::is_step_name(name) {
             let d = Diag::new("invalid_name", format!("invalid parameter name `{name}`"))
-                .label(super::names::problem("parameter", name, "[A-Za-z0-9_-]+"))
-                .help(format!(
-                    "parameter names may use letters, digits, `_` and `-`, at most {} of them",
-                    super::names::MAX_NAME_LEN
-                ));
+                .label(super::names::label(name, "not a valid name"))
+                .help("parameter names may use letters, digits, `_` and `-`");
             ctx.push(d, key.span);
             continue;
         }

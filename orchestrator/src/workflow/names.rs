@@ -48,6 +48,16 @@ pub fn problem(kind: &str, s: &str, alphabet: &str) -> String {
     }
 }
 
+/// The label of a diagnostic on a refused name: its length when that is the trouble, else
+/// `otherwise`.
+pub fn label(s: &str, otherwise: &str) -> String {
+    if too_long(s) {
+        format!("{} characters; names are at most {MAX_NAME_LEN}", s.len())
+    } else {
+        otherwise.to_string()
+    }
+}
+
 fn fits(s: &str) -> bool {
     !s.is_empty() && !too_long(s)
 }

@@ -58,11 +58,8 @@ pub(crate) fn read_step<'n>(
 ) -> Option<Draft<'n>> {
     if !is_step_name(name) {
         let d = Diag::new("invalid_step_name", format!("invalid step name `{name}`"))
-            .label(super::names::problem("step", name, "[A-Za-z0-9_-]+"))
-            .help(format!(
-                "step names may use letters, digits, `_` and `-`, at most {} of them",
-                super::names::MAX_NAME_LEN
-            ));
+            .label(super::names::label(name, "not a valid step name"))
+            .help("step names may use letters, digits, `_` and `-`");
         ctx.push(d, key.span);
     }
     let what = format!("step `{name}`");
