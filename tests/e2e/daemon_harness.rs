@@ -49,7 +49,10 @@ impl Serve {
         let url = rx
             .recv_timeout(Duration::from_secs(60))
             .expect("tuna serve printed its address");
-        let addr = url.trim_start_matches("http://").to_string();
+        let addr = url
+            .trim_start_matches("https://")
+            .trim_start_matches("http://")
+            .to_string();
         Serve { child, url, addr }
     }
 
@@ -154,7 +157,12 @@ pub fn exchange(mut s: TcpStream, raw_request: &str) -> (u16, String, String) {
     let _ = s.write_all(raw_request.as_bytes());
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw).into_owned();
+    parse_answer(&raw)
+}
+
+/// An HTTP answer read to its end: (status, head, body; de-chunked); status 0 for none.
+pub fn parse_answer(raw: &[u8]) -> (u16, String, String) {
+    let text = String::from_utf8_lossy(raw).into_owned();
     let code = text
         .split(' ')
         .nth(1)

@@ -15,6 +15,7 @@ mod daemon_names;
 mod daemon_nights;
 mod daemon_project;
 mod daemon_project_ml;
+mod daemon_tls;
 mod daemon_upload;
 mod examples;
 mod failure;

@@ -1,5 +1,5 @@
-//! `tuna serve`'s limits on connections: the header and idle timeouts and the cap on open
-//! connections per client address (see [`crate::daemon::ConnLimits`]).
+//! `tuna serve`'s connection options: the header and idle timeouts, the cap on open
+//! connections per client address (see [`crate::daemon::ConnLimits`]), and optional TLS.
 
 use crate::daemon::{ConnLimits, DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_PER_CLIENT};
 
@@ -17,9 +17,23 @@ pub struct NetArgs {
     #[arg(long, value_name = "N", default_value_t = DEFAULT_PER_CLIENT as u32,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_conns_per_client: u32,
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 impl NetArgs {
+    /// The TLS acceptor of --tls-cert/--tls-key; none without them.
+    pub fn tls(&self) -> Result<Option<tokio_rustls::TlsAcceptor>, String> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => crate::daemon::tls_acceptor(cert, key).map(Some),
+            _ => Ok(None),
+        }
+    }
+
     pub fn limits(&self) -> ConnLimits {
         ConnLimits {
             header_timeout: self.header_timeout.unwrap_or(DEFAULT_HEADER_TIMEOUT),

@@ -27,6 +27,9 @@ pub fn serve(
     let step_env = StepEnv::Clean {
         pass: pass_env.to_vec(),
     };
+    let tls = net
+        .tls()
+        .map_err(|e| Fail::invalid(format!("error: {e}")))?;
     let engine = super::run::open_engine_for_steps(cli, true, &step_env)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -39,6 +42,7 @@ pub fn serve(
             tokens,
             limits: limits.limits(),
             conns: net.limits(),
+            tls,
         },
     ))
     .map_err(|e| Fail::env(format!("error: {e}")))?;

@@ -19,6 +19,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 use tower_service::Service as _;
 
 use super::conn_watch::{Timeouts, Tracked, Tracker, Watched, watchdog};
@@ -59,11 +60,12 @@ impl ConnLimits {
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves.
+/// Serves `router` on `listener` (over TLS with `tls`) until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnLimits,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
     let clients = Arc::new(Clients::default());
@@ -88,7 +90,7 @@ pub async fn serve(
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        let conn = connection(tcp, router.clone(), limits, stop_rx.clone());
+        let conn = connection(tcp, router.clone(), limits, tls.clone(), stop_rx.clone());
         tokio::spawn(async move {
             conn.await;
             drop(slot);
@@ -103,11 +105,19 @@ async fn connection(
     tcp: TcpStream,
     router: Router,
     limits: ConnLimits,
+    tls: Option<TlsAcceptor>,
     stop: watch::Receiver<bool>,
 ) {
     let tracker = Tracker::new();
     let io = Watched::new(tcp, tracker.clone());
-    serve_io(io, tracker, router, limits, stop).await;
+    let Some(tls) = tls else {
+        return serve_io(io, tracker, router, limits, stop).await;
+    };
+    match tokio::time::timeout(limits.header_timeout, tls.accept(io)).await {
+        Ok(Ok(stream)) => serve_io(stream, tracker, router, limits, stop).await,
+        Ok(Err(e)) => tracing::debug!("TLS handshake: {e}"),
+        Err(_) => tracing::debug!("TLS handshake: not done within the header timeout"),
+    }
 }
 
 /// Serves HTTP/1.1 on one connection until it ends, the watchdog closes it, or shutdown.

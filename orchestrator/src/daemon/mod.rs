@@ -21,6 +21,7 @@ mod server;
 mod service;
 mod session;
 mod svg;
+mod tls;
 mod upload;
 
 pub use auth::Tokens;
@@ -32,4 +33,5 @@ pub use names::{valid_run_id, valid_step, valid_workflow};
 pub use scheduler::{Launcher, MISSED_GRACE_S, ScheduleView, Scheduler, fire_id};
 pub use server::{MAX_BODY, ServeOptions, router, serve};
 pub use service::{Daemon, DaemonError, Submission, Submitted};
+pub use tls::acceptor as tls_acceptor;
 pub use upload::{MAX_MANIFEST_BODY, UploadStats, Uploads};

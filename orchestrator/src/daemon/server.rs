@@ -29,7 +29,7 @@ use crate::engine::Engine;
 /// The largest request body accepted (a workflow file and its params).
 pub const MAX_BODY: usize = 1024 * 1024;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServeOptions {
     pub listen: SocketAddr,
     pub tokens: Tokens,
@@ -37,6 +37,8 @@ pub struct ServeOptions {
     pub limits: crate::project::Limits,
     /// Limits on connections (timeouts, the per-client cap).
     pub conns: super::listener::ConnLimits,
+    /// TLS (from `--tls-cert`/`--tls-key`); plain HTTP without.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// Builds the router (API + dashboard) over a daemon.
@@ -101,7 +103,8 @@ pub fn router_with(app: App, tokens: Tokens, tls: bool) -> Router {
         .with_state(app)
 }
 
-/// Runs the daemon until a signal. Prints `listening on http://ADDR` once the socket is bound.
+/// Runs the daemon until a signal. Prints `listening on http://ADDR` (`https://` with TLS) once
+/// the socket is bound.
 pub async fn serve(engine: Engine, opts: ServeOptions) -> Result<(), String> {
     let engine = Arc::new(engine);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::from_env());
@@ -155,12 +158,13 @@ pub async fn serve(engine: Engine, opts: ServeOptions) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", opts.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    println!("listening on http://{addr}");
+    let scheme = if opts.tls.is_some() { "https" } else { "http" };
+    println!("listening on {scheme}://{addr}");
     use std::io::Write;
     let _ = std::io::stdout().flush();
 
-    let router = router(app.clone(), opts.tokens);
-    super::listener::serve(listener, router, opts.conns, shutdown_signal()).await;
+    let router = router_with(app.clone(), opts.tokens, opts.tls.is_some());
+    super::listener::serve(listener, router, opts.conns, opts.tls, shutdown_signal()).await;
     ticker.abort();
     control.abort();
     let _ = std::fs::remove_file(engine.home.control_socket());
