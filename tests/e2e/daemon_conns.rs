@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tuna_tests::{Project, wait_until};
 
-use crate::daemon_harness::{Serve, exchange};
+use crate::daemon_harness::{Serve, TOKEN, exchange};
 
 /// A connection that sends half a request head and then nothing.
 fn half_sent(addr: &str) -> TcpStream {
@@ -88,6 +88,15 @@ fn half_sent_and_idle_connections_are_closed_after_the_timeouts() {
         "a keep-alive connection stays open a while"
     );
 
+    // A request whose body stops arriving (100 bytes announced, 12 sent).
+    let mut stalled = TcpStream::connect(&d.addr).unwrap();
+    let head = format!(
+        "POST /api/v1/runs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"workflow\""
+    );
+    stalled.write_all(head.as_bytes()).unwrap();
+    stalled.set_nonblocking(true).unwrap();
+
     let start = Instant::now();
     let mut conns: Vec<TcpStream> = (0..200).map(|_| half_sent(&d.addr)).collect();
     // The daemon still serves while they hang.
@@ -106,6 +115,11 @@ fn half_sent_and_idle_connections_are_closed_after_the_timeouts() {
         Duration::from_secs(20),
         "the idle keep-alive connection to be closed",
         || closed(&mut idle),
+    );
+    wait_until(
+        Duration::from_secs(20),
+        "the request with a stalled body to be closed",
+        || closed(&mut stalled),
     );
 }
 
@@ -138,5 +152,13 @@ fn a_client_over_its_connection_cap_is_refused_while_others_are_served() {
     drop(held);
     wait_until(Duration::from_secs(20), "the cap to free up", || {
         health_from("127.0.0.1", &d.addr) == 200
+    });
+    // Connections left hanging do not keep the daemon from stopping on SIGTERM.
+    let _hanging: Vec<TcpStream> = (0..32).map(|_| half_sent(&d.addr)).collect();
+    let mut d = d;
+    let pid = nix::unistd::Pid::from_raw(d.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    wait_until(Duration::from_secs(30), "tuna serve to stop", || {
+        d.child.try_wait().unwrap().is_some()
     });
 }
