@@ -53,7 +53,10 @@ impl Serve {
         let url = rx
             .recv_timeout(Duration::from_secs(60))
             .expect("tuna serve printed its address");
-        let addr = url.trim_start_matches("http://").to_string();
+        let addr = url
+            .trim_start_matches("https://")
+            .trim_start_matches("http://")
+            .to_string();
         Serve { child, url, addr }
     }
 
@@ -115,25 +118,55 @@ pub fn http(
     token: Option<&str>,
     body: Option<&str>,
 ) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let mut headers = Vec::new();
+    let auth;
     if let Some(t) = token {
-        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+        auth = format!("Bearer {t}");
+        headers.push(("Authorization", auth.as_str()));
     }
     let body = body.unwrap_or("");
     if !body.is_empty() || method == "POST" {
-        req.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
+        headers.push(("Content-Type", "application/json"));
+    }
+    let (code, _, body) = request(addr, method, path, &headers, body);
+    (code, body)
+}
+
+/// A raw HTTP request with the given headers (`Content-Length` is added for a body);
+/// (status, head, body).
+pub fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, String) {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
     req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    let _ = s.write_all(body.as_bytes());
+    req.push_str(body);
+    exchange(TcpStream::connect(addr).expect("connect"), &req)
+}
+
+/// Sends a whole raw request on an open connection and reads the answer to the end;
+/// (status, head, body).
+pub fn exchange(mut s: TcpStream, raw_request: &str) -> (u16, String, String) {
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    // A connection the daemon refused may be closed already: the answer is then empty (0).
+    let _ = s.write_all(raw_request.as_bytes());
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw).into_owned();
+    parse_answer(&raw)
+}
+
+/// An HTTP answer read to its end: (status, head, body; de-chunked); status 0 for none.
+pub fn parse_answer(raw: &[u8]) -> (u16, String, String) {
+    let text = String::from_utf8_lossy(raw).into_owned();
     let code = text
         .split(' ')
         .nth(1)
@@ -148,7 +181,7 @@ pub fn http(
     } else {
         rest.to_string()
     };
-    (code, body)
+    (code, head.to_string(), body)
 }
 
 fn dechunk(mut s: &str) -> String {

@@ -164,7 +164,7 @@ fn three_scheduled_nights_give_deltas_and_regressions_per_checkpoint() {
     );
 
     // The leaderboard page draws a chart per metric with a line per checkpoint.
-    let (code, page) = d.http("GET", &format!("/leaderboard?token={TOKEN}"), None, None);
+    let (code, page) = d.http("GET", "/leaderboard", Some(TOKEN), None);
     assert_eq!(code, 200);
     assert_eq!(page.matches("<svg class=\"trend\"").count(), 2, "{page}");
     assert_eq!(page.matches("class=\"series\"").count(), 6, "{page}");

@@ -187,6 +187,8 @@ pub enum Command {
         tokens: Option<PathBuf>,
         #[command(flatten)]
         limits: super::project::LimitArgs,
+        #[command(flatten)]
+        net: super::net_args::NetArgs,
         /// An environment variable of the daemon's that steps get too (repeatable; `NAME` or
         /// `PREFIX*`). Steps otherwise get only PATH, HOME, the locale and a short documented
         /// list, never the daemon's tokens or other `TUNA_*` variables.

@@ -9,6 +9,7 @@ mod files;
 mod gc;
 mod inspect;
 mod kinds;
+mod net_args;
 mod project;
 mod pull;
 mod run;
@@ -76,8 +77,9 @@ pub fn main(cli: Cli) -> u8 {
             listen,
             tokens,
             limits,
+            net,
             pass_env,
-        } => serve::serve(&cli, *listen, tokens.as_deref(), limits, pass_env),
+        } => serve::serve(&cli, *listen, tokens.as_deref(), limits, net, pass_env),
         Command::Submit {
             file,
             params,

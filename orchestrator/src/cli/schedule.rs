@@ -40,6 +40,10 @@ pub fn schedule(cli: &Cli, cmd: &ScheduleCommand) -> Result<u8, Fail> {
             }
         }
         ScheduleCommand::Remove { name } => {
+            if !crate::workflow::names::valid_workflow(name) {
+                let why = crate::workflow::names::problem("schedule", name, "[a-z0-9-]+");
+                return Err(Fail::invalid(format!("error: {why}")));
+            }
             client.delete(&format!("/api/v1/schedules/{}", super::client::enc(name)))?;
             println!("removed {name}");
         }

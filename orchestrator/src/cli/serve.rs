@@ -7,6 +7,7 @@ use tuna_runners::StepEnv;
 
 use super::args::Cli;
 use super::exit::{Fail, OK};
+use super::net_args::NetArgs;
 use super::project::LimitArgs;
 use crate::daemon::{ServeOptions, Tokens};
 
@@ -15,6 +16,7 @@ pub fn serve(
     listen: SocketAddr,
     tokens: Option<&Path>,
     limits: &LimitArgs,
+    net: &NetArgs,
     pass_env: &[String],
 ) -> Result<u8, Fail> {
     let env = std::env::var("TUNA_SERVE_TOKENS").ok();
@@ -25,6 +27,9 @@ pub fn serve(
     let step_env = StepEnv::Clean {
         pass: pass_env.to_vec(),
     };
+    let tls = net
+        .tls()
+        .map_err(|e| Fail::invalid(format!("error: {e}")))?;
     let engine = super::run::open_engine_for_steps(cli, true, &step_env)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -36,6 +41,8 @@ pub fn serve(
             listen,
             tokens,
             limits: limits.limits(),
+            conns: net.limits(),
+            tls,
         },
     ))
     .map_err(|e| Fail::env(format!("error: {e}")))?;

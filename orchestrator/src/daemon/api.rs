@@ -211,7 +211,7 @@ pub async fn remove_schedule(
     if !valid_workflow(&name) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            "malformed schedule name",
+            crate::workflow::names::problem("schedule", &name, "[a-z0-9-]+"),
         ));
     }
     let n = name.clone();

@@ -1,19 +1,32 @@
 //! Bearer-token auth: tokens from `--tokens FILE` (one a line, `#` comments) and/or
-//! `TUNA_SERVE_TOKENS` (comma-separated). A request carries one as `Authorization: Bearer T`;
-//! the dashboard also accepts it once as `?token=T` and then keeps it in a cookie.
+//! `TUNA_SERVE_TOKENS` (comma-separated). Only their SHA-256 digests are kept, and a presented
+//! token is compared with every one of them in constant time, without stopping at a match, so
+//! neither its length nor which token it matches shows in the time taken.
+//!
+//! A request carries a token as `Authorization: Bearer T`. The dashboard alone also takes it
+//! once in its URL (`?token=T`, see [`super::session`]).
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::path::Path;
 
-#[derive(Debug, Clone, Default)]
+use sha2::{Digest as _, Sha256};
+use subtle::{Choice, ConstantTimeEq as _};
+
+#[derive(Clone, Default)]
 pub struct Tokens {
-    set: HashSet<String>,
+    digests: Vec<[u8; 32]>,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tokens({} accepted)", self.digests.len())
+    }
 }
 
 impl Tokens {
     /// Reads the tokens; an empty set is refused (the daemon never runs open).
     pub fn load(file: Option<&Path>, env: Option<&str>) -> Result<Tokens, String> {
-        let mut set = HashSet::new();
+        let mut set = BTreeSet::new();
         if let Some(f) = file {
             let text = std::fs::read_to_string(f)
                 .map_err(|e| format!("cannot read tokens file {}: {e}", f.display()))?;
@@ -42,44 +55,36 @@ impl Tokens {
                 &short[..short.len().min(3)]
             ));
         }
-        Ok(Tokens { set })
+        Ok(Tokens {
+            digests: set.iter().map(|t| digest(t)).collect(),
+        })
     }
 
-    /// Whether a presented token is valid (compared in constant time per candidate).
+    /// Whether a presented token is valid: its digest is compared with each accepted one in
+    /// constant time and the results are folded without an early exit.
     pub fn check(&self, presented: &str) -> bool {
-        self.set
+        let d = digest(presented);
+        let found = self
+            .digests
             .iter()
-            .any(|t| constant_eq(t.as_bytes(), presented.as_bytes()))
+            .fold(Choice::from(0), |acc, t| acc | t.ct_eq(&d));
+        found.into()
     }
 
-    /// The token in a request: `Authorization: Bearer`, else the `tuna_token` cookie, else
-    /// `?token=`.
-    pub fn from_request(headers: &axum::http::HeaderMap, query: Option<&str>) -> Option<String> {
-        if let Some(v) = headers.get(axum::http::header::AUTHORIZATION)
-            && let Ok(v) = v.to_str()
-            && let Some(t) = v.strip_prefix("Bearer ")
-        {
-            return Some(t.trim().to_string());
-        }
-        for c in headers.get_all(axum::http::header::COOKIE) {
-            for part in c.to_str().unwrap_or("").split(';') {
-                if let Some(t) = part.trim().strip_prefix("tuna_token=") {
-                    return Some(t.to_string());
-                }
-            }
-        }
-        query?
-            .split('&')
-            .find_map(|kv| kv.strip_prefix("token="))
-            .map(str::to_string)
+    /// The token of `Authorization: Bearer T`, if the request has one.
+    pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+        headers
+            .get(axum::http::header::AUTHORIZATION)?
+            .to_str()
+            .ok()?
+            .strip_prefix("Bearer ")
+            .map(str::trim)
     }
 }
 
-fn constant_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// The SHA-256 digest of a secret (tokens and session ids are kept only as these).
+pub fn digest(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
 }
 
 #[cfg(test)]
@@ -88,11 +93,21 @@ mod tests {
 
     #[test]
     fn tokens_from_env_and_checks() {
-        let t = Tokens::load(None, Some(" aaaaaaaaaaaaaaaa , bbbbbbbbbbbbbbbb")).unwrap();
+        let t = Tokens::load(None, Some(" aaaaaaaaaaaaaaaa , bbbbbbbbbbbbbbbbbbbb")).unwrap();
         assert!(t.check("aaaaaaaaaaaaaaaa"));
+        assert!(t.check("bbbbbbbbbbbbbbbbbbbb"));
         assert!(!t.check("aaaaaaaaaaaaaaab"));
+        assert!(!t.check("aaaaaaaaaaaaaaaaa"));
+        assert!(!t.check("bbbbbbbbbbbbbbbb"));
         assert!(!t.check(""));
         assert!(Tokens::load(None, None).is_err());
         assert!(Tokens::load(None, Some("short")).is_err());
+    }
+
+    #[test]
+    fn tokens_are_kept_only_as_digests() {
+        let t = Tokens::load(None, Some("secret-token-0123456789")).unwrap();
+        assert_eq!(t.digests, vec![digest("secret-token-0123456789")]);
+        assert!(!format!("{t:?}").contains("secret"), "{t:?}");
     }
 }

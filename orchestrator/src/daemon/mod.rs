@@ -4,27 +4,34 @@
 mod api;
 mod auth;
 mod clock;
+mod conn_watch;
 mod dashboard;
 mod fire_times;
 mod leaderboard;
 #[cfg(test)]
 mod leaderboard_tests;
+mod listener;
 mod logs;
+mod middleware;
 mod names;
 mod scheduler;
 #[cfg(test)]
 mod scheduler_tests;
 mod server;
 mod service;
+mod session;
 mod svg;
+mod tls;
 mod upload;
 
 pub use auth::Tokens;
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use fire_times::{fires_between, next_after, upcoming};
 pub use leaderboard::{Board, BoardEntry, DEFAULT_THRESHOLD, record_run, rows_for_run};
+pub use listener::{ConnLimits, DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_PER_CLIENT};
 pub use names::{valid_run_id, valid_step, valid_workflow};
 pub use scheduler::{Launcher, MISSED_GRACE_S, ScheduleView, Scheduler, fire_id};
 pub use server::{MAX_BODY, ServeOptions, router, serve};
 pub use service::{Daemon, DaemonError, Submission, Submitted};
+pub use tls::acceptor as tls_acceptor;
 pub use upload::{MAX_MANIFEST_BODY, UploadStats, Uploads};

@@ -10,10 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 
 use super::api::{self, ApiError, App};
@@ -21,33 +19,39 @@ use super::auth::Tokens;
 use super::clock::{Clock, SystemClock};
 use super::dashboard;
 use super::logs;
+use super::middleware::{self, Gate};
 use super::scheduler::Scheduler;
 use super::service::Daemon;
+use super::session::Sessions;
 use super::upload::{self, MAX_MANIFEST_BODY, Uploads};
 use crate::engine::Engine;
 
 /// The largest request body accepted (a workflow file and its params).
 pub const MAX_BODY: usize = 1024 * 1024;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServeOptions {
     pub listen: SocketAddr,
     pub tokens: Tokens,
     /// Limits on submitted project files.
     pub limits: crate::project::Limits,
-}
-
-#[derive(Clone)]
-struct Ctx {
-    app: App,
-    tokens: Arc<Tokens>,
+    /// Limits on connections (timeouts, the per-client cap).
+    pub conns: super::listener::ConnLimits,
+    /// TLS (from `--tls-cert`/`--tls-key`); plain HTTP without.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// Builds the router (API + dashboard) over a daemon.
 pub fn router(app: App, tokens: Tokens) -> Router {
-    let ctx = Ctx {
-        app: app.clone(),
+    router_with(app, tokens, false)
+}
+
+/// As [`router`]; `tls`: the daemon speaks TLS (its session cookie is then `Secure`).
+pub fn router_with(app: App, tokens: Tokens, tls: bool) -> Router {
+    let gate = Gate {
         tokens: Arc::new(tokens),
+        sessions: Arc::new(Sessions::default()),
+        tls,
     };
     let manifest_body = || DefaultBodyLimit::max(MAX_MANIFEST_BODY);
     let protected = Router::new()
@@ -89,48 +93,18 @@ pub fn router(app: App, tokens: Tokens) -> Router {
         .route("/runs/{id}/steps/{step}", get(dashboard::log_page))
         .route("/schedules", get(dashboard::schedules_page))
         .route("/leaderboard", get(dashboard::leaderboard_page))
-        .route_layer(axum::middleware::from_fn_with_state(ctx.clone(), auth));
+        .route_layer(axum::middleware::from_fn_with_state(gate, middleware::auth));
     Router::new()
         .route("/api/v1/health", get(api::health))
         .merge(protected)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(middleware::json_errors))
         .with_state(app)
 }
 
-async fn auth(State(ctx): State<Ctx>, req: Request, next: Next) -> Response {
-    let token = Tokens::from_request(req.headers(), req.uri().query());
-    match token {
-        Some(t) if ctx.tokens.check(&t) => {
-            let from_query = req
-                .uri()
-                .query()
-                .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("token=")));
-            let mut resp = next.run(req).await;
-            if from_query
-                && let Ok(v) = format!("tuna_token={t}; Path=/; HttpOnly; SameSite=Strict").parse()
-            {
-                resp.headers_mut().insert(axum::http::header::SET_COOKIE, v);
-            }
-            resp
-        }
-        _ => {
-            let _ = &ctx.app;
-            let mut resp = ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "a valid token is needed: send `Authorization: Bearer TOKEN`",
-            )
-            .into_response();
-            resp.headers_mut().insert(
-                axum::http::header::WWW_AUTHENTICATE,
-                axum::http::HeaderValue::from_static("Bearer"),
-            );
-            resp
-        }
-    }
-}
-
-/// Runs the daemon until a signal. Prints `listening on http://ADDR` once the socket is bound.
+/// Runs the daemon until a signal. Prints `listening on http://ADDR` (`https://` with TLS) once
+/// the socket is bound.
 pub async fn serve(engine: Engine, opts: ServeOptions) -> Result<(), String> {
     let engine = Arc::new(engine);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::from_env());
@@ -184,15 +158,13 @@ pub async fn serve(engine: Engine, opts: ServeOptions) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", opts.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    println!("listening on http://{addr}");
+    let scheme = if opts.tls.is_some() { "https" } else { "http" };
+    println!("listening on {scheme}://{addr}");
     use std::io::Write;
     let _ = std::io::stdout().flush();
 
-    let router = router(app.clone(), opts.tokens);
-    let result = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| e.to_string());
+    let router = router_with(app.clone(), opts.tokens, opts.tls.is_some());
+    super::listener::serve(listener, router, opts.conns, opts.tls, shutdown_signal()).await;
     ticker.abort();
     control.abort();
     let _ = std::fs::remove_file(engine.home.control_socket());
@@ -201,7 +173,7 @@ pub async fn serve(engine: Engine, opts: ServeOptions) -> Result<(), String> {
         "stopped; {} running run(s) continue when tuna serve starts again",
         app.driving_count()
     );
-    result
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -301,6 +301,15 @@ impl Daemon {
 
     /// Resumes a failed, cancelled or interrupted run.
     pub fn resume(self: &Arc<Self>, id: &str) -> Result<(), DaemonError> {
+        // A run that passed says so even while its task is still finishing (recording its
+        // leaderboard rows): it is never resumable, whatever the timing.
+        if let Some(run) = self.engine.store.run(id)?
+            && run.status == RunStatus::Passed
+        {
+            return Err(DaemonError::Refused(format!(
+                "run `{id}` already passed; nothing to resume"
+            )));
+        }
         if self.is_driving(id) {
             return Err(DaemonError::Conflict(format!(
                 "run `{id}` is still running"

@@ -248,12 +248,21 @@ fn missing(ctx: &mut Ctx, root: &Node, key: &str, message: &str, help: &str) {
 
 fn workflow_name(ctx: &mut Ctx, node: &Node) -> Option<String> {
     let name = ctx.string(node, "`name`")?;
-    if !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
+    if super::names::valid_workflow(name) {
         return Some(name.to_string());
+    }
+    if super::names::too_long(name) {
+        let max = super::names::MAX_NAME_LEN;
+        let d = Diag::new(
+            "invalid_name",
+            super::names::problem("workflow", name, "[a-z0-9-]+"),
+        )
+        .label(format!("more than {max} characters"))
+        .help(format!(
+            "use a shorter name: workflow (and schedule) names are at most {max} characters"
+        ));
+        ctx.push(d, node.span);
+        return None;
     }
     let slug: String = name
         .chars()
@@ -290,7 +299,7 @@ fn params(ctx: &mut Ctx, node: &Node) -> IndexMap<String, String> {
     for (name, key, value) in f.entries {
         if !super::step::is_step_name(name) {
             let d = Diag::new("invalid_name", format!("invalid parameter name `{name}`"))
-                .label("not a valid name")
+                .label(super::names::label(name, "not a valid name"))
                 .help("parameter names may use letters, digits, `_` and `-`");
             ctx.push(d, key.span);
             continue;

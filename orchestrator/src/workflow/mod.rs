@@ -11,6 +11,7 @@ mod leaderboard;
 mod links;
 mod load;
 mod model;
+pub mod names;
 mod schema;
 mod secrets;
 mod sections;

@@ -145,12 +145,12 @@ pub fn json_schema() -> Value {
         "additionalProperties": false,
         "required": ["name", "steps"],
         "properties": {
-            "name": { "type": "string", "pattern": "^[a-z0-9-]+$", "description": "The workflow's name." },
+            "name": { "type": "string", "pattern": "^[a-z0-9-]+$", "maxLength": super::names::MAX_NAME_LEN, "description": "The workflow's name." },
             "description": { "type": "string" },
             "params": {
                 "type": "object",
                 "description": "Parameter defaults, overridden with `tuna run FILE -p NAME=VALUE`.",
-                "propertyNames": { "pattern": "^[A-Za-z0-9_-]+$" },
+                "propertyNames": { "pattern": "^[A-Za-z0-9_-]+$", "maxLength": super::names::MAX_NAME_LEN },
                 "additionalProperties": { "type": ["string", "number", "boolean"] }
             },
             "schedule": schedule(),
@@ -185,7 +185,7 @@ pub fn json_schema() -> Value {
                 "type": "object",
                 "minProperties": 1,
                 "description": "Steps by name, in file order.",
-                "propertyNames": { "pattern": "^[A-Za-z0-9_-]+$" },
+                "propertyNames": { "pattern": "^[A-Za-z0-9_-]+$", "maxLength": super::names::MAX_NAME_LEN },
                 "additionalProperties": { "$ref": "#/$defs/step" }
             }
         },

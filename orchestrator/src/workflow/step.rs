@@ -48,9 +48,7 @@ pub(crate) struct Defaults {
 }
 
 pub(crate) fn is_step_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    super::names::valid_step(s)
 }
 
 pub(crate) fn read_step<'n>(
@@ -62,7 +60,7 @@ pub(crate) fn read_step<'n>(
 ) -> Option<Draft<'n>> {
     if !is_step_name(name) {
         let d = Diag::new("invalid_step_name", format!("invalid step name `{name}`"))
-            .label("not a valid step name")
+            .label(super::names::label(name, "not a valid step name"))
             .help("step names may use letters, digits, `_` and `-`");
         ctx.push(d, key.span);
     }
