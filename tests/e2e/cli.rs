@@ -153,3 +153,56 @@ fn a_reader_that_goes_away_ends_a_printing_command_without_a_panic() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn a_run_ends_with_its_results_and_the_next_commands() {
+    let p = Project::new();
+    p.file(
+        "wf.yaml",
+        r#"name: shows
+steps:
+  train:
+    run: |
+      echo '{"loss_first": 3.2145, "loss_last": 1.8712, "projected_hours_a100": 0.42}' > "$TUNA_METRICS"
+      mkdir adapter && echo w > adapter/w.bin
+    outputs: [adapter/]
+  eval:
+    needs: [train]
+    run: |
+      echo '{"exact_match": 0.31}' > "$TUNA_METRICS"
+"#,
+    );
+    let r = p.run(&["run", "wf.yaml"]).ok();
+    let id = r.run_id();
+    let tail = r.stderr.split("results:\n").nth(1).unwrap_or_default();
+    assert!(tail.contains("loss 3.215 → 1.871"), "{}", r.stderr);
+    assert!(tail.contains("projected_hours_a100 0.42"), "{}", r.stderr);
+    assert!(tail.contains("exact_match 0.31"), "{}", r.stderr);
+    assert!(
+        tail.contains(&format!(
+            "adapter/ in {}",
+            p.home()
+                .join("runs")
+                .join(&id)
+                .join("train/1/work")
+                .display()
+        )),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        tail.contains(&format!("next: tuna status {id}"))
+            && tail.contains(&format!("tuna pull {id} train")),
+        "{}",
+        r.stderr
+    );
+    // `--progress quiet`, by hand: the harness's command already says `--progress plain`.
+    let mut quiet = std::process::Command::new(tuna_tests::tuna_bin());
+    quiet
+        .current_dir(p.root())
+        .env("TUNA_HOME", p.home())
+        .env_remove("TUNA_RUNNERS")
+        .args(["--progress", "quiet", "run", "wf.yaml"]);
+    let quiet = tuna_tests::Run::from(quiet.output().unwrap()).ok();
+    assert!(!quiet.stderr.contains("results:"), "{}", quiet.stderr);
+}

@@ -17,6 +17,7 @@ mod runners;
 mod schedule;
 mod serve;
 mod submit;
+mod summary;
 
 pub use args::Cli;
 pub use exit::Fail;

@@ -63,7 +63,8 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// Drives a run with the control socket served and signals turned into a clean stop; then
 /// records its leaderboard rows.
-fn drive(engine: Engine, run_id: &str, resumed: bool) -> Result<u8, Fail> {
+/// `show`: print the results and the next commands at the end (not with `--progress quiet`).
+fn drive(engine: Engine, run_id: &str, resumed: bool, show: bool) -> Result<u8, Fail> {
     let rt = runtime();
     let engine = Arc::new(engine);
     let status = rt.block_on({
@@ -79,6 +80,9 @@ fn drive(engine: Engine, run_id: &str, resumed: bool) -> Result<u8, Fail> {
         }
     })?;
     record_leaderboard(&engine.store, run_id);
+    if show {
+        eprint!("{}", super::summary::summary(&engine.store, run_id));
+    }
     Ok(match status {
         RunStatus::Passed => OK,
         RunStatus::Failed => RUN_FAILED,
@@ -143,7 +147,12 @@ pub fn run(
         let made = if new_home { " (made now)" } else { "" };
         eprintln!("tuna home: {}{made}", home.root.display());
     }
-    drive(engine, &id, false)
+    drive(
+        engine,
+        &id,
+        false,
+        !matches!(cli.progress, ProgressMode::Quiet),
+    )
 }
 
 pub fn resume(cli: &Cli, run: Option<&str>, last: bool, jobs: Option<usize>) -> Result<u8, Fail> {
@@ -176,7 +185,12 @@ pub fn resume(cli: &Cli, run: Option<&str>, last: bool, jobs: Option<usize>) -> 
         engine.store.put_run(&rec)?;
     }
     println!("{id}");
-    drive(engine, &id, true)
+    drive(
+        engine,
+        &id,
+        true,
+        !matches!(cli.progress, ProgressMode::Quiet),
+    )
 }
 
 /// `tuna resume --server`: the daemon resumes the run; this prints its id.
