@@ -22,7 +22,7 @@ pub fn leaderboard(
                 .map_err(|e| Fail::env(format!("error: bad answer from the daemon: {e}")))?
         }
         None => {
-            let home = super::run::home(cli);
+            let home = super::open::home(cli);
             let store = match Store::open(&home.db()) {
                 Ok(s) => s,
                 Err(StoreError::Locked { pid, .. }) => {

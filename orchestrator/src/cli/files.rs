@@ -55,7 +55,7 @@ pub fn plan(
     json: bool,
 ) -> Result<u8, Fail> {
     let (dag, _) = load(file)?;
-    let engine = super::run::open_engine(cli, true)?;
+    let engine = super::open::open_engine(cli, true)?;
     let overrides: BTreeMap<String, String> = params.iter().cloned().collect();
     let rows = engine.plan(&dag, &overrides, no_cache)?;
     if json {

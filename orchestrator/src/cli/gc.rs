@@ -18,7 +18,7 @@ pub fn gc(
     dry_run: bool,
     json: bool,
 ) -> Result<u8, Fail> {
-    let engine = super::run::open_engine(cli, true)?;
+    let engine = super::open::open_engine(cli, true)?;
     let hosts = if local_only {
         GcHosts::None
     } else if runners.is_empty() {

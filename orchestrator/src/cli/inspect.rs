@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::args::Cli;
 use super::client::Client;
 use super::exit::{Fail, OK};
-use crate::engine::{Request, RunSummary, RunView, request};
+use crate::engine::{Request, RunSummary, RunView, fmt_secs, request};
 use crate::store::{Store, StoreError};
 
 enum Access {
@@ -22,7 +22,7 @@ fn access(cli: &Cli) -> Result<Access, Fail> {
     if let Some(c) = Client::from_cli(cli) {
         return Ok(Access::Server(c));
     }
-    let home = super::run::home(cli);
+    let home = super::open::home(cli);
     if !home.db().exists() {
         return Err(Fail::invalid(format!(
             "error: no tuna store at {} (run a workflow first, or set --home)",
@@ -321,7 +321,7 @@ pub fn cancel(cli: &Cli, run: &str) -> Result<u8, Fail> {
         }
         Access::Local(store) => {
             drop(store);
-            let engine = super::run::open_engine(cli, true)?;
+            let engine = super::open::open_engine(cli, true)?;
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -330,16 +330,6 @@ pub fn cancel(cli: &Cli, run: &str) -> Result<u8, Fail> {
             println!("cancelled {run} ({n} running steps stopped)");
             Ok(OK)
         }
-    }
-}
-
-pub fn fmt_secs(s: f64) -> String {
-    if s < 60.0 {
-        format!("{s:.1}s")
-    } else if s < 3600.0 {
-        format!("{}m{:02}s", (s / 60.0) as u64, (s % 60.0) as u64)
-    } else {
-        format!("{}h{:02}m", (s / 3600.0) as u64, (s % 3600.0 / 60.0) as u64)
     }
 }
 

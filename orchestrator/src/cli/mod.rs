@@ -10,6 +10,7 @@ mod gc;
 mod inspect;
 mod kinds;
 mod net_args;
+mod open;
 mod project;
 mod pull;
 mod run;
@@ -21,7 +22,6 @@ mod summary;
 
 pub use args::Cli;
 pub use exit::Fail;
-pub use inspect::fmt_secs;
 
 use args::{Command, RunnersAction};
 

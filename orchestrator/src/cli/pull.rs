@@ -6,7 +6,7 @@ use super::args::Cli;
 use super::exit::{Fail, OK};
 
 pub fn pull(cli: &Cli, run: &str, step: &str, to: Option<&Path>, json: bool) -> Result<u8, Fail> {
-    let engine = super::run::open_engine(cli, true)?;
+    let engine = super::open::open_engine(cli, true)?;
     let run = if run == "last" {
         engine
             .store

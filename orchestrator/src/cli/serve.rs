@@ -30,7 +30,7 @@ pub fn serve(
     let tls = net
         .tls()
         .map_err(|e| Fail::invalid(format!("error: {e}")))?;
-    let engine = super::run::open_engine_for_steps(cli, true, &step_env)?;
+    let engine = super::open::open_engine_for_steps(cli, true, &step_env)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -8,17 +8,9 @@ use axum::extract::{Path, Query, State};
 use axum::response::Html;
 
 use super::api::{ApiError, App, BoardQuery, blocking, board, check_run, check_step, run_detail};
+use super::html::esc;
 use super::svg::{dag_svg, status_colour, trend_svg};
 use crate::engine::RunSummary;
-
-/// Escapes text for HTML.
-pub fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
 
 fn page(title: &str, body: &str, script: &str) -> Html<String> {
     Html(format!(
@@ -51,7 +43,7 @@ fn badge(status: &str) -> String {
 }
 
 fn secs(d: Option<f64>) -> String {
-    d.map(crate::cli::fmt_secs).unwrap_or_else(|| "-".into())
+    d.map(crate::engine::fmt_secs).unwrap_or_else(|| "-".into())
 }
 
 pub async fn runs_page(State(app): State<App>) -> Result<Html<String>, ApiError> {

@@ -7,6 +7,7 @@ mod clock;
 mod conn_watch;
 mod dashboard;
 mod fire_times;
+mod html;
 mod leaderboard;
 #[cfg(test)]
 mod leaderboard_tests;

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
-use super::dashboard::esc;
+use super::html::esc;
 use crate::store::LeaderRow;
 
 const COLOURS: &[(&str, &str)] = &[

@@ -45,4 +45,4 @@ pub use plan::PlanRow;
 pub use progress::{Bars, Plain, Progress, Quiet, Reporter};
 pub use pull::Pulled;
 pub use remote_gc::{HostGc, HostState};
-pub use view::{RunSummary, RunView, StepView};
+pub use view::{RunSummary, RunView, StepView, fmt_secs};

@@ -149,3 +149,14 @@ impl RunSummary {
         Ok(out)
     }
 }
+
+/// Seconds as people read them: `4.2s`, `3m07s`, `2h05m`.
+pub fn fmt_secs(s: f64) -> String {
+    if s < 60.0 {
+        format!("{s:.1}s")
+    } else if s < 3600.0 {
+        format!("{}m{:02}s", (s / 60.0) as u64, (s % 60.0) as u64)
+    } else {
+        format!("{}h{:02}m", (s / 3600.0) as u64, (s % 3600.0 / 60.0) as u64)
+    }
+}
