@@ -333,7 +333,7 @@ impl Daemon {
         }
         Err(DaemonError::Conflict(format!(
             "run `{id}` is not running (it is {})",
-            crate::engine::run_status_str(run.status)
+            run.status.as_str()
         )))
     }
 

@@ -333,7 +333,7 @@ impl Engine {
         if run.status != RunStatus::Running {
             return Err(EngineError::Invalid(format!(
                 "run `{run_id}` is not running (it is {})",
-                super::dispatcher::run_status_str(run.status)
+                run.status.as_str()
             )));
         }
         let mut stopped = 0;

@@ -31,7 +31,6 @@ mod view;
 
 pub use check::{RunnerCheck, check_runners};
 pub use control::{Request, request, serve as serve_control};
-pub use dispatcher::run_status_str;
 pub use engine::{Engine, EngineError, RunOptions, cores};
 pub use events::Control;
 pub use executor::read_metrics;

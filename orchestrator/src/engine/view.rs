@@ -6,7 +6,6 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::dispatcher::run_status_str;
 use super::ledger::Cost;
 use crate::store::{RunRecord, StepRecord, Store, StoreError, now_ms};
 
@@ -77,7 +76,7 @@ impl RunView {
         RunView {
             id: run.id.clone(),
             workflow: run.workflow.clone(),
-            status: run_status_str(run.status).to_string(),
+            status: run.status.as_str().to_string(),
             created_at: run.created_at,
             ended_at: run.ended_at,
             duration_s: secs(Some(run.created_at), run.ended_at),
@@ -137,7 +136,7 @@ impl RunSummary {
             out.push(RunSummary {
                 id: run.id.clone(),
                 workflow: run.workflow.clone(),
-                status: run_status_str(run.status).to_string(),
+                status: run.status.as_str().to_string(),
                 created_at: run.created_at,
                 duration_s: secs(Some(run.created_at), run.ended_at),
                 steps: steps.len(),

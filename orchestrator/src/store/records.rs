@@ -30,6 +30,17 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
+    /// The word status, the API and the dashboard show.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Passed => "passed",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+            RunStatus::Interrupted => "interrupted",
+        }
+    }
+
     pub fn is_final(self) -> bool {
         !matches!(self, RunStatus::Running)
     }

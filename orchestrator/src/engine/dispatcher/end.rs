@@ -78,7 +78,7 @@ impl Dispatcher<'_> {
         let count = |s: StepStatus| self.recs.values().filter(|r| r.status == s).count();
         self.eng.reporter.report(&Progress::RunFinished {
             run: &self.run.id,
-            status: run_status_str(status),
+            status: status.as_str(),
             passed: count(StepStatus::Passed),
             cached: count(StepStatus::Cached),
             failed: count(StepStatus::Failed) + count(StepStatus::TimedOut),

@@ -253,16 +253,6 @@ impl<'e> Dispatcher<'e> {
     }
 }
 
-pub fn run_status_str(s: RunStatus) -> &'static str {
-    match s {
-        RunStatus::Running => "running",
-        RunStatus::Passed => "passed",
-        RunStatus::Failed => "failed",
-        RunStatus::Cancelled => "cancelled",
-        RunStatus::Interrupted => "interrupted",
-    }
-}
-
 async fn sleep_until_ms(t: Option<u64>) {
     let now = now_ms();
     let wait = t.map_or(0, |t| t.saturating_sub(now));
