@@ -163,3 +163,48 @@ fn a_step_naming_its_run_reruns_every_run() {
         "the step that does not name its run is cached"
     );
 }
+
+#[test]
+fn status_says_why_each_step_ran() {
+    let p = project();
+    let first = p.run(&["run", "wf.yaml"]).ok().run_id();
+    let reasons = |run: &str, step: &str| -> Vec<String> {
+        p.status(run)["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == step)
+            .unwrap()["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(reasons(&first, "a"), ["never run"]);
+    p.file("input.txt", "line ONE\nline two\n");
+    let second = p
+        .run(&["run", "wf.yaml", "-p", "greeting=hi"])
+        .ok()
+        .run_id();
+    assert_eq!(reasons(&second, "a"), ["input `input.txt` changed"]);
+    assert!(
+        reasons(&second, "b")
+            .iter()
+            .any(|r| r.contains("param `greeting`")),
+        "{:?}",
+        reasons(&second, "b")
+    );
+    // A cache hit has no reasons; the table says why the others ran.
+    let third = p
+        .run(&["run", "wf.yaml", "-p", "greeting=hi"])
+        .ok()
+        .run_id();
+    assert!(reasons(&third, "a").is_empty());
+    let table = p.run(&["status", &second]).ok();
+    assert!(
+        table.stdout.contains("ran: input `input.txt` changed"),
+        "{}",
+        table.stdout
+    );
+}

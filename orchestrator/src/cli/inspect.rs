@@ -129,6 +129,9 @@ pub fn status(cli: &Cli, run: &str, json: bool) -> Result<u8, Fail> {
     );
     for s in &v.steps {
         let mut note = s.message.clone().unwrap_or_default();
+        if note.is_empty() && !s.reasons.is_empty() {
+            note = format!("ran: {}", s.reasons.join("; "));
+        }
         if s.gpu_hours > 0.0 {
             let c = format!("{:.4} GPU-h, cost {:.4}", s.gpu_hours, s.cost);
             note = if note.is_empty() {

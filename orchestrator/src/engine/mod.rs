@@ -12,6 +12,7 @@ mod dispatcher;
 mod engine;
 mod events;
 mod executor;
+mod freshness;
 mod gate;
 mod gc;
 mod home;

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::artifacts;
 use super::engine::{Engine, EngineError};
+use super::freshness::{Freshness, Question, freshness};
 use super::job::{RUN_ID, SCHEDULED_TIME, key_inputs, merged_params};
 use crate::cache::DirtyReason;
 use crate::cas::Digest;
@@ -56,27 +57,27 @@ impl Engine {
             let inputs = key_inputs(wf, step, &params, |s| known.get(s), &runner)
                 .map_err(EngineError::Invalid)?;
             let key = inputs.key();
-            let mut reasons = Vec::new();
-            if !step.cache.enabled {
-                reasons.push(DirtyReason::CacheDisabled);
-            } else if no_cache {
-                reasons.push(DirtyReason::NoCacheFlag);
-            }
-            let entry = self.store.cache_entry(&key)?;
-            match &entry {
-                Some(_) if !reasons.is_empty() => {}
-                Some(e) => reasons.extend(artifacts::check(
+            let question = Question {
+                workflow: &wf.name,
+                step: name,
+                inputs: &inputs,
+                key: &key,
+                cache_enabled: step.cache.enabled,
+                no_cache,
+            };
+            let answer = freshness(&self.store, &question, |e| {
+                artifacts::check(
                     &self.cas,
                     &|n: &str| self.runner_named(n),
                     &e.outputs,
                     &e.locations,
                     &mut unreachable,
-                )),
-                None => match self.store.last_key(&wf.name, name)? {
-                    None => reasons.push(DirtyReason::NeverRun),
-                    Some(last) => reasons.extend(DirtyReason::diff(&last.inputs, &inputs)),
-                },
-            }
+                )
+            })?;
+            let (entry, reasons) = match answer {
+                Freshness::Fresh(e) => (Some(e), Vec::new()),
+                Freshness::Dirty(r) => (None, r),
+            };
             let hit = reasons.is_empty();
             if hit {
                 known.insert(name.clone(), entry.map(|e| e.outputs).unwrap_or_default());

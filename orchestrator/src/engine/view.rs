@@ -31,6 +31,9 @@ pub struct StepView {
     pub attempt: u32,
     pub runner: Option<String>,
     pub message: Option<String>,
+    /// Why it ran rather than reusing a stored result (empty for a cache hit).
+    #[serde(default)]
+    pub reasons: Vec<String>,
     pub metrics: BTreeMap<String, f64>,
     pub outputs: BTreeMap<String, String>,
     /// Output → the runner that keeps it on its machine (outputs in the local store are not
@@ -105,6 +108,7 @@ impl StepView {
             attempt: r.attempt(),
             runner: last.map(|a| a.runner.clone()),
             message: r.message.clone(),
+            reasons: r.reasons.clone(),
             metrics: r.metrics.clone(),
             outputs: r
                 .outputs

@@ -157,6 +157,10 @@ pub struct StepRecord {
     pub metrics: BTreeMap<String, f64>,
     /// Why it failed, was skipped or waits.
     pub message: Option<String>,
+    /// Why it ran rather than reusing a stored result ("input `data.txt` changed", "never
+    /// run"); empty for a cache hit and for steps not looked up yet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
     /// Unix ms before which a retry must not start.
     pub not_before: Option<u64>,
     pub started_at: Option<u64>,
@@ -178,6 +182,7 @@ impl StepRecord {
             outputs_dir: None,
             metrics: BTreeMap::new(),
             message: None,
+            reasons: Vec::new(),
             not_before: None,
             started_at: None,
             ended_at: None,

@@ -25,12 +25,13 @@ use super::artifacts::{self, Prep};
 use super::engine::{Engine, EngineError};
 use super::events::{Collected, Control, Event};
 use super::executor;
+use super::freshness::{Freshness, Question, freshness};
 use super::gate;
 use super::job::{JobContext, RUN_ID, SCHEDULED_TIME, build_job, key_inputs, merged_params};
 use super::ledger::{Cost, check_budget};
 use super::pool::{Assignment, Placement};
 use super::progress::Progress;
-use crate::cache::KeyInputs;
+use crate::cache::{DirtyReason, KeyInputs};
 use crate::dag::Dag;
 use crate::store::{
     AttemptRecord, CacheEntry, FORMAT_MAJOR, LastKey, Location, RunRecord, RunStatus, StepRecord,

@@ -183,12 +183,18 @@ impl Dispatcher<'_> {
             }
         };
         let key = inputs.key();
-        if step.cache.enabled
-            && !self.run.no_cache
-            && let Some(entry) = self.eng.store.cache_entry(&key)?
-            && self.outputs_there(name, &entry)
-        {
+        let question = Question {
+            workflow: &self.dag.workflow().name,
+            step: name,
+            inputs: &inputs,
+            key: &key,
+            cache_enabled: step.cache.enabled,
+            no_cache: self.run.no_cache,
+        };
+        let answer = freshness(&self.eng.store, &question, |e| self.outputs_there(name, e))?;
+        if let Freshness::Fresh(entry) = answer {
             let rec = self.recs.get_mut(name).expect("record");
+            rec.reasons.clear();
             rec.status = StepStatus::Cached;
             rec.cache_key = Some(key.clone());
             rec.outputs = entry.outputs;
@@ -200,14 +206,18 @@ impl Dispatcher<'_> {
             self.remember_key(name, key, inputs)?;
             return Ok(true);
         }
-        self.recs.get_mut(name).expect("record").cache_key = Some(key);
+        let rec = self.recs.get_mut(name).expect("record");
+        rec.cache_key = Some(key);
+        if let Freshness::Dirty(reasons) = answer {
+            rec.reasons = reasons.iter().map(ToString::to_string).collect();
+        }
         self.keys.insert(name.to_string(), inputs);
         Ok(false)
     }
 
-    /// Whether a cache entry's outputs are all where it records them (kept ones are looked
+    /// What of a cache entry's outputs is not where it records them (kept ones are looked
     /// for on their runner's machine, which blocks: this thread is marked as blocking then).
-    pub(super) fn outputs_there(&self, name: &str, entry: &CacheEntry) -> bool {
+    pub(super) fn outputs_there(&self, name: &str, entry: &CacheEntry) -> Vec<DirtyReason> {
         let check = || {
             artifacts::check(
                 &self.eng.cas,
@@ -233,7 +243,7 @@ impl Dispatcher<'_> {
                 why.join("; ")
             );
         }
-        reasons.is_empty()
+        reasons
     }
 
     /// Stores a step's key inputs as its last key, so `tuna plan` can say what changed.
