@@ -1,7 +1,8 @@
 //! What the two fuzz drivers (`fuzz_loader`, `fuzz_api`) share: a seeded RNG, the options
 //! (`--iterations N --seconds S --seed X --findings DIR`), and the loop that runs one input at
 //! a time under `catch_unwind`, timing each, keeping the slowest, saving every input that
-//! panicked or took over a second (`--slow-ms`, for unoptimized builds), and printing the
+//! panicked, took over a second (`--slow-ms`, for unoptimized builds) or raised the peak
+//! memory by over 256 MiB (`--mem-mb`), and printing the
 //! summary (executions/s, slowest input, peak memory). Exits 1 when anything was found.
 
 #![allow(dead_code)]
@@ -57,6 +58,8 @@ pub struct Options {
     pub findings: PathBuf,
     /// An input slower than this is a finding.
     pub slow: Duration,
+    /// An input that raises the process's peak memory by more than this is a finding.
+    pub mem: u64,
 }
 
 impl Options {
@@ -67,6 +70,7 @@ impl Options {
             seed: 1,
             findings: PathBuf::from(format!("target/fuzz-findings/{name}")),
             slow: Duration::from_secs(1),
+            mem: 256 << 20,
         };
         let args: Vec<String> = std::env::args().skip(1).collect();
         let mut i = 0;
@@ -78,9 +82,10 @@ impl Options {
                 "--seed" => o.seed = v.parse().expect("--seed X"),
                 "--findings" => o.findings = PathBuf::from(v),
                 "--slow-ms" => o.slow = Duration::from_millis(v.parse().expect("--slow-ms MS")),
+                "--mem-mb" => o.mem = v.parse::<u64>().expect("--mem-mb MB") << 20,
                 other => panic!(
                     "unknown argument {other}; use --iterations N --seconds S --seed X \
-                     --findings DIR --slow-ms MS"
+                     --findings DIR --slow-ms MS --mem-mb MB"
                 ),
             }
             i += 2;
@@ -111,6 +116,8 @@ pub struct Stats {
     pub slow: u64,
     pub slowest: Duration,
     pub slowest_len: usize,
+    /// Inputs that raised the peak memory by more than the bar.
+    pub hungry: u64,
     /// Outcome name → count (e.g. `valid`, `invalid`, `201`, `422`).
     pub outcomes: std::collections::BTreeMap<String, u64>,
 }
@@ -130,11 +137,19 @@ pub fn drive(
     let start = Instant::now();
     let limit = Duration::from_secs_f64(opts.seconds);
     let (_, rss_start) = memory();
+    let (mut peak_before, _) = memory();
     while stats.execs < opts.iterations && start.elapsed() < limit {
         let input = next(&mut rng);
         let t = Instant::now();
         let outcome = catch_unwind(AssertUnwindSafe(|| one(&input)));
         let dt = t.elapsed();
+        let (peak_now, _) = memory();
+        if peak_now.saturating_sub(peak_before) > opts.mem {
+            stats.hungry += 1;
+            let grew = format!("peak memory +{} MiB", (peak_now - peak_before) >> 20);
+            save(opts, "memory", &input, &grew);
+        }
+        peak_before = peak_now;
         stats.execs += 1;
         if dt > stats.slowest {
             stats.slowest = dt;
@@ -182,15 +197,18 @@ pub fn drive(
         stats.slowest_len
     );
     println!(
-        "  memory: peak {:.1} MiB (resident {:.1} MiB at the start, {:.1} MiB at the end)",
+        "  memory: peak {:.1} MiB (resident {:.1} MiB at the start, {:.1} MiB at the end); inputs raising the peak by over {} MiB: {}",
         mib(peak),
         mib(rss_start),
-        mib(rss_end)
+        mib(rss_end),
+        opts.mem >> 20,
+        stats.hungry
     );
-    if stats.panics + stats.slow > 0 {
+    let found = stats.panics + stats.slow + stats.hungry;
+    if found > 0 {
         println!("  findings saved in {}", opts.findings.display());
     }
-    stats.panics + stats.slow == 0
+    found == 0
 }
 
 fn save(opts: &Options, kind: &str, input: &[u8], note: &str) {

@@ -147,12 +147,14 @@ pub fn mutate(rng: &mut Rng, text: &[u8], others: &[&[u8]]) -> Vec<u8> {
     let mut out = text.to_vec();
     for _ in 0..1 + rng.below(4) {
         edit(rng, &mut out, others);
-        if out.len() > 1_200_000 {
-            out.truncate(1_200_000);
-        }
+        out.truncate(MAX_INPUT);
     }
     out
 }
+
+/// The largest input made: a little over the loader's 1 MiB limit, so both sides of it are
+/// tried.
+const MAX_INPUT: usize = 1_200_000;
 
 fn at(rng: &mut Rng, buf: &[u8]) -> usize {
     rng.below(buf.len() + 1)
@@ -231,7 +233,9 @@ fn edit(rng: &mut Rng, buf: &mut Vec<u8>, others: &[&[u8]]) {
                 .position(|&b| b == b'\n')
                 .map_or(buf.len(), |i| p + i + 1);
             let line = buf[p..end].to_vec();
-            let n = rng.size(4000);
+            // Bounded by the input size, not only by the count: a long line repeated 4000
+            // times would cost the fuzzer itself gigabytes.
+            let n = rng.size(4000).min(MAX_INPUT / line.len().max(1));
             let rep = line.repeat(n);
             insert(buf, end, &rep);
         }
