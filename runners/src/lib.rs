@@ -21,5 +21,5 @@ pub use attempts::{AttemptFolders, RemoteAttempt};
 pub use blobs::{BlobError, BlobSession, BlobStore, Removed, StoredBlob};
 pub use job::{Gpu, Job, Resources, Stage};
 pub use kept::{KeptFile, KeptOutput, KeptOutputs};
-pub use step_env::{ALLOWED as STEP_ENV_ALLOWED, STEP_SETTINGS, StepEnv};
 pub use runner::{CheckProblem, FoundGpu, Handle, Outcome, Runner, RunnerError, RunnerInfo};
+pub use step_env::{ALLOWED as STEP_ENV_ALLOWED, STEP_SETTINGS, StepEnv};

@@ -131,7 +131,11 @@ mod tests {
         let names: Vec<&str> = clean.keys().map(String::as_str).collect();
         assert_eq!(names, ["LC_ALL", "PATH", "TUNA_ML"]);
         let told = StepEnv::Clean {
-            pass: vec!["WANDB_*".into(), "MY_SETTING".into(), "TUNA_SERVE_TOKENS".into()],
+            pass: vec![
+                "WANDB_*".into(),
+                "MY_SETTING".into(),
+                "TUNA_SERVE_TOKENS".into(),
+            ],
         }
         .base_from(vars());
         assert!(told.contains_key("WANDB_API_KEY") && told.contains_key("MY_SETTING"));

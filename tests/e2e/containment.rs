@@ -94,11 +94,16 @@ steps:
     assert!(pulled.stderr.contains("damaged"), "{}", pulled.stderr);
     // The damaged blob left the store: the step is no longer a cache hit and runs again.
     let plan = p.run(&["plan", "wf.yaml"]).ok();
-    assert!(plan.stdout.contains("0 of 1 steps cached"), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("0 of 1 steps cached"),
+        "{}",
+        plan.stdout
+    );
     let again = p.run(&["run", "wf.yaml"]).ok();
     let st = p.status(&again.run_id());
     assert_eq!(st["steps"][0]["status"], "passed", "{st}");
-    p.run(&["pull", &again.run_id(), "make", "--to", "third"]).ok();
+    p.run(&["pull", &again.run_id(), "make", "--to", "third"])
+        .ok();
     assert_eq!(p.read("third/out.txt"), "fresh-content\n");
 }
 

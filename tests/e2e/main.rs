@@ -20,6 +20,7 @@ mod kinds;
 mod leaderboard_local;
 mod placement;
 mod quoting;
+mod ray;
 mod ssh;
 mod ssh_artifacts;
 mod ssh_gc;

@@ -11,7 +11,10 @@ use crate::daemon_harness::{Serve, TOKEN};
 fn env_workflow(p: &Project, out: &str) {
     p.file(
         "wf.yaml",
-        &format!("name: env\nsteps:\n  dump:\n    run: env > {}\n", p.path(out).display()),
+        &format!(
+            "name: env\nsteps:\n  dump:\n    run: env > {}\n",
+            p.path(out).display()
+        ),
     );
 }
 
@@ -33,7 +36,13 @@ fn daemon_steps_never_see_the_daemons_tokens() {
         d.run_status(&id) == "passed"
     });
     let env = p.read("daemon-env.txt");
-    for secret in [TOKEN, "not-for-steps", "hunter2", "TUNA_SERVE_TOKENS", "TUNA_HOME="] {
+    for secret in [
+        TOKEN,
+        "not-for-steps",
+        "hunter2",
+        "TUNA_SERVE_TOKENS",
+        "TUNA_HOME=",
+    ] {
         assert!(!env.contains(secret), "`{secret}` reached the step:\n{env}");
     }
     assert!(env.contains("WANDB_API_KEY=passed-on"), "{env}");
@@ -58,5 +67,8 @@ fn a_local_run_passes_the_users_variables_but_not_tunas_secrets() {
     for secret in ["hunter2", "tok-abc", "TUNA_HOME="] {
         assert!(!env.contains(secret), "`{secret}` reached the step:\n{env}");
     }
-    assert!(env.contains("TUNA_HELM_RUN="), "a step setting passes: {env}");
+    assert!(
+        env.contains("TUNA_HELM_RUN="),
+        "a step setting passes: {env}"
+    );
 }

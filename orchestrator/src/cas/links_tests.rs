@@ -118,7 +118,11 @@ fn a_file_with_another_name_is_copied_not_sealed() {
     fs::hard_link(&outside, step.join("out.txt")).unwrap();
     let d = cas.put(&step.join("out.txt"), &step).unwrap();
     assert_eq!(d, cas.put_bytes(b"secret").unwrap());
-    assert_eq!(mode(&outside), 0o644, "the other name's inode stays writable");
+    assert_eq!(
+        mode(&outside),
+        0o644,
+        "the other name's inode stays writable"
+    );
     fs::write(&outside, b"edited").unwrap();
     let back = tmp.path().join("back.txt");
     cas.materialize_verified(&d, &back).unwrap();
@@ -139,7 +143,10 @@ fn a_damaged_blob_is_caught_by_size_in_a_tree_and_by_hash_on_a_verified_read() {
     fs::write(&object, b"0123").unwrap();
     let err = cas.materialize(&tree, &tmp.path().join("t")).unwrap_err();
     assert!(err.to_string().contains("holds 4 bytes, not 10"), "{err}");
-    assert!(!cas.contains(&tree), "a damaged blob is dropped, so the step runs again");
+    assert!(
+        !cas.contains(&tree),
+        "a damaged blob is dropped, so the step runs again"
+    );
     // Same size, other bytes: only hashing sees it.
     let d = cas.put_bytes(b"abcdefghij").unwrap();
     let object = cas.object_path(d.hash(), false);

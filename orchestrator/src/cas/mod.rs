@@ -19,6 +19,6 @@ pub use store::Cas;
 pub use tree::{Tree, TreeFile};
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod links_tests;
+#[cfg(test)]
+mod tests;

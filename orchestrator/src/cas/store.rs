@@ -51,7 +51,10 @@ impl Cas {
     pub fn put(&self, path: &Path, within: &Path) -> Result<Digest, CasError> {
         let within = fs::canonicalize(within).at(within)?;
         let real = confined(path, &within)?;
-        let linked = fs::symlink_metadata(path).at(path)?.file_type().is_symlink();
+        let linked = fs::symlink_metadata(path)
+            .at(path)?
+            .file_type()
+            .is_symlink();
         let meta = fs::metadata(&real).at(&real)?;
         if meta.is_file() {
             let copy = linked || meta.nlink() > 1;

@@ -32,7 +32,8 @@ pub async fn check_runners(inventory: &Inventory) -> Vec<RunnerCheck> {
             .map(|g| format!("{}×{}", g.kind.to_lowercase(), g.count))
             .collect();
         let slots = spec.slots.unwrap_or(cores() as u32);
-        let runner = super::runner_build::build(name, spec, slots, Vec::new(), &shim, &Default::default());
+        let runner =
+            super::runner_build::build(name, spec, slots, Vec::new(), &shim, &Default::default());
         let (name, kind) = (name.clone(), spec.kind.clone());
         tasks.push(tokio::spawn(async move {
             let info = match runner {

@@ -30,7 +30,7 @@ pub use diag::{Diag, LoadError, render_plain};
 pub use load::{load_file, load_str};
 pub use model::*;
 pub use schema::json_schema;
+pub(crate) use step::relative_path_escapes;
 pub use template::{Part, Ref, Template, param_env_name};
 pub use units::{parse_duration, parse_size};
 pub use with_value::{preview_with, render_with};
-pub(crate) use step::relative_path_escapes;
