@@ -1,7 +1,136 @@
 //! The Ray runner end to end: one real Ray head (tests/src/ray.rs) for the whole test process,
 //! and the real `tuna` binary submitting, watching, cancelling and checking Ray Jobs there.
 
-use tuna_tests::ray;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use tuna_tests::ray::{self, RayCluster};
+use tuna_tests::{Project, Run, wait_until};
+
+/// The token tuna sends; the test cluster does not ask for one, so it must only never leak.
+const TOKEN: &str = "tok-9f2c-never-in-a-job";
+
+/// runners.yaml: a local runner and `ray` on the test cluster (2 × a100), plus `extra`.
+fn inventory(p: &Project, shared: &Path, extra: &str) {
+    let c = ray::cluster();
+    p.file(
+        "runners.yaml",
+        &format!(
+            "runners:\n  local: {{ type: local, slots: 2 }}\n  ray:\n    type: ray\n    \
+             address: {addr}\n    token_env: TUNA_TEST_RAY_TOKEN\n    max_parallel: 2\n    \
+             gpus: [{{ type: a100, count: 2 }}]\n    price_per_hour: 1.5\n    \
+             artifacts: {{ shared: {shared} }}\n{extra}",
+            addr = c.address(),
+            shared = shared.display(),
+        ),
+    );
+}
+
+/// `tuna --runners runners.yaml ARGS…` with the token's variable set and quick polls.
+fn command(p: &Project, args: &[&str]) -> std::process::Command {
+    let mut c = p.tuna();
+    c.args(["--runners", "runners.yaml"])
+        .args(args)
+        .env("TUNA_TEST_RAY_TOKEN", TOKEN)
+        .env("TUNA_RAY_POLL_MS", "200");
+    c
+}
+
+fn tuna(p: &Project, args: &[&str]) -> Run {
+    Run::from(command(p, args).output().expect("run tuna"))
+}
+
+/// Starts `tuna ARGS…`; the child and the first line it prints (the run id).
+fn spawn(p: &Project, args: &[&str]) -> (Child, String) {
+    let mut child = command(p, args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tuna");
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (child, line.trim().to_string())
+}
+
+fn wait_exit(child: &mut Child) -> i32 {
+    let mut code = None;
+    wait_until(Duration::from_secs(90), "tuna to exit", || {
+        code = child.try_wait().unwrap().map(|s| s.code().unwrap_or(-1));
+        code.is_some()
+    });
+    code.unwrap()
+}
+
+fn step<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    status["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no step {name} in {status}"))
+}
+
+/// The Ray jobs tuna submitted for `(run, step)`: (submission id, status).
+fn jobs_of(c: &RayCluster, run: &str, step: &str) -> Vec<(String, String)> {
+    let (code, body) = c.get("/api/jobs/");
+    assert_eq!(code, 200, "{body}");
+    let all: Vec<serde_json::Value> = serde_json::from_str(&body).expect("jobs json");
+    all.iter()
+        .filter(|j| j["metadata"]["tuna_run"] == run && j["metadata"]["tuna_step"] == step)
+        .map(|j| {
+            (
+                j["submission_id"].as_str().unwrap_or_default().to_owned(),
+                j["status"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The pid of the script of `step`'s first attempt, which writes it to `pid` first thing.
+fn script_pid(shared: &Path, run: &str, step: &str) -> i32 {
+    let file = shared.join(format!("runs/{run}/{step}/1/pid"));
+    wait_until(Duration::from_secs(60), "the job's script to start", || {
+        std::fs::read_to_string(&file).is_ok_and(|s| s.ends_with('\n'))
+    });
+    std::fs::read_to_string(&file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// The one Ray job of `(run, step)` ends STOPPED and its script `pid` is gone.
+fn assert_stopped(c: &RayCluster, run: &str, step: &str, pid: i32) {
+    let jobs = jobs_of(c, run, step);
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    wait_until(Duration::from_secs(30), "the Ray job to be STOPPED", || {
+        c.job_status(&jobs[0].0).as_deref() == Some("STOPPED")
+    });
+    wait_until(Duration::from_secs(30), "the script to be gone", || {
+        !tuna_tests::alive(pid)
+    });
+}
+
+/// The cluster, a shared folder and a project with the usual runners.yaml and `workflow` as
+/// wf.yaml.
+fn project(workflow: &str) -> (&'static RayCluster, tempfile::TempDir, Project) {
+    let shared = shared_dir();
+    let p = Project::new();
+    inventory(&p, shared.path(), "");
+    p.file("wf.yaml", workflow);
+    (ray::cluster(), shared, p)
+}
+
+fn shared_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("tuna-ray-shared-")
+        .tempdir()
+        .unwrap()
+}
 
 #[test]
 fn ray_cluster_answers_on_loopback() {
@@ -13,4 +142,271 @@ fn ray_cluster_answers_on_loopback() {
         v["ray_version"].as_str().is_some_and(|s| !s.is_empty()),
         "{body}"
     );
+}
+
+#[test]
+fn a_middle_step_runs_as_a_ray_job_and_passes_files_both_ways() {
+    let (c, shared, p) = project(
+        r#"
+name: ray-files
+steps:
+  prep:
+    run: printf 'b\na\nb\n' > raw.txt
+    outputs: [raw.txt]
+  train:
+    runs-on: ray
+    inputs: [data.txt]
+    env:
+      GREETING: hello-ray
+    run: |
+      sort -u ${{ steps.prep.outputs.raw.txt }} > model.txt
+      cat data.txt >> model.txt
+      mkdir -p ckpt/empty && echo w > ckpt/weights.bin
+      env > "$TUNA_ATTEMPT_DIR/env.txt"
+      echo '{"loss": 0.25}' > "$TUNA_METRICS"
+      echo "trained on ray: $GREETING"
+    outputs: [model.txt, ckpt/]
+  report:
+    run: |
+      wc -l < ${{ steps.train.outputs.model.txt }} > lines.txt
+      ls ${{ steps.train.outputs.ckpt }} > ckpt.txt
+    outputs: [lines.txt, ckpt.txt]
+"#,
+    );
+    p.file("data.txt", "from-the-project\n");
+    let r = tuna(&p, &["run", "wf.yaml"]).ok();
+    let id = r.run_id();
+    let status = p.status(&id);
+    assert_eq!(step(&status, "train")["runner"], "ray", "{status}");
+    assert_eq!(step(&status, "prep")["runner"], "local");
+    // One Ray job for the attempt, under the deterministic id, and it succeeded.
+    let jobs = jobs_of(c, &id, "train");
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert!(
+        jobs[0].0.starts_with(&format!("tuna-{id}-train-1-")),
+        "{jobs:?}"
+    );
+    assert_eq!(jobs[0].1, "SUCCEEDED");
+    // The declared outputs came back into the local attempt folder, and downstream used them.
+    let work = p.home().join(format!("runs/{id}/train/1/work"));
+    assert_eq!(
+        std::fs::read_to_string(work.join("model.txt")).unwrap(),
+        "a\nb\nfrom-the-project\n"
+    );
+    assert!(work.join("ckpt/empty").is_dir());
+    let report = p.home().join(format!("runs/{id}/report/1/work"));
+    assert_eq!(
+        std::fs::read_to_string(report.join("lines.txt"))
+            .unwrap()
+            .trim(),
+        "3"
+    );
+    assert_eq!(
+        std::fs::read_to_string(report.join("ckpt.txt")).unwrap(),
+        "empty\nweights.bin\n"
+    );
+    // The job ran in the shared folder with the job's env, and nothing of tuna's own.
+    let remote = shared.path().join(format!("runs/{id}/train/1"));
+    let env = std::fs::read_to_string(remote.join("env.txt")).unwrap();
+    assert!(env.contains("GREETING=hello-ray"), "{env}");
+    assert!(env.contains(&format!("TUNA_RUN_ID={id}")), "{env}");
+    assert!(
+        env.contains(&format!("TUNA_OUTPUTS={}", remote.join("work").display())),
+        "{env}"
+    );
+    assert!(
+        !env.contains(TOKEN),
+        "the Ray token reached the job:\n{env}"
+    );
+    // Metrics and live logs came back.
+    let metrics =
+        std::fs::read_to_string(p.home().join(format!("runs/{id}/train/1/metrics.json"))).unwrap();
+    assert!(metrics.contains("0.25"), "{metrics}");
+    let logs = tuna(&p, &["logs", &id, "train"]).ok();
+    assert!(
+        logs.stdout.contains("trained on ray: hello-ray"),
+        "{}",
+        logs.stdout
+    );
+    // Run again: all cache hits, no new Ray job.
+    let again = tuna(&p, &["run", "wf.yaml"]).ok();
+    let statuses = p.step_statuses(&again.run_id());
+    assert!(statuses.iter().all(|(_, s)| s == "cached"), "{statuses:?}");
+    assert!(jobs_of(c, &again.run_id(), "train").is_empty());
+}
+
+#[test]
+fn runners_check_reports_the_cluster_and_each_bad_setting_clearly() {
+    ray::cluster();
+    let shared = shared_dir();
+    let p = Project::new();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    inventory(
+        &p,
+        shared.path(),
+        &format!(
+            "  ray-down:\n    type: ray\n    address: http://127.0.0.1:{closed}\n    \
+             artifacts: {{ shared: {s} }}\n  ray-h100:\n    type: ray\n    address: {a}\n    \
+             gpus: [{{ type: h100, count: 1 }}]\n    artifacts: {{ shared: {s} }}\n",
+            s = shared.path().display(),
+            a = ray::cluster().address(),
+        ),
+    );
+    let check = tuna(&p, &["runners", "check"]);
+    assert_eq!(check.code, 1, "{}\n{}", check.stdout, check.stderr);
+    let out = &check.stdout;
+    let block = |name: &str| -> String {
+        let start = out
+            .find(&format!("{name} "))
+            .unwrap_or_else(|| panic!("{name}: {out}"));
+        out[start..].lines().take(2).collect::<Vec<_>>().join("\n")
+    };
+    let good = block("ray ");
+    assert!(good.contains("reachable"), "{good}");
+    assert!(good.contains("Ray 2."), "{good}");
+    assert!(good.contains("1 node(s) alive"), "{good}");
+    assert!(good.contains("GPU 2/2 free"), "{good}");
+    assert!(good.contains("GPU type `a100`: 2"), "{good}");
+    let down = block("ray-down");
+    assert!(down.contains("unreachable"), "{down}");
+    assert!(
+        down.contains(&format!(
+            "runner `ray-down`: the Ray dashboard at http://127.0.0.1:{closed} is unreachable"
+        )),
+        "{down}"
+    );
+    let h100 = block("ray-h100");
+    assert!(h100.contains("broken"), "{h100}");
+    assert!(
+        h100.contains("GPU type `h100` declared in runners.yaml is not on the cluster"),
+        "{h100}"
+    );
+    assert!(!out.contains(TOKEN));
+    // A bad entry is refused naming the runner and the field.
+    p.file(
+        "bad.yaml",
+        "runners:\n  r:\n    type: ray\n    address: 127.0.0.1:8265\n    artifacts: { shared: /x }\n",
+    );
+    let bad = p.run(&["--runners", "bad.yaml", "runners", "check"]);
+    assert_ne!(bad.code, 0);
+    assert!(
+        bad.stderr.contains(
+            "runner `r`: address `127.0.0.1:8265` must be the dashboard's http:// or https:// URL"
+        ),
+        "{}",
+        bad.stderr
+    );
+}
+
+#[test]
+fn cancelling_a_running_ray_step_stops_its_job() {
+    let (c, shared, p) = project(
+        r#"
+name: long
+steps:
+  train:
+    runs-on: ray
+    run: |
+      echo $$ > "$TUNA_ATTEMPT_DIR/pid"
+      echo epoch-1
+      sleep 300
+"#,
+    );
+    let (mut child, id) = spawn(&p, &["run", "wf.yaml"]);
+    let pid = script_pid(shared.path(), &id, "train");
+    // Its log reaches the local attempt folder while it runs.
+    let log = p.home().join(format!("runs/{id}/train/1/stdout.log"));
+    wait_until(Duration::from_secs(30), "the live log", || {
+        std::fs::read_to_string(&log).is_ok_and(|s| s.contains("epoch-1"))
+    });
+    tuna(&p, &["cancel", &id]).ok();
+    assert_eq!(wait_exit(&mut child), 130);
+    assert_eq!(p.step_status(&id, "train"), "cancelled");
+    assert_stopped(c, &id, "train", pid);
+}
+
+#[test]
+fn a_ray_step_past_its_timeout_is_stopped_and_timed_out() {
+    let (c, shared, p) = project(
+        r#"
+name: slow
+steps:
+  slow:
+    runs-on: ray
+    timeout: 3s
+    run: |
+      echo $$ > "$TUNA_ATTEMPT_DIR/pid"
+      sleep 300
+"#,
+    );
+    let r = tuna(&p, &["run", "wf.yaml"]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let id = r.run_id();
+    assert_eq!(p.step_status(&id, "slow"), "timed-out");
+    let pid = script_pid(shared.path(), &id, "slow");
+    assert_stopped(c, &id, "slow", pid);
+}
+
+#[test]
+fn a_gpu_type_the_cluster_lacks_is_refused_at_run_start() {
+    let c = ray::cluster();
+    let shared = shared_dir();
+    let p = Project::new();
+    p.file(
+        "runners.yaml",
+        &format!(
+            "runners:\n  local: {{ type: local, slots: 2 }}\n  ray:\n    type: ray\n    \
+             address: {}\n    gpus: [{{ type: h100, count: 1 }}]\n    \
+             artifacts: {{ shared: {} }}\n",
+            c.address(),
+            shared.path().display()
+        ),
+    );
+    p.file(
+        "wf.yaml",
+        "name: wants-h100\nsteps:\n  train:\n    runs-on: { gpu: h100 }\n    run: echo never\n",
+    );
+    let r = tuna(&p, &["run", "wf.yaml"]);
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    assert!(
+        r.stderr.contains("runner `ray`: the Ray cluster at")
+            && r.stderr.contains("has no GPU of type `h100`")
+            && r.stderr.contains("accelerator_type:H100"),
+        "{}",
+        r.stderr
+    );
+    // Refused before any run was recorded.
+    assert!(r.stdout.trim().is_empty(), "{}", r.stdout);
+}
+
+#[test]
+fn a_gpu_step_gets_its_gpus_from_ray_and_counts_gpu_hours() {
+    let (c, _shared, p) = project(
+        r#"
+name: gpu
+steps:
+  train:
+    runs-on: { gpu: a100, count: 2 }
+    run: echo "cuda=$CUDA_VISIBLE_DEVICES" > gpus.txt
+    outputs: [gpus.txt]
+"#,
+    );
+    let r = tuna(&p, &["run", "wf.yaml"]).ok();
+    let id = r.run_id();
+    assert_eq!(jobs_of(c, &id, "train").len(), 1);
+    // Ray gave the job both fake GPUs.
+    let work = p.home().join(format!("runs/{id}/train/1/work"));
+    let gpus = std::fs::read_to_string(work.join("gpus.txt")).unwrap();
+    assert_eq!(
+        gpus.trim().trim_start_matches("cuda=").split(',').count(),
+        2,
+        "{gpus}"
+    );
+    let status = p.status(&id);
+    let train = step(&status, "train");
+    assert!(train["gpu_hours"].as_f64().unwrap() > 0.0, "{train}");
 }

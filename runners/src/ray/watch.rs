@@ -1,0 +1,163 @@
+//! Watching an attempt's Ray Job until it ends: its status polled, its log copied as it grows,
+//! the step's timeout enforced by stopping the job, and once it succeeded its outputs and
+//! metrics brought from the shared folder into the local attempt folder, where the executor
+//! collects them as for any step. Works the same for a job this process submitted and for one
+//! found through a stored handle after a restart.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::exec::{EXIT, OUTPUTS};
+use super::handle::RayHandle;
+use super::logs;
+use super::runner::{RayRunner, ray_error};
+use crate::local::ExitRecord;
+use crate::{KeptOutput, Outcome, RunnerError};
+
+/// How many failed looks in a row (the dashboard not answering) make the job count as lost.
+const LOST_AFTER_FAILURES: u32 = 120;
+
+pub(crate) async fn watch(
+    runner: &RayRunner,
+    h: &RayHandle,
+    local: &Path,
+) -> Result<Outcome, RunnerError> {
+    std::fs::create_dir_all(local)?;
+    let id = &h.submission_id;
+    let mut pause = Duration::from_millis(50);
+    let mut failures = 0;
+    let mut timed_out = false;
+    let mut said_pending = false;
+    loop {
+        let info = match runner.client.job(id).await {
+            Ok(Some(i)) => {
+                failures = 0;
+                i
+            }
+            Ok(None) => {
+                return Ok(Outcome::Lost {
+                    reason: format!(
+                        "runner `{}`: the Ray cluster no longer knows job {id} (was its head \
+                         restarted?)",
+                        runner.cfg.name
+                    ),
+                });
+            }
+            Err(e) if e.unreachable() && failures < LOST_AFTER_FAILURES => {
+                failures += 1;
+                tokio::time::sleep(runner.cfg.poll_max).await;
+                continue;
+            }
+            Err(e) if e.unreachable() => {
+                return Ok(Outcome::Lost {
+                    reason: e.to_string(),
+                });
+            }
+            Err(e) => return Err(ray_error(e)),
+        };
+        if let Ok(text) = runner.client.logs(id).await {
+            logs::append_new(local, &text)?;
+        }
+        match info.status.as_str() {
+            "SUCCEEDED" => return finish(runner, h, local).await,
+            "FAILED" => {
+                copy_exit(h, local);
+                return Ok(match info.driver_exit_code {
+                    Some(code) if code != 0 => Outcome::Exited { code },
+                    _ => Outcome::Lost {
+                        reason: format!(
+                            "runner `{}`: Ray job {id} failed: {}",
+                            runner.cfg.name,
+                            info.message.unwrap_or_default().trim()
+                        ),
+                    },
+                });
+            }
+            "STOPPED" if timed_out => return Ok(Outcome::TimedOut),
+            "STOPPED" => return Ok(Outcome::Cancelled),
+            "PENDING" if !said_pending => {
+                said_pending = true;
+                logs::note(
+                    local,
+                    &format!("Ray job {id} is waiting for resources (PENDING)"),
+                )?;
+            }
+            _ => {}
+        }
+        if let (Some(limit), Some(start), false) = (h.timeout_s, info.start_time, timed_out)
+            && now_ms().saturating_sub(start) as f64 / 1000.0 > limit
+        {
+            timed_out = true;
+            logs::note(
+                local,
+                &format!("stopping Ray job {id} at its timeout ({limit} s)"),
+            )?;
+            runner.client.stop(id).await.map_err(ray_error)?;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 3 / 2).min(runner.cfg.poll_max);
+    }
+}
+
+/// The job succeeded: its outputs come back from the shared blobs, its metrics and exit record
+/// from the shared attempt folder.
+async fn finish(runner: &RayRunner, h: &RayHandle, local: &Path) -> Result<Outcome, RunnerError> {
+    let (shared, dir, local) = (runner.shared.clone(), h.dir.clone(), local.to_path_buf());
+    tokio::task::spawn_blocking(move || -> Result<Outcome, RunnerError> {
+        let dir = Path::new(&dir);
+        let listed: BTreeMap<String, KeptOutput> = match std::fs::read(dir.join(OUTPUTS)) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map_err(|e| RunnerError::Other(format!("{}: {e}", dir.join(OUTPUTS).display())))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(e.into()),
+        };
+        let work = local.join("work");
+        for (out, kept) in &listed {
+            let base = work.join(out.trim_end_matches('/'));
+            if kept.dir {
+                std::fs::create_dir_all(&base)?;
+            }
+            for d in &kept.empty_dirs {
+                std::fs::create_dir_all(base.join(d))?;
+            }
+            for f in &kept.files {
+                let dest = if f.path.is_empty() {
+                    base.clone()
+                } else {
+                    base.join(&f.path)
+                };
+                shared.place(&f.hex, &dest, f.executable)?;
+            }
+        }
+        match std::fs::copy(dir.join("metrics.json"), local.join("metrics.json")) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        copy_exit_at(dir, &local);
+        Ok(ExitRecord::read(&local)
+            .ok()
+            .flatten()
+            .map_or(Outcome::Exited { code: 0 }, |r| r.outcome))
+    })
+    .await
+    .map_err(|e| RunnerError::Other(format!("a blocking task failed: {e}")))?
+}
+
+fn copy_exit(h: &RayHandle, local: &Path) {
+    copy_exit_at(Path::new(&h.dir), local);
+}
+
+/// The wrapper's exit record, beside the local attempt's logs (where `tuna` reads it).
+fn copy_exit_at(dir: &Path, local: &Path) {
+    if !local.join(EXIT).exists() {
+        let _ = std::fs::copy(dir.join(EXIT), local.join(EXIT));
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
