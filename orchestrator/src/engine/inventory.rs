@@ -337,3 +337,76 @@ impl Inventory {
         Ok(inv)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Inventory, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runners.yaml");
+        std::fs::write(&path, text).unwrap();
+        Inventory::load(&path).map_err(|e| e.to_string())
+    }
+
+    const GOOD: &str = "runners:\n  c:\n    type: ray\n    address: http://h:8265\n    \
+                        max_parallel: 3\n    artifacts: { shared: /mnt/s }\n";
+
+    #[test]
+    fn a_ray_runner_loads_with_max_parallel_as_its_slots() {
+        let inv = load(GOOD).unwrap();
+        assert_eq!(inv.runners["c"].slot_count(), 3);
+        let one = load(&GOOD.replace("    max_parallel: 3\n", "")).unwrap();
+        assert_eq!(one.runners["c"].slot_count(), 1);
+    }
+
+    #[test]
+    fn bad_ray_entries_name_the_runner_and_the_field() {
+        let cases = [
+            (
+                GOOD.replace("    address: http://h:8265\n", ""),
+                "runner `c` (type ray) needs `address`",
+            ),
+            (
+                GOOD.replace("http://h:8265", "h:8265"),
+                "runner `c`: address `h:8265` must be",
+            ),
+            (
+                GOOD.replace("    artifacts: { shared: /mnt/s }\n", ""),
+                "runner `c` (type ray) needs `artifacts: { shared: /path }`",
+            ),
+            (
+                GOOD.replace("/mnt/s", "rel/s"),
+                "runner `c`: artifacts.shared `rel/s` must be an absolute path",
+            ),
+            (
+                GOOD.replace("{ shared: /mnt/s }", "{ url: \"s3://b\" }"),
+                "runner `c`: artifacts.url `s3://b`: object storage for Ray runners is not built yet",
+            ),
+            (
+                GOOD.replace("max_parallel: 3", "slots: 3"),
+                "runner `c`: a Ray runner says how many steps it runs at once with `max_parallel`",
+            ),
+            (
+                GOOD.replace("max_parallel: 3", "max_parallel: 0"),
+                "runner `c`: max_parallel must be at least 1",
+            ),
+            (
+                GOOD.replace("max_parallel: 3", "host: x"),
+                "runner `c`: `host` belongs to `type: ssh` runners",
+            ),
+            (
+                GOOD.replace("max_parallel: 3", "token_env: \"A B\""),
+                "runner `c`: token_env `A B` must name an environment variable",
+            ),
+            (
+                "runners:\n  l:\n    type: local\n    address: http://h\n".to_owned(),
+                "runner `l`: `address` belongs to `type: ray` runners",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = load(&text).unwrap_err();
+            assert!(err.contains(want), "{text}\n→ {err}\nwanted: {want}");
+        }
+    }
+}
