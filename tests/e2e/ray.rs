@@ -410,3 +410,63 @@ steps:
     let train = step(&status, "train");
     assert!(train["gpu_hours"].as_f64().unwrap() > 0.0, "{train}");
 }
+
+#[test]
+fn tuna_killed_mid_ray_job_resumes_by_reattaching_without_a_second_job() {
+    let c = ray::cluster();
+    let shared = shared_dir();
+    let p = Project::new();
+    inventory(&p, shared.path(), "");
+    let gate = p.path("gate");
+    p.file(
+        "wf.yaml",
+        &format!(
+            r#"
+name: adopt
+steps:
+  train:
+    runs-on: ray
+    run: |
+      echo ran >> {count}
+      echo epoch-1
+      while [ ! -e {gate} ]; do sleep 0.05; done
+      echo epoch-2
+      echo result > model.txt
+    outputs: [model.txt]
+  eval:
+    run: cat ${{{{ steps.train.outputs.model.txt }}}}
+"#,
+            count = p.path("count").display(),
+            gate = gate.display()
+        ),
+    );
+    let (mut child, id) = spawn(&p, &["run", "wf.yaml"]);
+    wait_until(Duration::from_secs(60), "the Ray step to start", || {
+        p.read("count") == "ran\n" && p.step_status(&id, "train") == "running"
+    });
+    child.kill().unwrap(); // SIGKILL: no chance to clean up
+    child.wait().unwrap();
+    // tuna comes back while the job still runs: it watches the same job again.
+    let (mut resumed, rid) = spawn(&p, &["resume", &id]);
+    assert_eq!(rid, id);
+    std::fs::write(&gate, "").unwrap();
+    assert_eq!(wait_exit(&mut resumed), 0);
+    assert_eq!(p.read("count"), "ran\n", "the command ran again");
+    let jobs = jobs_of(c, &id, "train");
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0].1, "SUCCEEDED");
+    let status = p.status(&id);
+    assert_eq!(step(&status, "train")["attempt"], 1);
+    assert_eq!(step(&status, "eval")["status"], "passed");
+    let logs = tuna(&p, &["logs", &id, "eval"]).ok();
+    assert_eq!(logs.stdout.trim(), "result");
+    // The log was copied once, across both tuna processes.
+    let train = tuna(&p, &["logs", &id, "train"]).ok();
+    assert_eq!(
+        train.stdout.matches("epoch-1").count(),
+        1,
+        "{}",
+        train.stdout
+    );
+    assert!(train.stdout.contains("epoch-2"), "{}", train.stdout);
+}
