@@ -31,6 +31,9 @@ pub enum Outcome {
     TimedOut,
     /// Someone asked for it to stop.
     Cancelled,
+    /// The runner queued it but found no capacity for it within the job's
+    /// `wait_for_capacity`, and gave it up before it started.
+    NoCapacity { reason: String },
     /// The runner can no longer say what became of it (the machine went away, the wrapper died).
     Lost { reason: String },
 }

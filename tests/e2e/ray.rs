@@ -470,3 +470,67 @@ steps:
     );
     assert!(train.stdout.contains("epoch-2"), "{}", train.stdout);
 }
+
+#[test]
+fn a_job_pending_past_wait_for_capacity_is_stopped_and_the_step_falls_back() {
+    let c = ray::cluster();
+    let shared = shared_dir();
+    let p = Project::new();
+    // runners.yaml promises more A100s than the cluster has: Ray keeps the job PENDING.
+    p.file(
+        "runners.yaml",
+        &format!(
+            "runners:\n  ray:\n    type: ray\n    address: {}\n    max_parallel: 2\n    \
+             gpus: [{{ type: a100, count: 4 }}]\n    artifacts: {{ shared: {} }}\n  \
+             local: {{ type: local, slots: 2 }}\n",
+            c.address(),
+            shared.path().display()
+        ),
+    );
+    p.file(
+        "wf.yaml",
+        &format!(
+            r#"
+name: capacity
+steps:
+  train:
+    runs-on: [{{ gpu: a100, count: 3 }}, local]
+    wait_for_capacity: 2s
+    retry: {{ attempts: 2, backoff: 0s, on: [capacity] }}
+    run: |
+      echo "$TUNA_ATTEMPT" >> {ran}
+      echo done > out.txt
+    outputs: [out.txt]
+"#,
+            ran = p.path("ran").display()
+        ),
+    );
+    let r = tuna(&p, &["run", "wf.yaml"]).ok();
+    let id = r.run_id();
+    let status = p.status(&id);
+    let train = step(&status, "train");
+    assert_eq!(train["status"], "passed", "{status}");
+    assert_eq!(train["runner"], "local", "{status}");
+    assert_eq!(train["attempt"], 2, "{status}");
+    // Only the second attempt, on the local runner, ran the command.
+    assert_eq!(p.read("ran"), "2\n");
+    let note =
+        std::fs::read_to_string(p.home().join(format!("runs/{id}/train/1/stderr.log"))).unwrap();
+    assert!(
+        note.contains("longer than wait_for_capacity (2s); it was stopped"),
+        "{note}"
+    );
+    // The Ray job of the first attempt was given up and never ran. Ray keeps a job that waits
+    // for resources PENDING even after a stop, until its start timeout (20 s here) fails it.
+    let jobs = jobs_of(c, &id, "train");
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    let attempt = shared.path().join(format!("runs/{id}/train/1"));
+    assert!(attempt.join("abandoned").exists());
+    wait_until(Duration::from_secs(60), "the Ray job to end", || {
+        matches!(
+            c.job_status(&jobs[0].0).as_deref(),
+            Some("STOPPED" | "FAILED")
+        )
+    });
+    assert!(!attempt.join("work/out.txt").exists());
+}

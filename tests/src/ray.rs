@@ -133,7 +133,11 @@ impl RayCluster {
             if let Ok(Some(_)) = child.try_wait() {
                 break;
             }
-            if http(ports[1], "GET", "/api/version").is_ok_and(|(c, _)| c == 200) {
+            // The dashboard answers before the head's node has registered: wait for both.
+            if http(ports[1], "GET", "/api/version").is_ok_and(|(c, _)| c == 200)
+                && http(ports[1], "GET", "/api/v0/nodes")
+                    .is_ok_and(|(c, body)| c == 200 && body.contains("\"ALIVE\""))
+            {
                 return Ok(RayCluster {
                     dir: dir.to_path_buf(),
                     dashboard_port: ports[1],

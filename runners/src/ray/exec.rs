@@ -23,6 +23,9 @@ pub const OUTPUTS: &str = "outputs.json";
 pub const SPEC: &str = "job.json";
 /// How the attempt ended.
 pub const EXIT: &str = "exit.json";
+/// Written by the runner when it gave the job up (it waited too long for resources): a
+/// wrapper that starts after that runs nothing.
+pub const ABANDONED: &str = "abandoned";
 
 /// Runs the attempt in `dir`; the exit code for the process.
 pub fn ray_exec(shared: &Path, dir: &Path) -> i32 {
@@ -38,6 +41,11 @@ pub fn ray_exec(shared: &Path, dir: &Path) -> i32 {
 
 fn run(shared: &Shared, dir: &Path) -> io::Result<i32> {
     let started = now_ms();
+    if dir.join(ABANDONED).exists() {
+        eprintln!("tuna ray-exec: tuna gave this job up before it started; nothing runs");
+        write_exit(dir, Outcome::Cancelled, started, None)?;
+        return Ok(130);
+    }
     let text = fs::read(dir.join(SPEC))
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.join(SPEC).display())))?;
     let spec: JobSpec = serde_json::from_slice(&text).map_err(io::Error::other)?;
@@ -160,4 +168,66 @@ fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(dir: &Path, script: &str, outputs: &[&str]) {
+        let spec = JobSpec {
+            script: script.into(),
+            files: Vec::new(),
+            dirs: Vec::new(),
+            outputs: outputs.iter().map(|s| s.to_string()).collect(),
+        };
+        fs::create_dir_all(dir).unwrap();
+        fs::write(dir.join(SPEC), serde_json::to_vec(&spec).unwrap()).unwrap();
+    }
+
+    fn exit(dir: &Path) -> ExitRecord {
+        serde_json::from_slice(&fs::read(dir.join(EXIT)).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_wrapper_runs_the_script_and_lists_its_outputs_by_digest() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("runs/r/s/1");
+        spec(
+            &dir,
+            "echo hi > a.txt; mkdir -p d/e; ln -s /etc/passwd d/link",
+            &["a.txt", "d/"],
+        );
+        assert_eq!(ray_exec(t.path(), &dir), 0);
+        assert_eq!(exit(&dir).outcome, Outcome::Exited { code: 0 });
+        let listed: BTreeMap<String, KeptOutput> =
+            serde_json::from_slice(&fs::read(dir.join(OUTPUTS)).unwrap()).unwrap();
+        let hex = blake3::hash(b"hi\n").to_hex().to_string();
+        assert_eq!(listed["a.txt"].files[0].hex, hex);
+        assert!(t.path().join("cas").join(&hex).exists());
+        // Links are left out of outputs; empty folders are kept.
+        assert!(listed["d/"].files.is_empty(), "{:?}", listed["d/"]);
+        assert_eq!(listed["d/"].empty_dirs, vec!["e".to_string()]);
+    }
+
+    #[test]
+    fn a_failing_script_gives_its_code_and_no_outputs() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("runs/r/s/1");
+        spec(&dir, "echo x > a.txt; exit 7", &["a.txt"]);
+        assert_eq!(ray_exec(t.path(), &dir), 7);
+        assert_eq!(exit(&dir).outcome, Outcome::Exited { code: 7 });
+        assert!(!dir.join(OUTPUTS).exists());
+    }
+
+    #[test]
+    fn an_abandoned_job_runs_nothing() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("runs/r/s/1");
+        spec(&dir, "touch ran", &[]);
+        fs::write(dir.join(ABANDONED), "").unwrap();
+        assert_eq!(ray_exec(t.path(), &dir), 130);
+        assert_eq!(exit(&dir).outcome, Outcome::Cancelled);
+        assert!(!dir.join("work/ran").exists());
+    }
 }

@@ -13,6 +13,9 @@ pub struct RayHandle {
     /// The step's wall-clock limit in seconds, counted from the job's submission.
     #[serde(default)]
     pub timeout_s: Option<f64>,
+    /// How long the job may stay `PENDING` (waiting for resources), from its submission.
+    #[serde(default)]
+    pub wait_for_capacity_s: Option<f64>,
 }
 
 /// The submission id of `(run, step, attempt)`: readable (`tuna-RUN-STEP-ATTEMPT` with every

@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
@@ -22,7 +24,14 @@ pub struct RayRunner {
     pub(crate) cfg: RayConfig,
     pub(crate) client: RayClient,
     pub(crate) shared: Shared,
+    /// Until when the runner counts as full (a job of it waited past its
+    /// `wait_for_capacity`): placement skips it meanwhile, so a step's next attempt goes to
+    /// its next `runs-on` alternative.
+    full_until: Mutex<Option<Instant>>,
 }
+
+/// How long a Ray runner counts as full after a job gave up waiting for resources on it.
+pub(crate) const FULL_FOR: Duration = Duration::from_secs(30);
 
 impl RayRunner {
     pub fn new(cfg: RayConfig) -> Result<RayRunner, RunnerError> {
@@ -38,11 +47,17 @@ impl RayRunner {
             shared: Shared::new(cfg.shared.clone()),
             client,
             cfg,
+            full_until: Mutex::new(None),
         })
     }
 
     pub fn config(&self) -> &RayConfig {
         &self.cfg
+    }
+
+    /// Marks the cluster full for [`FULL_FOR`].
+    pub(crate) fn mark_full(&self) {
+        *self.full_until.lock().expect("full_until") = Some(Instant::now() + FULL_FOR);
     }
 
     /// The Ray resources a job asks for: `entrypoint_num_gpus` and one small unit of each GPU
@@ -169,6 +184,7 @@ impl Runner for RayRunner {
             submission_id: id.clone(),
             dir: dir_s.clone(),
             timeout_s: job.timeout.map(|t| t.as_secs_f64()),
+            wait_for_capacity_s: job.wait_for_capacity.map(|t| t.as_secs_f64()),
         };
         let handle = Handle {
             runner: self.cfg.name.clone(),
@@ -222,6 +238,14 @@ impl Runner for RayRunner {
             .map_err(|e| RunnerError::Other(e.to_string()))
     }
 
+    /// Full counts as down for placement: a step's next attempt goes elsewhere for a while.
+    fn is_down(&self) -> bool {
+        self.full_until
+            .lock()
+            .expect("full_until")
+            .is_some_and(|t| Instant::now() < t)
+    }
+
     fn remote_attempt_dir(&self, run: &str, step: &str, attempt: u32) -> Option<String> {
         Some(
             self.shared
@@ -254,6 +278,7 @@ mod tests {
             env: BTreeMap::new(),
             attempt_dir: PathBuf::from("/tmp/x"),
             timeout: None,
+            wait_for_capacity: None,
             resources: crate::Resources {
                 slots: 1,
                 gpus: vec![gpu("a100", 0), gpu("a100", 1)],
@@ -290,6 +315,7 @@ mod tests {
             env: BTreeMap::from([("TUNA_OUTPUTS".to_owned(), "/local/work".to_owned())]),
             attempt_dir: PathBuf::from("/local"),
             timeout: None,
+            wait_for_capacity: None,
             resources: crate::Resources::default(),
             stage: Vec::new(),
             outputs: Vec::new(),

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::exec::{EXIT, OUTPUTS};
+use super::exec::{ABANDONED, EXIT, OUTPUTS};
 use super::handle::RayHandle;
 use super::logs;
 use super::runner::{RayRunner, ray_error};
@@ -76,17 +76,22 @@ pub(crate) async fn watch(
             }
             "STOPPED" if timed_out => return Ok(Outcome::TimedOut),
             "STOPPED" => return Ok(Outcome::Cancelled),
-            "PENDING" if !said_pending => {
-                said_pending = true;
-                logs::note(
-                    local,
-                    &format!("Ray job {id} is waiting for resources (PENDING)"),
-                )?;
+            "PENDING" => {
+                if !said_pending {
+                    said_pending = true;
+                    let note = format!("Ray job {id} is waiting for resources (PENDING)");
+                    logs::note(local, &note)?;
+                }
+                if let (Some(limit), Some(start)) = (h.wait_for_capacity_s, info.start_time)
+                    && seconds_since(start) > limit
+                {
+                    return give_up(runner, h, local, limit).await;
+                }
             }
             _ => {}
         }
         if let (Some(limit), Some(start), false) = (h.timeout_s, info.start_time, timed_out)
-            && now_ms().saturating_sub(start) as f64 / 1000.0 > limit
+            && seconds_since(start) > limit
         {
             timed_out = true;
             logs::note(
@@ -156,8 +161,34 @@ fn copy_exit_at(dir: &Path, local: &Path) {
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
+/// The job waited for resources past `wait_for_capacity`: it is stopped, the runner counts as
+/// full for a while, and the step fails for capacity (`retry.on: [capacity]` then sends its next
+/// attempt to the next `runs-on` alternative).
+async fn give_up(
+    runner: &RayRunner,
+    h: &RayHandle,
+    local: &Path,
+    limit: f64,
+) -> Result<Outcome, RunnerError> {
+    let id = &h.submission_id;
+    // Ray keeps a PENDING job queued after a stop until its start timeout: should it still
+    // start, the wrapper finds this mark and runs nothing.
+    std::fs::write(Path::new(&h.dir).join(ABANDONED), b"")?;
+    runner.client.stop(id).await.map_err(ray_error)?;
+    runner.mark_full();
+    let reason = format!(
+        "runner `{}`: Ray job {id} waited for resources (PENDING) longer than \
+         wait_for_capacity ({limit}s); it was stopped",
+        runner.cfg.name
+    );
+    logs::note(local, &reason)?;
+    Ok(Outcome::NoCapacity { reason })
+}
+
+/// Seconds from unix milliseconds `ms` to now.
+fn seconds_since(ms: u64) -> f64 {
+    let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+        .map_or(0, |d| d.as_millis() as u64);
+    now.saturating_sub(ms) as f64 / 1000.0
 }
