@@ -9,8 +9,8 @@ use std::time::Duration;
 use tuna_tests::ray::{self, RayCluster};
 use tuna_tests::{Project, Run, wait_until};
 
-/// The token tuna sends; the test cluster does not ask for one, so it must only never leak.
-const TOKEN: &str = "tok-9f2c-never-in-a-job";
+/// A token the test cluster refuses.
+const WRONG_TOKEN: &str = "wrong-9f2c-token";
 
 /// runners.yaml: a local runner and `ray` on the test cluster (2 × a100), plus `extra`.
 fn inventory(p: &Project, shared: &Path, extra: &str) {
@@ -33,7 +33,8 @@ fn command(p: &Project, args: &[&str]) -> std::process::Command {
     let mut c = p.tuna();
     c.args(["--runners", "runners.yaml"])
         .args(args)
-        .env("TUNA_TEST_RAY_TOKEN", TOKEN)
+        .env("TUNA_TEST_RAY_TOKEN", &ray::cluster().token)
+        .env("TUNA_TEST_WRONG_TOKEN", WRONG_TOKEN)
         .env("TUNA_RAY_POLL_MS", "200");
     c
 }
@@ -214,10 +215,16 @@ steps:
         env.contains(&format!("TUNA_OUTPUTS={}", remote.join("work").display())),
         "{env}"
     );
+    // tuna gives the job no token: not in what it sent, not under its variable's name.
+    let (_, body) = c.get(&format!("/api/jobs/{}", jobs[0].0));
+    let sent: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let vars = sent["runtime_env"]["env_vars"].as_object().unwrap();
+    assert!(vars.contains_key("GREETING"), "{body}");
     assert!(
-        !env.contains(TOKEN),
-        "the Ray token reached the job:\n{env}"
+        vars.values().all(|v| v != c.token.as_str()),
+        "the token was sent: {body}"
     );
+    assert!(!env.contains("TUNA_TEST_RAY_TOKEN"), "{env}");
     // Metrics and live logs came back.
     let metrics =
         std::fs::read_to_string(p.home().join(format!("runs/{id}/train/1/metrics.json"))).unwrap();
@@ -251,7 +258,10 @@ fn runners_check_reports_the_cluster_and_each_bad_setting_clearly() {
         &format!(
             "  ray-down:\n    type: ray\n    address: http://127.0.0.1:{closed}\n    \
              artifacts: {{ shared: {s} }}\n  ray-h100:\n    type: ray\n    address: {a}\n    \
-             gpus: [{{ type: h100, count: 1 }}]\n    artifacts: {{ shared: {s} }}\n",
+             token_env: TUNA_TEST_RAY_TOKEN\n    gpus: [{{ type: h100, count: 1 }}]\n    \
+             artifacts: {{ shared: {s} }}\n  ray-badtoken:\n    type: ray\n    address: {a}\n    \
+             token_env: TUNA_TEST_WRONG_TOKEN\n    artifacts: {{ shared: {s} }}\n  \
+             ray-notoken:\n    type: ray\n    address: {a}\n    artifacts: {{ shared: {s} }}\n",
             s = shared.path().display(),
             a = ray::cluster().address(),
         ),
@@ -285,7 +295,20 @@ fn runners_check_reports_the_cluster_and_each_bad_setting_clearly() {
         h100.contains("GPU type `h100` declared in runners.yaml is not on the cluster"),
         "{h100}"
     );
-    assert!(!out.contains(TOKEN));
+    let bad = block("ray-badtoken");
+    assert!(bad.contains("auth failed"), "{bad}");
+    assert!(
+        bad.contains("runner `ray-badtoken`: the Ray cluster at")
+            && bad.contains("refused the token from $TUNA_TEST_WRONG_TOKEN (HTTP 403)"),
+        "{bad}"
+    );
+    let none = block("ray-notoken");
+    assert!(none.contains("auth failed"), "{none}");
+    assert!(
+        none.contains("refused the token (no token_env is set) (HTTP 401)"),
+        "{none}"
+    );
+    assert!(!out.contains(&ray::cluster().token) && !out.contains(WRONG_TOKEN));
     // A bad entry is refused naming the runner and the field.
     p.file(
         "bad.yaml",
@@ -360,7 +383,8 @@ fn a_gpu_type_the_cluster_lacks_is_refused_at_run_start() {
         "runners.yaml",
         &format!(
             "runners:\n  local: {{ type: local, slots: 2 }}\n  ray:\n    type: ray\n    \
-             address: {}\n    gpus: [{{ type: h100, count: 1 }}]\n    \
+             address: {}\n    token_env: TUNA_TEST_RAY_TOKEN\n    \
+             gpus: [{{ type: h100, count: 1 }}]\n    \
              artifacts: {{ shared: {} }}\n",
             c.address(),
             shared.path().display()
@@ -481,6 +505,7 @@ fn a_job_pending_past_wait_for_capacity_is_stopped_and_the_step_falls_back() {
         "runners.yaml",
         &format!(
             "runners:\n  ray:\n    type: ray\n    address: {}\n    max_parallel: 2\n    \
+             token_env: TUNA_TEST_RAY_TOKEN\n    \
              gpus: [{{ type: a100, count: 4 }}]\n    artifacts: {{ shared: {} }}\n  \
              local: {{ type: local, slots: 2 }}\n",
             c.address(),

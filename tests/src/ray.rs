@@ -1,7 +1,7 @@
 //! A real Ray cluster for tests: one head node (`.venv-ray`, made by scripts/setup-ray.sh) on
 //! 127.0.0.1 and free ports, started once per test process ([`cluster`]) in its own process
 //! group under a temporary folder, with 2 CPUs, 2 fake GPUs and 2 units of the resource
-//! `accelerator_type:A100`. It is stopped when the test process exits: a small watchdog holds
+//! `accelerator_type:A100`, token authentication on with a token of its own. It is stopped when the test process exits: a small watchdog holds
 //! the read end of a pipe whose write end only this process holds, and kills the head's process
 //! group and session and removes its folder when that pipe closes.
 
@@ -19,6 +19,9 @@ pub struct RayCluster {
     pub dir: PathBuf,
     /// The dashboard's port: the Jobs REST API.
     pub dashboard_port: u16,
+    /// The cluster's token: every request needs `Authorization: Bearer TOKEN`
+    /// (Ray's token authentication is on).
+    pub token: String,
     /// Its stdin stays open for the life of the test process: the watchdog stops the head when
     /// it closes.
     _watchdog: Mutex<Child>,
@@ -53,7 +56,7 @@ impl RayCluster {
 
     /// One GET of the dashboard: status and body.
     pub fn get(&self, path: &str) -> (u16, String) {
-        http(self.dashboard_port, "GET", path)
+        http(self.dashboard_port, &self.token, path)
             .unwrap_or_else(|e| panic!("ray GET {path}: {e}\n{}", self.log()))
     }
 
@@ -78,7 +81,8 @@ impl RayCluster {
                 .expect("tempdir")
                 .keep();
             let ports: Vec<u16> = (0..8).map(|_| free_port()).collect();
-            match Self::launch(&bin, &dir, &ports) {
+            let token = format!("{:032x}", rand::random::<u128>());
+            match Self::launch(&bin, &dir, &ports, &token) {
                 Ok(cluster) => return cluster,
                 Err(log) => logs.push_str(&log),
             }
@@ -87,7 +91,7 @@ impl RayCluster {
     }
 
     /// Starts a head in `dir` on `ports`; what it wrote if it did not come up.
-    fn launch(bin: &Path, dir: &Path, ports: &[u16]) -> Result<RayCluster, String> {
+    fn launch(bin: &Path, dir: &Path, ports: &[u16], token: &str) -> Result<RayCluster, String> {
         let log = fs::File::create(dir.join("head.log")).expect("head.log");
         let p = |i: usize| ports[i].to_string();
         // `setsid` (which execs, keeping the pid) gives the head a session of its own: Ray's
@@ -120,6 +124,10 @@ impl RayCluster {
             .env("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
             .env("RAY_USAGE_STATS_ENABLED", "0")
             .env("RAY_JOB_START_TIMEOUT_SECONDS", "20")
+            .env("RAY_AUTH_MODE", "token")
+            .env("RAY_AUTH_TOKEN", token)
+            // Ray keeps state under the home folder: this head's stays in its own folder.
+            .env("HOME", dir)
             .env_remove("RAY_ADDRESS")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
@@ -134,13 +142,14 @@ impl RayCluster {
                 break;
             }
             // The dashboard answers before the head's node has registered: wait for both.
-            if http(ports[1], "GET", "/api/version").is_ok_and(|(c, _)| c == 200)
-                && http(ports[1], "GET", "/api/v0/nodes")
+            if http(ports[1], token, "/api/version").is_ok_and(|(c, _)| c == 200)
+                && http(ports[1], token, "/api/v0/nodes")
                     .is_ok_and(|(c, body)| c == 200 && body.contains("\"ALIVE\""))
             {
                 return Ok(RayCluster {
                     dir: dir.to_path_buf(),
                     dashboard_port: ports[1],
+                    token: token.to_owned(),
                     _watchdog: Mutex::new(watchdog),
                 });
             }
@@ -185,6 +194,8 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-fn http(port: u16, method: &str, path: &str) -> std::io::Result<(u16, String)> {
-    crate::http::request(port, method, path, &[], b"")
+/// One GET with the cluster's token.
+fn http(port: u16, token: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let auth = format!("Bearer {token}");
+    crate::http::request(port, "GET", path, &[("Authorization", &auth)], b"")
 }
