@@ -433,6 +433,9 @@ steps:
     let status = p.status(&id);
     let train = step(&status, "train");
     assert!(train["gpu_hours"].as_f64().unwrap() > 0.0, "{train}");
+    // The ledger counts both GPUs at the runner's price.
+    let ratio = train["cost"].as_f64().unwrap() / train["gpu_hours"].as_f64().unwrap();
+    assert!((ratio - 1.5).abs() < 1e-6, "{train}");
 }
 
 #[test]
@@ -558,4 +561,48 @@ steps:
         )
     });
     assert!(!attempt.join("work/out.txt").exists());
+}
+
+#[test]
+fn built_in_steps_run_on_ray_through_the_nodes_tuna() {
+    let (c, _shared, p) = project(
+        r#"
+name: kinds-on-ray
+steps:
+  base:
+    uses: model.init
+    with:
+      corpus: data.jsonl
+      vocab_size: 300
+      hidden_size: 32
+      word_embed_proj_dim: 16
+      layers: 1
+      heads: 2
+      ffn_dim: 64
+      max_positions: 128
+  prepare:
+    runs-on: ray
+    uses: data.prepare
+    with:
+      input: data.jsonl
+      tokenizer: ${{ steps.base.outputs.model/ }}
+      max_tokens: 256
+      dedup_threshold: 0.9
+      val_fraction: 0.1
+"#,
+    );
+    let sample = tuna_tests::workspace_root().join("workflows/data/neurips-sample.jsonl");
+    p.file("data.jsonl", &std::fs::read_to_string(sample).unwrap());
+    let r = tuna(&p, &["run", "wf.yaml"]).ok();
+    let id = r.run_id();
+    let status = p.status(&id);
+    assert_eq!(step(&status, "prepare")["runner"], "ray", "{status}");
+    assert_eq!(jobs_of(c, &id, "prepare").len(), 1);
+    // The `with:` file and the upstream model folder were staged; the outputs came back.
+    let work = p.home().join(format!("runs/{id}/prepare/1/work"));
+    let train = std::fs::read_to_string(work.join("train.jsonl")).unwrap();
+    assert!(train.lines().count() > 1, "{train}");
+    let again = tuna(&p, &["run", "wf.yaml"]).ok();
+    let statuses = p.step_statuses(&again.run_id());
+    assert!(statuses.iter().all(|(_, s)| s == "cached"), "{statuses:?}");
 }
