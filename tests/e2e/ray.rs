@@ -606,3 +606,44 @@ steps:
     let statuses = p.step_statuses(&again.run_id());
     assert!(statuses.iter().all(|(_, s)| s == "cached"), "{statuses:?}");
 }
+
+#[test]
+fn the_neurips_pipeline_sends_its_a100_steps_to_ray_with_only_runners_yaml_changed() {
+    tuna_tests::tuna_ml_bin();
+    let c = ray::cluster();
+    let shared = shared_dir();
+    let p = Project::new();
+    // workflows/runners-ray.yaml as shipped, pointed at the test cluster and a shared folder.
+    let root = tuna_tests::workspace_root();
+    let shipped = std::fs::read_to_string(root.join("workflows/runners-ray.yaml")).unwrap();
+    assert!(shipped.contains("http://127.0.0.1:8265") && shipped.contains("/mnt/shared/tuna"));
+    p.file(
+        "runners.yaml",
+        &shipped
+            .replace("http://127.0.0.1:8265", &c.address())
+            .replace("/mnt/shared/tuna", &shared.path().to_string_lossy()),
+    );
+    let out = p
+        .tuna()
+        .args(["--runners", "runners.yaml", "run"])
+        .arg(root.join("workflows/neurips-qlora.yaml"))
+        .env("RAY_TOKEN", &c.token)
+        .output()
+        .unwrap();
+    let r = Run::from(out).ok();
+    let id = r.run_id();
+    let status = p.status(&id);
+    assert_eq!(status["status"], "passed", "{status}");
+    for name in ["scale-up", "qlora"] {
+        assert_eq!(step(&status, name)["runner"], "ray", "{name}: {status}");
+        assert_eq!(jobs_of(c, &id, name).len(), 1, "{name}");
+    }
+    for name in ["base", "prepare", "smoke", "serve", "sample", "helm-eval"] {
+        assert_eq!(step(&status, name)["runner"], "local", "{name}: {status}");
+    }
+    let qlora = &step(&status, "qlora")["metrics"];
+    assert!(
+        qlora["loss_last"].as_f64().unwrap() < qlora["loss_first"].as_f64().unwrap(),
+        "{qlora}"
+    );
+}

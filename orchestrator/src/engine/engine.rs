@@ -231,8 +231,11 @@ impl Engine {
         }
         let mut problems = Vec::new();
         for (runner, kinds) in asks.into_values() {
-            if let Err(e) = runner.check_gpu_types(&kinds).await {
-                problems.push(e.to_string());
+            match runner.check_gpu_types(&kinds).await {
+                // A cluster that does not answer now is placement's business (it may answer
+                // by the time a step needs it, or the step goes elsewhere).
+                Ok(()) | Err(tuna_runners::RunnerError::Unavailable(_)) => {}
+                Err(e) => problems.push(e.to_string()),
             }
         }
         if problems.is_empty() {

@@ -118,6 +118,22 @@ async fn finish(runner: &RayRunner, h: &RayHandle, local: &Path) -> Result<Outco
             Err(e) => return Err(e.into()),
         };
         let work = local.join("work");
+        // The listing is in the shared folder, where the step's own processes could write:
+        // only plain relative paths and blake3 names are followed.
+        for (out, kept) in &listed {
+            let names = std::iter::once(out.as_str())
+                .chain(kept.files.iter().map(|f| f.path.as_str()))
+                .chain(kept.empty_dirs.iter().map(String::as_str));
+            let bad_path = names.clone().find(|p| !plain_relative(p));
+            let bad_hex = kept.files.iter().find(|f| !is_blake3(&f.hex));
+            if bad_path.is_some() || bad_hex.is_some() {
+                return Err(RunnerError::Other(format!(
+                    "{}: output `{out}` lists a path or blob that is not allowed ({})",
+                    dir.join(OUTPUTS).display(),
+                    bad_path.unwrap_or_else(|| bad_hex.map_or("", |f| f.hex.as_str()))
+                )));
+            }
+        }
         for (out, kept) in &listed {
             let base = work.join(out.trim_end_matches('/'));
             if kept.dir {
@@ -185,10 +201,45 @@ async fn give_up(
     Ok(Outcome::NoCapacity { reason })
 }
 
+/// A relative path of plain names (no `..`, `.`, empty or absolute parts); empty is the
+/// output itself.
+fn plain_relative(p: &str) -> bool {
+    p.is_empty()
+        || p.trim_end_matches('/')
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
+fn is_blake3(hex: &str) -> bool {
+    hex.len() == 64
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// Seconds from unix milliseconds `ms` to now.
 fn seconds_since(ms: u64) -> f64 {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
     now.saturating_sub(ms) as f64 / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listed_outputs_cannot_name_paths_outside_the_work_folder() {
+        assert!(plain_relative(""));
+        assert!(plain_relative("model.txt"));
+        assert!(plain_relative("ckpt/"));
+        assert!(plain_relative("a/b/c.bin"));
+        for bad in ["/etc/passwd", "../x", "a/../../x", "a//b", "./a", ".."] {
+            assert!(!plain_relative(bad), "{bad}");
+        }
+        assert!(is_blake3(&"a".repeat(64)));
+        assert!(!is_blake3("../../x"));
+        assert!(!is_blake3(&"A".repeat(64)));
+    }
 }
