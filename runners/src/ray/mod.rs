@@ -9,9 +9,11 @@
 //! script with the job's env (Ray's `runtime_env.env_vars`: only the job's env, never tuna's
 //! secrets nor the Ray token), puts the declared outputs back and writes an exit record.
 //! `watch.rs` polls the job, copies its log as it grows (`logs.rs`), stops it at the step's
-//! timeout and brings the outputs into the local attempt folder; `check.rs` reports the
-//! cluster for `tuna runners check`. Settings are in `config.rs`.
+//! timeout or past its `wait_for_capacity`, and brings the outputs into the local attempt
+//! folder (`back.rs`); `check.rs` reports the cluster for `tuna runners check`. Settings are
+//! in `config.rs`.
 
+mod back;
 mod check;
 mod client;
 mod config;

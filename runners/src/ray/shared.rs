@@ -96,6 +96,13 @@ impl Shared {
 
     /// Copies blob `hex` to `dest` (parents made, temp name then rename), checking its content.
     pub fn place(&self, hex: &str, dest: &Path, executable: bool) -> io::Result<()> {
+        // A blob that is a link is not followed: it could name any file of this machine.
+        if !fs::symlink_metadata(self.blob(hex))?.file_type().is_file() {
+            return Err(io::Error::other(format!(
+                "blob {hex} in {} is not a regular file",
+                self.cas().display()
+            )));
+        }
         let parent = dest.parent().unwrap_or(Path::new("."));
         fs::create_dir_all(parent)?;
         let tmp = temp_in(parent);
@@ -168,5 +175,10 @@ mod tests {
         let err = s.place(&hex, &t.path().join("o/b.txt"), false).unwrap_err();
         assert!(err.to_string().contains("damaged"), "{err}");
         assert!(!t.path().join("o/b.txt").exists());
+        // A blob replaced by a link is not followed.
+        fs::remove_file(&blob).unwrap();
+        std::os::unix::fs::symlink(&src, &blob).unwrap();
+        let err = s.place(&hex, &t.path().join("o/c.txt"), false).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
     }
 }

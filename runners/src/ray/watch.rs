@@ -1,19 +1,17 @@
 //! Watching an attempt's Ray Job until it ends: its status polled, its log copied as it grows,
-//! the step's timeout enforced by stopping the job, and once it succeeded its outputs and
-//! metrics brought from the shared folder into the local attempt folder, where the executor
-//! collects them as for any step. Works the same for a job this process submitted and for one
+//! the step's timeout enforced by stopping the job, a job `PENDING` past `wait_for_capacity`
+//! given up, and once it succeeded its outputs brought back (`back.rs`). Works the same for a job this process submitted and for one
 //! found through a stored handle after a restart.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::exec::{ABANDONED, EXIT, OUTPUTS};
+use super::back;
+use super::exec::ABANDONED;
 use super::handle::RayHandle;
 use super::logs;
 use super::runner::{RayRunner, ray_error};
-use crate::local::ExitRecord;
-use crate::{KeptOutput, Outcome, RunnerError};
+use crate::{Outcome, RunnerError};
 
 /// How many failed looks in a row (the dashboard not answering) make the job count as lost.
 const LOST_AFTER_FAILURES: u32 = 120;
@@ -109,72 +107,13 @@ pub(crate) async fn watch(
 /// from the shared attempt folder.
 async fn finish(runner: &RayRunner, h: &RayHandle, local: &Path) -> Result<Outcome, RunnerError> {
     let (shared, dir, local) = (runner.shared.clone(), h.dir.clone(), local.to_path_buf());
-    tokio::task::spawn_blocking(move || -> Result<Outcome, RunnerError> {
-        let dir = Path::new(&dir);
-        let listed: BTreeMap<String, KeptOutput> = match std::fs::read(dir.join(OUTPUTS)) {
-            Ok(b) => serde_json::from_slice(&b)
-                .map_err(|e| RunnerError::Other(format!("{}: {e}", dir.join(OUTPUTS).display())))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => return Err(e.into()),
-        };
-        let work = local.join("work");
-        // The listing is in the shared folder, where the step's own processes could write:
-        // only plain relative paths and blake3 names are followed.
-        for (out, kept) in &listed {
-            let names = std::iter::once(out.as_str())
-                .chain(kept.files.iter().map(|f| f.path.as_str()))
-                .chain(kept.empty_dirs.iter().map(String::as_str));
-            let bad_path = names.clone().find(|p| !plain_relative(p));
-            let bad_hex = kept.files.iter().find(|f| !is_blake3(&f.hex));
-            if bad_path.is_some() || bad_hex.is_some() {
-                return Err(RunnerError::Other(format!(
-                    "{}: output `{out}` lists a path or blob that is not allowed ({})",
-                    dir.join(OUTPUTS).display(),
-                    bad_path.unwrap_or_else(|| bad_hex.map_or("", |f| f.hex.as_str()))
-                )));
-            }
-        }
-        for (out, kept) in &listed {
-            let base = work.join(out.trim_end_matches('/'));
-            if kept.dir {
-                std::fs::create_dir_all(&base)?;
-            }
-            for d in &kept.empty_dirs {
-                std::fs::create_dir_all(base.join(d))?;
-            }
-            for f in &kept.files {
-                let dest = if f.path.is_empty() {
-                    base.clone()
-                } else {
-                    base.join(&f.path)
-                };
-                shared.place(&f.hex, &dest, f.executable)?;
-            }
-        }
-        match std::fs::copy(dir.join("metrics.json"), local.join("metrics.json")) {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e.into()),
-        }
-        copy_exit_at(dir, &local);
-        Ok(ExitRecord::read(&local)
-            .ok()
-            .flatten()
-            .map_or(Outcome::Exited { code: 0 }, |r| r.outcome))
-    })
-    .await
-    .map_err(|e| RunnerError::Other(format!("a blocking task failed: {e}")))?
+    tokio::task::spawn_blocking(move || back::bring_back(&shared, Path::new(&dir), &local))
+        .await
+        .map_err(|e| RunnerError::Other(format!("a blocking task failed: {e}")))?
 }
 
 fn copy_exit(h: &RayHandle, local: &Path) {
-    copy_exit_at(Path::new(&h.dir), local);
-}
-
-/// The wrapper's exit record, beside the local attempt's logs (where `tuna` reads it).
-fn copy_exit_at(dir: &Path, local: &Path) {
-    if !local.join(EXIT).exists() {
-        let _ = std::fs::copy(dir.join(EXIT), local.join(EXIT));
-    }
+    back::copy_exit(Path::new(&h.dir), local);
 }
 
 /// The job waited for resources past `wait_for_capacity`: it is stopped, the runner counts as
@@ -201,45 +140,10 @@ async fn give_up(
     Ok(Outcome::NoCapacity { reason })
 }
 
-/// A relative path of plain names (no `..`, `.`, empty or absolute parts); empty is the
-/// output itself.
-fn plain_relative(p: &str) -> bool {
-    p.is_empty()
-        || p.trim_end_matches('/')
-            .split('/')
-            .all(|c| !c.is_empty() && c != "." && c != "..")
-}
-
-fn is_blake3(hex: &str) -> bool {
-    hex.len() == 64
-        && hex
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
 /// Seconds from unix milliseconds `ms` to now.
 fn seconds_since(ms: u64) -> f64 {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
     now.saturating_sub(ms) as f64 / 1000.0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn listed_outputs_cannot_name_paths_outside_the_work_folder() {
-        assert!(plain_relative(""));
-        assert!(plain_relative("model.txt"));
-        assert!(plain_relative("ckpt/"));
-        assert!(plain_relative("a/b/c.bin"));
-        for bad in ["/etc/passwd", "../x", "a/../../x", "a//b", "./a", ".."] {
-            assert!(!plain_relative(bad), "{bad}");
-        }
-        assert!(is_blake3(&"a".repeat(64)));
-        assert!(!is_blake3("../../x"));
-        assert!(!is_blake3(&"A".repeat(64)));
-    }
 }
