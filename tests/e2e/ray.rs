@@ -126,6 +126,13 @@ fn project(workflow: &str) -> (&'static RayCluster, tempfile::TempDir, Project) 
     (ray::cluster(), shared, p)
 }
 
+/// Held by the tests whose jobs take the cluster's GPUs, one at a time: a job that waits for
+/// a GPU longer than the test cluster's start timeout (20 s) is failed by Ray.
+fn gpus() -> std::sync::MutexGuard<'static, ()> {
+    static GPUS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    GPUS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn shared_dir() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("tuna-ray-shared-")
@@ -279,7 +286,13 @@ fn runners_check_reports_the_cluster_and_each_bad_setting_clearly() {
     assert!(good.contains("reachable"), "{good}");
     assert!(good.contains("Ray 2."), "{good}");
     assert!(good.contains("1 node(s) alive"), "{good}");
-    assert!(good.contains("GPU 2/2 free"), "{good}");
+    // Other tests' jobs may hold GPUs meanwhile: free is some whole number of the 2.
+    assert!(
+        ["GPU 0/2 free", "GPU 1/2 free", "GPU 2/2 free"]
+            .iter()
+            .any(|g| good.contains(g)),
+        "{good}"
+    );
     assert!(good.contains("GPU type `a100`: 2"), "{good}");
     let down = block("ray-down");
     assert!(down.contains("unreachable"), "{down}");
@@ -327,12 +340,13 @@ fn runners_check_reports_the_cluster_and_each_bad_setting_clearly() {
 
 #[test]
 fn cancelling_a_running_ray_step_stops_its_job() {
+    let _gpus = gpus();
     let (c, shared, p) = project(
         r#"
 name: long
 steps:
   train:
-    runs-on: ray
+    runs-on: { gpu: a100, count: 2 }
     run: |
       echo $$ > "$TUNA_ATTEMPT_DIR/pid"
       echo epoch-1
@@ -346,6 +360,17 @@ steps:
     wait_until(Duration::from_secs(30), "the live log", || {
         std::fs::read_to_string(&log).is_ok_and(|s| s.contains("epoch-1"))
     });
+    // `runners check` sees both GPUs in use: the job holds them, so no other test's job can
+    // (Ray's report lags a few seconds).
+    wait_until(
+        Duration::from_secs(30),
+        "runners check to count the GPUs in use",
+        || {
+            tuna(&p, &["runners", "check"])
+                .stdout
+                .contains("GPU 0/2 free")
+        },
+    );
     tuna(&p, &["cancel", &id]).ok();
     assert_eq!(wait_exit(&mut child), 130);
     assert_eq!(p.step_status(&id, "train"), "cancelled");
@@ -409,6 +434,7 @@ fn a_gpu_type_the_cluster_lacks_is_refused_at_run_start() {
 
 #[test]
 fn a_gpu_step_gets_its_gpus_from_ray_and_counts_gpu_hours() {
+    let _gpus = gpus();
     let (c, _shared, p) = project(
         r#"
 name: gpu
@@ -609,6 +635,7 @@ steps:
 
 #[test]
 fn the_neurips_pipeline_sends_its_a100_steps_to_ray_with_only_runners_yaml_changed() {
+    let _gpus = gpus();
     tuna_tests::tuna_ml_bin();
     let c = ray::cluster();
     let shared = shared_dir();

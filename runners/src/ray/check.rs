@@ -41,6 +41,16 @@ fn shown(name: &str) -> bool {
     !name.starts_with("node:") && name != "memory" && name != "object_store_memory"
 }
 
+/// A resource amount: whole numbers as such, fractions (Ray hands out 0.001 of a GPU type's
+/// label) to three places.
+fn amount(v: f64) -> String {
+    if (v - v.round()).abs() < 1e-6 {
+        format!("{}", v.round())
+    } else {
+        format!("{v:.3}")
+    }
+}
+
 pub(crate) async fn check(runner: &RayRunner) -> RunnerInfo {
     let cfg = &runner.cfg;
     let version = match runner.client.version().await {
@@ -60,7 +70,7 @@ pub(crate) async fn check(runner: &RayRunner) -> RunnerInfo {
     let mut detail = format!("Ray {version} at {}, {alive} node(s) alive;", cfg.address);
     for (k, v) in total.iter().filter(|(k, _)| shown(k)) {
         let free = v - used.get(k).copied().unwrap_or(0.0);
-        let _ = write!(detail, " {k} {free}/{v} free,");
+        let _ = write!(detail, " {k} {}/{} free,", amount(free), amount(*v));
     }
     detail.pop();
     let mut problem = None;
@@ -94,5 +104,17 @@ pub(crate) async fn check(runner: &RayRunner) -> RunnerInfo {
         detail,
         problem,
         gpus_found,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::amount;
+
+    #[test]
+    fn amounts_read_as_people_write_them() {
+        assert_eq!(amount(2.0), "2");
+        assert_eq!(amount(2.0 - 0.001), "1.999");
+        assert_eq!(amount(1.0000000001), "1");
     }
 }

@@ -214,7 +214,8 @@ impl RayClient {
         self.parse(what, &list.to_string())
     }
 
-    /// Resources in use across the cluster (`GET /api/cluster_status`), where Ray reports them.
+    /// Resources in use across the cluster (`GET /api/cluster_status`, as the head's monitor
+    /// last reported them: a few seconds behind).
     pub async fn used(&self) -> Result<BTreeMap<String, f64>, RayError> {
         let what = "asking for the cluster's status";
         let text = self.get_ok("/api/cluster_status", what).await?;
@@ -223,7 +224,9 @@ impl RayClient {
         if let Some(usage) = v["data"]["clusterStatus"]["loadMetricsReport"]["usage"].as_object() {
             for (k, pair) in usage {
                 if let Some(u) = pair.get(0).and_then(Value::as_f64) {
-                    used.insert(k.clone(), u);
+                    // This report spells labels in camel case (`acceleratorType:A100`).
+                    let k = k.replace("acceleratorType:", "accelerator_type:");
+                    used.insert(k, u);
                 }
             }
         }
