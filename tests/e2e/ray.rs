@@ -674,3 +674,40 @@ fn the_neurips_pipeline_sends_its_a100_steps_to_ray_with_only_runners_yaml_chang
         "{qlora}"
     );
 }
+
+#[test]
+fn a_daemon_refuses_a_submitted_run_asking_for_a_gpu_type_the_cluster_lacks() {
+    let c = ray::cluster();
+    let shared = shared_dir();
+    let p = Project::new();
+    p.file(
+        "runners.yaml",
+        &format!(
+            "runners:\n  local: {{ type: local, slots: 2 }}\n  ray:\n    type: ray\n    \
+             address: {}\n    token_env: TUNA_TEST_RAY_TOKEN\n    \
+             gpus: [{{ type: h100, count: 1 }}]\n    artifacts: {{ shared: {} }}\n",
+            c.address(),
+            shared.path().display()
+        ),
+    );
+    p.file(
+        "wf.yaml",
+        "name: wants-h100\nsteps:\n  train:\n    runs-on: { gpu: h100 }\n    run: echo never\n",
+    );
+    let runners = p.path("runners.yaml");
+    let d = super::daemon_harness::Serve::start(
+        &p,
+        &[
+            ("TUNA_RUNNERS", runners.to_str().unwrap()),
+            ("TUNA_TEST_RAY_TOKEN", &c.token),
+        ],
+    );
+    let r = d.tuna(&p, &["submit", "wf.yaml"]);
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    assert!(
+        r.stderr.contains("runner `ray`: the Ray cluster at")
+            && r.stderr.contains("has no GPU of type `h100`"),
+        "{}",
+        r.stderr
+    );
+}
