@@ -126,6 +126,36 @@ fn project(workflow: &str) -> (&'static RayCluster, tempfile::TempDir, Project) 
     (ray::cluster(), shared, p)
 }
 
+/// A project whose runners.yaml has `local` and `ray` declaring the GPUs `gpus` (which the
+/// cluster need not have).
+fn ray_declaring(gpus: &str) -> (&'static RayCluster, tempfile::TempDir, Project) {
+    let c = ray::cluster();
+    let shared = shared_dir();
+    let p = Project::new();
+    p.file(
+        "runners.yaml",
+        &format!(
+            "runners:\n  local: {{ type: local, slots: 2 }}\n  ray:\n    type: ray\n    \
+             address: {}\n    token_env: TUNA_TEST_RAY_TOKEN\n    max_parallel: 2\n    \
+             gpus: [{gpus}]\n    artifacts: {{ shared: {} }}\n",
+            c.address(),
+            shared.path().display()
+        ),
+    );
+    (c, shared, p)
+}
+
+/// A project whose runners.yaml declares an h100 on the Ray runner (the cluster has none) and
+/// whose workflow asks for one.
+fn wants_h100() -> (&'static RayCluster, tempfile::TempDir, Project) {
+    let (c, shared, p) = ray_declaring("{ type: h100, count: 1 }");
+    p.file(
+        "wf.yaml",
+        "name: wants-h100\nsteps:\n  train:\n    runs-on: { gpu: h100 }\n    run: echo never\n",
+    );
+    (c, shared, p)
+}
+
 /// Held by the tests whose jobs take the cluster's GPUs, one at a time: a job that waits for
 /// a GPU longer than the test cluster's start timeout (20 s) is failed by Ray.
 fn gpus() -> std::sync::MutexGuard<'static, ()> {
@@ -401,24 +431,7 @@ steps:
 
 #[test]
 fn a_gpu_type_the_cluster_lacks_is_refused_at_run_start() {
-    let c = ray::cluster();
-    let shared = shared_dir();
-    let p = Project::new();
-    p.file(
-        "runners.yaml",
-        &format!(
-            "runners:\n  local: {{ type: local, slots: 2 }}\n  ray:\n    type: ray\n    \
-             address: {}\n    token_env: TUNA_TEST_RAY_TOKEN\n    \
-             gpus: [{{ type: h100, count: 1 }}]\n    \
-             artifacts: {{ shared: {} }}\n",
-            c.address(),
-            shared.path().display()
-        ),
-    );
-    p.file(
-        "wf.yaml",
-        "name: wants-h100\nsteps:\n  train:\n    runs-on: { gpu: h100 }\n    run: echo never\n",
-    );
+    let (_c, _shared, p) = wants_h100();
     let r = tuna(&p, &["run", "wf.yaml"]);
     assert_ne!(r.code, 0, "{}", r.stdout);
     assert!(
@@ -526,21 +539,8 @@ steps:
 
 #[test]
 fn a_job_pending_past_wait_for_capacity_is_stopped_and_the_step_falls_back() {
-    let c = ray::cluster();
-    let shared = shared_dir();
-    let p = Project::new();
     // runners.yaml promises more A100s than the cluster has: Ray keeps the job PENDING.
-    p.file(
-        "runners.yaml",
-        &format!(
-            "runners:\n  ray:\n    type: ray\n    address: {}\n    max_parallel: 2\n    \
-             token_env: TUNA_TEST_RAY_TOKEN\n    \
-             gpus: [{{ type: a100, count: 4 }}]\n    artifacts: {{ shared: {} }}\n  \
-             local: {{ type: local, slots: 2 }}\n",
-            c.address(),
-            shared.path().display()
-        ),
-    );
+    let (c, shared, p) = ray_declaring("{ type: a100, count: 4 }");
     p.file(
         "wf.yaml",
         &format!(
@@ -677,23 +677,7 @@ fn the_neurips_pipeline_sends_its_a100_steps_to_ray_with_only_runners_yaml_chang
 
 #[test]
 fn a_daemon_refuses_a_submitted_run_asking_for_a_gpu_type_the_cluster_lacks() {
-    let c = ray::cluster();
-    let shared = shared_dir();
-    let p = Project::new();
-    p.file(
-        "runners.yaml",
-        &format!(
-            "runners:\n  local: {{ type: local, slots: 2 }}\n  ray:\n    type: ray\n    \
-             address: {}\n    token_env: TUNA_TEST_RAY_TOKEN\n    \
-             gpus: [{{ type: h100, count: 1 }}]\n    artifacts: {{ shared: {} }}\n",
-            c.address(),
-            shared.path().display()
-        ),
-    );
-    p.file(
-        "wf.yaml",
-        "name: wants-h100\nsteps:\n  train:\n    runs-on: { gpu: h100 }\n    run: echo never\n",
-    );
+    let (c, _shared, p) = wants_h100();
     let runners = p.path("runners.yaml");
     let d = super::daemon_harness::Serve::start(
         &p,
