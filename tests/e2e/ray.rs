@@ -163,6 +163,15 @@ fn gpus() -> std::sync::MutexGuard<'static, ()> {
     GPUS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// A port on 127.0.0.1 nobody listens on (bound, then let go).
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 fn shared_dir() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("tuna-ray-shared-")
@@ -284,11 +293,7 @@ fn runners_check_reports_the_cluster_and_each_bad_setting_clearly() {
     ray::cluster();
     let shared = shared_dir();
     let p = Project::new();
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let closed = closed_port();
     inventory(
         &p,
         shared.path(),
@@ -691,6 +696,46 @@ fn a_daemon_refuses_a_submitted_run_asking_for_a_gpu_type_the_cluster_lacks() {
     assert!(
         r.stderr.contains("runner `ray`: the Ray cluster at")
             && r.stderr.contains("has no GPU of type `h100`"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn a_cluster_that_does_not_answer_sends_the_next_attempt_elsewhere() {
+    let shared = shared_dir();
+    let p = Project::new();
+    let closed = closed_port();
+    p.file(
+        "runners.yaml",
+        &format!(
+            "runners:\n  local: {{ type: local, slots: 2 }}\n  ray:\n    type: ray\n    \
+             address: http://127.0.0.1:{closed}\n    artifacts: {{ shared: {} }}\n",
+            shared.path().display()
+        ),
+    );
+    p.file(
+        "wf.yaml",
+        r#"
+name: fallback
+steps:
+  train:
+    runs-on: [ray, local]
+    retry: { attempts: 2, backoff: 0s, on: [runner-lost] }
+    run: echo "$TUNA_ATTEMPT" > attempt.txt
+    outputs: [attempt.txt]
+"#,
+    );
+    let r = tuna(&p, &["run", "wf.yaml"]).ok();
+    let status = p.status(&r.run_id());
+    let train = step(&status, "train");
+    assert_eq!(train["status"], "passed", "{status}");
+    assert_eq!(train["runner"], "local", "{status}");
+    assert_eq!(train["attempt"], 2, "{status}");
+    assert!(
+        r.stderr.contains(&format!(
+            "runner `ray`: the Ray dashboard at http://127.0.0.1:{closed} is unreachable"
+        )),
         "{}",
         r.stderr
     );

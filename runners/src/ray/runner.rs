@@ -24,14 +24,16 @@ pub struct RayRunner {
     pub(crate) cfg: RayConfig,
     pub(crate) client: RayClient,
     pub(crate) shared: Shared,
-    /// Until when the runner counts as full (a job of it waited past its
-    /// `wait_for_capacity`): placement skips it meanwhile, so a step's next attempt goes to
-    /// its next `runs-on` alternative.
-    full_until: Mutex<Option<Instant>>,
+    /// Until when the runner takes no new steps (a job of it waited past its
+    /// `wait_for_capacity`, or the cluster did not answer): placement skips it meanwhile, so a
+    /// step's next attempt goes to its next `runs-on` alternative.
+    skip_until: Mutex<Option<Instant>>,
 }
 
 /// How long a Ray runner counts as full after a job gave up waiting for resources on it.
 pub(crate) const FULL_FOR: Duration = Duration::from_secs(30);
+/// How long a Ray runner whose cluster did not answer takes no new steps.
+pub(crate) const UNREACHABLE_FOR: Duration = Duration::from_secs(10);
 
 impl RayRunner {
     pub fn new(cfg: RayConfig) -> Result<RayRunner, RunnerError> {
@@ -47,7 +49,7 @@ impl RayRunner {
             shared: Shared::new(cfg.shared.clone()),
             client,
             cfg,
-            full_until: Mutex::new(None),
+            skip_until: Mutex::new(None),
         })
     }
 
@@ -55,9 +57,18 @@ impl RayRunner {
         &self.cfg
     }
 
-    /// Marks the cluster full for [`FULL_FOR`].
-    pub(crate) fn mark_full(&self) {
-        *self.full_until.lock().expect("full_until") = Some(Instant::now() + FULL_FOR);
+    /// The runner takes no new steps for `how_long`.
+    pub(crate) fn skip_for(&self, how_long: Duration) {
+        *self.skip_until.lock().expect("skip_until") = Some(Instant::now() + how_long);
+    }
+
+    /// A failed request of a launch: a cluster that does not answer takes no new steps for
+    /// [`UNREACHABLE_FOR`].
+    fn failed(&self, e: RayError) -> RunnerError {
+        if e.unreachable() {
+            self.skip_for(UNREACHABLE_FOR);
+        }
+        ray_error(e)
     }
 
     /// The Ray resources a job asks for: `entrypoint_num_gpus` and one small unit of each GPU
@@ -80,7 +91,7 @@ impl RayRunner {
         if kinds.is_empty() {
             return Ok(());
         }
-        let nodes = self.client.nodes().await.map_err(ray_error)?;
+        let nodes = self.client.nodes().await.map_err(|e| self.failed(e))?;
         let offered = check::total(&nodes);
         for kind in kinds {
             let resource = self.cfg.resource_for(kind);
@@ -192,7 +203,13 @@ impl Runner for RayRunner {
             data: serde_json::to_value(&data).map_err(|e| RunnerError::Other(e.to_string()))?,
         };
         // Launched before (tuna crashed after submitting): watch that job.
-        if self.client.job(&id).await.map_err(ray_error)?.is_some() {
+        if self
+            .client
+            .job(&id)
+            .await
+            .map_err(|e| self.failed(e))?
+            .is_some()
+        {
             return Ok(handle);
         }
         let kinds: Vec<String> = job.resources.gpus.iter().map(|g| g.kind.clone()).collect();
@@ -221,7 +238,7 @@ impl Runner for RayRunner {
             ]),
         };
         // `false`: another launch of this attempt submitted it first; watch that one.
-        self.client.submit(&sub).await.map_err(ray_error)?;
+        self.client.submit(&sub).await.map_err(|e| self.failed(e))?;
         Ok(handle)
     }
 
@@ -238,11 +255,12 @@ impl Runner for RayRunner {
             .map_err(|e| RunnerError::Other(e.to_string()))
     }
 
-    /// Full counts as down for placement: a step's next attempt goes elsewhere for a while.
+    /// Full or unreachable counts as down for placement for a while: a step's next attempt
+    /// goes elsewhere; after that the cluster is tried again.
     fn is_down(&self) -> bool {
-        self.full_until
+        self.skip_until
             .lock()
-            .expect("full_until")
+            .expect("skip_until")
             .is_some_and(|t| Instant::now() < t)
     }
 

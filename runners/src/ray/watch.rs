@@ -13,8 +13,8 @@ use super::logs;
 use super::runner::{RayRunner, ray_error};
 use crate::{Outcome, RunnerError};
 
-/// How many failed looks in a row (the dashboard not answering) make the job count as lost.
-const LOST_AFTER_FAILURES: u32 = 120;
+/// How long the dashboard may not answer before the job counts as lost.
+const LOST_AFTER: Duration = Duration::from_secs(60);
 
 pub(crate) async fn watch(
     runner: &RayRunner,
@@ -24,13 +24,13 @@ pub(crate) async fn watch(
     std::fs::create_dir_all(local)?;
     let id = &h.submission_id;
     let mut pause = Duration::from_millis(50);
-    let mut failures = 0;
+    let mut failing_since: Option<std::time::Instant> = None;
     let mut timed_out = false;
     let mut said_pending = false;
     loop {
         let info = match runner.client.job(id).await {
             Ok(Some(i)) => {
-                failures = 0;
+                failing_since = None;
                 i
             }
             Ok(None) => {
@@ -42,8 +42,13 @@ pub(crate) async fn watch(
                     ),
                 });
             }
-            Err(e) if e.unreachable() && failures < LOST_AFTER_FAILURES => {
-                failures += 1;
+            Err(e)
+                if e.unreachable()
+                    && failing_since
+                        .get_or_insert_with(std::time::Instant::now)
+                        .elapsed()
+                        < LOST_AFTER =>
+            {
                 tokio::time::sleep(runner.cfg.poll_max).await;
                 continue;
             }
@@ -130,7 +135,7 @@ async fn give_up(
     // start, the wrapper finds this mark and runs nothing.
     std::fs::write(Path::new(&h.dir).join(ABANDONED), b"")?;
     runner.client.stop(id).await.map_err(ray_error)?;
-    runner.mark_full();
+    runner.skip_for(super::runner::FULL_FOR);
     let reason = format!(
         "runner `{}`: Ray job {id} waited for resources (PENDING) longer than \
          wait_for_capacity ({limit}s); it was stopped",
