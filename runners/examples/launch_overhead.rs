@@ -35,6 +35,7 @@ async fn main() {
             env: Default::default(),
             attempt_dir,
             timeout: None,
+            wait_for_capacity: None,
             resources: Default::default(),
             stage: Vec::new(),
             outputs: Vec::new(),

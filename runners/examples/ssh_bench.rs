@@ -34,6 +34,7 @@ fn job(local: &std::path::Path, step: &str) -> Job {
         env: Default::default(),
         attempt_dir: local.join(step),
         timeout: None,
+        wait_for_capacity: None,
         resources: Default::default(),
         stage: Vec::new(),
         outputs: Vec::new(),

@@ -21,6 +21,12 @@ pub struct Job {
     pub attempt_dir: PathBuf,
     /// Wall-clock limit; the runner kills the whole process group past it.
     pub timeout: Option<Duration>,
+    /// How long the job may wait for resources on a runner that queues it (a Ray cluster
+    /// keeps a job `PENDING` until a node can take it); past it the runner gives it up with
+    /// [`Outcome::NoCapacity`](crate::Outcome::NoCapacity). `None`: it may wait as long as
+    /// it takes.
+    #[serde(default)]
+    pub wait_for_capacity: Option<Duration>,
     pub resources: Resources,
     /// Files and folders the job needs in its attempt folder, for runners whose attempt folder
     /// is on another machine (the local runner's job reads them in place).

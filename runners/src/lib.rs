@@ -12,6 +12,7 @@ mod job;
 mod kept;
 pub mod local;
 pub mod objstore;
+pub mod ray;
 pub mod redact;
 mod runner;
 pub mod shell;

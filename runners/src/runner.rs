@@ -31,6 +31,9 @@ pub enum Outcome {
     TimedOut,
     /// Someone asked for it to stop.
     Cancelled,
+    /// The runner queued it but found no capacity for it within the job's
+    /// `wait_for_capacity`, and gave it up before it started.
+    NoCapacity { reason: String },
     /// The runner can no longer say what became of it (the machine went away, the wrapper died).
     Lost { reason: String },
 }
@@ -96,6 +99,12 @@ pub trait Runner: Send + Sync {
     async fn watch(&self, handle: &Handle) -> Result<Outcome, RunnerError>;
     /// Stops the job (its whole process group); `watch` then reports `Cancelled`.
     async fn cancel(&self, handle: &Handle) -> Result<(), RunnerError>;
+    /// Whether the runner's machines offer GPUs of each type in `kinds`, asked when a run
+    /// starts (a cluster that lacks a type runners.yaml declares is found before a step
+    /// waits on it). The message names the runner. Runners whose GPUs are only declared say yes.
+    async fn check_gpu_types(&self, _kinds: &[String]) -> Result<(), RunnerError> {
+        Ok(())
+    }
     /// Where the attempt folder of `(run, step, attempt)` is on the machine the job runs on,
     /// when that is not the orchestrator's machine: paths handed to the job (upstream outputs,
     /// `$TUNA_OUTPUTS`) must name that folder. `None` for runners on this machine.

@@ -5,6 +5,27 @@
 
 use std::collections::BTreeMap;
 
+/// Refuses a job env holding a name that is not a shell variable name (runners that write
+/// the env into a shell or hand it to a cluster check it first).
+pub(crate) fn check_names(
+    env: &BTreeMap<String, String>,
+    step: &str,
+) -> Result<(), crate::RunnerError> {
+    for k in env.keys() {
+        let valid = k
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(crate::RunnerError::Other(format!(
+                "env `{k}` of step `{step}` is not a valid variable name"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Variables a daemon's steps get when the daemon has them: what programs need to find
 /// themselves, their libraries, the user's locale and time zone, and the GPU toolchain.
 pub const ALLOWED: &[&str] = &[

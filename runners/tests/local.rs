@@ -39,6 +39,7 @@ fn job(tmp: &TempDir, name: &str, script: &str) -> Job {
         env: Default::default(),
         attempt_dir,
         timeout: None,
+        wait_for_capacity: None,
         resources: Default::default(),
         stage: Vec::new(),
         outputs: Vec::new(),

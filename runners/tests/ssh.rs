@@ -53,6 +53,7 @@ impl Rig {
             env: Default::default(),
             attempt_dir: self.local.path().join(step).join("1"),
             timeout: None,
+            wait_for_capacity: None,
             resources: Default::default(),
             stage: Vec::new(),
             outputs: Vec::new(),

@@ -35,6 +35,26 @@ fn validate_accepts_every_shipped_workflow() {
         .map(|f| f.to_string_lossy().into_owned())
         .collect();
     files.sort();
+    // Runner inventories beside the workflows (runners-*.yaml) load as inventories.
+    let (inventories, files): (Vec<String>, Vec<String>) = files.into_iter().partition(|f| {
+        f.rsplit('/')
+            .next()
+            .is_some_and(|n| n.starts_with("runners-"))
+    });
+    assert!(!inventories.is_empty());
+    for inv in &inventories {
+        let r = p.run(&["--runners", inv, "runners", "check", "--json"]);
+        assert!(
+            !r.stderr.contains("runner inventory"),
+            "{inv}: {}",
+            r.stderr
+        );
+        let checks: serde_json::Value = serde_json::from_str(&r.stdout).expect("check json");
+        assert!(
+            checks.as_array().is_some_and(|a| a.len() >= 2),
+            "{inv}: {checks}"
+        );
+    }
     assert!(files.len() >= 2);
     let mut args = vec!["validate"];
     args.extend(files.iter().map(String::as_str));

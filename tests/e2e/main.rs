@@ -26,6 +26,7 @@ mod kinds;
 mod leaderboard_local;
 mod placement;
 mod quoting;
+mod ray;
 mod secrets;
 mod ssh;
 mod ssh_artifacts;

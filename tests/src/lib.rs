@@ -6,7 +6,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+mod http;
 pub mod moto;
+pub mod ray;
 pub mod sshd;
 
 /// The `tuna` binary of this workspace, built (once per test process) if needed.

@@ -168,6 +168,10 @@ pub enum Command {
     /// TUNA_STEP_KIND, TUNA_STEP_WITH, TUNA_OUTPUTS, TUNA_STATE, TUNA_METRICS).
     #[command(hide = true)]
     ExecStep,
+    /// Run one attempt on a Ray node (the entrypoint of a Ray runner's jobs): place its inputs
+    /// from the shared folder, run its script, put its outputs back, record how it ended.
+    #[command(hide = true)]
+    RayExec { shared: PathBuf, dir: PathBuf },
     /// Serve a model over HELM's HTTP model API (/process, /tokenize, /decode); runs
     /// `tuna-ml serve-model`. Options: --model DIR [--adapter DIR] [--listen ADDR]
     /// [--dtype fp32|bf16] [--device auto|cpu|cuda:N].

@@ -43,6 +43,9 @@ pub fn main(cli: Cli) -> u8 {
         Command::Schema => files::schema(),
         Command::Kinds => kinds::list(),
         Command::ExecStep => kinds::exec_step(),
+        Command::RayExec { shared, dir } => {
+            Ok(tuna_runners::ray::ray_exec(shared, dir).clamp(0, 255) as u8)
+        }
         Command::ServeModel { args } => kinds::serve_model(args),
         Command::Run {
             file,

@@ -99,6 +99,7 @@ pub fn run(
         no_cache,
         ..RunOptions::default()
     };
+    runtime().block_on(engine.check_runner_gpus(&dag))?;
     let id = engine.create_run(&dag, &text, &overrides, &opts)?;
     println!("{id}");
     if !matches!(cli.progress, ProgressMode::Quiet) {

@@ -10,7 +10,9 @@ pub fn check(cli: &Cli, json: bool) -> Result<u8, Fail> {
         Inventory::discover(cli.runners.as_deref()).map_err(|e| Fail::invalid(e.to_string()))?;
     let rt = tokio::runtime::Runtime::new().map_err(|e| Fail::env(e.to_string()))?;
     let checks = rt.block_on(check_runners(&inventory));
-    let all_ok = checks.iter().all(|c| c.info.reachable);
+    let all_ok = checks
+        .iter()
+        .all(|c| c.info.reachable && c.info.problem.is_none());
     if json {
         println!("{}", serde_json::to_string_pretty(&checks).expect("json"));
     } else {

@@ -196,6 +196,15 @@ impl Daemon {
             no_cache: sub.no_cache,
             ..RunOptions::default()
         };
+        // A cluster that lacks a GPU type its steps may get is refused now (this runs on a
+        // blocking thread of the daemon's runtime, which the check's requests use).
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => rt.block_on(self.engine.check_runner_gpus(&dag))?,
+            Err(_) => tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(self.engine.check_runner_gpus(&dag))?,
+        }
         let id = {
             let _one = self.creating.lock().expect("creating");
             let mut opts = opts;

@@ -4,7 +4,6 @@
 use serde::Serialize;
 use tuna_runners::RunnerInfo;
 
-use super::engine::cores;
 use super::inventory::Inventory;
 
 /// One runner's answer.
@@ -31,9 +30,20 @@ pub async fn check_runners(inventory: &Inventory) -> Vec<RunnerCheck> {
             .iter()
             .map(|g| format!("{}×{}", g.kind.to_lowercase(), g.count))
             .collect();
-        let slots = spec.slots.unwrap_or(cores() as u32);
+        let slots = spec.slot_count();
+        // The declared GPUs, numbered as the engine numbers them (a Ray runner looks for
+        // their types on its cluster).
+        let mut gpus = Vec::new();
+        for g in &spec.gpus {
+            for _ in 0..g.count {
+                gpus.push(tuna_runners::Gpu {
+                    kind: g.kind.to_lowercase(),
+                    index: gpus.len() as u32,
+                });
+            }
+        }
         let runner =
-            super::runner_build::build(name, spec, slots, Vec::new(), &shim, &Default::default());
+            super::runner_build::build(name, spec, slots, gpus, &shim, &Default::default());
         let (name, kind) = (name.clone(), spec.kind.clone());
         tasks.push(tokio::spawn(async move {
             let info = match runner {

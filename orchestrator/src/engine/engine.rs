@@ -81,7 +81,7 @@ impl Engine {
         let base_env = step_env.base();
         let mut pool = Pool::default();
         for (name, spec) in &inventory.runners {
-            let slots = spec.slots.unwrap_or(cores() as u32);
+            let slots = spec.slot_count();
             let mut gpus = Vec::new();
             for g in &spec.gpus {
                 let memory = match &g.memory {
@@ -214,6 +214,50 @@ impl Engine {
             id = new_run_id();
         }
         Ok(id)
+    }
+
+    /// Asks each runner a step could get GPUs on whether its machines have the GPU types the
+    /// steps ask for (a Ray cluster is asked; declared GPUs of other runners count as there).
+    pub async fn check_runner_gpus(&self, dag: &Dag) -> Result<(), EngineError> {
+        let mut asks: BTreeMap<usize, (Arc<dyn tuna_runners::Runner>, Vec<String>)> =
+            BTreeMap::new();
+        {
+            let pool = self.pool.lock().expect("pool");
+            for step in dag.workflow().steps.values() {
+                for alt in &step.runs_on {
+                    let crate::workflow::RunsOn::Selector(sel) = alt else {
+                        continue;
+                    };
+                    let Some(kind) = &sel.gpu else {
+                        continue;
+                    };
+                    for (i, r) in pool.runners.iter().enumerate() {
+                        if r.gpus.iter().any(|g| &g.kind == kind) {
+                            let entry = asks
+                                .entry(i)
+                                .or_insert_with(|| (r.runner.clone(), Vec::new()));
+                            if !entry.1.contains(kind) {
+                                entry.1.push(kind.clone());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let mut problems = Vec::new();
+        for (runner, kinds) in asks.into_values() {
+            match runner.check_gpu_types(&kinds).await {
+                // A cluster that does not answer now is placement's business (it may answer
+                // by the time a step needs it, or the step goes elsewhere).
+                Ok(()) | Err(tuna_runners::RunnerError::Unavailable(_)) => {}
+                Err(e) => problems.push(e.to_string()),
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(EngineError::Invalid(problems.join("\n")))
+        }
     }
 
     /// Placement and inputs: a workflow that cannot run is refused before it half-runs.

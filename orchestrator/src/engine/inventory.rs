@@ -44,8 +44,32 @@ pub struct RunnerSpec {
     /// `ssh`: outputs bigger than this (e.g. `64MiB`, the default) stay on the host.
     pub keep_remote_over: Option<String>,
     /// `ssh`: the `tuna` program on the host, for built-in (`uses:`) steps (default: `tuna` on
-    /// the host's `PATH`).
+    /// the host's `PATH`). `ray`: the `tuna` program on the nodes, which wraps every step
+    /// (default: this tuna's own path, right for a cluster on this machine).
     pub tuna: Option<String>,
+    /// `ray`: the dashboard's URL (`http://HOST:8265`), where the Jobs REST API is.
+    pub address: Option<String>,
+    /// `ray`: the environment variable holding the token sent as `Authorization: Bearer`.
+    pub token_env: Option<String>,
+    /// `ray`: GPU type → the Ray resource that asks for it (default
+    /// `accelerator_type:<TYPE>`, the label Ray gives GPU nodes).
+    #[serde(default)]
+    pub gpu_resources: BTreeMap<String, String>,
+    /// `ray`: steps at once (what `slots` is for the others).
+    pub max_parallel: Option<u32>,
+    /// `ray`: where artifacts travel: `{ shared: /path }`, a folder every node mounts at the
+    /// same path as this machine.
+    pub artifacts: Option<RayArtifacts>,
+}
+
+/// The `artifacts:` block of a Ray runner.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RayArtifacts {
+    /// A folder every node mounts (absolute).
+    pub shared: Option<PathBuf>,
+    /// Object storage (`s3://…`): not built for Ray runners yet, refused with a message.
+    pub url: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -93,6 +117,88 @@ impl RunnerSpec {
         .filter_map(|(k, set)| set.then_some(k))
         .collect()
     }
+
+    /// How many steps the runner runs at once: `slots` (`max_parallel` for Ray; 1 without
+    /// one), else as many as this machine has cores.
+    pub fn slot_count(&self) -> u32 {
+        match (self.slots.or(self.max_parallel), self.kind.as_str()) {
+            (Some(n), _) => n,
+            (None, "ray") => 1,
+            (None, _) => super::engine::cores() as u32,
+        }
+    }
+
+    /// The ray-only keys this spec sets.
+    fn ray_keys(&self) -> Vec<&'static str> {
+        [
+            ("address", self.address.is_some()),
+            ("token_env", self.token_env.is_some()),
+            ("gpu_resources", !self.gpu_resources.is_empty()),
+            ("max_parallel", self.max_parallel.is_some()),
+            ("artifacts", self.artifacts.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(k, set)| set.then_some(k))
+        .collect()
+    }
+
+    /// Checks a `type: ray` entry; the message names the field.
+    fn check_ray(&self, name: &str) -> Result<(), String> {
+        if let Some(key) = self.ssh_keys().into_iter().find(|k| *k != "tuna") {
+            return Err(format!(
+                "runner `{name}`: `{key}` belongs to `type: ssh` runners"
+            ));
+        }
+        if self.slots.is_some() {
+            return Err(format!(
+                "runner `{name}`: a Ray runner says how many steps it runs at once with \
+                 `max_parallel`, not `slots`"
+            ));
+        }
+        if self.max_parallel == Some(0) {
+            return Err(format!("runner `{name}`: max_parallel must be at least 1"));
+        }
+        match self.address.as_deref() {
+            None | Some("") => {
+                return Err(format!(
+                    "runner `{name}` (type ray) needs `address`, the Ray dashboard's URL \
+                     (http://HOST:8265)"
+                ));
+            }
+            Some(a) if !(a.starts_with("http://") || a.starts_with("https://")) => {
+                return Err(format!(
+                    "runner `{name}`: address `{a}` must be the dashboard's http:// or https:// URL"
+                ));
+            }
+            Some(_) => {}
+        }
+        if let Some(v) = &self.token_env
+            && (v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        {
+            return Err(format!(
+                "runner `{name}`: token_env `{v}` must name an environment variable"
+            ));
+        }
+        match &self.artifacts {
+            Some(RayArtifacts { url: Some(u), .. }) => Err(format!(
+                "runner `{name}`: artifacts.url `{u}`: object storage for Ray runners is not \
+                 built yet; use `artifacts: {{ shared: /path }}`, a folder every node mounts"
+            )),
+            Some(RayArtifacts {
+                shared: Some(p), ..
+            }) if p.is_absolute() => Ok(()),
+            Some(RayArtifacts {
+                shared: Some(p), ..
+            }) => Err(format!(
+                "runner `{name}`: artifacts.shared `{}` must be an absolute path",
+                p.display()
+            )),
+            _ => Err(format!(
+                "runner `{name}` (type ray) needs `artifacts: {{ shared: /path }}`, a folder \
+                 every node of the cluster mounts at the same path"
+            )),
+        }
+    }
 }
 
 impl Inventory {
@@ -116,6 +222,11 @@ impl Inventory {
                 lost_after: None,
                 keep_remote_over: None,
                 tuna: None,
+                address: None,
+                token_env: None,
+                gpu_resources: BTreeMap::new(),
+                max_parallel: None,
+                artifacts: None,
             },
         );
         Inventory { runners }
@@ -158,6 +269,13 @@ impl Inventory {
                 message,
             };
             match spec.kind.as_str() {
+                "local" | "ssh" if !spec.ray_keys().is_empty() => {
+                    return Err(invalid(format!(
+                        "runner `{name}`: `{}` belongs to `type: ray` runners",
+                        spec.ray_keys()[0]
+                    )));
+                }
+                "ray" => spec.check_ray(name).map_err(invalid)?,
                 "local" => {
                     if let Some(key) = spec.ssh_keys().first() {
                         return Err(invalid(format!(
@@ -197,7 +315,7 @@ impl Inventory {
                 }
                 other => {
                     return Err(invalid(format!(
-                        "runner `{name}` has type `{other}`; this build of tuna runs `local` and `ssh` runners"
+                        "runner `{name}` has type `{other}`; this build of tuna runs `local`, `ssh` and `ray` runners"
                     )));
                 }
             }
@@ -217,5 +335,78 @@ impl Inventory {
             }
         }
         Ok(inv)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Inventory, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runners.yaml");
+        std::fs::write(&path, text).unwrap();
+        Inventory::load(&path).map_err(|e| e.to_string())
+    }
+
+    const GOOD: &str = "runners:\n  c:\n    type: ray\n    address: http://h:8265\n    \
+                        max_parallel: 3\n    artifacts: { shared: /mnt/s }\n";
+
+    #[test]
+    fn a_ray_runner_loads_with_max_parallel_as_its_slots() {
+        let inv = load(GOOD).unwrap();
+        assert_eq!(inv.runners["c"].slot_count(), 3);
+        let one = load(&GOOD.replace("    max_parallel: 3\n", "")).unwrap();
+        assert_eq!(one.runners["c"].slot_count(), 1);
+    }
+
+    #[test]
+    fn bad_ray_entries_name_the_runner_and_the_field() {
+        let cases = [
+            (
+                GOOD.replace("    address: http://h:8265\n", ""),
+                "runner `c` (type ray) needs `address`",
+            ),
+            (
+                GOOD.replace("http://h:8265", "h:8265"),
+                "runner `c`: address `h:8265` must be",
+            ),
+            (
+                GOOD.replace("    artifacts: { shared: /mnt/s }\n", ""),
+                "runner `c` (type ray) needs `artifacts: { shared: /path }`",
+            ),
+            (
+                GOOD.replace("/mnt/s", "rel/s"),
+                "runner `c`: artifacts.shared `rel/s` must be an absolute path",
+            ),
+            (
+                GOOD.replace("{ shared: /mnt/s }", "{ url: \"s3://b\" }"),
+                "runner `c`: artifacts.url `s3://b`: object storage for Ray runners is not built yet",
+            ),
+            (
+                GOOD.replace("max_parallel: 3", "slots: 3"),
+                "runner `c`: a Ray runner says how many steps it runs at once with `max_parallel`",
+            ),
+            (
+                GOOD.replace("max_parallel: 3", "max_parallel: 0"),
+                "runner `c`: max_parallel must be at least 1",
+            ),
+            (
+                GOOD.replace("max_parallel: 3", "host: x"),
+                "runner `c`: `host` belongs to `type: ssh` runners",
+            ),
+            (
+                GOOD.replace("max_parallel: 3", "token_env: \"A B\""),
+                "runner `c`: token_env `A B` must name an environment variable",
+            ),
+            (
+                "runners:\n  l:\n    type: local\n    address: http://h\n".to_owned(),
+                "runner `l`: `address` belongs to `type: ray` runners",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = load(&text).unwrap_err();
+            assert!(err.contains(want), "{text}\n→ {err}\nwanted: {want}");
+        }
     }
 }

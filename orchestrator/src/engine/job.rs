@@ -391,6 +391,7 @@ pub fn build_job(
         env,
         attempt_dir: attempt_dir.to_path_buf(),
         timeout: step.timeout,
+        wait_for_capacity: step.wait_for_capacity,
         resources,
         stage,
         outputs: step.outputs.clone(),

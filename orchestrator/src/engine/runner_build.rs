@@ -1,5 +1,6 @@
-//! Turning one inventory entry into a runner: the local runner with its shim, or an ssh runner
-//! with the host, login and folder from runners.yaml.
+//! Turning one inventory entry into a runner: the local runner with its shim, an ssh runner
+//! with the host, login and folder from runners.yaml, or a Ray runner with the cluster's
+//! address, its token (read from the variable `token_env` names) and the shared folder.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,6 +9,7 @@ use std::time::Duration;
 
 use tuna_runners::Runner;
 use tuna_runners::local::{LocalConfig, LocalRunner};
+use tuna_runners::ray::{RayConfig, RayRunner};
 use tuna_runners::ssh::{SshConfig, SshRunner};
 
 use super::inventory::RunnerSpec;
@@ -61,6 +63,7 @@ pub(crate) fn build(
             let runner = SshRunner::new(cfg).map_err(|e| e.to_string())?;
             Ok(Arc::new(runner))
         }
+        "ray" => Ok(Arc::new(ray(name, spec, slots, gpus)?)),
         _ => Ok(Arc::new(LocalRunner::new(LocalConfig {
             name: name.to_string(),
             slots,
@@ -70,4 +73,49 @@ pub(crate) fn build(
             ..LocalConfig::default()
         }))),
     }
+}
+
+/// A Ray runner from its (validated) inventory entry.
+fn ray(
+    name: &str,
+    spec: &RunnerSpec,
+    slots: u32,
+    gpus: Vec<tuna_runners::Gpu>,
+) -> Result<RayRunner, String> {
+    let shared = spec
+        .artifacts
+        .as_ref()
+        .and_then(|a| a.shared.clone())
+        .ok_or_else(|| {
+            format!("runner `{name}` (type ray) needs `artifacts: {{ shared: /path }}`")
+        })?;
+    let mut cfg = RayConfig::new(name, spec.address.as_deref().unwrap_or_default(), shared);
+    cfg.slots = slots;
+    cfg.gpus = gpus;
+    cfg.gpu_resources = spec
+        .gpu_resources
+        .iter()
+        .map(|(k, v)| (k.to_lowercase(), v.clone()))
+        .collect();
+    // The token comes from the environment only, never from a file tuna stores.
+    cfg.token_env.clone_from(&spec.token_env);
+    cfg.token = spec
+        .token_env
+        .as_deref()
+        .and_then(|v| std::env::var(v).ok())
+        .filter(|t| !t.is_empty());
+    cfg.tuna = match &spec.tuna {
+        Some(t) => t.clone(),
+        None => std::env::current_exe()
+            .map_err(|e| format!("runner `{name}`: this tuna's own path: {e}"))?
+            .to_string_lossy()
+            .into_owned(),
+    };
+    if let Some(ms) = std::env::var("TUNA_RAY_POLL_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        cfg.poll_max = Duration::from_millis(ms);
+    }
+    RayRunner::new(cfg).map_err(|e| e.to_string())
 }

@@ -38,3 +38,4 @@ pub use error::ConnectError;
 pub use handle::SshHandle;
 pub use runner::SshRunner;
 pub use stage::StageReport;
+pub(crate) use stage::plan as plan_stage;

@@ -213,19 +213,9 @@ fn env_file(job: &Job, dir: &str, tuna: &str) -> Result<String, RunnerError> {
         .map(|g| g.index.to_string())
         .collect();
     env.insert("CUDA_VISIBLE_DEVICES".into(), gpus.join(","));
+    crate::step_env::check_names(&env, &job.step)?;
     let mut text = String::new();
     for (k, v) in &env {
-        let valid = k
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid {
-            return Err(RunnerError::Other(format!(
-                "env `{k}` of step `{}` is not a valid variable name",
-                job.step
-            )));
-        }
         let _ = writeln!(text, "export {k}={}", quote(v));
     }
     Ok(text)

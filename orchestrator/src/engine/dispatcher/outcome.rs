@@ -126,6 +126,9 @@ impl Dispatcher<'_> {
                 RetryOn::Failure,
                 StepStatus::Failed,
             )?,
+            Ok(Outcome::NoCapacity { reason }) => {
+                self.fail(name, reason, RetryOn::Capacity, StepStatus::Failed)?
+            }
             Ok(Outcome::Lost { reason }) => {
                 self.fail(name, reason, RetryOn::RunnerLost, StepStatus::Failed)?
             }

@@ -1,0 +1,31 @@
+//! The Ray runner: each attempt of a step is one Ray Job on a real cluster, driven through the
+//! dashboard's Jobs REST API with reqwest (`client.rs`).
+//!
+//! The job's submission id comes from `(run, step, attempt)` (`handle.rs`), so launching an
+//! attempt again after tuna crashed finds the job and watches it instead of submitting it
+//! twice (`runner.rs`). Artifacts travel through a folder every node mounts (`shared.rs`):
+//! inputs go into its blobs (named by blake3, like the local CAS) and the job's spec into its
+//! attempt folder; on the node the wrapper `tuna ray-exec` (`exec.rs`) places them, runs the
+//! script with the job's env (Ray's `runtime_env.env_vars`: only the job's env, never tuna's
+//! secrets nor the Ray token), puts the declared outputs back and writes an exit record.
+//! `watch.rs` polls the job, copies its log as it grows (`logs.rs`), stops it at the step's
+//! timeout or past its `wait_for_capacity`, and brings the outputs into the local attempt
+//! folder (`back.rs`); `check.rs` reports the cluster for `tuna runners check`. Settings are
+//! in `config.rs`.
+
+mod back;
+mod check;
+mod client;
+mod config;
+mod exec;
+mod handle;
+mod logs;
+mod runner;
+mod shared;
+mod watch;
+
+pub use client::RayError;
+pub use config::RayConfig;
+pub use exec::ray_exec;
+pub use handle::{RayHandle, submission_id};
+pub use runner::RayRunner;
