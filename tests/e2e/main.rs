@@ -32,3 +32,4 @@ mod ssh_artifacts;
 mod ssh_gc;
 mod step_env;
 mod store;
+mod tracking;

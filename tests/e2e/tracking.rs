@@ -1,0 +1,235 @@
+//! Experiment tracking against a real MLflow server (tests/src/mlflow.rs): a run becomes one
+//! parent MLflow run with a nested run per step, read back through MLflow's own REST API; a
+//! resume logs into the same runs without sending a point twice; `--no-tracking` sends nothing;
+//! a server that is down costs one warning line and never the run's result.
+
+use std::net::TcpListener;
+
+use serde_json::Value;
+use tuna_tests::mlflow::{Mlflow, param, run_id, status, tag};
+use tuna_tests::{Project, Run};
+
+/// Two steps: `train` writes metrics and a `finetune.json` with per-iteration lists; `eval`
+/// fails until the file `go` exists in the project.
+fn workflow(p: &Project, name: &str, extra: &str) -> String {
+    let go = p.path("go");
+    format!(
+        r#"name: {name}
+{extra}params:
+  lr: "0.001"
+  note: hello
+steps:
+  train:
+    run: |
+      printf '{{"final_loss": 0.5, "acc": 0.9}}' > "$TUNA_METRICS"
+      printf '{{"losses": [2.0, 1.5, 1.0], "lrs": [0.1, 0.05, 0.01], "steps": 3}}' > "$TUNA_OUTPUTS/finetune.json"
+    outputs: [finetune.json]
+  eval:
+    needs: [train]
+    run: |
+      test -f {go} || exit 3
+      printf '{{"score": 0.75}}' > "$TUNA_METRICS"
+"#,
+        go = go.display()
+    )
+}
+
+fn tracked(p: &Project, m: &Mlflow, exp: &str, args: &[&str]) -> Run {
+    let out = p
+        .tuna()
+        .env("MLFLOW_TRACKING_URI", m.uri())
+        .env("MLFLOW_EXPERIMENT_NAME", exp)
+        .env("MLFLOW_TRACKING_TOKEN", "tok-never-stored-7731")
+        .args(args)
+        .output()
+        .expect("run tuna");
+    Run::from(out)
+}
+
+/// (parents, children by step name) of an experiment.
+fn split(runs: &[Value]) -> (Vec<Value>, Vec<(String, Value)>) {
+    let mut parents = Vec::new();
+    let mut children = Vec::new();
+    for r in runs {
+        match tag(r, "tuna.step") {
+            Some(s) => children.push((s.to_string(), r.clone())),
+            None => parents.push(r.clone()),
+        }
+    }
+    children.sort_by(|a, b| a.0.cmp(&b.0));
+    (parents, children)
+}
+
+fn child<'a>(children: &'a [(String, Value)], step: &str) -> &'a Value {
+    &children.iter().find(|(s, _)| s == step).expect(step).1
+}
+
+#[test]
+fn a_run_is_one_parent_with_a_nested_run_per_step_and_a_cache_hit_points_back() {
+    let m = Mlflow::shared();
+    let p = Project::new();
+    p.file("go", "");
+    p.file("wf.yaml", &workflow(&p, "track-basic", ""));
+    let exp = "tuna-e2e-basic";
+    let r = tracked(&p, m, exp, &["run", "wf.yaml", "-p", "note=hi there"]).ok();
+    let id = r.run_id();
+    assert!(r.stderr.contains("tracking: run"), "{}", r.stderr);
+    let (parents, children) = split(&m.runs(exp));
+    assert_eq!(parents.len(), 1, "{parents:?}");
+    let parent = &parents[0];
+    assert_eq!(tag(parent, "tuna.run_id"), Some(id.as_str()));
+    assert_eq!(tag(parent, "tuna.workflow"), Some("track-basic"));
+    assert_eq!(
+        tag(parent, "mlflow.runName"),
+        Some(format!("track-basic-{id}").as_str())
+    );
+    assert_eq!(param(parent, "lr"), Some("0.001"));
+    assert_eq!(param(parent, "note"), Some("hi there"));
+    assert_eq!(status(parent), "FINISHED");
+    let names: Vec<&str> = children.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(names, ["eval", "train"]);
+    for (_, c) in &children {
+        assert_eq!(tag(c, "mlflow.parentRunId"), Some(run_id(parent)));
+        assert_eq!(status(c), "FINISHED");
+        assert_eq!(tag(c, "tuna.cached"), Some("false"));
+        assert_eq!(tag(c, "tuna.runner"), Some("local"));
+        assert!(tag(c, "tuna.cache_key").is_some_and(|k| !k.is_empty()));
+    }
+    let train = run_id(child(&children, "train"));
+    assert_eq!(m.history(train, "final_loss"), [(1, 0.5)]);
+    assert_eq!(m.history(train, "acc"), [(1, 0.9)]);
+    assert_eq!(m.history(train, "loss"), [(0, 2.0), (1, 1.5), (2, 1.0)]);
+    assert_eq!(m.history(train, "lr"), [(0, 0.1), (1, 0.05), (2, 0.01)]);
+    assert_eq!(
+        m.history(run_id(child(&children, "eval")), "score"),
+        [(1, 0.75)]
+    );
+
+    // The same workflow again: both steps are cache hits, each pointing at the first run.
+    let again = tracked(&p, m, exp, &["run", "wf.yaml", "-p", "note=hi there"]).ok();
+    let id2 = again.run_id();
+    let runs = m.runs(exp);
+    let (parents, _) = split(&runs);
+    assert_eq!(parents.len(), 2);
+    let second = parents
+        .iter()
+        .find(|r| tag(r, "tuna.run_id") == Some(id2.as_str()))
+        .expect("second parent");
+    let hits: Vec<&Value> = runs
+        .iter()
+        .filter(|r| tag(r, "mlflow.parentRunId") == Some(run_id(second)))
+        .collect();
+    assert_eq!(hits.len(), 2);
+    for h in hits {
+        assert_eq!(tag(h, "tuna.cached"), Some("true"), "{h}");
+        assert_eq!(tag(h, "tuna.cached_from_run"), Some(id.as_str()));
+        assert_eq!(tag(h, "tuna.cached_from_mlflow_run"), Some(run_id(parent)));
+    }
+
+    // The token never reaches output, the store, nor MLflow.
+    for text in [&r.stdout, &r.stderr, &again.stdout, &again.stderr] {
+        assert!(!text.contains("tok-never-stored-7731"));
+    }
+    assert!(!format!("{runs:?}").contains("tok-never-stored-7731"));
+    assert_no_bytes(&p.home(), b"tok-never-stored-7731");
+}
+
+fn assert_no_bytes(dir: &std::path::Path, needle: &[u8]) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = e.path();
+        let Ok(ft) = e.file_type() else { continue };
+        if ft.is_dir() {
+            assert_no_bytes(&path, needle);
+        } else if ft.is_file() {
+            let bytes = std::fs::read(&path).unwrap_or_default();
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "secret in {}",
+                path.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn a_resume_logs_into_the_same_runs_without_sending_a_point_twice() {
+    let m = Mlflow::shared();
+    let p = Project::new();
+    p.file("wf.yaml", &workflow(&p, "track-resume", ""));
+    let exp = "tuna-e2e-resume";
+    let r = tracked(&p, m, exp, &["run", "wf.yaml"]);
+    assert_eq!(r.code, 1, "eval fails without `go`: {}", r.stderr);
+    let id = r.run_id();
+    let (parents, children) = split(&m.runs(exp));
+    assert_eq!(parents.len(), 1);
+    assert_eq!(status(&parents[0]), "FAILED");
+    assert_eq!(status(child(&children, "eval")), "FAILED");
+    assert_eq!(tag(child(&children, "eval"), "tuna.status"), Some("failed"));
+    assert_eq!(status(child(&children, "train")), "FINISHED");
+
+    assert!(r.stderr.contains("steps sent: 2"), "{}", r.stderr);
+    p.file("go", "");
+    let r = tracked(&p, m, exp, &["resume", &id]).ok();
+    // Only `eval` changed; `train` was sent for its attempt already.
+    assert!(r.stderr.contains("steps sent: 1"), "{}", r.stderr);
+    let (parents, children) = split(&m.runs(exp));
+    assert_eq!(parents.len(), 1, "one parent after the resume: {parents:?}");
+    assert_eq!(status(&parents[0]), "FINISHED");
+    assert_eq!(children.len(), 2, "one nested run per step: {children:?}");
+    let train = run_id(child(&children, "train"));
+    assert_eq!(m.history(train, "loss"), [(0, 2.0), (1, 1.5), (2, 1.0)]);
+    assert_eq!(m.history(train, "final_loss"), [(1, 0.5)]);
+    let eval = child(&children, "eval");
+    assert_eq!(status(eval), "FINISHED");
+    assert_eq!(m.history(run_id(eval), "score").len(), 1);
+
+    // Resuming the passed run again sends nothing new.
+    let r = tracked(&p, m, exp, &["resume", &id]).ok();
+    assert!(r.stderr.contains("steps sent: 0"), "{}", r.stderr);
+    let (parents, children) = split(&m.runs(exp));
+    assert_eq!((parents.len(), children.len()), (1, 2));
+    assert_eq!(m.history(train, "loss").len(), 3);
+}
+
+#[test]
+fn no_tracking_sends_nothing_and_the_tracking_block_names_the_server() {
+    let m = Mlflow::shared();
+    let p = Project::new();
+    p.file("go", "");
+    let block = format!(
+        "tracking:\n  mlflow: {}\n  experiment: tuna-e2e-block\n",
+        m.uri()
+    );
+    p.file("wf.yaml", &workflow(&p, "track-block", &block));
+    let r = p.run(&["run", "wf.yaml", "--no-tracking"]).ok();
+    assert!(!r.stderr.contains("tracking"), "{}", r.stderr);
+    assert!(m.experiment("tuna-e2e-block").is_none());
+    let r = p.run(&["run", "wf.yaml", "-p", "lr=0.01"]).ok();
+    let (parents, children) = split(&m.runs("tuna-e2e-block"));
+    assert_eq!(parents.len(), 1);
+    assert_eq!(tag(&parents[0], "tuna.run_id"), Some(r.run_id().as_str()));
+    assert_eq!(param(&parents[0], "lr"), Some("0.01"));
+    assert_eq!(children.len(), 2);
+}
+
+#[test]
+fn a_server_that_is_down_is_one_warning_and_the_run_passes() {
+    let closed = TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let p = Project::new();
+    p.file("go", "");
+    p.file("wf.yaml", &workflow(&p, "track-down", ""));
+    let out = p
+        .tuna()
+        .env("MLFLOW_TRACKING_URI", format!("http://127.0.0.1:{port}"))
+        .args(["run", "wf.yaml"])
+        .output()
+        .unwrap();
+    let r = Run::from(out).ok();
+    let warnings: Vec<&str> = r.stderr.lines().filter(|l| l.contains("MLflow")).collect();
+    assert_eq!(warnings.len(), 1, "{}", r.stderr);
+    assert!(warnings[0].starts_with("warning: "), "{}", warnings[0]);
+    assert!(warnings[0].contains("the run's result is unchanged"));
+    assert_eq!(p.step_status(&r.run_id(), "eval"), "passed");
+}
