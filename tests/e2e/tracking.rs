@@ -233,3 +233,27 @@ fn a_server_that_is_down_is_one_warning_and_the_run_passes() {
     assert!(warnings[0].contains("the run's result is unchanged"));
     assert_eq!(p.step_status(&r.run_id(), "eval"), "passed");
 }
+
+#[test]
+fn a_run_the_daemon_drives_is_tracked_with_the_daemons_environment() {
+    let m = Mlflow::shared();
+    let p = Project::new();
+    p.file("go", "");
+    p.file("wf.yaml", &workflow(&p, "track-daemon", ""));
+    let exp = "tuna-e2e-daemon";
+    let d = crate::daemon_harness::Serve::start(
+        &p,
+        &[
+            ("MLFLOW_TRACKING_URI", &m.uri()),
+            ("MLFLOW_EXPERIMENT_NAME", exp),
+        ],
+    );
+    let r = d.tuna(&p, &["submit", "wf.yaml", "--follow"]).ok();
+    let id = r.run_id();
+    tuna_tests::wait_until(std::time::Duration::from_secs(60), "the export", || {
+        let (parents, children) = split(&m.runs(exp));
+        parents.len() == 1 && status(&parents[0]) == "FINISHED" && children.len() == 2
+    });
+    let (parents, _) = split(&m.runs(exp));
+    assert_eq!(tag(&parents[0], "tuna.run_id"), Some(id.as_str()));
+}

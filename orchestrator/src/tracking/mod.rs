@@ -16,29 +16,33 @@ pub use export::{Exported, export};
 
 use crate::store::Store;
 
-/// Exports run `run_id` when tracking is configured; prints one line saying where, or one
-/// warning line when it failed.
+/// Exports run `run_id` when tracking is configured (`tuna run`, `tuna resume`): prints one
+/// line saying where, or one warning line when it failed.
 pub fn export_run(store: &Store, run_id: &str) {
-    let env = |k: &str| std::env::var(k).ok();
-    let run = match store.run(run_id) {
-        Ok(Some(r)) => r,
-        _ => return,
-    };
-    let cfg = match Config::resolve(&run, &env) {
-        Ok(Some(c)) => c,
-        Ok(None) => return,
-        Err(e) => {
-            eprintln!("warning: MLflow tracking skipped: {e}");
-            return;
-        }
-    };
-    match export(store, &run, &cfg) {
-        Ok(x) => eprintln!(
-            "tracking: run {run_id} in MLflow experiment `{}` (MLflow run {}; steps sent: {})",
-            cfg.experiment, x.parent, x.steps
-        ),
-        Err(e) => eprintln!(
-            "warning: MLflow tracking of run {run_id} failed ({e}); the run's result is unchanged"
-        ),
+    match try_export_run(store, run_id) {
+        Some(Ok(line)) => eprintln!("tracking: {line}"),
+        Some(Err(e)) => eprintln!("warning: {e}"),
+        None => {}
     }
+}
+
+/// Exports run `run_id` with the process environment's settings and the run's `tracking:`
+/// block: `None` when neither names a server, else the line to show (where it went, or why
+/// it failed).
+pub fn try_export_run(store: &Store, run_id: &str) -> Option<Result<String, String>> {
+    let env = |k: &str| std::env::var(k).ok();
+    let run = store.run(run_id).ok()??;
+    let cfg = match Config::resolve(&run, &env) {
+        Ok(c) => c?,
+        Err(e) => return Some(Err(format!("MLflow tracking skipped: {e}"))),
+    };
+    Some(match export(store, &run, &cfg) {
+        Ok(x) => Ok(format!(
+            "run {run_id} in MLflow experiment `{}` (MLflow run {}; steps sent: {})",
+            cfg.experiment, x.parent, x.steps
+        )),
+        Err(e) => Err(format!(
+            "MLflow tracking of run {run_id} failed ({e}); the run's result is unchanged"
+        )),
+    })
 }
