@@ -257,3 +257,62 @@ fn a_run_the_daemon_drives_is_tracked_with_the_daemons_environment() {
     let (parents, _) = split(&m.runs(exp));
     assert_eq!(tag(&parents[0], "tuna.run_id"), Some(id.as_str()));
 }
+
+#[test]
+fn long_params_are_cut_long_histories_go_in_batches_and_git_and_user_are_tagged() {
+    let m = Mlflow::shared();
+    let p = Project::new();
+    p.file(
+        "wf.yaml",
+        r#"name: track-limits
+params:
+  note: short
+steps:
+  train:
+    run: |
+      awk 'BEGIN { printf "{\"losses\": ["; for (i = 0; i < 2500; i++) printf "%s%d", (i ? "," : ""), i; printf "]}" }' > "$TUNA_OUTPUTS/finetune.json"
+    outputs: [finetune.json]
+"#,
+    );
+    let git = |args: &[&str]| {
+        let ok = std::process::Command::new("git")
+            .current_dir(p.root())
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+            .args(args)
+            .output()
+            .expect("git")
+            .status
+            .success();
+        assert!(ok, "git {args:?}");
+    };
+    git(&["init", "-q", "-b", "exp-branch"]);
+    git(&["add", "wf.yaml"]);
+    git(&["commit", "-q", "-m", "wf"]);
+    let head = std::process::Command::new("git")
+        .current_dir(p.root())
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .unwrap();
+    let head = String::from_utf8(head.stdout).unwrap().trim().to_string();
+    let long = "n".repeat(7000);
+    let exp = "tuna-e2e-limits";
+    let out = p
+        .tuna()
+        .env("MLFLOW_TRACKING_URI", m.uri())
+        .env("MLFLOW_EXPERIMENT_NAME", exp)
+        .env("USER", "tuna-tester")
+        .args(["run", "wf.yaml", "-p", &format!("note={long}")])
+        .output()
+        .unwrap();
+    Run::from(out).ok();
+    let (parents, children) = split(&m.runs(exp));
+    let parent = &parents[0];
+    assert_eq!(param(parent, "note").map(str::len), Some(6000));
+    assert_eq!(tag(parent, "tuna.truncated_params"), Some("note"));
+    assert_eq!(tag(parent, "mlflow.user"), Some("tuna-tester"));
+    assert_eq!(tag(parent, "mlflow.source.git.commit"), Some(head.as_str()));
+    assert_eq!(tag(parent, "mlflow.source.git.branch"), Some("exp-branch"));
+    let loss = m.history(run_id(child(&children, "train")), "loss");
+    assert_eq!(loss.len(), 2500);
+    assert_eq!(loss[2499], (2499, 2499.0));
+}

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 
 use super::config::{Auth, Config};
 
-/// Per `runs/log-batch` call (MLflow's limits).
-pub const MAX_METRICS: usize = 1000;
+/// Per `runs/log-batch` call (MLflow's limits): items of all three kinds together, params, tags.
+pub const MAX_ITEMS: usize = 1000;
 pub const MAX_PARAMS: usize = 100;
 pub const MAX_TAGS: usize = 100;
 /// Longest param value MLflow keeps.
@@ -168,7 +168,7 @@ impl Client {
             .to_string())
     }
 
-    /// Logs everything in calls of at most 1000 metrics, 100 params and 100 tags.
+    /// Logs everything in calls of at most 100 params, 100 tags and 1000 items in all.
     pub fn log_batch(
         &self,
         run: &str,
@@ -177,29 +177,26 @@ impl Client {
         tags: &[(String, String)],
     ) -> Result<(), MlflowError> {
         let kv = |(k, v): &(String, String)| json!({ "key": k, "value": v });
-        let rounds = metrics
-            .len()
-            .div_ceil(MAX_METRICS)
-            .max(params.len().div_ceil(MAX_PARAMS))
-            .max(tags.len().div_ceil(MAX_TAGS));
-        for i in 0..rounds {
-            let slice = |len: usize, per: usize| (i * per).min(len)..((i + 1) * per).min(len);
-            let m: Vec<Value> = metrics[slice(metrics.len(), MAX_METRICS)]
+        let (mut m, mut p, mut t) = (metrics, params, tags);
+        while !(m.is_empty() && p.is_empty() && t.is_empty()) {
+            let (p_now, p_rest) = p.split_at(p.len().min(MAX_PARAMS));
+            let (t_now, t_rest) = t.split_at(t.len().min(MAX_TAGS));
+            let room = MAX_ITEMS - p_now.len() - t_now.len();
+            let (m_now, m_rest) = m.split_at(m.len().min(room));
+            let points: Vec<Value> = m_now
                 .iter()
-                .map(|p| {
-                    json!({ "key": p.key, "value": p.value, "timestamp": p.timestamp, "step": p.step })
+                .map(|x| {
+                    json!({ "key": x.key, "value": x.value, "timestamp": x.timestamp, "step": x.step })
                 })
                 .collect();
-            let p: Vec<Value> = params[slice(params.len(), MAX_PARAMS)]
-                .iter()
-                .map(kv)
-                .collect();
-            let t: Vec<Value> = tags[slice(tags.len(), MAX_TAGS)].iter().map(kv).collect();
+            let p_json: Vec<Value> = p_now.iter().map(kv).collect();
+            let t_json: Vec<Value> = t_now.iter().map(kv).collect();
             self.call(
                 false,
                 "runs/log-batch",
-                &json!({ "run_id": run, "metrics": m, "params": p, "tags": t }),
+                &json!({ "run_id": run, "metrics": points, "params": p_json, "tags": t_json }),
             )?;
+            (m, p, t) = (m_rest, p_rest, t_rest);
         }
         Ok(())
     }

@@ -324,6 +324,30 @@ mod tests {
     }
 
     #[test]
+    fn a_uses_step_sends_its_kind_and_rendered_with_values() {
+        let text = "name: wf\nparams:\n  data: d.jsonl\nsteps:\n  prep:\n    uses: data.prepare\n    with:\n      input: ${{ params.data }}\n      tokenizer: tok/\n      max_tokens: 64\n  plain:\n    run: echo hi\n";
+        let dag = crate::workflow::load_str(Path::new("/p/wf.yaml"), text).expect("loads");
+        let run = RunRecord::passed_for_test("r1", "wf", "/p/wf.yaml".into(), text);
+        let params = BTreeMap::from([("data".to_string(), "other.jsonl".to_string())]);
+        let got = step_params(
+            &StepRecord::new("r1", "prep"),
+            &run,
+            Some(dag.workflow()),
+            &params,
+        );
+        assert!(got.contains(&pair("uses", "data.prepare")), "{got:?}");
+        assert!(got.contains(&pair("with.input", "other.jsonl")), "{got:?}");
+        assert!(got.contains(&pair("with.max_tokens", "64")), "{got:?}");
+        let plain = step_params(
+            &StepRecord::new("r1", "plain"),
+            &run,
+            Some(dag.workflow()),
+            &params,
+        );
+        assert!(plain.is_empty());
+    }
+
+    #[test]
     fn a_step_is_sent_once_per_attempt_and_state() {
         let mut r = StepRecord::new("r", "s");
         r.status = StepStatus::Failed;
