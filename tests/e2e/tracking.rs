@@ -316,3 +316,71 @@ steps:
     assert_eq!(loss.len(), 2500);
     assert_eq!(loss[2499], (2499, 2499.0));
 }
+
+/// A server that answers every request with 500 and hands back the first request's head.
+fn failing_server() -> (u16, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader, Write};
+    let l = TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let port = l.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut head = String::new();
+            while let Ok(n) = r.read_line(&mut head) {
+                if n == 0 || head.ends_with("\r\n\r\n") {
+                    break;
+                }
+            }
+            let _ = tx.send(head);
+            let mut s = s;
+            let _ = s.write_all(
+                b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+            );
+        }
+    });
+    (port, rx)
+}
+
+#[test]
+fn credentials_travel_as_headers_and_an_erroring_server_is_one_warning() {
+    let p = Project::new();
+    p.file("go", "");
+    p.file("wf.yaml", &workflow(&p, "track-auth", ""));
+    for (vars, want) in [
+        (
+            vec![("MLFLOW_TRACKING_TOKEN", "tok-3141")],
+            "authorization: Bearer tok-3141".to_string(),
+        ),
+        (
+            vec![
+                ("MLFLOW_TRACKING_USERNAME", "ann"),
+                ("MLFLOW_TRACKING_PASSWORD", "pw-2718"),
+            ],
+            // base64("ann:pw-2718")
+            "authorization: Basic YW5uOnB3LTI3MTg=".to_string(),
+        ),
+    ] {
+        let (port, heads) = failing_server();
+        let mut cmd = p.tuna();
+        cmd.env("MLFLOW_TRACKING_URI", format!("http://127.0.0.1:{port}"));
+        for (k, v) in &vars {
+            cmd.env(k, v);
+        }
+        let r = Run::from(cmd.args(["run", "wf.yaml"]).output().unwrap()).ok();
+        let head = heads
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap();
+        assert!(
+            head.to_ascii_lowercase()
+                .contains(&want.to_ascii_lowercase()),
+            "{head}"
+        );
+        let warnings: Vec<&str> = r.stderr.lines().filter(|l| l.contains("MLflow")).collect();
+        assert_eq!(warnings.len(), 1, "{}", r.stderr);
+        assert!(warnings[0].contains("answered 500"), "{}", warnings[0]);
+        for (_, v) in &vars {
+            assert!(!r.stderr.contains(v) && !r.stdout.contains(v));
+        }
+    }
+}
