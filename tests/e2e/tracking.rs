@@ -384,3 +384,45 @@ fn credentials_travel_as_headers_and_an_erroring_server_is_one_warning() {
         }
     }
 }
+
+#[test]
+fn a_cancelled_run_is_killed_in_mlflow() {
+    use std::io::BufRead;
+    let m = Mlflow::shared();
+    let p = Project::new();
+    p.file(
+        "wf.yaml",
+        "name: track-cancel\nsteps:\n  slow:\n    run: sleep 60\n  after:\n    needs: [slow]\n    run: echo after\n",
+    );
+    let exp = "tuna-e2e-cancel";
+    let mut tuna = p
+        .tuna()
+        .env("MLFLOW_TRACKING_URI", m.uri())
+        .env("MLFLOW_EXPERIMENT_NAME", exp)
+        .args(["run", "wf.yaml"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut id = String::new();
+    std::io::BufReader::new(tuna.stdout.take().unwrap())
+        .read_line(&mut id)
+        .unwrap();
+    let id = id.trim().to_string();
+    let limit = std::time::Duration::from_secs(30);
+    tuna_tests::wait_until(limit, "slow to run", || {
+        p.step_status(&id, "slow") == "running"
+    });
+    p.run(&["cancel", &id]).ok();
+    tuna_tests::wait_until(limit, "tuna to exit", || tuna.try_wait().unwrap().is_some());
+    let (parents, children) = split(&m.runs(exp));
+    assert_eq!(parents.len(), 1);
+    assert_eq!(status(&parents[0]), "KILLED");
+    assert_eq!(tag(&parents[0], "tuna.status"), Some("cancelled"));
+    let slow = child(&children, "slow");
+    assert_eq!(status(slow), "KILLED");
+    assert_eq!(tag(slow, "tuna.status"), Some("cancelled"));
+    for (_, c) in &children {
+        assert_eq!(status(c), "KILLED", "{c}");
+    }
+}
