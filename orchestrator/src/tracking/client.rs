@@ -125,19 +125,28 @@ impl Client {
         }
     }
 
-    /// Runs of the experiment matching `filter` (MLflow's search syntax), oldest first.
+    /// Runs of the experiment matching `filter` (MLflow's search syntax), oldest first, every
+    /// page of the answer.
     pub fn search(&self, experiment: &str, filter: &str) -> Result<Vec<Value>, MlflowError> {
-        let v = self.call(
-            false,
-            "runs/search",
-            &json!({
+        let mut runs = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut body = json!({
                 "experiment_ids": [experiment],
                 "filter": filter,
                 "max_results": 1000,
                 "order_by": ["attributes.start_time ASC"],
-            }),
-        )?;
-        Ok(v["runs"].as_array().cloned().unwrap_or_default())
+            });
+            if let Some(t) = &token {
+                body["page_token"] = json!(t);
+            }
+            let v = self.call(false, "runs/search", &body)?;
+            runs.extend(v["runs"].as_array().cloned().unwrap_or_default());
+            match v["next_page_token"].as_str().filter(|t| !t.is_empty()) {
+                Some(t) => token = Some(t.to_string()),
+                None => return Ok(runs),
+            }
+        }
     }
 
     /// Creates a run; returns its id.
