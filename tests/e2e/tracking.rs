@@ -426,3 +426,46 @@ fn a_cancelled_run_is_killed_in_mlflow() {
         assert_eq!(status(c), "KILLED", "{c}");
     }
 }
+
+#[test]
+fn a_cron_fire_is_tagged_with_its_scheduled_time() {
+    use crate::daemon_harness::Serve;
+    let m = Mlflow::shared();
+    let p = Project::new();
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // A minute 30 minutes away: nothing fires in real time; the moved clock makes one due.
+    let minute = (secs / 60 % 60 + 30) % 60;
+    p.file(
+        "nightly.yaml",
+        &format!(
+            "name: track-cron\nschedule:\n  cron: \"{minute} * * * *\"\n  timezone: UTC\n  missed: latest\nsteps:\n  stamp:\n    run: echo stamp\n"
+        ),
+    );
+    let d = Serve::start(&p, &[]);
+    d.tuna(&p, &["schedule", "add", "nightly.yaml"]).ok();
+    d.kill();
+    let exp = "tuna-e2e-cron";
+    let _d = Serve::start(
+        &p,
+        &[
+            ("TUNA_CLOCK_OFFSET_S", "21600"),
+            ("MLFLOW_TRACKING_URI", &m.uri()),
+            ("MLFLOW_EXPERIMENT_NAME", exp),
+        ],
+    );
+    tuna_tests::wait_until(
+        std::time::Duration::from_secs(90),
+        "the fire's export",
+        || {
+            let (parents, _) = split(&m.runs(exp));
+            parents.len() == 1 && status(&parents[0]) == "FINISHED"
+        },
+    );
+    let (parents, children) = split(&m.runs(exp));
+    let at = tag(&parents[0], "tuna.scheduled_time").expect("scheduled time tag");
+    assert!(at.ends_with(&format!(":{minute:02}:00Z")), "{at}");
+    assert_eq!(children.len(), 1);
+}
