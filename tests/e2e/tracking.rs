@@ -21,7 +21,7 @@ fn workflow(p: &Project, name: &str, extra: &str) -> String {
 steps:
   train:
     run: |
-      printf '{{"final_loss": 0.5, "acc": 0.9}}' > "$TUNA_METRICS"
+      printf '{{"final_loss": 0.5, "acc": 0.9, "acc@k:5": 0.3}}' > "$TUNA_METRICS"
       printf '{{"losses": [2.0, 1.5, 1.0], "lrs": [0.1, 0.05, 0.01], "steps": 3}}' > "$TUNA_OUTPUTS/finetune.json"
     outputs: [finetune.json]
   eval:
@@ -98,6 +98,7 @@ fn a_run_is_one_parent_with_a_nested_run_per_step_and_a_cache_hit_points_back() 
     let train = run_id(child(&children, "train"));
     assert_eq!(m.history(train, "final_loss"), [(1, 0.5)]);
     assert_eq!(m.history(train, "acc"), [(1, 0.9)]);
+    assert_eq!(m.history(train, "acc_k_5"), [(1, 0.3)], "a name MLflow refuses, made safe");
     assert_eq!(m.history(train, "loss"), [(0, 2.0), (1, 1.5), (2, 1.0)]);
     assert_eq!(m.history(train, "lr"), [(0, 0.1), (1, 0.05), (2, 0.01)]);
     assert_eq!(

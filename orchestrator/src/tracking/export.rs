@@ -252,7 +252,7 @@ fn step_metrics(rec: &StepRecord) -> Vec<Point> {
         .iter()
         .filter(|(_, v)| v.is_finite())
         .map(|(k, v)| Point {
-            key: k.clone(),
+            key: metric_key(k),
             value: *v,
             timestamp: ts,
             step,
@@ -282,7 +282,7 @@ fn step_metrics(rec: &StepRecord) -> Vec<Point> {
         for (i, x) in list.iter().enumerate() {
             if let Some(value) = x.as_f64().filter(|x| x.is_finite()) {
                 points.push(Point {
-                    key: key.to_string(),
+                    key: metric_key(key),
                     value,
                     timestamp: ts,
                     step: i as u64,
@@ -291,6 +291,21 @@ fn step_metrics(rec: &StepRecord) -> Vec<Point> {
         }
     }
     points
+}
+
+/// A metric name as MLflow accepts it: letters, digits, `_ - . /` and spaces, at most 250
+/// characters; anything else becomes `_`.
+fn metric_key(name: &str) -> String {
+    name.chars()
+        .take(250)
+        .map(|c| {
+            if c.is_alphanumeric() || "_-./ ".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 fn step_status(s: StepStatus) -> &'static str {
@@ -345,6 +360,13 @@ mod tests {
             &params,
         );
         assert!(plain.is_empty());
+    }
+
+    #[test]
+    fn metric_names_are_made_acceptable_to_mlflow() {
+        assert_eq!(metric_key("eval/loss v2"), "eval/loss v2");
+        assert_eq!(metric_key("acc@k:5"), "acc_k_5");
+        assert_eq!(metric_key(&"m".repeat(300)).len(), 250);
     }
 
     #[test]
