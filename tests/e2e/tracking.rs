@@ -98,7 +98,11 @@ fn a_run_is_one_parent_with_a_nested_run_per_step_and_a_cache_hit_points_back() 
     let train = run_id(child(&children, "train"));
     assert_eq!(m.history(train, "final_loss"), [(1, 0.5)]);
     assert_eq!(m.history(train, "acc"), [(1, 0.9)]);
-    assert_eq!(m.history(train, "acc_k_5"), [(1, 0.3)], "a name MLflow refuses, made safe");
+    assert_eq!(
+        m.history(train, "acc_k_5"),
+        [(1, 0.3)],
+        "a name MLflow refuses, made safe"
+    );
     assert_eq!(m.history(train, "loss"), [(0, 2.0), (1, 1.5), (2, 1.0)]);
     assert_eq!(m.history(train, "lr"), [(0, 0.1), (1, 0.05), (2, 0.01)]);
     assert_eq!(
