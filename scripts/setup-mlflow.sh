@@ -8,6 +8,6 @@ if [ -x .venv-mlflow/bin/mlflow ] && .venv-mlflow/bin/python -c 'import mlflow.s
 fi
 python3 -m venv .venv-mlflow
 .venv-mlflow/bin/pip install -q --upgrade pip
-.venv-mlflow/bin/pip install -q mlflow
+.venv-mlflow/bin/pip install -q "mlflow~=3.17"
 .venv-mlflow/bin/mlflow --version >/dev/null
 echo "mlflow $(.venv-mlflow/bin/python -c 'import mlflow; print(mlflow.__version__)') in .venv-mlflow"
