@@ -4,8 +4,9 @@
 # from .venv). It sets itself up on a fresh machine: scripts/setup-system.sh installs the system
 # packages the tests use (as root; otherwise it prints the one apt-get line and stops), and
 # scripts/setup-venv.sh (libtorch, transformers, peft), scripts/setup-helm.sh (HELM),
-# scripts/setup-s3.sh (moto, the S3-compatible server) and scripts/setup-ray.sh (a Ray
-# cluster for the Ray runner's tests) create their venvs on first use.
+# scripts/setup-s3.sh (moto, the S3-compatible server), scripts/setup-ray.sh (a Ray
+# cluster for the Ray runner's tests) and scripts/setup-mlflow.sh (the MLflow tracking server)
+# create their venvs on first use.
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/setup-system.sh
@@ -13,6 +14,7 @@ scripts/setup-venv.sh
 scripts/setup-helm.sh
 scripts/setup-s3.sh
 scripts/setup-ray.sh
+scripts/setup-mlflow.sh
 cargo build --quiet --workspace --bins
 cargo build --quiet -p tuna-steps --features torch --bins
 cargo test --workspace --no-fail-fast -- "$@"

@@ -4,7 +4,7 @@
 //! graph), [`cas`] (content-addressed artifacts), [`store`] (sled: runs, step records, cache
 //! index), [`project`] (the files a submission carries to the daemon), [`cache`] (keys and
 //! rerun reasons), [`engine`] (dispatcher, executors, placement, resume, control socket),
-//! [`daemon`] (`tuna serve`) and [`cli`] (the `tuna` binary's commands).
+//! [`tracking`] (export to MLflow), [`daemon`] (`tuna serve`) and [`cli`] (the `tuna` binary's commands).
 
 pub mod cache;
 pub mod cas;
@@ -14,4 +14,5 @@ pub mod dag;
 pub mod engine;
 pub mod project;
 pub mod store;
+pub mod tracking;
 pub mod workflow;

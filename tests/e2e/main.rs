@@ -33,3 +33,4 @@ mod ssh_artifacts;
 mod ssh_gc;
 mod step_env;
 mod store;
+mod tracking;

@@ -7,6 +7,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 mod http;
+pub mod mlflow;
 pub mod moto;
 pub mod ray;
 pub mod sshd;
@@ -129,6 +130,12 @@ impl Project {
             .env_remove("TUNA_RUNNERS")
             .env("HOME", self.root())
             .env("NO_COLOR", "1")
+            // No export to a tracking server the developer's shell names.
+            .env_remove("MLFLOW_TRACKING_URI")
+            .env_remove("MLFLOW_EXPERIMENT_NAME")
+            .env_remove("MLFLOW_TRACKING_TOKEN")
+            .env_remove("MLFLOW_TRACKING_USERNAME")
+            .env_remove("MLFLOW_TRACKING_PASSWORD")
             // HELM from scripts/setup-helm.sh, for `helm.eval` steps.
             .env(
                 "TUNA_HELM_RUN",

@@ -92,6 +92,9 @@ pub enum Command {
         /// Run every step, ignoring cached results.
         #[arg(long)]
         no_cache: bool,
+        /// Do not export this run to the MLflow tracking server (`tracking:`, MLFLOW_TRACKING_URI).
+        #[arg(long)]
+        no_tracking: bool,
     },
     /// Continue a failed, cancelled or crashed run.
     Resume {
@@ -101,6 +104,9 @@ pub enum Command {
         last: bool,
         #[arg(short = 'j', long)]
         jobs: Option<usize>,
+        /// Do not export this run to the MLflow tracking server (`tracking:`, MLFLOW_TRACKING_URI).
+        #[arg(long)]
+        no_tracking: bool,
     },
     /// List runs.
     Runs {

@@ -52,8 +52,14 @@ pub fn main(cli: Cli) -> u8 {
             params,
             jobs,
             no_cache,
-        } => run::run(&cli, file, params, *jobs, *no_cache),
-        Command::Resume { run, last, jobs } => run::resume(&cli, run.as_deref(), *last, *jobs),
+            no_tracking,
+        } => run::run(&cli, file, params, *jobs, *no_cache, !*no_tracking),
+        Command::Resume {
+            run,
+            last,
+            jobs,
+            no_tracking,
+        } => run::resume(&cli, run.as_deref(), *last, *jobs, !*no_tracking),
         Command::Runs { json } => inspect::runs(&cli, *json),
         Command::Status { run, json } => inspect::status(&cli, run, *json),
         Command::Logs {

@@ -22,7 +22,8 @@ fn runtime() -> tokio::runtime::Runtime {
 /// Drives a run with the control socket served and signals turned into a clean stop; then
 /// records its leaderboard rows.
 /// `show`: print the results and the next commands at the end (not with `--progress quiet`).
-fn drive(engine: Engine, run_id: &str, resumed: bool, show: bool) -> Result<u8, Fail> {
+/// `track`: export the run to MLflow when it ends (off with `--no-tracking`).
+fn drive(engine: Engine, run_id: &str, resumed: bool, show: bool, track: bool) -> Result<u8, Fail> {
     let rt = runtime();
     let engine = Arc::new(engine);
     let status = rt.block_on({
@@ -38,6 +39,9 @@ fn drive(engine: Engine, run_id: &str, resumed: bool, show: bool) -> Result<u8, 
         }
     })?;
     record_leaderboard(&engine.store, run_id);
+    if track {
+        crate::tracking::export_run(&engine.store, run_id);
+    }
     if show {
         eprint!("{}", super::summary::summary(&engine.store, run_id));
     }
@@ -88,6 +92,7 @@ pub fn run(
     params: &[(String, String)],
     jobs: Option<usize>,
     no_cache: bool,
+    track: bool,
 ) -> Result<u8, Fail> {
     let (dag, text) = super::files::load(file)?;
     let home = home(cli);
@@ -111,10 +116,17 @@ pub fn run(
         &id,
         false,
         !matches!(cli.progress, ProgressMode::Quiet),
+        track,
     )
 }
 
-pub fn resume(cli: &Cli, run: Option<&str>, last: bool, jobs: Option<usize>) -> Result<u8, Fail> {
+pub fn resume(
+    cli: &Cli,
+    run: Option<&str>,
+    last: bool,
+    jobs: Option<usize>,
+    track: bool,
+) -> Result<u8, Fail> {
     if let Some(c) = super::client::Client::from_cli(cli) {
         return resume_remote(&c, run, last);
     }
@@ -136,6 +148,9 @@ pub fn resume(cli: &Cli, run: Option<&str>, last: bool, jobs: Option<usize>) -> 
         println!("{id}");
         eprintln!("run {id} already passed; nothing to resume");
         record_leaderboard(&engine.store, &id);
+        if track {
+            crate::tracking::export_run(&engine.store, &id);
+        }
         return Ok(OK);
     }
     let mut rec = engine.prepare_resume(&id)?;
@@ -149,6 +164,7 @@ pub fn resume(cli: &Cli, run: Option<&str>, last: bool, jobs: Option<usize>) -> 
         &id,
         true,
         !matches!(cli.progress, ProgressMode::Quiet),
+        track,
     )
 }
 

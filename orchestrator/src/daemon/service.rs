@@ -270,7 +270,8 @@ impl Daemon {
         Ok(snap.dir)
     }
 
-    /// Starts driving a run in its own task; records leaderboard rows when it ends.
+    /// Starts driving a run in its own task; records leaderboard rows and exports it to MLflow
+    /// (when the daemon's environment or the workflow names a server) when it ends.
     pub fn drive(self: &Arc<Self>, id: &str, resumed: bool, schedule: Option<String>) {
         self.driving
             .lock()
@@ -286,11 +287,19 @@ impl Daemon {
                     let store = me.engine.store.clone();
                     let rid = id.clone();
                     let recorded = tokio::task::spawn_blocking(move || {
-                        super::leaderboard::record_run(&store, &rid)
+                        let rows = super::leaderboard::record_run(&store, &rid);
+                        (rows, crate::tracking::try_export_run(&store, &rid))
                     })
                     .await;
-                    if let Ok(Err(e)) = recorded {
-                        tracing::warn!(run = %id, "leaderboard: {e}");
+                    if let Ok((rows, tracked)) = recorded {
+                        if let Err(e) = rows {
+                            tracing::warn!(run = %id, "leaderboard: {e}");
+                        }
+                        match tracked {
+                            Some(Ok(line)) => tracing::info!(run = %id, "tracking: {line}"),
+                            Some(Err(e)) => tracing::warn!(run = %id, "{e}"),
+                            None => {}
+                        }
                     }
                 }
                 Err(e) => tracing::error!(run = %id, "run stopped: {e}"),

@@ -298,20 +298,8 @@ fn gc_keeps_what_runs_and_schedules_use() {
         .unwrap()
         .to_path_buf();
     std::fs::create_dir_all(home.join("submissions/.tmp-crashed")).unwrap();
-    let run = crate::store::RunRecord {
-        format: crate::store::FORMAT_MAJOR,
-        id: "r1".into(),
-        workflow: "a".into(),
-        workflow_path: a.dir.join("a.yaml"),
-        workflow_text: "name: a\n".into(),
-        params: BTreeMap::new(),
-        status: crate::store::RunStatus::Passed,
-        jobs: 1,
-        no_cache: false,
-        created_at: 0,
-        ended_at: None,
-        scheduled_time: None,
-    };
+    let run =
+        crate::store::RunRecord::passed_for_test("r1", "a", a.dir.join("a.yaml"), "name: a\n");
     let sched = crate::store::ScheduleRecord {
         format: 1,
         name: "b".into(),

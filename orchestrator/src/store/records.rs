@@ -66,6 +66,27 @@ pub struct RunRecord {
     pub scheduled_time: Option<String>,
 }
 
+#[cfg(test)]
+impl RunRecord {
+    /// A passed run `id` of workflow `workflow` at `path` with `text`, for tests.
+    pub fn passed_for_test(id: &str, workflow: &str, path: PathBuf, text: &str) -> RunRecord {
+        RunRecord {
+            format: FORMAT_MAJOR,
+            id: id.into(),
+            workflow: workflow.into(),
+            workflow_path: path,
+            workflow_text: text.into(),
+            params: BTreeMap::new(),
+            status: RunStatus::Passed,
+            jobs: 1,
+            no_cache: false,
+            created_at: 0,
+            ended_at: None,
+            scheduled_time: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "kebab-case")]
 pub enum StepStatus {

@@ -7,6 +7,7 @@ pub(crate) const TOP: &[&str] = &[
     "schedule",
     "budget",
     "leaderboard",
+    "tracking",
     "secrets",
     "defaults",
     "steps",
@@ -35,3 +36,4 @@ pub(crate) const BUDGET: &[&str] = &["max_gpu_hours", "max_cost"];
 pub(crate) const SELECTOR: &[&str] = &["gpu", "count", "memory"];
 pub(crate) const SECRET: &[&str] = &["env", "file"];
 pub(crate) const LEADERBOARD: &[&str] = &["step", "model", "metrics", "suite"];
+pub(crate) const TRACKING: &[&str] = &["mlflow", "experiment"];

@@ -127,6 +127,7 @@ fn parse(ctx: &mut Ctx, path: &Path) -> Option<Workflow> {
         .unwrap_or_default();
     let schedule = top.get("schedule").and_then(|n| sections::schedule(ctx, n));
     let budget = top.get("budget").and_then(|n| sections::budget(ctx, n));
+    let tracking = top.get("tracking").and_then(|n| sections::tracking(ctx, n));
     let defaults = top
         .get("defaults")
         .map(|n| read_defaults(ctx, n))
@@ -185,6 +186,7 @@ fn parse(ctx: &mut Ctx, path: &Path) -> Option<Workflow> {
         schedule,
         budget,
         leaderboard,
+        tracking,
         secrets,
         steps,
     })

@@ -28,6 +28,9 @@ pub struct Workflow {
     /// Which steps' metrics are leaderboard entries, one per evaluated model (empty without
     /// `leaderboard:`). A run records them when it ends, locally or in `tuna serve`.
     pub leaderboard: Vec<Leaderboard>,
+    /// Where runs are exported for experiment tracking (`tracking:`); the environment's
+    /// `MLFLOW_TRACKING_URI` / `MLFLOW_EXPERIMENT_NAME` win over it.
+    pub tracking: Option<Tracking>,
     /// Where each secret's value comes from (`secrets:`); values are read at run time only.
     pub secrets: IndexMap<String, SecretSource>,
     /// Steps in file order.
@@ -214,4 +217,13 @@ pub struct Leaderboard {
     pub metrics: Vec<String>,
     /// Default: the workflow's name.
     pub suite: Option<String>,
+}
+
+/// The `tracking:` block: an MLflow tracking server and the experiment runs go to.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Tracking {
+    /// `mlflow:` the server's base URI (`http://` or `https://`).
+    pub mlflow: Option<String>,
+    /// `experiment:` the experiment's name (default: the workflow's name).
+    pub experiment: Option<String>,
 }

@@ -155,6 +155,15 @@ pub fn json_schema() -> Value {
             },
             "schedule": schedule(),
             "leaderboard": leaderboard(),
+            "tracking": {
+                "type": "object",
+                "additionalProperties": false,
+                "description": "Export each run to an MLflow tracking server (MLFLOW_TRACKING_URI and MLFLOW_EXPERIMENT_NAME in the environment win; credentials only from the environment).",
+                "properties": {
+                    "mlflow": { "type": "string", "pattern": "^https?://[^/@]+", "description": "The tracking server's URI, without credentials." },
+                    "experiment": { "type": "string", "minLength": 1, "maxLength": 500, "description": "The experiment's name (default: the workflow's name)." }
+                }
+            },
             "budget": {
                 "type": "object",
                 "additionalProperties": false,
@@ -269,6 +278,10 @@ mod tests {
             sorted(keys::SCHEDULE)
         );
         assert_eq!(keys_of(&s["properties"]["budget"]), sorted(keys::BUDGET));
+        assert_eq!(
+            keys_of(&s["properties"]["tracking"]),
+            sorted(keys::TRACKING)
+        );
         assert_eq!(keys_of(&d["leaderboardEntry"]), sorted(keys::LEADERBOARD));
         let lb = &s["properties"]["leaderboard"]["oneOf"];
         assert_eq!(lb[0]["$ref"], "#/$defs/leaderboardEntry", "one mapping");

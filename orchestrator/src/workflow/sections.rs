@@ -8,7 +8,7 @@ use super::diag::Diag;
 use super::keys;
 use super::model::{
     Budget, CachePolicy, ConcurrencyPolicy, MissedPolicy, Retry, RetryOn, RunsOn, Schedule,
-    Selector,
+    Selector, Tracking,
 };
 use super::suggest::help_for;
 use super::yaml::{Kind, Node};
@@ -247,4 +247,71 @@ pub(crate) fn budget(ctx: &mut Ctx, node: &Node) -> Option<Budget> {
         ok &= b.max_cost.is_some();
     }
     ok.then_some(b)
+}
+
+/// `tracking:`: `mlflow:` an `http(s)://` URI without credentials in it (those come from the
+/// environment and never reach the store), `experiment:` a non-empty name.
+pub(crate) fn tracking(ctx: &mut Ctx, node: &Node) -> Option<Tracking> {
+    let f = ctx.map(node, "`tracking`", Some(keys::TRACKING))?;
+    let mut t = Tracking::default();
+    let mut ok = true;
+    if let Some(n) = f.get("mlflow") {
+        let uri = ctx.string(n, "`tracking.mlflow`");
+        ok &= uri.is_some();
+        if let Some(uri) = uri {
+            match tracking_uri_problem(uri) {
+                None => t.mlflow = Some(uri.to_string()),
+                Some((msg, help)) => {
+                    let d = Diag::new("bad_tracking_uri", msg)
+                        .label("this URI")
+                        .help(help);
+                    ctx.push(d, n.span);
+                    ok = false;
+                }
+            }
+        }
+    }
+    if let Some(n) = f.get("experiment") {
+        match ctx.string(n, "`tracking.experiment`") {
+            Some(e) if !e.trim().is_empty() && e.len() <= 500 => t.experiment = Some(e.to_string()),
+            Some(_) => {
+                let d = Diag::new(
+                    "bad_experiment",
+                    "`tracking.experiment` must be a non-empty name of at most 500 characters",
+                )
+                .label("this name");
+                ctx.push(d, n.span);
+                ok = false;
+            }
+            None => ok = false,
+        }
+    }
+    ok.then_some(t)
+}
+
+/// Why `uri` is not a tracking server's address, with a hint; `None` when it is.
+fn tracking_uri_problem(uri: &str) -> Option<(String, &'static str)> {
+    let rest = uri
+        .strip_prefix("http://")
+        .or_else(|| uri.strip_prefix("https://"));
+    let Some(rest) = rest else {
+        return Some((
+            format!("`tracking.mlflow` must be an http:// or https:// URI, found `{uri}`"),
+            "e.g. `mlflow: http://127.0.0.1:5000`",
+        ));
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.contains('@') {
+        return Some((
+            "`tracking.mlflow` must not hold credentials".to_string(),
+            "set MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD in the environment instead",
+        ));
+    }
+    if authority.is_empty() {
+        return Some((
+            format!("`tracking.mlflow` has no host: `{uri}`"),
+            "e.g. `mlflow: http://127.0.0.1:5000`",
+        ));
+    }
+    None
 }

@@ -1,0 +1,382 @@
+//! What a tuna run becomes in MLflow: one parent run (tags `tuna.run_id`, `tuna.workflow`, the
+//! user and the git source; the run's params) and one nested run per step that reached a final
+//! state (tag `mlflow.parentRunId`; `with:` values as params; the step's metrics; cache key,
+//! runner, attempt, status, GPU-hours and cost as tags; a cache hit tagged `tuna.cached=true`
+//! with the run that made its outputs; the per-iteration histories of a `finetune.json` output).
+//! Runs are found again by tag, so exporting again (after `tuna resume`) logs into the same
+//! runs; a step's tag `tuna.logged` records which attempt was sent, so no point is sent twice.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::client::{Client, MAX_PARAM_VALUE, MlflowError, Point, literal, tag};
+use super::config::Config;
+use crate::engine::Cost;
+use crate::store::{RunRecord, RunStatus, StepRecord, StepStatus, Store};
+use crate::workflow::{Action, Ref, Workflow};
+
+/// What an export did.
+#[derive(Debug)]
+pub struct Exported {
+    /// The MLflow id of the run's parent run.
+    pub parent: String,
+    /// Steps sent this time (a step already sent for its current attempt is not counted).
+    pub steps: usize,
+}
+
+type Pairs = Vec<(String, String)>;
+
+fn pair(k: &str, v: impl ToString) -> (String, String) {
+    (k.to_string(), v.to_string())
+}
+
+/// Exports `run` (its records as they are now) to the server of `cfg`.
+pub fn export(store: &Store, run: &RunRecord, cfg: &Config) -> Result<Exported, MlflowError> {
+    let steps = store.steps(&run.id).unwrap_or_default();
+    let dag = crate::workflow::load_str(Path::new(&run.workflow_path), &run.workflow_text).ok();
+    let wf = dag.as_ref().map(|d| d.workflow());
+    let params = wf
+        .and_then(|w| crate::engine::merged_params(w, &run.params).ok())
+        .unwrap_or_else(|| run.params.clone());
+    let c = Client::new(cfg)?;
+    let exp = c.experiment_id(&cfg.experiment)?;
+    let parent = match find_parent(&c, &exp, &run.id)? {
+        Some(id) => id,
+        None => create_parent(&c, &exp, run, &params)?,
+    };
+    let children: BTreeMap<String, Value> = c
+        .search(
+            &exp,
+            &format!("tags.mlflow.parentRunId = {}", literal(&parent)),
+        )?
+        .into_iter()
+        .filter_map(|r| Some((tag(&r, "tuna.step")?.to_string(), r)))
+        .collect();
+    let mut sent = 0;
+    for rec in steps.iter().filter(|r| r.status.is_final()) {
+        let marker = logged_marker(rec);
+        let existing = children.get(&rec.step);
+        if existing.and_then(|r| tag(r, "tuna.logged")) == Some(marker.as_str()) {
+            continue;
+        }
+        let id = match existing {
+            Some(r) => r["info"]["run_id"].as_str().unwrap_or_default().to_string(),
+            None => create_child(&c, &exp, &parent, run, rec, wf, &params)?,
+        };
+        let mut tags = step_tags(rec);
+        if rec.status == StepStatus::Cached
+            && let Some(from) = rec
+                .cache_key
+                .as_deref()
+                .and_then(|k| store.cache_entry(k).ok().flatten())
+        {
+            tags.push(pair("tuna.cached_from_run", &from.run));
+            if let Some(m) = find_parent(&c, &exp, &from.run)? {
+                tags.push(pair("tuna.cached_from_mlflow_run", m));
+            }
+        }
+        tags.push(pair("tuna.logged", &marker));
+        c.log_batch(&id, &step_metrics(rec), &[], &tags)?;
+        c.update(&id, step_status(rec.status), rec.ended_at)?;
+        sent += 1;
+    }
+    let cost = Cost::of_run(&steps, run.ended_at.unwrap_or_else(crate::store::now_ms));
+    let tags = vec![
+        pair("tuna.status", run.status.as_str()),
+        pair("tuna.gpu_hours", format!("{:.6}", cost.gpu_hours)),
+        pair("tuna.cost", format!("{:.6}", cost.cost)),
+    ];
+    c.log_batch(&parent, &[], &[], &tags)?;
+    c.update(&parent, run_status(run.status), run.ended_at)?;
+    Ok(Exported {
+        parent,
+        steps: sent,
+    })
+}
+
+fn find_parent(c: &Client, exp: &str, run_id: &str) -> Result<Option<String>, MlflowError> {
+    let found = c.search(exp, &format!("tags.`tuna.run_id` = {}", literal(run_id)))?;
+    Ok(found
+        .first()
+        .and_then(|r| r["info"]["run_id"].as_str())
+        .map(str::to_string))
+}
+
+fn create_parent(
+    c: &Client,
+    exp: &str,
+    run: &RunRecord,
+    params: &BTreeMap<String, String>,
+) -> Result<String, MlflowError> {
+    let mut tags = vec![
+        pair("tuna.run_id", &run.id),
+        pair("tuna.workflow", &run.workflow),
+        pair("mlflow.source.name", run.workflow_path.display()),
+    ];
+    if let Some(user) = std::env::var("USER").ok().filter(|u| !u.is_empty()) {
+        tags.push(pair("mlflow.user", user));
+    }
+    let (commit, branch) = super::git::source(run.workflow_path.parent().unwrap_or(Path::new("")));
+    if let Some(c) = commit {
+        tags.push(pair("mlflow.source.git.commit", c));
+    }
+    if let Some(b) = branch {
+        tags.push(pair("mlflow.source.git.branch", b));
+    }
+    if let Some(t) = &run.scheduled_time {
+        tags.push(pair("tuna.scheduled_time", t));
+    }
+    let (params, truncated) = limit_params(params.iter().map(|(k, v)| (k.clone(), v.clone())));
+    if !truncated.is_empty() {
+        tags.push(pair("tuna.truncated_params", truncated.join(",")));
+    }
+    let name = format!("{}-{}", run.workflow, run.id);
+    let id = c.create_run(exp, &name, run.created_at, &tags)?;
+    c.log_batch(&id, &[], &params, &[])?;
+    Ok(id)
+}
+
+fn create_child(
+    c: &Client,
+    exp: &str,
+    parent: &str,
+    run: &RunRecord,
+    rec: &StepRecord,
+    wf: Option<&Workflow>,
+    params: &BTreeMap<String, String>,
+) -> Result<String, MlflowError> {
+    let mut tags = vec![
+        pair("mlflow.parentRunId", parent),
+        pair("tuna.step", &rec.step),
+        pair("tuna.in_run", &run.id),
+        pair("tuna.workflow", &run.workflow),
+    ];
+    let (p, truncated) = limit_params(step_params(rec, run, wf, params).into_iter());
+    if !truncated.is_empty() {
+        tags.push(pair("tuna.truncated_params", truncated.join(",")));
+    }
+    let start = rec.started_at.or(rec.ended_at).unwrap_or(run.created_at);
+    let id = c.create_run(exp, &rec.step, start, &tags)?;
+    c.log_batch(&id, &[], &p, &[])?;
+    Ok(id)
+}
+
+/// Which send of a step this is: its attempt count, or `cached`.
+fn logged_marker(rec: &StepRecord) -> String {
+    match rec.status {
+        StepStatus::Cached => "cached".to_string(),
+        s => format!("{}:{}", rec.attempts.len(), s.as_str()),
+    }
+}
+
+/// A `uses:` step's `with:` values (references to params, the run id and the scheduled time
+/// filled in; upstream outputs as their reference) and its kind.
+fn step_params(
+    rec: &StepRecord,
+    run: &RunRecord,
+    wf: Option<&Workflow>,
+    params: &BTreeMap<String, String>,
+) -> Pairs {
+    let Some(Action::Uses { kind, with }) =
+        wf.and_then(|w| w.steps.get(&rec.step)).map(|s| &s.action)
+    else {
+        return Vec::new();
+    };
+    let mut resolve = |r: &Ref| match r {
+        Ref::Param(p) => params.get(p).cloned().unwrap_or_default(),
+        Ref::RunId => run.id.clone(),
+        Ref::ScheduledTime => run.scheduled_time.clone().unwrap_or_default(),
+        Ref::StepOutput { step, output } => format!("steps.{step}.outputs.{output}"),
+    };
+    let rendered = crate::workflow::render_with(with, &mut resolve);
+    let mut out = vec![pair("uses", kind)];
+    for (k, v) in rendered.as_object().into_iter().flatten() {
+        let v = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+        out.push((format!("with.{k}"), v));
+    }
+    out
+}
+
+/// Params within MLflow's limits: values cut at 6000 characters (the keys cut are returned).
+fn limit_params(params: impl Iterator<Item = (String, String)>) -> (Pairs, Vec<String>) {
+    let mut truncated = Vec::new();
+    let out = params
+        .map(|(k, v)| {
+            if v.chars().count() > MAX_PARAM_VALUE {
+                truncated.push(k.clone());
+                (k, v.chars().take(MAX_PARAM_VALUE).collect())
+            } else {
+                (k, v)
+            }
+        })
+        .collect();
+    (out, truncated)
+}
+
+fn step_tags(rec: &StepRecord) -> Pairs {
+    let cost = Cost::of_step(rec, rec.ended_at.unwrap_or_else(crate::store::now_ms));
+    let mut t = vec![
+        pair("tuna.status", rec.status.as_str()),
+        pair("tuna.attempt", rec.attempts.len()),
+        pair("tuna.cached", rec.status == StepStatus::Cached),
+        pair("tuna.gpu_hours", format!("{:.6}", cost.gpu_hours)),
+        pair("tuna.cost", format!("{:.6}", cost.cost)),
+    ];
+    if let Some(a) = rec.attempts.last() {
+        t.push(pair("tuna.runner", &a.runner));
+    }
+    if let Some(k) = &rec.cache_key {
+        t.push(pair("tuna.cache_key", k));
+    }
+    if let Some(m) = &rec.message {
+        t.push(pair(
+            "tuna.message",
+            m.chars().take(4000).collect::<String>(),
+        ));
+    }
+    t
+}
+
+/// The step's metrics at its attempt number (0 for a cache hit), then the per-iteration lists
+/// of a passed step's `finetune.json` output at their index (`losses` as `loss`, `lrs` as `lr`).
+fn step_metrics(rec: &StepRecord) -> Vec<Point> {
+    let ts = rec.ended_at.unwrap_or_else(crate::store::now_ms);
+    let step = match rec.status {
+        StepStatus::Cached => 0,
+        _ => rec.attempts.len() as u64,
+    };
+    let mut points: Vec<Point> = rec
+        .metrics
+        .iter()
+        .filter(|(_, v)| v.is_finite())
+        .map(|(k, v)| Point {
+            key: metric_key(k),
+            value: *v,
+            timestamp: ts,
+            step,
+        })
+        .collect();
+    let file = rec
+        .outputs_dir
+        .as_deref()
+        .filter(|_| rec.status == StepStatus::Passed && rec.outputs.contains_key("finetune.json"))
+        .map(|d| d.join("finetune.json"));
+    let Some(doc) = file
+        .and_then(|f| std::fs::read(f).ok())
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+    else {
+        return points;
+    };
+    for (k, v) in doc.as_object().into_iter().flatten() {
+        let Some(list) = v.as_array() else { continue };
+        let key = match k.as_str() {
+            "losses" => "loss",
+            "lrs" => "lr",
+            other => other,
+        };
+        if rec.metrics.contains_key(key) {
+            continue;
+        }
+        for (i, x) in list.iter().enumerate() {
+            if let Some(value) = x.as_f64().filter(|x| x.is_finite()) {
+                points.push(Point {
+                    key: metric_key(key),
+                    value,
+                    timestamp: ts,
+                    step: i as u64,
+                });
+            }
+        }
+    }
+    points
+}
+
+/// A metric name as MLflow accepts it: letters, digits, `_ - . /` and spaces, at most 250
+/// characters; anything else becomes `_`.
+fn metric_key(name: &str) -> String {
+    name.chars()
+        .take(250)
+        .map(|c| {
+            if c.is_alphanumeric() || "_-./ ".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn step_status(s: StepStatus) -> &'static str {
+    match s {
+        StepStatus::Passed | StepStatus::Cached => "FINISHED",
+        StepStatus::Failed | StepStatus::TimedOut => "FAILED",
+        _ => "KILLED",
+    }
+}
+
+fn run_status(s: RunStatus) -> &'static str {
+    match s {
+        RunStatus::Passed => "FINISHED",
+        RunStatus::Failed => "FAILED",
+        RunStatus::Cancelled | RunStatus::Interrupted => "KILLED",
+        RunStatus::Running => "RUNNING",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_params_are_cut_and_named() {
+        let long = "x".repeat(MAX_PARAM_VALUE + 5);
+        let (p, cut) = limit_params(vec![pair("a", "1"), pair("b", &long)].into_iter());
+        assert_eq!(p[0].1, "1");
+        assert_eq!(p[1].1.len(), MAX_PARAM_VALUE);
+        assert_eq!(cut, vec!["b".to_string()]);
+    }
+
+    #[test]
+    fn a_uses_step_sends_its_kind_and_rendered_with_values() {
+        let text = "name: wf\nparams:\n  data: d.jsonl\nsteps:\n  prep:\n    uses: data.prepare\n    with:\n      input: ${{ params.data }}\n      tokenizer: tok/\n      max_tokens: 64\n  plain:\n    run: echo hi\n";
+        let dag = crate::workflow::load_str(Path::new("/p/wf.yaml"), text).expect("loads");
+        let run = RunRecord::passed_for_test("r1", "wf", "/p/wf.yaml".into(), text);
+        let params = BTreeMap::from([("data".to_string(), "other.jsonl".to_string())]);
+        let got = step_params(
+            &StepRecord::new("r1", "prep"),
+            &run,
+            Some(dag.workflow()),
+            &params,
+        );
+        assert!(got.contains(&pair("uses", "data.prepare")), "{got:?}");
+        assert!(got.contains(&pair("with.input", "other.jsonl")), "{got:?}");
+        assert!(got.contains(&pair("with.max_tokens", "64")), "{got:?}");
+        let plain = step_params(
+            &StepRecord::new("r1", "plain"),
+            &run,
+            Some(dag.workflow()),
+            &params,
+        );
+        assert!(plain.is_empty());
+    }
+
+    #[test]
+    fn metric_names_are_made_acceptable_to_mlflow() {
+        assert_eq!(metric_key("eval/loss v2"), "eval/loss v2");
+        assert_eq!(metric_key("acc@k:5"), "acc_k_5");
+        assert_eq!(metric_key(&"m".repeat(300)).len(), 250);
+    }
+
+    #[test]
+    fn a_step_is_sent_once_per_attempt_and_state() {
+        let mut r = StepRecord::new("r", "s");
+        r.status = StepStatus::Failed;
+        assert_eq!(logged_marker(&r), "0:failed");
+        r.status = StepStatus::Cached;
+        assert_eq!(logged_marker(&r), "cached");
+        assert_eq!(step_status(StepStatus::TimedOut), "FAILED");
+        assert_eq!(step_status(StepStatus::Skipped), "KILLED");
+    }
+}
