@@ -231,7 +231,14 @@ fn main() {
             rt.block_on(async move {
                 let resp = routes.oneshot(req).await.expect("infallible");
                 let status = resp.status().as_u16();
-                let _ = axum::body::to_bytes(resp.into_body(), 4 << 20).await;
+                let body = axum::body::to_bytes(resp.into_body(), 4 << 20).await;
+                // A 5xx is the daemon failing on bad input: a finding, like a panic.
+                assert!(
+                    status < 500,
+                    "the daemon answered {status}: {}",
+                    body.map(|b| String::from_utf8_lossy(&b).into_owned())
+                        .unwrap_or_default()
+                );
                 status.to_string()
             })
         },
