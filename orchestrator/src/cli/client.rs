@@ -61,13 +61,15 @@ impl Client {
     }
 
     fn send(&self, r: RequestBuilder) -> Result<Response, Fail> {
-        let resp = self.auth(r).send().map_err(|e| {
-            Fail::env(format!(
-                "error: cannot reach the tuna daemon at {}: {e}",
-                self.base
-            ))
-        })?;
+        let resp = self.auth(r).send().map_err(|e| self.unreachable(e))?;
         self.answer(resp)
+    }
+
+    fn unreachable(&self, e: reqwest::Error) -> Fail {
+        Fail::env(format!(
+            "error: cannot reach the tuna daemon at {}: {e}",
+            self.base
+        ))
     }
 
     /// A response: itself when it is a success, else the error it says.
@@ -116,35 +118,29 @@ impl Client {
     /// the daemon makes at most one run of it.
     pub fn post_idempotent(&self, path: &str, body: &Value) -> Result<Value, Fail> {
         let key = format!("tuna-{:032x}", rand::random::<u128>());
+        let request = || {
+            self.auth(
+                self.http
+                    .post(format!("{}{path}", self.base))
+                    .header("Idempotency-Key", &key)
+                    .json(body),
+            )
+        };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         let mut wait = std::time::Duration::from_millis(250);
         loop {
-            let request = self
-                .http
-                .post(format!("{}{path}", self.base))
-                .header("Idempotency-Key", &key)
-                .json(body);
-            let transient = match self.auth(request).send() {
-                Err(e) => e.is_connect() || e.is_timeout() || e.is_request(),
-                Ok(r) if matches!(r.status().as_u16(), 502..=504) => true,
-                Ok(r) => {
+            let last = std::time::Instant::now() + wait > deadline;
+            match request().send() {
+                Ok(r) if last || !matches!(r.status().as_u16(), 502..=504) => {
                     return self
                         .answer(r)?
                         .json()
                         .map_err(|e| Fail::env(format!("error: bad answer from the daemon: {e}")));
                 }
-            };
-            if !transient || std::time::Instant::now() + wait > deadline {
-                // One last try, whose error is the one reported.
-                let last = self
-                    .http
-                    .post(format!("{}{path}", self.base))
-                    .header("Idempotency-Key", &key)
-                    .json(body);
-                return self
-                    .send(last)?
-                    .json()
-                    .map_err(|e| Fail::env(format!("error: bad answer from the daemon: {e}")));
+                Err(e) if last || !(e.is_connect() || e.is_timeout() || e.is_request()) => {
+                    return Err(self.unreachable(e));
+                }
+                _ => {}
             }
             std::thread::sleep(wait);
             wait = (wait * 2).min(std::time::Duration::from_secs(4));

@@ -338,10 +338,15 @@ pub fn cancel(cli: &Cli, run: &str) -> Result<u8, Fail> {
 
 /// A metric value for a table: six significant digits, trailing zeros dropped.
 fn short(x: f64) -> String {
+    significant(x, 6)
+}
+
+/// `x` with `digits` significant digits (whole numbers as they are), trailing zeros dropped.
+pub(super) fn significant(x: f64, digits: i32) -> String {
     if x == x.trunc() || !x.is_finite() {
         return format!("{x}");
     }
-    let decimals = (5 - x.abs().log10().floor() as i32).clamp(0, 12) as usize;
+    let decimals = (digits - 1 - x.abs().log10().floor() as i32).clamp(0, 12) as usize;
     let s = format!("{x:.decimals$}");
     let s = s.trim_end_matches('0');
     s.trim_end_matches('.').to_string()

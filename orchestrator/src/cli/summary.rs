@@ -79,17 +79,9 @@ fn step_line(s: &StepRecord) -> String {
     parts.join(", ")
 }
 
-/// A number as people read it: integers plain, others with 4 significant digits.
+/// A number as people read it: whole numbers as they are, others with 4 significant digits.
 fn num(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{v}")
-    } else if v.abs() >= 1000.0 {
-        format!("{v:.0}")
-    } else {
-        let digits = (3 - v.abs().log10().floor() as i32).clamp(0, 8) as usize;
-        let text = format!("{v:.digits$}");
-        text.trim_end_matches('0').trim_end_matches('.').to_string()
-    }
+    super::inspect::significant(v, 4)
 }
 
 #[cfg(test)]

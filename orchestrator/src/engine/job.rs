@@ -109,19 +109,9 @@ pub(crate) fn with_paths(step: &Step, params: &BTreeMap<String, String>) -> Vec<
         let Some(text) = with.get(*key).and_then(|v| v.as_str()) else {
             continue;
         };
-        let Ok(t) = Template::parse(text) else {
+        let Some(path) = crate::workflow::with_path(text, &|p| params.get(p).cloned()) else {
             continue;
         };
-        if t.refs().any(|r| matches!(r, Ref::StepOutput { .. })) {
-            continue;
-        }
-        let path = t.render(
-            |r| match r {
-                Ref::Param(p) => params.get(p).cloned().unwrap_or_default(),
-                _ => String::new(),
-            },
-            |v| v.to_string(),
-        );
         out.push((key.to_string(), path.trim_end_matches('/').to_string()));
     }
     out

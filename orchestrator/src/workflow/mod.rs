@@ -35,4 +35,4 @@ pub use schema::json_schema;
 pub(crate) use step::relative_path_escapes;
 pub use template::{Part, Ref, Template, param_env_name};
 pub use units::{parse_duration, parse_size};
-pub use with_value::{preview_with, render_with};
+pub use with_value::{preview_with, render_with, with_path};

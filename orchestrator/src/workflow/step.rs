@@ -14,7 +14,7 @@ use super::model::{Action, CachePolicy, Gate, Retry, RunsOn};
 use super::sections;
 use super::suggest::help_for;
 use super::template::{Part, Ref, Template, param_env_name};
-use super::with_value::preview_with;
+use super::with_value::{preview_with, with_path};
 use super::yaml::{Kind, Node, Span};
 
 /// A step as read, before defaults and cross-step checks.
@@ -299,19 +299,9 @@ fn with_paths_inside(
         let Kind::Scalar(s) = &node.kind else {
             continue;
         };
-        let Ok(t) = Template::parse(&s.value) else {
+        let Some(path) = with_path(&s.value, &|p| params.get(p).cloned()) else {
             continue;
         };
-        if t.refs().any(|r| matches!(r, Ref::StepOutput { .. })) {
-            continue;
-        }
-        let path = t.render(
-            |r| match r {
-                Ref::Param(p) => params.get(p).cloned().unwrap_or_default(),
-                _ => String::new(),
-            },
-            |v| v.to_string(),
-        );
         if let Some(problem) = relative_path_escapes(&path) {
             refused += 1;
             let d = Diag::new("path", format!("`with.{key}` `{path}` {problem}"))

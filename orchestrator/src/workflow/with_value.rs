@@ -34,6 +34,23 @@ pub fn render_with(
     }
 }
 
+/// The file a path key's `with` value names, its params filled in from `param` (unknown:
+/// empty); `None` for a value that is not a valid template or that names a step's output
+/// (whose digest counts instead). Used by the loader's check and by the engine alike.
+pub fn with_path(text: &str, param: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    let t = Template::parse(text).ok()?;
+    if t.refs().any(|r| matches!(r, Ref::StepOutput { .. })) {
+        return None;
+    }
+    Some(t.render(
+        |r| match r {
+            Ref::Param(p) => param(p).unwrap_or_default(),
+            _ => String::new(),
+        },
+        |v| v.to_string(),
+    ))
+}
+
 /// `with` as it is checked before a run has outputs: params from `param` (typed like
 /// [`render_with`]), step outputs as placeholder paths `steps/STEP/OUTPUT`.
 pub fn preview_with(
