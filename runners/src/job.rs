@@ -42,6 +42,18 @@ pub struct Job {
     pub secrets: Vec<String>,
 }
 
+impl Job {
+    /// The values of the job's secrets long enough to be masked in its logs.
+    pub fn secret_values(&self) -> Vec<Vec<u8>> {
+        self.secrets
+            .iter()
+            .filter_map(|name| self.env.get(name))
+            .filter(|v| v.len() >= crate::redact::MIN_LEN)
+            .map(|v| v.as_bytes().to_vec())
+            .collect()
+    }
+}
+
 /// One file or folder to place into a remote attempt folder before the job starts.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Stage {

@@ -31,6 +31,7 @@ mod secrets;
 mod ssh;
 mod ssh_artifacts;
 mod ssh_gc;
+mod ssh_secrets;
 mod step_env;
 mod store;
 mod tracking;

@@ -51,10 +51,10 @@ pub(crate) fn supervise(dir: &Path, spec: &LaunchSpec, signals: &Signals) -> Exi
         Err((program, e)) => return finish(lost(format!("cannot start {program}: {e}")), None),
     };
     let mut child = child;
-    let pumps = if secret_values(&spec.job).is_empty() {
+    let pumps = if spec.job.secret_values().is_empty() {
         None
     } else {
-        match log_pump::Pumps::start(&mut child, dir, &secret_values(&spec.job)) {
+        match log_pump::Pumps::start(&mut child, dir, &spec.job.secret_values()) {
             Ok(p) => Some(p),
             Err(e) => {
                 kill_group(child.id(), libc::SIGKILL);
@@ -92,16 +92,6 @@ fn direct_exit_code(e: &io::Error) -> Option<i32> {
         io::ErrorKind::PermissionDenied => Some(126),
         _ => None,
     }
-}
-
-/// The values of the job's secrets (masked in its logs).
-fn secret_values(job: &Job) -> Vec<Vec<u8>> {
-    job.secrets
-        .iter()
-        .filter_map(|name| job.env.get(name))
-        .filter(|v| v.len() >= crate::redact::MIN_LEN)
-        .map(|v| v.as_bytes().to_vec())
-        .collect()
 }
 
 /// Whether an environment variable (or, for a name ending in `_`, any with that prefix) is
@@ -167,7 +157,7 @@ fn spawn_inner(dir: &Path, job: &Job, direct: Option<Vec<String>>) -> io::Result
         .envs(&job.env)
         .env("CUDA_VISIBLE_DEVICES", gpus.join(","))
         .stdin(Stdio::null());
-    if secret_values(job).is_empty() {
+    if job.secret_values().is_empty() {
         command
             .stdout(append(layout::STDOUT_LOG)?)
             .stderr(append(layout::STDERR_LOG)?);

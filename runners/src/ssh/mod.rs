@@ -7,7 +7,8 @@
 //! on the process group and records `exit.json`, so a second launch of the same attempt never
 //! runs it twice and a restarted orchestrator re-attaches through the stored handle. Inputs
 //! travel over SFTP into a content-addressed folder on the host (`stage.rs`); logs stream back
-//! into the local attempt folder while the job runs (`logs.rs`); after it succeeded, declared
+//! into the local attempt folder while the job runs (`logs.rs`), secret values masked
+//! (`mask.rs`); after it succeeded, declared
 //! outputs bigger than `keep_remote_over` stay in that content-addressed folder (`keep.rs`,
 //! hashed on the host by `hash.rs`) and the others come back (`fetch.rs`). The folder is also
 //! a [`BlobStore`](crate::BlobStore) (`store.rs`) the orchestrator moves kept outputs through,
@@ -26,6 +27,7 @@ mod host;
 mod host_keys;
 mod keep;
 mod logs;
+mod mask;
 mod poll;
 mod runner;
 mod stage;

@@ -11,6 +11,7 @@ use super::config::SshConfig;
 use super::conn::{Conn, OpError};
 use super::handle::SshHandle;
 use super::host::{Host, HostError};
+use super::mask::LogMasks;
 use super::poll::PollBoard;
 use super::stage::{self, StageReport};
 use super::store::HostStore;
@@ -22,6 +23,8 @@ use crate::{BlobStore, Handle, Job, Outcome, Runner, RunnerError, RunnerInfo};
 pub struct SshRunner {
     host: Arc<Host>,
     board: Arc<PollBoard>,
+    /// Secret values of the attempts launched here, masked in their logs.
+    masks: Arc<LogMasks>,
     store: HostStore,
 }
 
@@ -47,6 +50,7 @@ impl SshRunner {
             store: HostStore { host: host.clone() },
             host,
             board: Arc::new(PollBoard::default()),
+            masks: Arc::new(LogMasks::default()),
         })
     }
 
@@ -64,6 +68,7 @@ impl SshRunner {
         let host = self.host.clone();
         let job = job.clone();
         let dir = self.attempt_dir(&job.run_id, &job.step, job.attempt);
+        self.masks.register(&dir, job.secret_values());
         blocking(move || launch(&host, &job, &dir)).await
     }
 }
@@ -247,9 +252,9 @@ impl Runner for SshRunner {
 
     async fn watch(&self, handle: &Handle) -> Result<Outcome, RunnerError> {
         let data = ssh_handle(handle)?;
-        let (host, board) = (self.host.clone(), self.board.clone());
+        let (host, board, masks) = (self.host.clone(), self.board.clone(), self.masks.clone());
         let local = handle.attempt_dir.clone();
-        blocking(move || watch::watch(&host, &board, &data, &local)).await
+        blocking(move || watch::watch(&host, &board, &masks, &data, &local)).await
     }
 
     async fn cancel(&self, handle: &Handle) -> Result<(), RunnerError> {

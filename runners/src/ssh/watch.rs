@@ -11,25 +11,48 @@ use super::handle::SshHandle;
 use super::host::{Host, HostError};
 use super::keep;
 use super::logs;
+use super::mask::LogMasks;
 use super::poll::{PollBoard, State};
 use crate::local::ExitRecord;
 use crate::{Outcome, RunnerError};
 
 /// One look at the attempt (batched with other watchers of the host), and its new log lines.
-fn look(conn: &mut Conn, board: &PollBoard, dir: &str, local: &Path) -> Result<State, OpError> {
+fn look(
+    conn: &mut Conn,
+    board: &PollBoard,
+    masks: &LogMasks,
+    dir: &str,
+    local: &Path,
+) -> Result<State, OpError> {
     let polled = board.poll(conn, dir)?;
-    logs::pull(conn, dir, local, "stdout.log", polled.stdout_len)?;
-    logs::pull(conn, dir, local, "stderr.log", polled.stderr_len)?;
+    logs::pull(conn, masks, dir, local, "stdout.log", polled.stdout_len)?;
+    logs::pull(conn, masks, dir, local, "stderr.log", polled.stderr_len)?;
     Ok(polled.state)
 }
 
 /// How long an attempt may stay unclaimed before it counts as never started.
 const UNCLAIMED_LIMIT: Duration = Duration::from_secs(30);
 
-/// Waits for the attempt named by `handle` to end.
+/// Waits for the attempt named by `handle` to end; once it did, the logs' masks give up what
+/// they held back.
 pub(crate) fn watch(
     host: &Host,
     board: &PollBoard,
+    masks: &LogMasks,
+    handle: &SshHandle,
+    local: &Path,
+) -> Result<Outcome, RunnerError> {
+    let outcome = wait(host, board, masks, handle, local)?;
+    logs::finish(masks, &handle.dir, local).map_err(|e| match e {
+        OpError::Conn(m) | OpError::Fatal(m) => RunnerError::Other(m),
+    })?;
+    Ok(outcome)
+}
+
+fn wait(
+    host: &Host,
+    board: &PollBoard,
+    masks: &LogMasks,
     handle: &SshHandle,
     local: &Path,
 ) -> Result<Outcome, RunnerError> {
@@ -39,7 +62,7 @@ pub(crate) fn watch(
     let mut dead_seen = false;
     loop {
         board.want(&handle.dir);
-        let state = match host.retrying(|c| look(c, board, &handle.dir, local)) {
+        let state = match host.retrying(|c| look(c, board, masks, &handle.dir, local)) {
             Ok(s) => s,
             Err(HostError::Down(reason)) => return Ok(Outcome::Lost { reason }),
             Err(e) => return Err(RunnerError::Other(e.to_string())),

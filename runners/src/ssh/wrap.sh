@@ -78,6 +78,8 @@ run)
     ( sleep "$grace"; kill -KILL -"$job" 2>/dev/null ) &
   }
   trap stop TERM INT HUP
+  # The logs may hold a secret before tuna masks it on the way back: private to the user.
+  ( umask 077; : >>stdout.log; : >>stderr.log )
   ( . ./env; cd work && exec setsid bash -euo pipefail ../script ) </dev/null >>stdout.log 2>>stderr.log &
   job=$!
   echo "$job" > pid
