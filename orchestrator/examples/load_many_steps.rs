@@ -31,7 +31,7 @@ fn main() {
         phases(&text);
     }
     let (start, cpu) = (Instant::now(), cpu_seconds());
-    let dag = tuna::workflow::load_str(Path::new("many.yaml"), &text)
+    let dag = tuna::dag::load_str(Path::new("many.yaml"), &text)
         .unwrap_or_else(|e| panic!("{}", e.render_plain()));
     let (wall, cpu) = (start.elapsed().as_secs_f64(), cpu_seconds() - cpu);
     let mib = text.len() >> 20;

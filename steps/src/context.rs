@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::StepError;
-use crate::kind::Metrics;
+
+/// Numbers a step reports (`$TUNA_METRICS`): they feed gates, the leaderboard and tracking.
+pub type Metrics = serde_json::Map<String, serde_json::Value>;
 
 /// One attempt of a built-in step.
 #[derive(Debug, Clone)]
@@ -76,18 +78,4 @@ impl StepContext {
         std::fs::write(&self.metrics, text)
             .map_err(|e| StepError::io(format!("writing {}", self.metrics.display()), e))
     }
-}
-
-/// Runs the kind named in the environment and writes its metrics: the body of
-/// `tuna exec-step` and `tuna-ml exec-step`.
-pub fn execute_from_env() -> Result<(), StepError> {
-    let ctx = StepContext::from_env()?;
-    let kind = crate::find(&ctx.kind)
-        .ok_or_else(|| StepError::Context(format!("unknown step kind `{}`", ctx.kind)))?;
-    let problems = kind.check_with(&ctx.with);
-    if let Some(p) = problems.first() {
-        return Err(StepError::with(p.path.clone(), p.message.clone()));
-    }
-    let metrics = kind.execute(&ctx)?;
-    ctx.write_metrics(&metrics)
 }

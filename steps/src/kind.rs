@@ -1,5 +1,7 @@
-//! The `StepKind` trait and the registry of built-in kinds.
+//! The `StepKind` trait: what every built-in kind answers (its `with:` checks, outputs,
+//! path keys) and how it runs; the registry of kinds is in `kinds/`.
 
+pub use crate::context::Metrics;
 use crate::context::StepContext;
 use crate::error::StepError;
 
@@ -39,9 +41,6 @@ impl WithProblem {
     }
 }
 
-/// Numbers a step reports (`$TUNA_METRICS`): they feed gates, the leaderboard and tracking.
-pub type Metrics = serde_json::Map<String, serde_json::Value>;
-
 /// A built-in step kind.
 pub trait StepKind: Sync {
     /// The name used in `uses:`.
@@ -70,22 +69,4 @@ pub trait StepKind: Sync {
     }
     /// Runs the step in this process (current folder = the step's work folder).
     fn execute(&self, ctx: &StepContext) -> Result<Metrics, StepError>;
-}
-
-static KINDS: &[&dyn StepKind] = &[
-    &crate::kinds::prepare::DataPrepare,
-    &crate::kinds::model_init::ModelInit,
-    &crate::kinds::finetune::Finetune,
-    &crate::kinds::serve::ModelServe,
-    &crate::kinds::helm::HelmEval,
-];
-
-/// Every built-in kind.
-pub fn all() -> &'static [&'static dyn StepKind] {
-    KINDS
-}
-
-/// The kind named `name`, if built in.
-pub fn find(name: &str) -> Option<&'static dyn StepKind> {
-    KINDS.iter().copied().find(|k| k.name() == name)
 }

@@ -13,8 +13,9 @@ pub mod ml;
 pub mod settings;
 mod tools;
 
-pub use context::{StepContext, execute_from_env};
+pub use context::StepContext;
 pub use error::StepError;
-pub use kind::{Metrics, StepKind, WithProblem, all, find};
+pub use kind::{Metrics, StepKind, WithProblem};
 pub use kinds::serve::ENDPOINT;
+pub use kinds::{all, execute_from_env, find};
 pub use tools::{on_path, tuna_ml};

@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 use chrono::{TimeZone, Utc};
 use fuzz_common::{Options, Rng, drive, mutate};
 use tuna::dag::GraphFormat;
-use tuna::workflow::{Action, load_str};
+use tuna::dag::load_str;
+use tuna::workflow::Action;
 
 const VALUES: &[&str] = &["$(touch /tmp/x)", "'\"`\\\n;!*", "", "a b", "\u{0}"];
 

@@ -11,7 +11,7 @@ use crate::dag::{Dag, GraphFormat as Format};
 pub fn load(file: &Path) -> Result<(Dag, String), Fail> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| Fail::invalid(format!("error: {}: {e}", file.display())))?;
-    match crate::workflow::load_str(file, &text) {
+    match crate::dag::load_str(file, &text) {
         Ok(dag) => Ok((dag, text)),
         Err(e) => Err(Fail::invalid(e.render_plain())),
     }

@@ -73,7 +73,7 @@ fn send_project(
     text: &str,
     overrides: &BTreeMap<String, String>,
 ) -> Result<Option<Value>, Fail> {
-    let Ok(dag) = crate::workflow::load_str(file, text) else {
+    let Ok(dag) = crate::dag::load_str(file, text) else {
         return Ok(None);
     };
     let wf = dag.workflow();

@@ -150,7 +150,7 @@ pub fn run_detail(app: &Daemon, id: &str) -> ApiResult<Value> {
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("run `{id}` not found")))?;
     let view = RunView::build(&rec, store.steps(id)?);
     let needs: BTreeMap<String, Vec<String>> =
-        crate::workflow::load_str(&rec.workflow_path, &rec.workflow_text)
+        crate::dag::load_str(&rec.workflow_path, &rec.workflow_text)
             .map(|dag| {
                 dag.topo_order()
                     .iter()

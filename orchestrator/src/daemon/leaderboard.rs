@@ -112,7 +112,7 @@ fn csv(s: &str) -> String {
 /// The same run always yields the same rows (keys and values), so recording it again changes
 /// nothing.
 pub fn rows_for_run(run: &RunRecord, steps: &[StepRecord]) -> Vec<LeaderRow> {
-    let Ok(dag) = crate::workflow::load_str(&run.workflow_path, &run.workflow_text) else {
+    let Ok(dag) = crate::dag::load_str(&run.workflow_path, &run.workflow_text) else {
         return Vec::new();
     };
     let wf = dag.workflow();

@@ -72,7 +72,7 @@ fn world(cron: &str, missed: &str, concurrency: &str) -> World {
     let text = format!(
         "name: nightly\nschedule:\n  cron: \"{cron}\"\n  missed: {missed}\n  concurrency: {concurrency}\nsteps:\n  a:\n    run: \"true\"\n"
     );
-    let dag = crate::workflow::load_str(std::path::Path::new("wf.yaml"), &text).unwrap();
+    let dag = crate::dag::load_str(std::path::Path::new("wf.yaml"), &text).unwrap();
     sched
         .register(
             dag.workflow(),

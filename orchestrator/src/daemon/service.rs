@@ -149,7 +149,7 @@ impl Daemon {
             &self.uploads.limits,
         )?;
         let path = snap.dir.join(&file_name);
-        let dag = crate::workflow::load_str(&path, &sub.workflow).map_err(|e| {
+        let dag = crate::dag::load_str(&path, &sub.workflow).map_err(|e| {
             let mut json = e.to_json();
             for d in json.as_array_mut().into_iter().flatten() {
                 d["file"] = serde_json::Value::String(file_name.clone());
@@ -401,8 +401,7 @@ impl Launcher for Arc<Daemon> {
             .schedule_dir(s)
             .map_err(|e| e.to_string())?
             .join(&s.file_name);
-        let dag =
-            crate::workflow::load_str(&path, &s.workflow_text).map_err(|e| e.render_plain())?;
+        let dag = crate::dag::load_str(&path, &s.workflow_text).map_err(|e| e.render_plain())?;
         let opts = RunOptions {
             scheduled_time: Some(scheduled_time.to_string()),
             ..RunOptions::default()

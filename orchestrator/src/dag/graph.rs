@@ -7,8 +7,7 @@ use std::collections::BinaryHeap;
 use petgraph::Direction;
 use petgraph::graph::{DiGraph, NodeIndex};
 
-use super::cycles::find_cycles;
-use crate::workflow::{Diag, LoadError, Workflow};
+use crate::workflow::{Diag, LoadError, Workflow, find_cycles};
 
 /// The sealed graph of a workflow. Node `i` is the `i`-th step in file order; an edge goes from
 /// a step to each step that needs it.

@@ -1,10 +1,10 @@
 //! The sealed workflow graph: a [`Dag`] exists only for a workflow whose `needs` all name steps
-//! and hold no cycle, so the engine never re-checks. Rendering for `tuna graph` lives here too.
+//! and hold no cycle, so the engine never re-checks; loading a file gives one. Rendering for `tuna graph` lives here too.
 
-mod cycles;
 mod graph;
+mod load;
 mod render;
 
-pub(crate) use cycles::find_cycles;
 pub use graph::Dag;
+pub use load::{load_file, load_str};
 pub use render::GraphFormat;

@@ -458,7 +458,7 @@ steps:
     fn the_cache_key_contract() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("train.py"), "print('train')\n").unwrap();
-        let dag = crate::workflow::load_str(&dir.path().join("wf.yaml"), WF).unwrap();
+        let dag = crate::dag::load_str(&dir.path().join("wf.yaml"), WF).unwrap();
         let wf = dag.workflow();
         let params = defaults(wf);
         let prep_out: BTreeMap<String, Digest> = [(
@@ -486,7 +486,7 @@ steps:
     fn params_named_through_the_environment_enter_the_key_and_the_env() {
         let dir = tempfile::tempdir().unwrap();
         let wf_text = "name: e\nparams:\n  base-model: m\n  lr: 1\n  lr_min: 0\nsteps:\n  a:\n    run: echo \"$TUNA_PARAM_BASE_MODEL\" \"${TUNA_PARAM_LR_MIN}\"\n";
-        let dag = crate::workflow::load_str(&dir.path().join("wf.yaml"), wf_text).unwrap();
+        let dag = crate::dag::load_str(&dir.path().join("wf.yaml"), wf_text).unwrap();
         let wf = dag.workflow();
         let params = defaults(wf);
         let inputs = key_inputs(wf, &wf.steps["a"], &params, |_| None, "local").unwrap();

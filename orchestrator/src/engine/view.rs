@@ -70,7 +70,7 @@ fn secs(a: Option<u64>, b: Option<u64>) -> Option<f64> {
 
 impl RunView {
     pub fn build(run: &RunRecord, mut steps: Vec<StepRecord>) -> RunView {
-        let order: Vec<String> = crate::workflow::load_str(&run.workflow_path, &run.workflow_text)
+        let order: Vec<String> = crate::dag::load_str(&run.workflow_path, &run.workflow_text)
             .map(|d| d.topo_order().to_vec())
             .unwrap_or_default();
         let pos = |s: &str| order.iter().position(|o| o == s).unwrap_or(usize::MAX);

@@ -41,7 +41,7 @@ const WF: &str = "name: p\nparams:\n  data: data/train.jsonl\nsteps:\n  a:\n    
 fn collect_here(w: &World, params: &[(&str, &str)]) -> Result<Hashed, ProjectError> {
     let path = w.project.join("wf.yaml");
     std::fs::write(&path, WF).unwrap();
-    let dag = crate::workflow::load_file(&path).unwrap();
+    let dag = crate::dag::load_file(&path).unwrap();
     let overrides: BTreeMap<String, String> = params
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

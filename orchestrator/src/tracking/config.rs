@@ -43,7 +43,7 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Option<Config>, String> {
         let set = |k: &str| env(k).filter(|v| !v.is_empty());
-        let block = crate::workflow::load_str(Path::new(&run.workflow_path), &run.workflow_text)
+        let block = crate::dag::load_str(Path::new(&run.workflow_path), &run.workflow_text)
             .ok()
             .and_then(|d| d.workflow().tracking.clone())
             .unwrap_or_default();

@@ -35,7 +35,7 @@ fn pair(k: &str, v: impl ToString) -> (String, String) {
 /// Exports `run` (its records as they are now) to the server of `cfg`.
 pub fn export(store: &Store, run: &RunRecord, cfg: &Config) -> Result<Exported, MlflowError> {
     let steps = store.steps(&run.id).unwrap_or_default();
-    let dag = crate::workflow::load_str(Path::new(&run.workflow_path), &run.workflow_text).ok();
+    let dag = crate::dag::load_str(Path::new(&run.workflow_path), &run.workflow_text).ok();
     let wf = dag.as_ref().map(|d| d.workflow());
     let params = wf
         .and_then(|w| crate::engine::merged_params(w, &run.params).ok())
@@ -341,7 +341,7 @@ mod tests {
     #[test]
     fn a_uses_step_sends_its_kind_and_rendered_with_values() {
         let text = "name: wf\nparams:\n  data: d.jsonl\nsteps:\n  prep:\n    uses: data.prepare\n    with:\n      input: ${{ params.data }}\n      tokenizer: tok/\n      max_tokens: 64\n  plain:\n    run: echo hi\n";
-        let dag = crate::workflow::load_str(Path::new("/p/wf.yaml"), text).expect("loads");
+        let dag = crate::dag::load_str(Path::new("/p/wf.yaml"), text).expect("loads");
         let run = RunRecord::passed_for_test("r1", "wf", "/p/wf.yaml".into(), text);
         let params = BTreeMap::from([("data".to_string(), "other.jsonl".to_string())]);
         let got = step_params(

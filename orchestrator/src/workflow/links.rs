@@ -7,12 +7,12 @@ use std::collections::{HashMap, HashSet};
 use indexmap::IndexMap;
 
 use super::ctx::{Ctx, PlacedRef};
+use super::cycles::find_cycles;
 use super::diag::Diag;
 use super::model::Step;
 use super::step::{Defaults, Draft};
 use super::suggest::help_for;
 use super::template::Ref;
-use crate::dag::find_cycles;
 
 /// Whether a reference to output `want` names one of `outputs` (a declared folder `adapter/` is
 /// named `adapter` or `adapter/`, and paths inside it count too).

@@ -1,6 +1,7 @@
 //! Loading a workflow file: YAML syntax (serde_yaml), the spanned tree (saphyr-parser), every
 //! section read with its problems recorded, then the cross-step checks (see `links`). Returns
-//! the sealed [`Dag`] or a [`LoadError`] with every problem of the file.
+//! the validated [`Workflow`] or a [`LoadError`] with every problem of the file
+//! (`crate::dag::load_file` seals it into the graph the engine runs).
 
 use std::path::{Path, PathBuf};
 
@@ -15,12 +16,11 @@ use super::model::Workflow;
 use super::sections;
 use super::step::{Defaults, read_defaults, read_step};
 use super::yaml::{self, Kind, Node, Pos, Span};
-use crate::dag::Dag;
 
-/// Reads and loads the workflow file at `path`.
-pub fn load_file(path: &Path) -> Result<Dag, LoadError> {
+/// Reads and validates the workflow file at `path`.
+pub fn parse_file(path: &Path) -> Result<Workflow, LoadError> {
     match std::fs::read_to_string(path) {
-        Ok(text) => load_str(path, &text),
+        Ok(text) => parse_str(path, &text),
         Err(e) => {
             let d = Diag::new("io", format!("cannot read {}: {e}", path.display()));
             Err(LoadError::new(path, "", vec![d]))
@@ -28,13 +28,13 @@ pub fn load_file(path: &Path) -> Result<Dag, LoadError> {
     }
 }
 
-/// Loads a workflow from `text`, as if read from `path` (made absolute; its folder is the
+/// Validates a workflow from `text`, as if read from `path` (made absolute; its folder is the
 /// project folder).
-pub fn load_str(path: &Path, text: &str) -> Result<Dag, LoadError> {
+pub fn parse_str(path: &Path, text: &str) -> Result<Workflow, LoadError> {
     let mut ctx = Ctx::new(text);
     let workflow = parse(&mut ctx, path);
     match workflow {
-        Some(w) if ctx.diags.is_empty() => w.seal(),
+        Some(w) if ctx.diags.is_empty() => Ok(w),
         _ => {
             if ctx.diags.is_empty() {
                 ctx.diags

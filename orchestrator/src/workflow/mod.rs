@@ -3,6 +3,7 @@
 
 mod cron;
 mod ctx;
+mod cycles;
 mod diag;
 mod gate;
 mod interp;
@@ -28,8 +29,9 @@ mod with_value;
 mod yaml;
 
 pub use cron::{CronError, CronSet, CronSpec};
+pub(crate) use cycles::find_cycles;
 pub use diag::{Diag, LoadError, render_plain};
-pub use load::{load_file, load_str};
+pub use load::{parse_file, parse_str};
 pub use model::*;
 pub use schema::json_schema;
 pub(crate) use step::relative_path_escapes;

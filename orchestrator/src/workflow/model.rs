@@ -2,7 +2,7 @@
 //!
 //! Values that may hold `${{ … }}` references stay as [`Template`]s; the engine renders them per
 //! run. Everything here is plain data: the loader (which keeps YAML spans for diagnostics)
-//! builds it, and `Workflow::seal` turns it into a [`crate::dag::Dag`].
+//! builds it, and `Workflow::seal` (in `dag/`) turns it into the sealed graph.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -1,6 +1,6 @@
 //! The malformed-workflow corpus: every file fails, with the diagnostics its snapshot pins.
 
-use tuna::workflow::load_str;
+use tuna::dag::load_str;
 
 use super::{repo, yaml_files};
 
@@ -57,7 +57,7 @@ fn a_single_problem_renders_as_one_miette_report() {
 
 #[test]
 fn an_unreadable_file_is_a_load_error() {
-    let err = tuna::workflow::load_file(std::path::Path::new("/nonexistent/w.yaml")).unwrap_err();
+    let err = tuna::dag::load_file(std::path::Path::new("/nonexistent/w.yaml")).unwrap_err();
     assert_eq!(err.diagnostics()[0].code, "tuna::workflow::io");
     assert!(
         err.render_plain()

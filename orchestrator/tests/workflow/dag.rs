@@ -3,8 +3,7 @@
 use std::fmt::Write;
 use std::path::Path;
 
-use tuna::dag::{Dag, GraphFormat};
-use tuna::workflow::load_str;
+use tuna::dag::{Dag, GraphFormat, load_str};
 
 fn diamond() -> Dag {
     let text = "

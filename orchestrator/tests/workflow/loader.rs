@@ -3,9 +3,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use tuna::workflow::{
-    Action, ConcurrencyPolicy, MissedPolicy, Ref, RetryOn, RunsOn, Selector, load_file, load_str,
-};
+use tuna::dag::{load_file, load_str};
+use tuna::workflow::{Action, ConcurrencyPolicy, MissedPolicy, Ref, RetryOn, RunsOn, Selector};
 
 use super::{repo, yaml_files};
 

@@ -79,13 +79,12 @@ impl<'e> Dispatcher<'e> {
             .store
             .run(run_id)?
             .ok_or_else(|| EngineError::NoSuchRun(run_id.to_string()))?;
-        let dag =
-            crate::workflow::load_str(&run.workflow_path, &run.workflow_text).map_err(|e| {
-                EngineError::Invalid(format!(
-                    "the workflow stored with run `{run_id}` no longer loads:\n{}",
-                    e.render_plain()
-                ))
-            })?;
+        let dag = crate::dag::load_str(&run.workflow_path, &run.workflow_text).map_err(|e| {
+            EngineError::Invalid(format!(
+                "the workflow stored with run `{run_id}` no longer loads:\n{}",
+                e.render_plain()
+            ))
+        })?;
         let params = merged_params(dag.workflow(), &run.params).map_err(EngineError::Invalid)?;
         let mut recs = HashMap::new();
         for rec in eng.store.steps(run_id)? {
