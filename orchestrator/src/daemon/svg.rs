@@ -34,28 +34,6 @@ pub fn colours_json() -> String {
     serde_json::to_string(&m).expect("json")
 }
 
-/// Each step's layer: 0 for steps without needs, else one more than its deepest need.
-fn layers(needs: &BTreeMap<String, Vec<String>>) -> BTreeMap<String, usize> {
-    let mut layer: BTreeMap<String, usize> = BTreeMap::new();
-    // `needs` comes from a sealed DAG: iterating until stable terminates (no cycles).
-    let mut changed = true;
-    while changed {
-        changed = false;
-        for (s, ns) in needs {
-            let l = ns
-                .iter()
-                .map(|n| layer.get(n).map_or(1, |x| x + 1))
-                .max()
-                .unwrap_or(0);
-            if layer.get(s) != Some(&l) {
-                layer.insert(s.clone(), l);
-                changed = true;
-            }
-        }
-    }
-    layer
-}
-
 pub fn dag_svg(
     needs: &BTreeMap<String, Vec<String>>,
     statuses: &BTreeMap<String, String>,
@@ -64,7 +42,7 @@ pub fn dag_svg(
     const H: usize = 34;
     const GX: usize = 50;
     const GY: usize = 16;
-    let layer = layers(needs);
+    let layer = crate::dag::depths_by_name(needs);
     let mut columns: BTreeMap<usize, Vec<&String>> = BTreeMap::new();
     for (s, l) in &layer {
         columns.entry(*l).or_default().push(s);

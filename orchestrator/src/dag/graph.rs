@@ -170,16 +170,13 @@ impl Dag {
     /// The steps grouped by depth: layer 0 needs nothing, layer k needs something in layer k-1.
     /// Within a layer, file order.
     pub fn layers(&self) -> Vec<Vec<&str>> {
-        let mut depth = vec![0usize; self.len()];
-        for name in &self.order {
-            let i = self.index(name);
-            depth[i] = self.workflow.steps[i]
-                .needs
-                .iter()
-                .map(|n| depth[self.index(n)] + 1)
-                .max()
-                .unwrap_or(0);
-        }
+        let needs: Vec<Vec<usize>> = self
+            .workflow
+            .steps
+            .values()
+            .map(|s| s.needs.iter().map(|n| self.index(n)).collect())
+            .collect();
+        let depth = super::layering::depths(&needs);
         let mut layers: Vec<Vec<&str>> = vec![Vec::new(); depth.iter().max().map_or(0, |d| d + 1)];
         for (i, d) in depth.into_iter().enumerate() {
             layers[d].push(self.name(i));
