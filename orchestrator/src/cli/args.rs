@@ -179,13 +179,8 @@ pub enum Command {
     #[command(hide = true)]
     RayExec { shared: PathBuf, dir: PathBuf },
     /// Serve a model over HELM's HTTP model API (/process, /tokenize, /decode); runs
-    /// `tuna-ml serve-model`. Options: --model DIR [--adapter DIR] [--listen ADDR]
-    /// [--dtype fp32|bf16] [--device auto|cpu|cuda:N].
-    #[command(disable_help_flag = true)]
-    ServeModel {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
+    /// `tuna-ml serve-model` with the same flags.
+    ServeModel(tuna_steps::settings::ServeModelArgs),
     /// Run the daemon: HTTP API, dashboard, cron schedules and the leaderboard.
     Serve {
         /// Address to listen on (port 0: any free port; the address is printed).

@@ -35,10 +35,10 @@ pub fn exec_step() -> Result<u8, Fail> {
     }
 }
 
-/// `tuna serve-model ARGS`: the model server lives in `tuna-ml`.
-pub fn serve_model(args: &[String]) -> Result<u8, Fail> {
+/// `tuna serve-model FLAGS`: the model server lives in `tuna-ml`, which takes the same flags.
+pub fn serve_model(args: &tuna_steps::settings::ServeModelArgs) -> Result<u8, Fail> {
     let mut all = vec!["serve-model".to_string()];
-    all.extend(args.iter().cloned());
+    all.extend(args.to_args());
     hand_over(&all, "the model server")
 }
 

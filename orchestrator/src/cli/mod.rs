@@ -46,7 +46,7 @@ pub fn main(cli: Cli) -> u8 {
         Command::RayExec { shared, dir } => {
             Ok(tuna_runners::ray::ray_exec(shared, dir).clamp(0, 255) as u8)
         }
-        Command::ServeModel { args } => kinds::serve_model(args),
+        Command::ServeModel(args) => kinds::serve_model(args),
         Command::Run {
             file,
             params,

@@ -2,35 +2,32 @@
 //! for built-in kinds that need libtorch (`tuna-ml exec-step`, inside a step's runner) and for
 //! the model server (`tuna-ml serve-model`, also reached as `tuna serve-model`).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use tuna_steps::ml::serve::{Engine, serve};
-use tuna_steps::settings::{DType, DeviceSpec};
+use clap::{Parser, Subcommand};
+use tuna_steps::ml::serve::{ServedModel, serve};
+use tuna_steps::settings::ServeModelArgs;
 
-const USAGE: &str = "usage:
-  tuna-ml exec-step
-      run the built-in step described by the environment tuna sets (TUNA_STEP_KIND, ...)
-  tuna-ml serve-model --model DIR [--adapter DIR] [--listen ADDR] [--dtype fp32|bf16]
-                      [--device auto|cpu|cuda|cuda:N] [--ready-file PATH]
-      serve a Hugging Face model folder (and a PEFT adapter) over HELM's HTTP model API:
-      POST /process, /tokenize, /decode. --listen defaults to 127.0.0.1:8080 (port 0: any
-      free port); the address is printed, and written to --ready-file once listening.";
+/// The part of tuna that links libtorch.
+#[derive(Parser)]
+#[command(name = "tuna-ml", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the built-in step described by the environment tuna sets (TUNA_STEP_KIND, ...).
+    ExecStep,
+    /// Serve a model over HELM's HTTP model API (POST /process, /tokenize, /decode).
+    ServeModel(ServeModelArgs),
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        Some("exec-step") => tuna_steps::execute_from_env().map_err(|e| e.to_string()),
-        Some("serve-model") => serve_model(&args[1..]),
-        Some("-h" | "--help" | "help") => {
-            println!("{USAGE}");
-            Ok(())
-        }
-        Some("-V" | "--version") => {
-            println!("tuna-ml {}", env!("CARGO_PKG_VERSION"));
-            Ok(())
-        }
-        _ => Err(format!("unknown command\n{USAGE}")),
+    let result = match Cli::parse().command {
+        Command::ExecStep => tuna_steps::execute_from_env().map_err(|e| e.to_string()),
+        Command::ServeModel(a) => serve_model(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -41,66 +38,16 @@ fn main() -> ExitCode {
     }
 }
 
-struct ServeArgs {
-    model: PathBuf,
-    adapter: Option<PathBuf>,
-    listen: String,
-    dtype: DType,
-    device: DeviceSpec,
-    ready_file: Option<PathBuf>,
-}
-
-fn parse_serve(args: &[String]) -> Result<ServeArgs, String> {
-    let mut a = ServeArgs {
-        model: PathBuf::new(),
-        adapter: None,
-        listen: "127.0.0.1:8080".into(),
-        dtype: DType::F32,
-        device: DeviceSpec("auto".into()),
-        ready_file: None,
-    };
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
-        match flag.as_str() {
-            "--model" => a.model = value()?.into(),
-            "--adapter" => a.adapter = Some(value()?.into()),
-            "--listen" => a.listen = value()?,
-            "--port" => a.listen = format!("127.0.0.1:{}", value()?),
-            "--dtype" => {
-                let v = value()?;
-                a.dtype = serde_json::from_value(serde_json::Value::String(v.clone()))
-                    .map_err(|_| format!("--dtype {v}: write fp32 or bf16"))?;
-            }
-            "--device" => a.device = DeviceSpec(value()?),
-            "--ready-file" => a.ready_file = Some(value()?.into()),
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown option {other}\n{USAGE}")),
-        }
-    }
-    if a.model.as_os_str().is_empty() {
-        return Err(format!("--model DIR is required\n{USAGE}"));
-    }
-    Ok(a)
-}
-
-fn serve_model(args: &[String]) -> Result<(), String> {
-    let a = parse_serve(args)?;
-    let device = a.device.resolve()?;
-    let engine =
-        Engine::load(&a.model, a.adapter.as_deref(), a.dtype, device).map_err(|e| e.to_string())?;
+fn serve_model(a: &ServeModelArgs) -> Result<(), String> {
+    let device = a.device_spec().resolve()?;
+    let model = ServedModel::load(&a.model, a.adapter.as_deref(), a.dtype, device)
+        .map_err(|e| e.to_string())?;
+    let listen = a.address();
     let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(&a.listen)
+        let listener = tokio::net::TcpListener::bind(&listen)
             .await
-            .map_err(|e| format!("listening on {}: {e}", a.listen))?;
+            .map_err(|e| format!("listening on {listen}: {e}"))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let url = format!("http://{addr}");
         println!("serving {} on {url}", a.model.display());
@@ -120,7 +67,7 @@ fn serve_model(args: &[String]) -> Result<(), String> {
                 _ = tokio::signal::ctrl_c() => {}
             }
         };
-        serve(engine, listener, stop)
+        serve(model, listener, stop)
             .await
             .map_err(|e| e.to_string())
     })

@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::error::StepError;
+use crate::settings::{DType, ServeModelArgs};
 
 /// What to serve, and how.
 pub(crate) struct ServerOptions<'a> {
@@ -40,22 +41,22 @@ pub(crate) fn start(
     std::fs::create_dir_all(state).map_err(|e| StepError::io(state.display(), e))?;
     let ready = state.join("server-url");
     let _ = std::fs::remove_file(&ready);
+    let dtype = match o.dtype {
+        Some(d) => serde_json::from_value(serde_json::Value::String(d.to_string()))
+            .map_err(|_| StepError::with("dtype", format!("`{d}`: write fp32 or bf16")))?,
+        None => DType::default(),
+    };
+    let args = ServeModelArgs {
+        model: o.model.to_path_buf(),
+        adapter: o.adapter.map(Path::to_path_buf),
+        listen: format!("127.0.0.1:{}", o.port),
+        port: None,
+        dtype,
+        device: o.device.unwrap_or("auto").to_string(),
+        ready_file: Some(ready.clone()),
+    };
     let mut cmd = Command::new(&ml);
-    cmd.arg("serve-model")
-        .arg("--model")
-        .arg(o.model)
-        .args(["--listen", &format!("127.0.0.1:{}", o.port)])
-        .arg("--ready-file")
-        .arg(&ready);
-    if let Some(a) = o.adapter {
-        cmd.arg("--adapter").arg(a);
-    }
-    if let Some(d) = o.dtype {
-        cmd.args(["--dtype", d]);
-    }
-    if let Some(d) = o.device {
-        cmd.args(["--device", d]);
-    }
+    cmd.arg("serve-model").args(args.to_args());
     if let Some(log_path) = o.detached_log {
         let log =
             std::fs::File::create(log_path).map_err(|e| StepError::io(log_path.display(), e))?;

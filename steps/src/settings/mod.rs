@@ -5,8 +5,10 @@ mod error;
 mod finetune;
 mod lora;
 mod precision;
+mod serve_args;
 
 pub use error::SettingError;
 pub use finetune::{FinetuneConfig, Quantize};
 pub use lora::LoraConfig;
 pub use precision::{DType, DeviceSpec};
+pub use serve_args::ServeModelArgs;

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use serde_json::{Value, json};
 use tch::Kind;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tuna_steps::ml::serve::{Engine, serve};
+use tuna_steps::ml::serve::{ServedModel, serve};
 use tuna_steps::ml::{DType, Mode, TextTokenizer, load_causal_lm};
 
 use crate::common::{device, fixtures};
@@ -25,7 +25,7 @@ async fn start() -> Server {
 pub(crate) async fn start_on(name: &str) -> Server {
     let dir = fixtures().join(name);
     let engine = tokio::task::spawn_blocking(move || {
-        Engine::load(&dir, None, DType::F32, device()).unwrap()
+        ServedModel::load(&dir, None, DType::F32, device()).unwrap()
     })
     .await
     .unwrap();

@@ -15,9 +15,9 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::api::{DecodeRequest, ProcessRequest, TokenizeRequest};
-use super::engine::Engine;
+use super::served::ServedModel;
 
-type Shared = Arc<Mutex<Engine>>;
+type Shared = Arc<Mutex<ServedModel>>;
 
 /// An error answer: status and message, sent as `{"error": message}`.
 #[derive(Debug)]
@@ -40,7 +40,7 @@ fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
 /// Runs `f` on the engine on a blocking thread; panics and model errors become 500s.
 async fn with_engine<T: Send + 'static>(
     engine: Shared,
-    f: impl FnOnce(&Engine) -> Result<T, ApiError> + Send + 'static,
+    f: impl FnOnce(&ServedModel) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(move || {
         let guard = engine.lock().unwrap_or_else(|p| p.into_inner());
@@ -95,7 +95,7 @@ async fn decode(State(engine): State<Shared>, body: Bytes) -> Result<Response, A
 }
 
 /// The routes: `POST /process`, `/tokenize`, `/decode`; anything else is a JSON 404/405.
-pub fn router(engine: Engine) -> Router {
+pub fn router(engine: ServedModel) -> Router {
     let shared: Shared = Arc::new(Mutex::new(engine));
     Router::new()
         .route("/process", post(process))
@@ -118,7 +118,7 @@ pub fn router(engine: Engine) -> Router {
 
 /// Serves `engine` on `listener` until `shutdown` completes.
 pub async fn serve(
-    engine: Engine,
+    engine: ServedModel,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {

@@ -2,12 +2,12 @@
 //! calls (`/process`, `/tokenize`, `/decode`).
 
 mod api;
-mod engine;
 mod http;
+mod served;
 
 pub use api::{
     DecodeRequest, DecodeResponse, MAX_TOP_K_PER_TOKEN, ProcessRequest, ProcessResponse, TokenOut,
     TokenizeRequest, TokenizeResponse,
 };
-pub use engine::Engine;
 pub use http::{ApiError, router, serve};
+pub use served::ServedModel;

@@ -25,12 +25,12 @@ use crate::ml::tokenizer::TextTokenizer;
 const GREEDY_BELOW: f64 = 1e-5;
 
 /// A loaded model and its tokenizer.
-pub struct Engine {
+pub struct ServedModel {
     model: Box<dyn CausalLm>,
     tok: TextTokenizer,
 }
 
-impl Engine {
+impl ServedModel {
     /// Loads `model_dir` (and the PEFT adapter in `adapter`, if given).
     pub fn load(
         model_dir: &Path,
@@ -43,7 +43,7 @@ impl Engine {
         if let Some(dir) = adapter {
             load_adapter(model.as_mut(), dir)?;
         }
-        Ok(Engine { model, tok })
+        Ok(ServedModel { model, tok })
     }
 
     /// Longest sequence the model takes.
