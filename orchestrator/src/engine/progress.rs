@@ -96,16 +96,87 @@ fn plain_line(p: &Progress<'_>) -> String {
     }
 }
 
-/// A bar for the run and a spinner line per running step.
+/// A bar for the run and a spinner line per running step, up to [`SPINNERS`]; past that one
+/// line counts the rest, so a run of 1,000 steps at `-j 64` stays a screenful.
 pub struct Bars {
     multi: MultiProgress,
     state: Mutex<BarState>,
 }
 
+/// The most running steps shown each on its own line.
+pub const SPINNERS: usize = 8;
+
 #[derive(Default)]
 struct BarState {
     total: Option<ProgressBar>,
     running: std::collections::HashMap<String, ProgressBar>,
+    shown: Shown,
+    /// "… and N more running", while some are hidden.
+    more: Option<ProgressBar>,
+}
+
+/// Which running steps have a line: the first [`SPINNERS`] to start; when one ends, the
+/// longest-waiting hidden one takes its place.
+#[derive(Debug, Default)]
+struct Shown {
+    hidden: std::collections::VecDeque<String>,
+    lines: usize,
+}
+
+impl Shown {
+    /// A step started: whether it gets a line.
+    fn start(&mut self, step: &str) -> bool {
+        if self.lines < SPINNERS {
+            self.lines += 1;
+            true
+        } else {
+            self.hidden.push_back(step.to_string());
+            false
+        }
+    }
+
+    /// A step ended (`had_line`: it had one): the hidden step that takes its line, if any.
+    fn end(&mut self, step: &str, had_line: bool) -> Option<String> {
+        if !had_line {
+            self.hidden.retain(|s| s != step);
+            return None;
+        }
+        match self.hidden.pop_front() {
+            Some(next) => Some(next),
+            None => {
+                self.lines -= 1;
+                None
+            }
+        }
+    }
+}
+
+impl BarState {
+    fn spinner(&mut self, multi: &MultiProgress, step: &str) {
+        let sp = multi.add(ProgressBar::new_spinner());
+        sp.set_message(format!("{step}: running"));
+        sp.enable_steady_tick(std::time::Duration::from_millis(120));
+        self.running.insert(step.to_string(), sp);
+    }
+
+    /// The "more running" line, kept to the count of hidden steps.
+    fn count_hidden(&mut self, multi: &MultiProgress) {
+        let n = self.shown.hidden.len();
+        match (&self.more, n) {
+            (Some(m), 0) => {
+                m.finish_and_clear();
+                multi.remove(m);
+                self.more = None;
+            }
+            (Some(m), n) => m.set_message(format!("… and {n} more running")),
+            (None, 0) => {}
+            (None, n) => {
+                let m = multi.add(ProgressBar::new_spinner());
+                m.set_message(format!("… and {n} more running"));
+                self.more = Some(m);
+            }
+        }
+    }
 }
 
 impl Bars {
@@ -140,15 +211,26 @@ impl Reporter for Bars {
             }
             Progress::Step { step, status, .. } => {
                 if *status == StepStatus::Running {
-                    let sp = self.multi.add(ProgressBar::new_spinner());
-                    sp.set_message(format!("{step}: running"));
-                    sp.enable_steady_tick(std::time::Duration::from_millis(120));
-                    st.running.insert(step.to_string(), sp);
-                } else if status.is_final() || *status == StepStatus::Waiting {
-                    if let Some(sp) = st.running.remove(*step) {
-                        sp.finish_and_clear();
-                        self.multi.remove(&sp);
+                    if st.running.contains_key(*step) || st.shown.hidden.iter().any(|s| s == step) {
+                        return;
                     }
+                    if st.shown.start(step) {
+                        st.spinner(&self.multi, step);
+                    }
+                    st.count_hidden(&self.multi);
+                } else if status.is_final() || *status == StepStatus::Waiting {
+                    let had_line = match st.running.remove(*step) {
+                        Some(sp) => {
+                            sp.finish_and_clear();
+                            self.multi.remove(&sp);
+                            true
+                        }
+                        None => false,
+                    };
+                    if let Some(next) = st.shown.end(step, had_line) {
+                        st.spinner(&self.multi, &next);
+                    }
+                    st.count_hidden(&self.multi);
                     if !matches!(status, StepStatus::Passed | StepStatus::Cached) {
                         let _ = self.multi.println(plain_line(p));
                     }
@@ -163,8 +245,33 @@ impl Reporter for Bars {
                 if let Some(t) = st.total.take() {
                     t.finish_and_clear();
                 }
+                if let Some(m) = st.more.take() {
+                    m.finish_and_clear();
+                }
                 let _ = self.multi.println(plain_line(p));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn past_the_spinner_cap_steps_wait_hidden_and_take_freed_lines_in_order() {
+        let mut s = Shown::default();
+        let names: Vec<String> = (0..SPINNERS + 3).map(|i| format!("s{i}")).collect();
+        let shown: Vec<bool> = names.iter().map(|n| s.start(n)).collect();
+        assert!(shown[..SPINNERS].iter().all(|&b| b));
+        assert!(shown[SPINNERS..].iter().all(|&b| !b));
+        assert_eq!(s.hidden.len(), 3);
+        // A hidden one ends: no line changes hands.
+        assert_eq!(s.end(&names[SPINNERS + 1], false), None);
+        // A shown one ends: the longest-waiting hidden one gets its line.
+        assert_eq!(s.end(&names[0], true), Some(names[SPINNERS].clone()));
+        assert_eq!(s.end(&names[1], true), Some(names[SPINNERS + 2].clone()));
+        assert_eq!(s.end(&names[2], true), None);
+        assert_eq!((s.lines, s.hidden.len()), (SPINNERS - 1, 0));
     }
 }
