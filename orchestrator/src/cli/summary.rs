@@ -19,16 +19,30 @@ pub fn summary(store: &Store, run_id: &str) -> String {
     };
     // In the order they ran (steps that never started last).
     steps.sort_by_key(|s| (s.started_at.is_none(), s.started_at));
-    let width = steps.iter().map(|s| s.step.len()).max().unwrap_or(0);
+    let lines: Vec<(&StepRecord, String)> = steps
+        .iter()
+        .map(|s| (s, step_line(s)))
+        .filter(|(_, l)| !l.is_empty())
+        .collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    let keep = kept(
+        &lines
+            .iter()
+            .map(|(s, _)| !s.metrics.is_empty())
+            .collect::<Vec<_>>(),
+    );
+    let width = lines.iter().map(|(s, _)| s.step.len()).max().unwrap_or(0);
     let mut out = String::new();
-    for s in &steps {
-        let line = step_line(s);
-        if !line.is_empty() {
+    for (i, (s, line)) in lines.iter().enumerate() {
+        if keep[i] {
             let _ = writeln!(out, "  {:width$}  {line}", s.step);
         }
     }
-    if out.is_empty() {
-        return out;
+    let hidden = keep.iter().filter(|k| !**k).count();
+    if hidden > 0 {
+        let _ = writeln!(out, "  … and {hidden} more steps (tuna status {run_id})");
     }
     let pull = steps
         .iter()
@@ -37,6 +51,29 @@ pub fn summary(store: &Store, run_id: &str) -> String {
         .map(|s| format!(" · tuna pull {run_id} {} --to DIR", s.step))
         .unwrap_or_default();
     format!("results:\n{out}next: tuna status {run_id} · tuna logs {run_id} STEP{pull}\n")
+}
+
+/// At most this many result lines; a run of 1,000 steps shows a screenful.
+const LINES: usize = 20;
+
+/// Which of the result lines to show (`with_numbers[i]`: line `i` has numbers): all when they
+/// fit, else the last ones with numbers (what a run is for: evaluations come last), then the
+/// last others, in the order they ran.
+fn kept(with_numbers: &[bool]) -> Vec<bool> {
+    let mut keep = vec![with_numbers.len() <= LINES; with_numbers.len()];
+    if with_numbers.len() <= LINES {
+        return keep;
+    }
+    let mut room = LINES;
+    for want in [true, false] {
+        for i in (0..with_numbers.len()).rev() {
+            if room > 0 && !keep[i] && with_numbers[i] == want {
+                keep[i] = true;
+                room -= 1;
+            }
+        }
+    }
+    keep
 }
 
 fn step_line(s: &StepRecord) -> String {
@@ -86,7 +123,19 @@ fn num(v: f64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::num;
+    use super::{LINES, kept, num};
+
+    #[test]
+    fn a_long_run_shows_its_last_numbers_first_then_its_last_other_lines() {
+        assert_eq!(kept(&[true, false]), vec![true, true]);
+        let mut lines = vec![false; 1000];
+        lines[3] = true;
+        lines[997] = true;
+        let keep = kept(&lines);
+        assert_eq!(keep.iter().filter(|k| **k).count(), LINES);
+        assert!(keep[3] && keep[997] && keep[999] && !keep[4]);
+        assert_eq!(keep[980..].iter().filter(|k| **k).count(), LINES - 1);
+    }
 
     #[test]
     fn numbers_read_as_people_write_them() {

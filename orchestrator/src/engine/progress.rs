@@ -231,7 +231,12 @@ impl Reporter for Bars {
                         st.spinner(&self.multi, &next);
                     }
                     st.count_hidden(&self.multi);
-                    if !matches!(status, StepStatus::Passed | StepStatus::Cached) {
+                    // Skipped steps are counted at the end, not listed: one early failure in
+                    // 1,000 steps is one line.
+                    if !matches!(
+                        status,
+                        StepStatus::Passed | StepStatus::Cached | StepStatus::Skipped
+                    ) {
                         let _ = self.multi.println(plain_line(p));
                     }
                     if status.is_final()
