@@ -90,8 +90,16 @@ steps:
     fs::set_permissions(&object, fs::Permissions::from_mode(0o644)).unwrap();
     fs::write(&object, "FRESH-CONTENT\n").unwrap();
     let pulled = p.run(&["pull", &id, "make", "--to", "again"]);
-    assert_ne!(pulled.code, 0, "{}", pulled.stdout);
+    // A damaged store is tuna's trouble (3), not bad input (2).
+    assert_eq!(pulled.code, 3, "{}", pulled.stderr);
     assert!(pulled.stderr.contains("damaged"), "{}", pulled.stderr);
+    let nosuch = p.run(&["pull", &id, "nosuch", "--to", "x"]);
+    assert_eq!(nosuch.code, 2, "{}", nosuch.stderr);
+    assert!(
+        nosuch.stderr.contains(&format!("run `{id}` has no step `nosuch`")),
+        "{}",
+        nosuch.stderr
+    );
     // The damaged blob left the store: the step is no longer a cache hit and runs again.
     let plan = p.run(&["plan", "wf.yaml"]).ok();
     assert!(

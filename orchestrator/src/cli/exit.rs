@@ -32,10 +32,10 @@ impl Fail {
 
 impl From<crate::engine::EngineError> for Fail {
     fn from(e: crate::engine::EngineError) -> Fail {
-        use crate::engine::EngineError as E;
-        match e {
-            E::Invalid(_) | E::NoSuchRun(_) => Fail::invalid(format!("error: {e}")),
-            _ => Fail::env(format!("error: {e}")),
+        if e.is_input() {
+            Fail::invalid(format!("error: {e}"))
+        } else {
+            Fail::env(format!("error: {e}"))
         }
     }
 }

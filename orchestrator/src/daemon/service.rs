@@ -75,6 +75,9 @@ pub enum DaemonError {
     /// The project files were refused (or could not be stored).
     #[error(transparent)]
     Project(#[from] ProjectError),
+    /// tuna could not do it: the artifact store or a runner failed (500).
+    #[error("{0}")]
+    Failed(String),
 }
 
 impl From<EngineError> for DaemonError {
@@ -82,9 +85,13 @@ impl From<EngineError> for DaemonError {
         match e {
             EngineError::Invalid(m) => DaemonError::Refused(m),
             EngineError::NoSuchRun(r) => DaemonError::NotFound(r),
+            e @ EngineError::NoSuchStep { .. } => DaemonError::Refused(e.to_string()),
             EngineError::Busy(r) => DaemonError::Conflict(format!("run `{r}` is still running")),
             EngineError::Store(s) => DaemonError::Store(s),
             EngineError::Io(io) => DaemonError::Io(io),
+            e @ (EngineError::Artifacts(_) | EngineError::Runner(_)) => {
+                DaemonError::Failed(e.to_string())
+            }
         }
     }
 }

@@ -24,14 +24,49 @@ use crate::store::{
 pub enum EngineError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// What the user gave cannot run: params, inputs, placement, a request that does not fit
+    /// the run's state.
     #[error("{0}")]
     Invalid(String),
     #[error("run `{0}` not found")]
     NoSuchRun(String),
+    #[error("run `{run}` has no step `{step}`")]
+    NoSuchStep { run: String, step: String },
     #[error("run `{0}` is still running")]
     Busy(String),
+    /// The artifact store (this machine's CAS, or outputs a runner keeps) failed.
+    #[error("{0}")]
+    Artifacts(String),
+    /// A runner could not be set up from the inventory, or is not there any more.
+    #[error("{0}")]
+    Runner(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+}
+
+impl EngineError {
+    /// A stable name for the kind of failure (`tuna::engine::…`), as the workflow's
+    /// diagnostics have theirs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            EngineError::Store(_) => "tuna::engine::store",
+            EngineError::Invalid(_) => "tuna::engine::invalid",
+            EngineError::NoSuchRun(_) => "tuna::engine::no_such_run",
+            EngineError::NoSuchStep { .. } => "tuna::engine::no_such_step",
+            EngineError::Busy(_) => "tuna::engine::busy",
+            EngineError::Artifacts(_) => "tuna::engine::artifacts",
+            EngineError::Runner(_) => "tuna::engine::runner",
+            EngineError::Io(_) => "tuna::engine::io",
+        }
+    }
+
+    /// Whether the input is at fault (exit code 2) rather than tuna's surroundings (3).
+    pub fn is_input(&self) -> bool {
+        matches!(
+            self,
+            EngineError::Invalid(_) | EngineError::NoSuchRun(_) | EngineError::NoSuchStep { .. }
+        )
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -73,7 +108,7 @@ impl Engine {
         home.create()?;
         let store = Store::open(&home.db())?;
         let cas = Cas::open(&home.cas())
-            .map_err(|e| EngineError::Invalid(format!("artifact store: {e}")))?;
+            .map_err(|e| EngineError::Artifacts(format!("artifact store: {e}")))?;
         let tuna_exe = std::env::current_exe()?;
         let shim = std::env::var_os("TUNA_SHIM")
             .map(PathBuf::from)
@@ -86,7 +121,7 @@ impl Engine {
             for g in &spec.gpus {
                 let memory = match &g.memory {
                     Some(m) => Some(crate::workflow::parse_size(m).map_err(|e| {
-                        EngineError::Invalid(format!("runner `{name}`: gpu memory `{m}`: {e}"))
+                        EngineError::Runner(format!("runner `{name}`: gpu memory `{m}`: {e}"))
                     })?),
                     None => None,
                 };
@@ -112,7 +147,7 @@ impl Engine {
                 &shim,
                 &base_env,
             )
-            .map_err(|e| EngineError::Invalid(format!("runner `{name}`: {e}")))?;
+            .map_err(|e| EngineError::Runner(format!("runner `{name}`: {e}")))?;
             pool.runners.push(PoolRunner {
                 name: name.clone(),
                 class: spec.kind.clone(),

@@ -124,7 +124,7 @@ impl Engine {
             ..LocalGc::default()
         };
         let cas_error =
-            |e: crate::cas::CasError| EngineError::Invalid(format!("artifact store: {e}"));
+            |e: crate::cas::CasError| EngineError::Artifacts(format!("artifact store: {e}"));
         let stats = if opts.dry_run {
             local.attempt_dirs_removed = old_dirs.len();
             self.cas.gc_dry_run(live).map_err(cas_error)?

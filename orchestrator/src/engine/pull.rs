@@ -28,7 +28,10 @@ impl Engine {
             if matches!(self.store.run(run), Ok(None)) {
                 EngineError::NoSuchRun(run.to_string())
             } else {
-                EngineError::Invalid(format!("run `{run}` has no step `{step}`"))
+                EngineError::NoSuchStep {
+                    run: run.to_string(),
+                    step: step.to_string(),
+                }
             }
         })?;
         if !rec.status.is_done() {
@@ -41,7 +44,7 @@ impl Engine {
         for (out, digest) in &rec.outputs {
             let dest = dir.join(out.trim_end_matches('/'));
             let location = Location::of(&rec.locations, out).clone();
-            let failed = |e: String| EngineError::Invalid(format!("pulling output {out}: {e}"));
+            let failed = |e: String| EngineError::Artifacts(format!("pulling output {out}: {e}"));
             let bytes = match location.runner() {
                 None => {
                     self.cas

@@ -100,7 +100,7 @@ impl Dispatcher<'_> {
                     std::fs::create_dir_all(parent)?;
                 }
                 self.eng.cas.materialize(digest, &dest).map_err(|e| {
-                    EngineError::Invalid(format!("restoring output `{out}` of `{need}`: {e}"))
+                    EngineError::Artifacts(format!("restoring output `{out}` of `{need}`: {e}"))
                 })?;
             }
             let rec = self.recs.get_mut(&need).expect("record");

@@ -32,13 +32,13 @@ impl Dispatcher<'_> {
                     continue;
                 };
                 let from = self.eng.runner_named(keeper).ok_or_else(|| {
-                    EngineError::Invalid(format!(
+                    EngineError::Runner(format!(
                         "output {out} of step `{need}` is kept on runner `{keeper}`, which is no \
                          longer in the runner inventory; put it back, or run `{need}` again"
                     ))
                 })?;
                 let listing = artifacts::listing(&self.eng.cas, digest).map_err(|e| {
-                    EngineError::Invalid(format!("output {out} of step `{need}`: {e}"))
+                    EngineError::Artifacts(format!("output {out} of step `{need}`: {e}"))
                 })?;
                 if remote.is_some() {
                     if keeper != target {
@@ -51,7 +51,7 @@ impl Dispatcher<'_> {
                     stored.insert((need.clone(), out.clone()), listing);
                 } else {
                     let outputs_dir = rec.outputs_dir.clone().ok_or_else(|| {
-                        EngineError::Invalid(format!(
+                        EngineError::Artifacts(format!(
                             "upstream step `{need}` has no outputs folder"
                         ))
                     })?;
