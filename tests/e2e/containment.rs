@@ -96,7 +96,9 @@ steps:
     let nosuch = p.run(&["pull", &id, "nosuch", "--to", "x"]);
     assert_eq!(nosuch.code, 2, "{}", nosuch.stderr);
     assert!(
-        nosuch.stderr.contains(&format!("run `{id}` has no step `nosuch`")),
+        nosuch
+            .stderr
+            .contains(&format!("run `{id}` has no step `nosuch`")),
         "{}",
         nosuch.stderr
     );

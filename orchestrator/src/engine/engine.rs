@@ -322,7 +322,7 @@ impl Engine {
                 }
             }
             // Project files a `uses:` step names in `with` (absolute paths may be on a runner).
-            for (key, rel) in super::job::with_paths(step, params) {
+            for (key, rel) in crate::cache::with_paths(step, params) {
                 let p = wf.project_dir.join(&rel);
                 if let Some(problem) = crate::workflow::relative_path_escapes(&rel) {
                     problems.push(format!(

@@ -39,7 +39,6 @@ pub use gc::{GcHosts, GcOptions, GcReport, LocalGc};
 pub use home::Home;
 pub use inventory::{Inventory, InventoryError};
 pub use job::merged_params;
-pub(crate) use job::with_paths;
 pub use ledger::Cost;
 pub use plan::PlanRow;
 pub use progress::{Bars, Plain, Progress, Quiet, Reporter};

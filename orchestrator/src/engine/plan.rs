@@ -7,8 +7,9 @@ use serde::Serialize;
 use super::artifacts;
 use super::engine::{Engine, EngineError};
 use super::freshness::{Freshness, Question, freshness};
-use super::job::{RUN_ID, SCHEDULED_TIME, key_inputs, merged_params};
+use super::job::merged_params;
 use crate::cache::DirtyReason;
+use crate::cache::{RUN_ID, SCHEDULED_TIME, key_inputs};
 use crate::cas::Digest;
 use crate::dag::Dag;
 

@@ -54,7 +54,7 @@ fn reads(wf: &Workflow, params: &BTreeMap<String, String>) -> Vec<Read_> {
                 rel: input.trim_end_matches('/').to_string(),
             });
         }
-        for (key, path) in crate::engine::with_paths(step, params) {
+        for (key, path) in crate::cache::with_paths(step, params) {
             if Path::new(&path).is_absolute() {
                 continue;
             }

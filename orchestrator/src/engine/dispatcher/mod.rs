@@ -27,11 +27,11 @@ use super::events::{Collected, Control, Event};
 use super::executor;
 use super::freshness::{Freshness, Question, freshness};
 use super::gate;
-use super::job::{JobContext, RUN_ID, SCHEDULED_TIME, build_job, key_inputs, merged_params};
+use super::job::{JobContext, build_job, merged_params};
 use super::ledger::{Cost, check_budget};
 use super::pool::{Assignment, Placement};
 use super::progress::Progress;
-use crate::cache::{DirtyReason, KeyInputs};
+use crate::cache::{DirtyReason, KeyInputs, RUN_ID, SCHEDULED_TIME, key_inputs};
 use crate::dag::Dag;
 use crate::store::{
     AttemptRecord, CacheEntry, FORMAT_MAJOR, LastKey, Location, RunRecord, RunStatus, StepRecord,
