@@ -247,23 +247,56 @@ pub(crate) fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
             ),
         ));
     }
-    let mut anchors: HashMap<usize, Anchored> = HashMap::new();
-    let mut stack: Vec<Open> = Vec::new();
-    let mut root: Option<Node> = None;
-    let mut documents = 0;
-    let (mut alias_nodes, mut alias_bytes) = (ALIAS_NODES, ALIAS_BYTES);
+    let mut tree = Builder::default();
     for item in Parser::new_from_str(text) {
         let (event, span) = item.map_err(|e| SyntaxError {
             at: pos(e.marker()),
             message: e.info().to_string(),
             limit: false,
         })?;
-        let start = pos(&span.start);
-        let end = pos(&span.end);
-        let done = match event {
+        if let Some((anchor, node)) = tree.event(event, pos(&span.start), pos(&span.end))? {
+            tree.attach(anchor, node);
+        }
+    }
+    Ok(tree.root.filter(|n| !n.is_null()))
+}
+
+/// The tree being built from the parser's events: the collections still open, the anchors
+/// seen, what aliases may still copy.
+struct Builder {
+    anchors: HashMap<usize, Anchored>,
+    stack: Vec<Open>,
+    root: Option<Node>,
+    documents: usize,
+    alias_nodes: usize,
+    alias_bytes: usize,
+}
+
+impl Default for Builder {
+    fn default() -> Builder {
+        Builder {
+            anchors: HashMap::new(),
+            stack: Vec::new(),
+            root: None,
+            documents: 0,
+            alias_nodes: ALIAS_NODES,
+            alias_bytes: ALIAS_BYTES,
+        }
+    }
+}
+
+impl Builder {
+    /// Takes one event; a node it completes, with its anchor (0: none).
+    fn event(
+        &mut self,
+        event: Event<'_>,
+        start: Pos,
+        end: Pos,
+    ) -> Result<Option<(usize, Node)>, SyntaxError> {
+        Ok(match event {
             Event::DocumentStart(_) => {
-                documents += 1;
-                if documents > 1 {
+                self.documents += 1;
+                if self.documents > 1 {
                     return Err(SyntaxError {
                         at: start,
                         message: "a workflow file holds one YAML document; found a second `---`"
@@ -287,37 +320,15 @@ pub(crate) fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
                 };
                 Some((anchor, node))
             }
-            Event::Alias(id) => {
-                let Some(a) = anchors.get(&id) else {
-                    return Err(SyntaxError {
-                        at: start,
-                        message: "alias to an unknown anchor".into(),
-                        limit: false,
-                    });
-                };
-                if a.nodes > alias_nodes || a.bytes > alias_bytes {
-                    return Err(SyntaxError::limit(
-                        start,
-                        format!(
-                            "aliases copy too much: all aliases of a file may copy at most \
-                             {ALIAS_NODES} nodes and {ALIAS_BYTES} bytes of text"
-                        ),
-                    ));
-                }
-                alias_nodes -= a.nodes;
-                alias_bytes -= a.bytes;
-                let mut node = a.node.clone();
-                node.span = Span { start, end };
-                Some((0, node))
-            }
-            Event::SequenceStart(..) | Event::MappingStart(..) if stack.len() >= MAX_DEPTH => {
+            Event::Alias(id) => Some((0, self.alias(id, start, end)?)),
+            Event::SequenceStart(..) | Event::MappingStart(..) if self.stack.len() >= MAX_DEPTH => {
                 return Err(SyntaxError::limit(
                     start,
                     format!("mappings and lists nest deeper than {MAX_DEPTH} levels here"),
                 ));
             }
             Event::SequenceStart(anchor, _) => {
-                stack.push(Open::Seq {
+                self.stack.push(Open::Seq {
                     anchor,
                     start,
                     items: Vec::new(),
@@ -325,7 +336,7 @@ pub(crate) fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
                 None
             }
             Event::MappingStart(anchor, _) => {
-                stack.push(Open::Map {
+                self.stack.push(Open::Map {
                     anchor,
                     start,
                     entries: Vec::new(),
@@ -333,57 +344,90 @@ pub(crate) fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
                 });
                 None
             }
-            Event::SequenceEnd | Event::MappingEnd => match stack.pop() {
-                Some(Open::Seq {
-                    anchor,
-                    start,
-                    items,
-                }) => {
-                    let end = items.last().map_or(end, |n| n.span.end);
-                    Some((
-                        anchor,
-                        Node {
-                            kind: Kind::Seq(items),
-                            span: Span { start, end },
-                        },
-                    ))
-                }
-                Some(Open::Map {
-                    anchor,
-                    start,
-                    entries,
-                    ..
-                }) => {
-                    let end = entries.last().map_or(end, |(_, v)| v.span.end);
-                    Some((
-                        anchor,
-                        Node {
-                            kind: Kind::Map(entries),
-                            span: Span { start, end },
-                        },
-                    ))
-                }
-                None => None,
-            },
+            Event::SequenceEnd | Event::MappingEnd => self.stack.pop().map(|open| close(open, end)),
             _ => None,
+        })
+    }
+
+    /// A copy of the anchored node `id`, within what aliases may still copy.
+    fn alias(&mut self, id: usize, start: Pos, end: Pos) -> Result<Node, SyntaxError> {
+        let Some(a) = self.anchors.get(&id) else {
+            return Err(SyntaxError {
+                at: start,
+                message: "alias to an unknown anchor".into(),
+                limit: false,
+            });
         };
-        if let Some((anchor, node)) = done {
-            if anchor != 0 {
-                let (nodes, bytes) = node.weight();
-                let node = node.clone();
-                anchors.insert(anchor, Anchored { node, nodes, bytes });
-            }
-            match stack.last_mut() {
-                Some(Open::Seq { items, .. }) => items.push(node),
-                Some(Open::Map { entries, key, .. }) => match key.take() {
-                    Some(k) => entries.push((k, node)),
-                    None => *key = Some(node),
-                },
-                None => root = Some(node),
-            }
+        if a.nodes > self.alias_nodes || a.bytes > self.alias_bytes {
+            return Err(SyntaxError::limit(
+                start,
+                format!(
+                    "aliases copy too much: all aliases of a file may copy at most \
+                     {ALIAS_NODES} nodes and {ALIAS_BYTES} bytes of text"
+                ),
+            ));
+        }
+        self.alias_nodes -= a.nodes;
+        self.alias_bytes -= a.bytes;
+        let mut node = a.node.clone();
+        node.span = Span { start, end };
+        Ok(node)
+    }
+
+    /// Puts a finished node where it belongs: remembered under its anchor, then into the open
+    /// collection (as a key or a value in a mapping) or as the root.
+    fn attach(&mut self, anchor: usize, node: Node) {
+        if anchor != 0 {
+            let (nodes, bytes) = node.weight();
+            let node = node.clone();
+            self.anchors.insert(anchor, Anchored { node, nodes, bytes });
+        }
+        match self.stack.last_mut() {
+            Some(Open::Seq { items, .. }) => items.push(node),
+            Some(Open::Map { entries, key, .. }) => match key.take() {
+                Some(k) => entries.push((k, node)),
+                None => *key = Some(node),
+            },
+            None => self.root = Some(node),
         }
     }
-    Ok(root.filter(|n| !n.is_null()))
+}
+
+/// A closed collection as a node (it ends where its last item ends), with its anchor.
+fn close(open: Open, end: Pos) -> (usize, Node) {
+    match open {
+        Open::Seq {
+            anchor,
+            start,
+            items,
+        } => {
+            let end = items.last().map_or(end, |n| n.span.end);
+            let span = Span { start, end };
+            (
+                anchor,
+                Node {
+                    kind: Kind::Seq(items),
+                    span,
+                },
+            )
+        }
+        Open::Map {
+            anchor,
+            start,
+            entries,
+            ..
+        } => {
+            let end = entries.last().map_or(end, |(_, v)| v.span.end);
+            let span = Span { start, end };
+            (
+                anchor,
+                Node {
+                    kind: Kind::Map(entries),
+                    span,
+                },
+            )
+        }
+    }
 }
 
 /// Where flow collections (`[`, `{`) first nest deeper than [`MAX_DEPTH`], by a linear scan
