@@ -21,4 +21,4 @@ pub use tree::{Tree, TreeFile};
 #[cfg(test)]
 mod links_tests;
 #[cfg(test)]
-mod tests;
+mod store_tests;

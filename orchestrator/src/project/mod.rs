@@ -28,4 +28,4 @@ pub use manifest::{Manifest, ManifestFile, check_path};
 pub use snapshot::{SUBMISSIONS, Snapshot, Snapshots};
 
 #[cfg(test)]
-mod tests;
+mod round_trip_tests;
