@@ -71,6 +71,25 @@ fn neurips_qlora_pipeline_runs() {
         qlora["loss_last"].as_f64().unwrap() < qlora["loss_first"].as_f64().unwrap(),
         "{qlora}"
     );
+    // The held-out loss of data.prepare's val.jsonl: every 4 steps and after the last, the
+    // last one a metric (the step's gate uses it).
+    assert!(
+        qlora["eval_loss"].as_f64().unwrap() < qlora["loss_first"].as_f64().unwrap(),
+        "{qlora}"
+    );
+    let curve: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            p.home()
+                .join(format!("runs/{id}/qlora/1/work/finetune.json")),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let steps = curve["eval_steps"].as_array().unwrap();
+    assert!(steps.len() >= 2, "{curve}");
+    assert_eq!(curve["eval_losses"].as_array().unwrap().len(), steps.len());
+    assert_eq!(steps.last().unwrap(), &curve["steps"], "{curve}");
+    assert!(step("smoke")["metrics"]["eval_loss"].as_f64().is_some());
     // NF4 keeps the frozen linear weights in about a quarter of fp32's bytes (plus scales).
     let dense = step("scale-up")["metrics"]["base_linear_bytes"]
         .as_f64()

@@ -56,11 +56,27 @@ const BASE: &str = r#"
 fn project(steps: &str) -> Project {
     let p = Project::new();
     p.file("data/train.jsonl", &data());
+    write_workflow(&p, steps);
+    p
+}
+
+/// The metrics of step `name` of run `id`.
+fn step_metrics(p: &Project, id: &str, name: &str) -> serde_json::Value {
+    p.status(id)["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap()["metrics"]
+        .clone()
+}
+
+/// `wf.yaml`: [`BASE`] then `steps`.
+fn write_workflow(p: &Project, steps: &str) {
     p.file(
         "wf.yaml",
         &format!("name: kinds\nparams:\n  lr: 1e-3\n  steps: 6\nsteps:{BASE}{steps}"),
     );
-    p
 }
 
 #[test]
@@ -170,14 +186,7 @@ fn finetune_smoke_projects_hours_and_gates_stop_a_run_that_cannot_fit() {
 "#;
     let p = project(&smoke.replace("LIMIT", "24"));
     let id = p.run(&["run", "wf.yaml"]).ok().run_id();
-    let status = p.status(&id);
-    let smoke_m = status["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "smoke")
-        .unwrap()["metrics"]
-        .clone();
+    let smoke_m = step_metrics(&p, &id, "smoke");
     let hours = smoke_m["projected_hours"].as_f64().unwrap();
     let a100 = smoke_m["projected_hours_a100"].as_f64().unwrap();
     assert!(
@@ -190,13 +199,7 @@ fn finetune_smoke_projects_hours_and_gates_stop_a_run_that_cannot_fit() {
 
     // The same run with a 24-hour budget no projection can meet: the gate fails the smoke step
     // and nothing after it runs.
-    p.file(
-        "wf.yaml",
-        &format!(
-            "name: kinds\nparams:\n  lr: 1e-3\n  steps: 6\nsteps:{BASE}{}",
-            smoke.replace("LIMIT", "0")
-        ),
-    );
+    write_workflow(&p, &smoke.replace("LIMIT", "0"));
     let r = p.run(&["run", "wf.yaml"]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     let id = r.run_id();
@@ -204,6 +207,63 @@ fn finetune_smoke_projects_hours_and_gates_stop_a_run_that_cannot_fit() {
     assert_eq!(p.step_status(&id, "after"), "skipped");
     let why = p.run(&["status", &id]).stdout;
     assert!(why.contains("projected_hours_a100"), "{why}");
+}
+
+#[test]
+fn finetune_eval_loss_on_val_jsonl_is_listed_per_evaluation_and_gates_the_step() {
+    tuna_ml_bin();
+    let step = r#"
+  tune:
+    uses: finetune
+    with:
+      model: ${{ steps.base.outputs.model/ }}
+      data: ${{ steps.prepare.outputs.train.jsonl }}
+      eval_data: ${{ steps.prepare.outputs.val.jsonl }}
+      eval_every: 2
+      max_steps: 5
+      learning_rate: 1e-2
+      batch_size: 4
+      lora: { r: 4, alpha: 8, dropout: 0.1 }
+    gate: ["eval_loss < LIMIT"]
+"#;
+    let p = project(&step.replace("LIMIT", "100"));
+    let id = p.run(&["run", "wf.yaml"]).ok().run_id();
+    let m = step_metrics(&p, &id, "tune");
+    let file = p
+        .home()
+        .join(format!("runs/{id}/tune/1/work/finetune.json"));
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    // Every 2 steps and after the last (5).
+    assert_eq!(doc["eval_steps"], serde_json::json!([2, 4, 5]), "{doc}");
+    let losses = doc["eval_losses"].as_array().unwrap();
+    assert_eq!(losses.len(), 3, "{doc}");
+    assert!(losses.iter().all(|l| l.as_f64().unwrap() > 0.0), "{doc}");
+    // The final value is a step metric; the lists stay in the file.
+    assert_eq!(m["eval_loss"], losses[2], "{m}");
+    assert!(m.get("eval_losses").is_none(), "{m}");
+    let log = p.run(&["logs", &id, "tune", "--stderr"]).stdout;
+    assert_eq!(log.matches("eval-loss ").count(), 3, "{log}");
+
+    // A limit no model meets: the gate on eval_loss fails the step.
+    write_workflow(&p, &step.replace("LIMIT", "0.001"));
+    let r = p.run(&["run", "wf.yaml"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let id = r.run_id();
+    assert_eq!(p.step_status(&id, "tune"), "failed");
+    let why = p.run(&["status", &id]).stdout;
+    assert!(why.contains("eval_loss"), "{why}");
+
+    // `eval_every` without `eval_data` is refused before anything runs.
+    let without = step.replace(
+        "      eval_data: ${{ steps.prepare.outputs.val.jsonl }}\n",
+        "",
+    );
+    assert!(!without.contains("eval_data"));
+    write_workflow(&p, &without);
+    let r = p.run(&["validate", "wf.yaml"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("needs `eval_data`"), "{}", r.stderr);
 }
 
 #[test]

@@ -27,6 +27,7 @@ mod leaderboard_local;
 mod placement;
 mod quoting;
 mod ray;
+mod ray_daemon;
 mod secrets;
 mod ssh;
 mod ssh_artifacts;

@@ -13,7 +13,7 @@ use tuna_tests::{Project, Run, wait_until};
 const WRONG_TOKEN: &str = "wrong-9f2c-token";
 
 /// runners.yaml: a local runner and `ray` on the test cluster (2 × a100), plus `extra`.
-fn inventory(p: &Project, shared: &Path, extra: &str) {
+pub(crate) fn inventory(p: &Project, shared: &Path, extra: &str) {
     let c = ray::cluster();
     p.file(
         "runners.yaml",
@@ -66,7 +66,7 @@ fn wait_exit(child: &mut Child) -> i32 {
     code.unwrap()
 }
 
-fn step<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+pub(crate) fn step<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     status["steps"]
         .as_array()
         .unwrap()
@@ -76,7 +76,7 @@ fn step<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value 
 }
 
 /// The Ray jobs tuna submitted for `(run, step)`: (submission id, status).
-fn jobs_of(c: &RayCluster, run: &str, step: &str) -> Vec<(String, String)> {
+pub(crate) fn jobs_of(c: &RayCluster, run: &str, step: &str) -> Vec<(String, String)> {
     let (code, body) = c.get("/api/jobs/");
     assert_eq!(code, 200, "{body}");
     let all: Vec<serde_json::Value> = serde_json::from_str(&body).expect("jobs json");
@@ -172,7 +172,7 @@ fn closed_port() -> u16 {
         .port()
 }
 
-fn shared_dir() -> tempfile::TempDir {
+pub(crate) fn shared_dir() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("tuna-ray-shared-")
         .tempdir()

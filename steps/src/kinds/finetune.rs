@@ -2,7 +2,9 @@
 //! prompt/completion JSONL (the ML core in `crate::ml`, feature `torch`). Checkpoints live in
 //! the step's state folder, so a retried or resumed attempt continues from the last one; the
 //! adapter (PEFT layout), the optional merged model, the checkpoints (when `checkpoint_every`
-//! is set) and the full metrics are the outputs.
+//! is set) and the full metrics are the outputs. With `eval_data` (e.g. data.prepare's
+//! `val.jsonl`) the loss on it is computed every `eval_every` steps and after the last one:
+//! `eval_losses`/`eval_steps` in `finetune.json`, the final value as the metric `eval_loss`.
 
 use crate::context::StepContext;
 use crate::error::StepError;
@@ -12,10 +14,13 @@ use crate::settings::FinetuneConfig;
 /// The `finetune` kind.
 pub(crate) struct Finetune;
 
-/// Keys of `with:` that are not fine-tuning settings.
-const OWN_KEYS: [&str; 2] = ["model", "data"];
+/// Keys of `with:` that are not fine-tuning settings: the files the step reads.
+const OWN_KEYS: [&str; 3] = ["model", "data", "eval_data"];
 
-/// The fine-tuning settings of a `with:` mapping (everything but `model` and `data`).
+/// The files a step cannot run without.
+const REQUIRED: [&str; 2] = ["model", "data"];
+
+/// The fine-tuning settings of a `with:` mapping (everything but the files).
 fn settings(with: &serde_json::Value) -> Result<FinetuneConfig, StepError> {
     let mut rest = with.as_object().cloned().unwrap_or_default();
     for k in OWN_KEYS {
@@ -47,6 +52,7 @@ impl StepKind for Finetune {
             match with.get(k) {
                 Some(v) if v.is_string() => {}
                 Some(_) => out.push(WithProblem::new(k, "must be a path (a string)")),
+                None if !REQUIRED.contains(&k) => {}
                 None => out.push(WithProblem::new(
                     k,
                     match k {
@@ -55,6 +61,12 @@ impl StepKind for Finetune {
                     },
                 )),
             }
+        }
+        if with.get("eval_every").is_some() && with.get("eval_data").is_none() {
+            out.push(WithProblem::new(
+                "eval_every",
+                "needs `eval_data`: a JSONL file of {\"prompt\", \"completion\"} lines to compute the loss on (data.prepare's val.jsonl)",
+            ));
         }
         if let Err(e) = settings(with) {
             let (key, message) = match e {
@@ -106,10 +118,18 @@ fn run(ctx: &StepContext) -> Result<Metrics, StepError> {
 
     let cfg = settings(&ctx.with)?;
     let (model, data) = (ctx.path("model")?, ctx.path("data")?);
+    let eval_data = match ctx.with.get("eval_data") {
+        Some(_) => Some(ctx.path("eval_data")?),
+        None => None,
+    };
     let out = ctx.state.join("finetune");
     let report = |r: &StepReport| {
+        let eval = r
+            .eval_loss
+            .map(|l| format!(" eval-loss {l:.4}"))
+            .unwrap_or_default();
         eprintln!(
-            "step {}/{} loss {:.4} lr {:.3e} grad-norm {:.3}{}",
+            "step {}/{} loss {:.4} lr {:.3e} grad-norm {:.3}{eval}{}",
             r.step,
             r.total_steps,
             r.loss,
@@ -122,7 +142,7 @@ fn run(ctx: &StepContext) -> Result<Metrics, StepError> {
         cancel: None,
         on_step: Some(&report),
     };
-    let m = finetune_with(&cfg, &model, &data, &out, &hooks)
+    let m = finetune_with(&cfg, &model, &data, eval_data.as_deref(), &out, &hooks)
         .map_err(|e| StepError::Failed(e.to_string()))?;
     if m.resumed_from_step > 0 {
         eprintln!(
@@ -181,4 +201,45 @@ fn link_tree(from: &std::path::Path, to: &std::path::Path) -> Result<(), StepErr
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(with: serde_json::Value) -> Vec<(String, String)> {
+        Finetune
+            .check_with(&with)
+            .into_iter()
+            .map(|p| (p.path, p.message))
+            .collect()
+    }
+
+    #[test]
+    fn eval_data_is_an_optional_path_and_eval_every_needs_it() {
+        let base = serde_json::json!({"model": "m/", "data": "train.jsonl"});
+        assert!(problems(base.clone()).is_empty());
+        let with = |extra: serde_json::Value| {
+            let mut v = base.clone();
+            v.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            problems(v)
+        };
+        assert!(with(serde_json::json!({"eval_data": "val.jsonl"})).is_empty());
+        assert!(with(serde_json::json!({"eval_data": "val.jsonl", "eval_every": 2})).is_empty());
+        let p = with(serde_json::json!({"eval_data": 3}));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].0, "eval_data");
+        assert!(p[0].1.contains("path"), "{p:?}");
+        let p = with(serde_json::json!({"eval_every": 2}));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].0, "eval_every");
+        assert!(p[0].1.contains("needs `eval_data`"), "{p:?}");
+        let p = with(serde_json::json!({"eval_data": "val.jsonl", "eval_every": 0}));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].0, "eval_every");
+        assert!(p[0].1.contains("at least 1"), "{p:?}");
+        assert!(Finetune.path_keys().contains(&"eval_data"));
+    }
 }

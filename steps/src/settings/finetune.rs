@@ -70,6 +70,9 @@ pub struct FinetuneConfig {
     pub checkpoint_every: u64,
     /// How many checkpoints to keep.
     pub keep_checkpoints: usize,
+    /// Compute the loss on the eval data (`eval_data`) every N optimizer steps, and after the
+    /// last one; unset = only after the last step.
+    pub eval_every: Option<u64>,
     /// Also write the base model with the adapter folded in (`merged/`).
     pub save_merged: bool,
     /// Append the model's end-of-sequence token to every completion.
@@ -108,6 +111,7 @@ impl Default for FinetuneConfig {
             seed: 42,
             checkpoint_every: 0,
             keep_checkpoints: 2,
+            eval_every: None,
             save_merged: false,
             append_eos: true,
             gpu_speeds: BTreeMap::new(),
@@ -120,6 +124,7 @@ impl Default for FinetuneConfig {
 impl FinetuneConfig {
     /// Reads a `with:` mapping (YAML or JSON value); unknown keys are errors.
     pub fn from_value(v: serde_json::Value) -> Result<Self, SettingError> {
+        check_eval_every(v.get("eval_every"))?;
         let cfg: FinetuneConfig = serde_json::from_value(v).map_err(SettingError::from_serde)?;
         cfg.validate()?;
         Ok(cfg)
@@ -127,6 +132,10 @@ impl FinetuneConfig {
 
     /// Reads a workflow's `with:` mapping.
     pub fn from_yaml(v: &serde_yaml::Value) -> Result<Self, SettingError> {
+        let every = v
+            .get("eval_every")
+            .and_then(|e| serde_json::to_value(e).ok());
+        check_eval_every(every.as_ref())?;
         let cfg: FinetuneConfig =
             serde_yaml::from_value(v.clone()).map_err(SettingError::from_serde)?;
         cfg.validate()?;
@@ -196,6 +205,12 @@ impl FinetuneConfig {
         if self.keep_checkpoints == 0 {
             return bad("keep_checkpoints", "must be at least 1".into());
         }
+        if self.eval_every == Some(0) {
+            return bad(
+                "eval_every",
+                "must be at least 1 (optimizer steps between evaluations)".into(),
+            );
+        }
         Ok(())
     }
 
@@ -208,6 +223,7 @@ impl FinetuneConfig {
             for k in [
                 "checkpoint_every",
                 "keep_checkpoints",
+                "eval_every",
                 "save_merged",
                 "threads",
                 "gpu",
@@ -217,6 +233,21 @@ impl FinetuneConfig {
             }
         }
         v
+    }
+}
+
+/// `eval_every`, when given, is a whole number of steps of at least 1: said with its key
+/// before serde's own message (which names no key) could be the one reported.
+fn check_eval_every(v: Option<&serde_json::Value>) -> Result<(), SettingError> {
+    match v {
+        None | Some(serde_json::Value::Null) => Ok(()),
+        Some(n) if n.as_u64().is_some_and(|n| n >= 1) => Ok(()),
+        Some(other) => Err(SettingError {
+            key: "eval_every".into(),
+            message: format!(
+                "must be a whole number of optimizer steps, at least 1, found {other}"
+            ),
+        }),
     }
 }
 
@@ -254,5 +285,35 @@ mod tests {
         assert!(bad("quantize: int8").contains("int8"));
         assert!(bad("epochs: 0").contains("epochs"));
         assert!(bad("batchsize: 4").contains("batchsize"));
+    }
+
+    #[test]
+    fn eval_every_is_a_whole_number_of_at_least_one() {
+        let parse = |y: &str| FinetuneConfig::from_yaml(&serde_yaml::from_str(y).unwrap());
+        assert_eq!(parse("{}").unwrap().eval_every, None);
+        assert_eq!(parse("eval_every: 5").unwrap().eval_every, Some(5));
+        for y in [
+            "eval_every: 0",
+            "eval_every: -2",
+            "eval_every: 1.5",
+            "eval_every: often",
+        ] {
+            let e = parse(y).unwrap_err();
+            assert_eq!(e.key, "eval_every", "{y}: {e}");
+            assert!(e.message.contains("at least 1"), "{y}: {e}");
+            let json = serde_json::to_value(serde_yaml::from_str::<serde_yaml::Value>(y).unwrap());
+            let e = FinetuneConfig::from_value(json.unwrap()).unwrap_err();
+            assert_eq!(e.key, "eval_every", "{y}: {e}");
+        }
+    }
+
+    #[test]
+    fn eval_every_does_not_change_the_fingerprint() {
+        let a = FinetuneConfig::default();
+        let b = FinetuneConfig {
+            eval_every: Some(3),
+            ..FinetuneConfig::default()
+        };
+        assert_eq!(a.fingerprint_value(), b.fingerprint_value());
     }
 }

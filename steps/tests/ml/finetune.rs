@@ -1,5 +1,5 @@
-//! The fine-tuning loop: resume from checkpoints, PEFT-compatible output, merged model,
-//! metrics with projection, and data errors.
+//! The fine-tuning loop: resume from checkpoints (eval points included), PEFT-compatible
+//! output, merged model, metrics with projection, and data errors.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -30,6 +30,14 @@ fn config() -> FinetuneConfig {
     }
 }
 
+/// Equal lengths and values within 1e-4 (relative above 1).
+fn assert_close(a: &[f64], b: &[f64]) {
+    assert_eq!(a.len(), b.len(), "{a:?} vs {b:?}");
+    for (x, y) in a.iter().zip(b) {
+        assert!((x - y).abs() <= 1e-4 * x.abs().max(1.0), "{a:?} vs {b:?}");
+    }
+}
+
 #[test]
 fn resumed_run_continues_from_its_checkpoint_and_matches_an_uninterrupted_one() {
     let tmp = tempfile::tempdir().unwrap();
@@ -39,12 +47,23 @@ fn resumed_run_continues_from_its_checkpoint_and_matches_an_uninterrupted_one() 
         max_steps: Some(8),
         checkpoint_every: 3,
         group_by_length: true,
+        eval_every: Some(2),
         ..config()
     };
+    let eval = Some(data.as_path());
 
-    let whole = finetune(&cfg, &model, &data, &tmp.path().join("whole")).unwrap();
+    let whole = finetune_with(
+        &cfg,
+        &model,
+        &data,
+        eval,
+        &tmp.path().join("whole"),
+        &FinetuneHooks::default(),
+    )
+    .unwrap();
     assert_eq!(whole.steps, 8);
     assert_eq!(whole.resumed_from_step, 0);
+    assert_eq!(whole.eval_steps, vec![2, 4, 6, 8]);
 
     // Stopped after step 5 (as a kill would): the checkpoint of step 3 is the newest.
     let out = tmp.path().join("interrupted");
@@ -58,7 +77,7 @@ fn resumed_run_continues_from_its_checkpoint_and_matches_an_uninterrupted_one() 
         cancel: Some(&stop),
         on_step: Some(&on_step),
     };
-    match finetune_with(&cfg, &model, &data, &out, &hooks) {
+    match finetune_with(&cfg, &model, &data, eval, &out, &hooks) {
         Err(MlError::Cancelled { step: 5 }) => {}
         other => panic!("expected a stop after step 5, got {other:?}"),
     }
@@ -71,7 +90,7 @@ fn resumed_run_continues_from_its_checkpoint_and_matches_an_uninterrupted_one() 
         cancel: None,
         on_step: Some(&record),
     };
-    let resumed = finetune_with(&cfg, &model, &data, &out, &hooks).unwrap();
+    let resumed = finetune_with(&cfg, &model, &data, eval, &out, &hooks).unwrap();
     assert_eq!(resumed.resumed_from_step, 3);
     assert_eq!(
         *steps_seen.lock().unwrap(),
@@ -79,15 +98,12 @@ fn resumed_run_continues_from_its_checkpoint_and_matches_an_uninterrupted_one() 
         "the step counter continues"
     );
     assert_eq!(resumed.steps, 8);
-    for (a, b) in whole.losses.iter().zip(&resumed.losses) {
-        assert!(
-            (a - b).abs() <= 1e-4 * a.abs().max(1.0),
-            "losses {:?} vs {:?}",
-            whole.losses,
-            resumed.losses
-        );
-    }
+    assert_close(&whole.losses, &resumed.losses);
     assert!((whole.loss_last - resumed.loss_last).abs() <= 1e-4);
+    // The evaluation of step 2 was done before the stop: it comes back from the checkpoint.
+    assert_eq!(resumed.eval_steps, whole.eval_steps);
+    assert_close(&whole.eval_losses, &resumed.eval_losses);
+    assert_eq!(resumed.eval_loss, resumed.eval_losses.last().copied());
     // Only the newest checkpoints are kept (3 and 6).
     let kept: Vec<_> = std::fs::read_dir(out.join("checkpoints"))
         .unwrap()
@@ -98,6 +114,7 @@ fn resumed_run_continues_from_its_checkpoint_and_matches_an_uninterrupted_one() 
     // A checkpoint from other settings is refused, not silently mixed in.
     let other = FinetuneConfig {
         learning_rate: 5e-3,
+        eval_every: None,
         ..cfg.clone()
     };
     std::fs::remove_dir_all(out.join("adapter")).unwrap();

@@ -3,6 +3,7 @@
 
 mod common;
 mod data;
+mod eval_loss;
 mod finetune;
 mod llama;
 mod llama_train;

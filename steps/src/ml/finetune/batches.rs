@@ -2,9 +2,11 @@
 //! by length, so that any micro-batch can be recomputed from its index alone (a resumed run
 //! sees exactly the batches an uninterrupted one would).
 
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Kind, Reduction, Tensor};
 
 use super::data::Example;
+use crate::ml::causal_lm::CausalLm;
+use crate::ml::mode::Mode;
 
 /// Positions with no loss.
 pub(crate) const IGNORE: i64 = -100;
@@ -96,6 +98,23 @@ pub(crate) struct Collated {
     pub(crate) target_tokens: i64,
     /// Real (non-padding) tokens.
     pub(crate) tokens: i64,
+}
+
+impl Collated {
+    /// The summed next-token loss of `model` over this batch's target (completion) positions;
+    /// padding and prompt positions carry none.
+    pub(crate) fn loss_sum(&self, model: &dyn CausalLm, mode: Mode) -> Tensor {
+        let logits = model.forward(&self.input_ids, Some(&self.attention_mask), mode);
+        let (rows, width, vocab) = logits.size3().expect("logits are [batch, seq, vocab]");
+        let logits = logits.to_kind(Kind::Float).reshape([rows * width, vocab]);
+        logits.cross_entropy_loss::<Tensor>(
+            &self.targets.reshape([-1]),
+            None,
+            Reduction::Sum,
+            IGNORE,
+            0.0,
+        )
+    }
 }
 
 /// Right-pads examples to a rectangle.

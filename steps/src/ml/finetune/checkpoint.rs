@@ -17,6 +17,12 @@ pub(crate) struct CheckpointState {
     pub(crate) step: u64,
     /// Loss of every completed step.
     pub(crate) losses: Vec<f64>,
+    /// Eval losses computed so far (absent in checkpoints of runs without eval data).
+    #[serde(default)]
+    pub(crate) eval_losses: Vec<f64>,
+    /// The step after which each eval loss was computed.
+    #[serde(default)]
+    pub(crate) eval_steps: Vec<u64>,
     /// Fingerprint of settings and data; a mismatch refuses the resume.
     pub(crate) fingerprint: String,
 }

@@ -17,6 +17,16 @@ pub struct Metrics {
     pub loss_last: f64,
     /// Loss of every step, the first at index 0 (including steps done before a resume).
     pub losses: Vec<f64>,
+    /// Loss on the eval data (`eval_data`) at each evaluation, in order (including evaluations
+    /// done before a resume); empty without eval data.
+    #[serde(default)]
+    pub eval_losses: Vec<f64>,
+    /// The optimizer step (1-based) after which each of `eval_losses` was computed.
+    #[serde(default)]
+    pub eval_steps: Vec<u64>,
+    /// Loss on the eval data after the last step (absent without eval data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_loss: Option<f64>,
     /// Optimizer steps completed.
     pub steps: u64,
     /// Steps of the whole schedule (all epochs, or `max_steps`).

@@ -4,6 +4,7 @@ mod adamw;
 mod batches;
 mod checkpoint;
 mod data;
+mod eval;
 mod metrics;
 mod run;
 mod schedule;

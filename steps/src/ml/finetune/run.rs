@@ -1,17 +1,19 @@
 //! The fine-tuning loop: load → (NF4) → LoRA → resume from the newest checkpoint → steps of
-//! accumulated micro-batches with clipping, AdamW and a warm-up/cosine schedule → adapter,
-//! optional merged model and `metrics.json`.
+//! accumulated micro-batches with clipping, AdamW and a warm-up/cosine schedule, with the loss
+//! on the eval data every `eval_every` steps and after the last → adapter, optional merged
+//! model and `metrics.json`.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use tch::{Device, Kind, Reduction, Tensor};
+use tch::Device;
 
 use super::adamw::AdamW;
-use super::batches::{BatchPlan, IGNORE, collate};
+use super::batches::{BatchPlan, collate};
 use super::checkpoint::{self, CheckpointState};
 use super::data::load_jsonl;
+use super::eval::EvalSet;
 use super::metrics::{Metrics, cuda_process_bytes, guess_gpu_key, peak_rss_bytes, project};
 use super::schedule::Schedule;
 use crate::ml::adapt::{apply_lora, lora_parameters, lora_targets, parameter_counts, quantize_nf4};
@@ -37,6 +39,8 @@ pub struct StepReport {
     pub grad_norm: f64,
     /// Whether a checkpoint was written after it.
     pub checkpointed: bool,
+    /// The loss on the eval data after it, when it was evaluated.
+    pub eval_loss: Option<f64>,
 }
 
 /// Optional observers of a run.
@@ -62,20 +66,29 @@ pub fn finetune(
         config,
         model_dir,
         data_jsonl,
+        None,
         out_dir,
         &FinetuneHooks::default(),
     )
 }
 
-/// [`finetune`] with progress and cancellation hooks.
+/// [`finetune`] with eval data (the same JSONL format; its loss is computed every
+/// `config.eval_every` steps and after the last) and progress and cancellation hooks.
 pub fn finetune_with(
     config: &FinetuneConfig,
     model_dir: &Path,
     data_jsonl: &Path,
+    eval_jsonl: Option<&Path>,
     out_dir: &Path,
     hooks: &FinetuneHooks<'_>,
 ) -> MlResult<Metrics> {
     config.validate()?;
+    if config.eval_every.is_some() && eval_jsonl.is_none() {
+        return Err(MlError::Setting {
+            key: "eval_every".into(),
+            message: "needs eval data to compute the loss on".into(),
+        });
+    }
     if let Some(n) = config.threads {
         tch::set_num_threads(n);
     }
@@ -107,12 +120,18 @@ pub fn finetune_with(
     } else {
         None
     };
-    let data = load_jsonl(
-        data_jsonl,
-        &tok,
-        config.max_seq_len.min(info.max_positions as usize),
-        eos,
-    )?;
+    let max_len = config.max_seq_len.min(info.max_positions as usize);
+    let data = load_jsonl(data_jsonl, &tok, max_len, eos)?;
+    let pad = info.pad_token_id.unwrap_or(0);
+    let eval_set = match eval_jsonl {
+        Some(path) => Some(EvalSet {
+            data: load_jsonl(path, &tok, max_len, eos)?,
+            batch_size: config.batch_size,
+            pad,
+            device,
+        }),
+        None => None,
+    };
 
     if config.quantize == Quantize::Nf4 {
         quantize_nf4(model.as_mut(), config.double_quant);
@@ -151,14 +170,16 @@ pub fn finetune_with(
     let fingerprint = fingerprint(config, model_dir, data_jsonl)?;
 
     let mut losses = Vec::new();
+    let (mut eval_losses, mut eval_steps) = (Vec::new(), Vec::new());
     let mut start = 0;
     if let Some(dir) = checkpoint::latest(out_dir) {
         let state = checkpoint::restore(&dir, &names, &mut opt, &fingerprint)?;
         start = state.step;
         losses = state.losses;
+        eval_losses = state.eval_losses;
+        eval_steps = state.eval_steps;
     }
 
-    let pad = info.pad_token_id.unwrap_or(0);
     let mut tokens_trained = 0u64;
     let mut train_seconds = 0.0;
     let mut step_seconds = Vec::new();
@@ -183,16 +204,7 @@ pub fn finetune_with(
             let mode = Mode::Train {
                 seed: mix(config.seed, step * accum + k as u64),
             };
-            let logits = model.forward(&b.input_ids, Some(&b.attention_mask), mode);
-            let (rows, width, vocab) = logits.size3().expect("logits are [batch, seq, vocab]");
-            let logits = logits.to_kind(Kind::Float).reshape([rows * width, vocab]);
-            let loss = logits.cross_entropy_loss::<Tensor>(
-                &b.targets.reshape([-1]),
-                None,
-                Reduction::Sum,
-                IGNORE,
-                0.0,
-            );
+            let loss = b.loss_sum(model.as_ref(), mode);
             (&loss / denom).backward();
             loss_sum += loss.double_value(&[]);
             tokens_trained += b.tokens as u64;
@@ -215,6 +227,14 @@ pub fn finetune_with(
         train_seconds += took;
         step_seconds.push(took);
         let done = step + 1;
+        let eval_loss = eval_set
+            .as_ref()
+            .filter(|_| done == total_steps || config.eval_every.is_some_and(|n| done % n == 0))
+            .map(|set| set.loss(model.as_ref()));
+        if let Some(l) = eval_loss {
+            eval_losses.push(l);
+            eval_steps.push(done);
+        }
         let checkpointed = config.checkpoint_every > 0
             && done % config.checkpoint_every == 0
             && done < total_steps;
@@ -222,6 +242,8 @@ pub fn finetune_with(
             let state = CheckpointState {
                 step: done,
                 losses: losses.clone(),
+                eval_losses: eval_losses.clone(),
+                eval_steps: eval_steps.clone(),
                 fingerprint: fingerprint.clone(),
             };
             checkpoint::save(out_dir, &names, &opt, &state, config.keep_checkpoints)?;
@@ -234,6 +256,7 @@ pub fn finetune_with(
                 lr,
                 grad_norm,
                 checkpointed,
+                eval_loss,
             });
         }
         if hooks.cancel.is_some_and(|c| c.load(Ordering::SeqCst)) && done < total_steps {
@@ -280,6 +303,9 @@ pub fn finetune_with(
         loss_last: losses.last().copied().unwrap_or(f64::NAN),
         steps: losses.len() as u64,
         losses,
+        eval_loss: eval_losses.last().copied(),
+        eval_losses,
+        eval_steps,
         total_steps,
         resumed_from_step: start,
         tokens_per_s,
