@@ -77,18 +77,7 @@ fn step<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value 
 
 /// The Ray jobs tuna submitted for `(run, step)`: (submission id, status).
 fn jobs_of(c: &RayCluster, run: &str, step: &str) -> Vec<(String, String)> {
-    let (code, body) = c.get("/api/jobs/");
-    assert_eq!(code, 200, "{body}");
-    let all: Vec<serde_json::Value> = serde_json::from_str(&body).expect("jobs json");
-    all.iter()
-        .filter(|j| j["metadata"]["tuna_run"] == run && j["metadata"]["tuna_step"] == step)
-        .map(|j| {
-            (
-                j["submission_id"].as_str().unwrap_or_default().to_owned(),
-                j["status"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect()
+    c.jobs_of(run, step)
 }
 
 /// The pid of the script of `step`'s first attempt, which writes it to `pid` first thing.

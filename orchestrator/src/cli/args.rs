@@ -175,9 +175,27 @@ pub enum Command {
     #[command(hide = true)]
     ExecStep,
     /// Run one attempt on a Ray node (the entrypoint of a Ray runner's jobs): place its inputs
-    /// from the shared folder, run its script, put its outputs back, record how it ended.
+    /// from the shared folder or the bucket (`s3://…`, credentials from this environment), run
+    /// its script, put its outputs back, record how it ended.
     #[command(hide = true)]
-    RayExec { shared: PathBuf, dir: PathBuf },
+    RayExec {
+        /// The shared folder, or `s3://BUCKET/PREFIX`.
+        store: String,
+        /// The attempt folder (the node's own, removed at the end, for a bucket).
+        dir: PathBuf,
+        /// Bucket: the server's URL.
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// Bucket: the region requests are signed for.
+        #[arg(long)]
+        region: Option<String>,
+        /// Bucket: `RUN/STEP/ATTEMPT`, where the attempt's records are.
+        #[arg(long)]
+        attempt: Option<String>,
+        /// The runner's name, for messages.
+        #[arg(long)]
+        runner: Option<String>,
+    },
     /// Serve a model over HELM's HTTP model API (/process, /tokenize, /decode); runs
     /// `tuna-ml serve-model`. Options: --model DIR [--adapter DIR] [--listen ADDR]
     /// [--dtype fp32|bf16] [--device auto|cpu|cuda:N].
