@@ -85,6 +85,10 @@ fn a_middle_step_passes_files_both_ways_through_the_bucket() {
         node.join("work").display().to_string()
     );
     assert!(!node.exists(), "{} is left on the node", node.display());
+    assert!(
+        empty(place.node_dir.path()),
+        "the run's folders are left on the node"
+    );
     // No credential went into the job's environment, which Ray shows to anyone.
     let (_, body) = c.get(&format!("/api/jobs/{}", jobs[0].0));
     let sent: Value = serde_json::from_str(&body).unwrap();
@@ -133,9 +137,13 @@ steps:
     outputs: [big.bin, note.txt]
 "#;
 
-/// A local step after KEEP's that reads the big output.
+/// After KEEP's step: one here and one on Ray that read the big output.
 const USE: &str = r#"
   use:
+    run: wc -c < ${{ steps.train.outputs.big.bin }} > size.txt
+    outputs: [size.txt]
+  use-there:
+    runs-on: ray
     run: wc -c < ${{ steps.train.outputs.big.bin }} > size.txt
     outputs: [size.txt]
 "#;
@@ -177,6 +185,13 @@ fn a_big_output_stays_in_the_bucket_until_a_local_step_or_pull_needs_it() {
     let size = p_read(&p.home().join(format!("runs/{id2}/use/1/work/size.txt")));
     assert_eq!(size.trim(), BIG.to_string());
     assert!(in_local_store(&p, &hex));
+    // On Ray it is read from the bucket where it is.
+    assert_eq!(p.step_status(&id2, "use-there"), "passed");
+    let there = p_read(
+        &p.home()
+            .join(format!("runs/{id2}/use-there/1/work/size.txt")),
+    );
+    assert_eq!(there.trim(), BIG.to_string());
 }
 
 #[test]
@@ -194,9 +209,18 @@ fn a_cache_hit_whose_kept_blob_left_the_bucket_reruns_the_producer() {
     let third = tuna(&p, &["run", "wf.yaml"]).ok().run_id();
     assert_eq!(p.step_status(&third, "train"), "passed");
     assert_eq!(c.jobs_of(&third, "train").len(), 1);
-    let plan = p.status(&third);
-    let why = plan.to_string();
-    assert!(why.contains("missing") || why.contains("big.bin"), "{why}");
+    let status = p.status(&third);
+    let train = &status["steps"].as_array().unwrap()[0];
+    assert_eq!(train["name"], "train");
+    assert!(
+        train["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == "output big.bin missing on runner ray"),
+        "{status}"
+    );
+    assert_eq!(train["kept_on"]["big.bin"], "ray", "{status}");
     assert!(
         store
             .missing(std::slice::from_ref(&hex), WAIT)

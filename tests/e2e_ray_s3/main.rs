@@ -3,6 +3,7 @@
 //! the head started after moto with moto's key in its environment (as a node's own machine
 //! would hold credentials), and the real `tuna` binary with the same key in its own.
 
+mod bench;
 mod bucket;
 
 use std::path::Path;

@@ -7,8 +7,8 @@
 //! and out as ranged GETs (`reader.rs`). The store's async client runs on a small runtime of
 //! its own (`runtime.rs`), so the blocking trait works from any thread. Beside the blobs,
 //! small records of attempts under `PREFIX/runs/RUN/STEP/N/` and those folders for gc
-//! (`objects.rs`). Settings and
-//! credentials: `config.rs`; errors sorted into one message a case: `error.rs`, `check.rs`.
+//! (`objects.rs`). Settings and credentials: `config.rs`; errors sorted into one message a
+//! case: `error.rs`, `check.rs`.
 
 mod check;
 mod config;

@@ -130,17 +130,16 @@ impl Bucket {
 /// Puts the file at `path` into the store unless the store has its content; its blake3.
 pub(crate) fn upload_file(store: &ObjectBlobs, path: &Path) -> io::Result<String> {
     let hex = hash_file(path)?;
+    let mut file = File::open(path)?;
+    // A blob already there is kept and the file not read again.
     let mut session = store.session().map_err(io::Error::other)?;
-    if !session.has(&hex).map_err(io::Error::other)? {
-        let mut file = File::open(path)?;
-        session.put(&hex, false, &mut file).map_err(|e| match e {
-            BlobError::Corrupt { .. } => io::Error::other(format!(
-                "{} changed while it was uploaded: {e}",
-                path.display()
-            )),
-            e => io::Error::other(e),
-        })?;
-    }
+    session.put(&hex, false, &mut file).map_err(|e| match e {
+        BlobError::Corrupt { .. } => io::Error::other(format!(
+            "{} changed while it was uploaded: {e}",
+            path.display()
+        )),
+        e => io::Error::other(e),
+    })?;
     Ok(hex)
 }
 

@@ -61,8 +61,12 @@ pub fn ray_exec(args: &ExecArgs) -> i32 {
             }
         };
         let code = exec(&node, &args.dir);
-        // The node's folder is its own: nothing of it is needed once the records are up.
+        // The node's folder is its own: nothing of it is needed once the records are up (the
+        // step and run folders above it go too once empty).
         let _ = fs::remove_dir_all(&args.dir);
+        for up in args.dir.ancestors().skip(1).take(2) {
+            let _ = fs::remove_dir(up);
+        }
         code
     } else {
         let node = SharedNode {

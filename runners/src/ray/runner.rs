@@ -471,6 +471,42 @@ mod tests {
     }
 
     #[test]
+    fn a_bucket_runner_names_the_nodes_own_folder_and_sends_no_credentials() {
+        let mut cfg = RayConfig::new("ray1", "http://127.0.0.1:1", PathBuf::new());
+        cfg.artifacts = RayArtifacts::Bucket {
+            store: crate::objstore::ObjectStoreConfig {
+                url: "s3://tuna-art/team".into(),
+                endpoint: Some("http://127.0.0.1:9000".into()),
+                region: Some("eu-west-3".into()),
+            },
+            node_dir: "/scratch/tuna ray/".into(),
+            keep_remote_over: Some(1 << 20),
+        };
+        cfg.tuna = "/opt/tuna/bin/tuna".into();
+        let runner = RayRunner::new(cfg).unwrap();
+        assert_eq!(
+            runner.remote_attempt_dir("r1", "train", 2).as_deref(),
+            Some("/scratch/tuna ray/r1/train/2")
+        );
+        let e = runner.entrypoint("/scratch/tuna ray/r1/train/2", Some("runs/r1/train/2"));
+        assert_eq!(
+            e,
+            "/opt/tuna/bin/tuna ray-exec s3://tuna-art/team '/scratch/tuna ray/r1/train/2' \
+             --runner ray1 --endpoint http://127.0.0.1:9000 --region eu-west-3 \
+             --attempt r1/train/2"
+        );
+        assert!(runner.blob_store().is_some() && runner.attempt_folders().is_some());
+        assert_eq!(runner.keep_over(), Some(1 << 20));
+        // A relative node folder is refused, naming the runner.
+        let mut bad = runner.cfg.clone();
+        if let RayArtifacts::Bucket { node_dir, .. } = &mut bad.artifacts {
+            *node_dir = "scratch".into();
+        }
+        let err = RayRunner::new(bad).unwrap_err().to_string();
+        assert!(err.contains("runner `ray1`: workdir `scratch`"), "{err}");
+    }
+
+    #[test]
     fn the_job_env_is_the_jobs_own_with_paths_on_the_shared_folder() {
         let mut cfg = RayConfig::new("ray", "http://127.0.0.1:1", PathBuf::from("/shared"));
         cfg.token = Some("secret-token".into());
