@@ -1,9 +1,8 @@
 //! The Ray runner end to end: one real Ray head (tests/src/ray.rs) for the whole test process,
 //! and the real `tuna` binary submitting, watching, cancelling and checking Ray Jobs there.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use tuna_tests::ray::{self, RayCluster};
@@ -45,16 +44,7 @@ fn tuna(p: &Project, args: &[&str]) -> Run {
 
 /// Starts `tuna ARGS…`; the child and the first line it prints (the run id).
 fn spawn(p: &Project, args: &[&str]) -> (Child, String) {
-    let mut child = command(p, args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn tuna");
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    (child, line.trim().to_string())
+    tuna_tests::spawn_for_id(command(p, args))
 }
 
 fn wait_exit(child: &mut Child) -> i32 {

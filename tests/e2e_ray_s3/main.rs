@@ -5,6 +5,7 @@
 
 mod bench;
 mod bucket;
+mod misbehave;
 
 use std::path::Path;
 
