@@ -148,13 +148,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Drop unreferenced artifacts and old attempt folders, here and on every ssh runner's
-    /// host.
+    /// Drop unreferenced artifacts and old attempt folders, here, on every ssh runner's host
+    /// and in every Ray runner's bucket.
     Gc {
         /// Keep only the N newest runs (default: keep every run, drop only older attempts).
         #[arg(long)]
         keep: Option<usize>,
-        /// Clean only this runner's host (repeatable; default: every ssh runner's).
+        /// Clean only this runner's host or bucket (repeatable; default: every one).
         #[arg(long, value_name = "NAME", conflicts_with = "local_only")]
         runner: Vec<String>,
         /// Clean this machine only, leave the hosts alone.
