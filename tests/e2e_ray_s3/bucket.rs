@@ -355,3 +355,28 @@ fn a_missing_bucket_or_a_wrong_key_is_named_at_check_and_at_run_start() {
     assert!(!mark.exists(), "a step ran");
     assert!(empty(&p.home().join("runs")), "a run was recorded");
 }
+
+#[test]
+fn a_daemon_refuses_a_submitted_run_whose_ray_runner_has_no_bucket() {
+    let (place, p) = project(
+        "daemon",
+        "name: d\nsteps:\n  t:\n    runs-on: ray\n    run: echo hi\n",
+        "",
+    );
+    super::inventory(&p, &place, "s3://no-such-bucket-tuna/d", "");
+    let runners = p.path("runners.yaml");
+    let mut env: Vec<(String, String)> = moto().env_vars();
+    env.push(("TUNA_RUNNERS".into(), runners.display().to_string()));
+    env.push(("TUNA_TEST_RAY_TOKEN".into(), cluster().token.clone()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let d = super::daemon_harness::Serve::start(&p, &env);
+    let r = d.tuna(&p, &["submit", "wf.yaml"]);
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    assert!(
+        r.stderr
+            .contains("runner `ray`: bucket `no-such-bucket-tuna` does not exist"),
+        "{}",
+        r.stderr
+    );
+    d.kill();
+}

@@ -5,6 +5,10 @@
 
 mod bench;
 mod bucket;
+// The daemon tests' harness: only `Serve::start` and `Serve::tuna` are used here.
+#[path = "../e2e/daemon_harness.rs"]
+#[allow(dead_code)]
+mod daemon_harness;
 mod misbehave;
 
 use std::path::Path;
