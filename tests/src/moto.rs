@@ -51,9 +51,10 @@ pub fn shared() -> &'static Moto {
         .get_or_init(|| {
             let moto = Moto::start();
             let group = moto.child.as_ref().expect("moto runs").id();
-            let script = "read -r _; kill -TERM -- \"-$1\" 2>/dev/null; \
-                          t=0; while [ $t -lt 50 ] && kill -0 -- \"-$1\" 2>/dev/null; do sleep 0.1; t=$((t+1)); done; \
-                          kill -KILL -- \"-$1\" 2>/dev/null; rm -rf \"$2\"; true";
+            // pkill: the kill of some shells (dash) takes no `--` before a negative pid.
+            let script = "read -r _; pkill -TERM -g \"$1\"; \
+                          t=0; while [ $t -lt 50 ] && pgrep -g \"$1\" >/dev/null; do sleep 0.1; t=$((t+1)); done; \
+                          pkill -KILL -g \"$1\"; rm -rf \"$2\"; true";
             let watchdog = Command::new("sh")
                 .args(["-c", script, "moto-watchdog", &group.to_string()])
                 .arg(moto.dir.path())
