@@ -4,7 +4,9 @@
 //!
 //! All calls block (they talk to another machine): call them from blocking threads.
 
-use std::io::Read;
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::time::Duration;
 
 /// Why a store operation did not happen.
@@ -67,4 +69,58 @@ pub trait BlobSession: Send {
     -> Result<u64, BlobError>;
     /// Whether the store has the blob `hex`.
     fn has(&mut self, hex: &str) -> Result<bool, BlobError>;
+}
+
+/// Streams `reader` into `dest` (through a temp file beside it), refusing content whose
+/// blake3 is not `hex`.
+pub fn write_verified(
+    reader: &mut dyn Read,
+    dest: &Path,
+    hex: &str,
+    executable: bool,
+) -> Result<u64, String> {
+    let at = |e: std::io::Error| format!("{}: {e}", dest.display());
+    if let Some(parent) = dest.parent() {
+        std::fs::create_dir_all(parent).map_err(at)?;
+    }
+    let tmp = dest.with_file_name(format!(
+        ".{}.tuna-pull-{}",
+        dest.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp).map_err(at)?;
+        let mut hasher = blake3::Hasher::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut total = 0u64;
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(format!("reading blob {hex}: {e}")),
+            };
+            hasher.update(&buf[..n]);
+            file.write_all(&buf[..n]).map_err(at)?;
+            total += n as u64;
+        }
+        let got = hasher.finalize().to_hex();
+        if got.as_str() != hex {
+            return Err(format!(
+                "{} arrived with blake3 {got}, not {hex}: corrupted on the way or at its source",
+                dest.display()
+            ));
+        }
+        let mode = if executable { 0o755 } else { 0o644 };
+        file.set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(at)?;
+        std::fs::rename(&tmp, dest).map_err(at)?;
+        Ok(total)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }

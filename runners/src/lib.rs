@@ -20,7 +20,7 @@ pub mod ssh;
 mod step_env;
 
 pub use attempts::{AttemptFolders, RemoteAttempt};
-pub use blobs::{BlobError, BlobSession, BlobStore, Removed, StoredBlob};
+pub use blobs::{BlobError, BlobSession, BlobStore, Removed, StoredBlob, write_verified};
 pub use job::{Gpu, Job, Resources, Stage};
 pub use kept::{KeptFile, KeptOutput, KeptOutputs};
 pub use runner::{CheckProblem, FoundGpu, Handle, Outcome, Runner, RunnerError, RunnerInfo};

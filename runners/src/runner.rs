@@ -105,6 +105,12 @@ pub trait Runner: Send + Sync {
     async fn check_gpu_types(&self, _kinds: &[String]) -> Result<(), RunnerError> {
         Ok(())
     }
+    /// Whether the runner's artifact store can be used (reachable, there, credentials
+    /// accepted), asked when a run starts so a bad store is found before anything runs. The
+    /// message names the runner and what to fix. Runners without a store of their own say yes.
+    async fn check_store(&self) -> Result<(), RunnerError> {
+        Ok(())
+    }
     /// Where the attempt folder of `(run, step, attempt)` is on the machine the job runs on,
     /// when that is not the orchestrator's machine: paths handed to the job (upstream outputs,
     /// `$TUNA_OUTPUTS`) must name that folder. `None` for runners on this machine.

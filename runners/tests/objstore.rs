@@ -361,3 +361,56 @@ fn works_from_blocking_threads_of_a_tokio_runtime() {
     });
     assert_eq!(hex(&again), h);
 }
+
+#[test]
+fn attempt_records_are_written_whole_listed_and_removed_with_their_folder() {
+    use tuna_runners::{AttemptFolders, RemoteAttempt};
+    let moto = Moto::start();
+    let store = blobs(&moto, "team/exp");
+    assert_eq!(store.get_object("runs/r1/train/1/exit.json").unwrap(), None);
+    for (rel, body) in [
+        ("runs/r1/train/1/job.json", "{}"),
+        ("runs/r1/train/1/exit.json", "{\"code\": 0}"),
+        ("runs/r1/train/2/job.json", "{}"),
+        ("runs/r2/eval/1/job.json", "{}"),
+    ] {
+        store.put_object(rel, body.as_bytes().to_vec()).unwrap();
+    }
+    assert_eq!(
+        store.get_object("runs/r1/train/1/exit.json").unwrap(),
+        Some(b"{\"code\": 0}".to_vec())
+    );
+    // Names that would leave the attempt's place are refused.
+    for bad in ["../x", "runs//a", "/abs", ""] {
+        assert!(store.put_object(bad, Vec::new()).is_err(), "{bad}");
+    }
+    let at = |run: &str, step: &str, attempt: &str| RemoteAttempt {
+        run: run.into(),
+        step: step.into(),
+        attempt: attempt.into(),
+    };
+    assert_eq!(
+        store.attempts(TIMEOUT).unwrap(),
+        vec![
+            at("r1", "train", "1"),
+            at("r1", "train", "2"),
+            at("r2", "eval", "1")
+        ]
+    );
+    let gone = store
+        .remove_attempts(&[at("r1", "train", "1"), at("r9", "x", "1")], TIMEOUT)
+        .unwrap();
+    assert_eq!(gone, 1);
+    assert_eq!(
+        store.attempts(TIMEOUT).unwrap(),
+        vec![at("r1", "train", "2"), at("r2", "eval", "1")]
+    );
+    assert_eq!(store.get_object("runs/r1/train/1/exit.json").unwrap(), None);
+    // Another prefix of the same bucket sees none of them.
+    assert!(
+        blobs(&moto, "team/other")
+            .attempts(TIMEOUT)
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -1,9 +1,8 @@
 //! The Ray runner end to end: one real Ray head (tests/src/ray.rs) for the whole test process,
 //! and the real `tuna` binary submitting, watching, cancelling and checking Ray Jobs there.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use tuna_tests::ray::{self, RayCluster};
@@ -45,16 +44,7 @@ fn tuna(p: &Project, args: &[&str]) -> Run {
 
 /// Starts `tuna ARGS…`; the child and the first line it prints (the run id).
 fn spawn(p: &Project, args: &[&str]) -> (Child, String) {
-    let mut child = command(p, args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn tuna");
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    (child, line.trim().to_string())
+    tuna_tests::spawn_for_id(command(p, args))
 }
 
 fn wait_exit(child: &mut Child) -> i32 {
@@ -77,18 +67,7 @@ pub(crate) fn step<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_j
 
 /// The Ray jobs tuna submitted for `(run, step)`: (submission id, status).
 pub(crate) fn jobs_of(c: &RayCluster, run: &str, step: &str) -> Vec<(String, String)> {
-    let (code, body) = c.get("/api/jobs/");
-    assert_eq!(code, 200, "{body}");
-    let all: Vec<serde_json::Value> = serde_json::from_str(&body).expect("jobs json");
-    all.iter()
-        .filter(|j| j["metadata"]["tuna_run"] == run && j["metadata"]["tuna_step"] == step)
-        .map(|j| {
-            (
-                j["submission_id"].as_str().unwrap_or_default().to_owned(),
-                j["status"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect()
+    c.jobs_of(run, step)
 }
 
 /// The pid of the script of `step`'s first attempt, which writes it to `pid` first thing.

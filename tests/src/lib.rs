@@ -234,6 +234,22 @@ impl Run {
     }
 }
 
+/// Starts `cmd` (a `tuna run` or `tuna resume`) with its stdout piped; the child and the first
+/// line it prints, the run id.
+pub fn spawn_for_id(mut cmd: Command) -> (Child, String) {
+    use std::io::BufRead;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tuna");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().expect("stdout"))
+        .read_line(&mut line)
+        .expect("the run id");
+    (child, line.trim().to_string())
+}
+
 /// Waits until `cond` holds, checking every 20 ms, failing the test after `limit`.
 pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();

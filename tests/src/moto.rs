@@ -2,13 +2,15 @@
 //! scripts/setup-s3.sh) on 127.0.0.1 and a free port, in its own process group, stopped on
 //! drop. Credentials are checked as S3 checks them: the harness creates an IAM user with an
 //! access key allowed everything on S3 and the bucket [`BUCKET`], then turns authentication on,
-//! so a wrong key or secret is refused with 403 like on AWS.
+//! so a wrong key or secret is refused with 403 like on AWS. [`shared`] is one server for a
+//! whole test process.
 
 use std::fs;
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, killpg};
@@ -37,6 +39,34 @@ fn moto_server() -> PathBuf {
         "the object-store tests need moto's server in .venv-s3: run scripts/setup-s3.sh"
     );
     bin
+}
+
+/// One server for the whole test process, started on first use (for tests whose other parts
+/// must be started knowing its key, such as a Ray head whose jobs use it). It is stopped when
+/// the test process exits: a watchdog holds the read end of a pipe only this process writes
+/// to, and stops the server's process group and removes its folder when the pipe closes.
+pub fn shared() -> &'static Moto {
+    static SHARED: OnceLock<(Moto, Mutex<Child>)> = OnceLock::new();
+    &SHARED
+        .get_or_init(|| {
+            let moto = Moto::start();
+            let group = moto.child.as_ref().expect("moto runs").id();
+            // pkill: the kill of some shells (dash) takes no `--` before a negative pid.
+            let script = "read -r _; pkill -TERM -g \"$1\"; \
+                          t=0; while [ $t -lt 50 ] && pgrep -g \"$1\" >/dev/null; do sleep 0.1; t=$((t+1)); done; \
+                          pkill -KILL -g \"$1\"; rm -rf \"$2\"; true";
+            let watchdog = Command::new("sh")
+                .args(["-c", script, "moto-watchdog", &group.to_string()])
+                .arg(moto.dir.path())
+                .process_group(0)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start moto's watchdog");
+            (moto, Mutex::new(watchdog))
+        })
+        .0
 }
 
 impl Moto {

@@ -1,7 +1,9 @@
 //! A real Ray cluster for tests: one head node (`.venv-ray`, made by scripts/setup-ray.sh) on
 //! 127.0.0.1 and free ports, started once per test process ([`cluster`]) in its own process
 //! group under a temporary folder, with 2 CPUs, 2 fake GPUs and 2 units of the resource
-//! `accelerator_type:A100`, token authentication on with a token of its own. It is stopped when the test process exits: a small watchdog holds
+//! `accelerator_type:A100`, token authentication on with a token of its own, and optionally
+//! extra variables in its environment ([`cluster_with_env`]). It is stopped when the test
+//! process exits: a small watchdog holds
 //! the read end of a pipe whose write end only this process holds, and kills the head's process
 //! group and session and removes its folder when that pipe closes.
 
@@ -39,8 +41,16 @@ pub fn ray_bin() -> PathBuf {
 
 /// The cluster of this test process, started on first use.
 pub fn cluster() -> &'static RayCluster {
+    cluster_with_env(Vec::new)
+}
+
+/// The cluster of this test process, started on first use with the variables `env` gives
+/// added to the head's environment, which its workers and so its jobs inherit: what a node's
+/// own machine holds (object-store credentials, as an instance role would give). Every caller
+/// in one test process must ask for the same variables: the first call decides.
+pub fn cluster_with_env(env: impl FnOnce() -> Vec<(String, String)>) -> &'static RayCluster {
     static CLUSTER: OnceLock<RayCluster> = OnceLock::new();
-    CLUSTER.get_or_init(RayCluster::start)
+    CLUSTER.get_or_init(|| RayCluster::start(&env()))
 }
 
 impl RayCluster {
@@ -70,7 +80,24 @@ impl RayCluster {
         v["status"].as_str().map(str::to_owned)
     }
 
-    fn start() -> RayCluster {
+    /// The Ray jobs tuna submitted for `(run, step)` (by the metadata it gives each job):
+    /// (submission id, status).
+    pub fn jobs_of(&self, run: &str, step: &str) -> Vec<(String, String)> {
+        let (code, body) = self.get("/api/jobs/");
+        assert_eq!(code, 200, "{body}");
+        let all: Vec<serde_json::Value> = serde_json::from_str(&body).expect("jobs json");
+        all.iter()
+            .filter(|j| j["metadata"]["tuna_run"] == run && j["metadata"]["tuna_step"] == step)
+            .map(|j| {
+                (
+                    j["submission_id"].as_str().unwrap_or_default().to_owned(),
+                    j["status"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    fn start(env: &[(String, String)]) -> RayCluster {
         let bin = ray_bin();
         let mut logs = String::new();
         for _ in 0..3 {
@@ -82,7 +109,7 @@ impl RayCluster {
                 .keep();
             let ports: Vec<u16> = (0..8).map(|_| free_port()).collect();
             let token = format!("{:032x}", rand::random::<u128>());
-            match Self::launch(&bin, &dir, &ports, &token) {
+            match Self::launch(&bin, &dir, &ports, &token, env) {
                 Ok(cluster) => return cluster,
                 Err(log) => logs.push_str(&log),
             }
@@ -91,7 +118,13 @@ impl RayCluster {
     }
 
     /// Starts a head in `dir` on `ports`; what it wrote if it did not come up.
-    fn launch(bin: &Path, dir: &Path, ports: &[u16], token: &str) -> Result<RayCluster, String> {
+    fn launch(
+        bin: &Path,
+        dir: &Path,
+        ports: &[u16],
+        token: &str,
+        env: &[(String, String)],
+    ) -> Result<RayCluster, String> {
         let log = fs::File::create(dir.join("head.log")).expect("head.log");
         let p = |i: usize| ports[i].to_string();
         // `setsid` (which execs, keeping the pid) gives the head a session of its own: Ray's
@@ -129,6 +162,7 @@ impl RayCluster {
             // Ray keeps state under the home folder: this head's stays in its own folder.
             .env("HOME", dir)
             .env_remove("RAY_ADDRESS")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)

@@ -148,13 +148,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Drop unreferenced artifacts and old attempt folders, here and on every ssh runner's
-    /// host.
+    /// Drop unreferenced artifacts and old attempt folders, here, on every ssh runner's host
+    /// and in every Ray runner's bucket.
     Gc {
         /// Keep only the N newest runs (default: keep every run, drop only older attempts).
         #[arg(long)]
         keep: Option<usize>,
-        /// Clean only this runner's host (repeatable; default: every ssh runner's).
+        /// Clean only this runner's host or bucket (repeatable; default: every one).
         #[arg(long, value_name = "NAME", conflicts_with = "local_only")]
         runner: Vec<String>,
         /// Clean this machine only, leave the hosts alone.
@@ -175,9 +175,27 @@ pub enum Command {
     #[command(hide = true)]
     ExecStep,
     /// Run one attempt on a Ray node (the entrypoint of a Ray runner's jobs): place its inputs
-    /// from the shared folder, run its script, put its outputs back, record how it ended.
+    /// from the shared folder or the bucket (`s3://…`, credentials from this environment), run
+    /// its script, put its outputs back, record how it ended.
     #[command(hide = true)]
-    RayExec { shared: PathBuf, dir: PathBuf },
+    RayExec {
+        /// The shared folder, or `s3://BUCKET/PREFIX`.
+        store: String,
+        /// The attempt folder (the node's own, removed at the end, for a bucket).
+        dir: PathBuf,
+        /// Bucket: the server's URL.
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// Bucket: the region requests are signed for.
+        #[arg(long)]
+        region: Option<String>,
+        /// Bucket: `RUN/STEP/ATTEMPT`, where the attempt's records are.
+        #[arg(long)]
+        attempt: Option<String>,
+        /// The runner's name, for messages.
+        #[arg(long)]
+        runner: Option<String>,
+    },
     /// Serve a model over HELM's HTTP model API (/process, /tokenize, /decode); runs
     /// `tuna-ml serve-model` with the same flags.
     ServeModel(tuna_steps::settings::ServeModelArgs),

@@ -43,8 +43,23 @@ pub fn main(cli: Cli) -> u8 {
         Command::Schema => files::schema(),
         Command::Kinds => kinds::list(),
         Command::ExecStep => kinds::exec_step(),
-        Command::RayExec { shared, dir } => {
-            Ok(tuna_runners::ray::ray_exec(shared, dir).clamp(0, 255) as u8)
+        Command::RayExec {
+            store,
+            dir,
+            endpoint,
+            region,
+            attempt,
+            runner,
+        } => {
+            let args = tuna_runners::ray::ExecArgs {
+                store: store.clone(),
+                dir: dir.clone(),
+                endpoint: endpoint.clone(),
+                region: region.clone(),
+                attempt: attempt.clone(),
+                runner: runner.clone(),
+            };
+            Ok(tuna_runners::ray::ray_exec(&args).clamp(0, 255) as u8)
         }
         Command::ServeModel(args) => kinds::serve_model(args),
         Command::Run {

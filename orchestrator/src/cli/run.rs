@@ -105,6 +105,7 @@ pub fn run(
         ..RunOptions::default()
     };
     runtime().block_on(engine.check_runner_gpus(&dag))?;
+    runtime().block_on(engine.check_runner_stores(&dag))?;
     let id = engine.create_run(&dag, &text, &overrides, &opts)?;
     println!("{id}");
     if !matches!(cli.progress, ProgressMode::Quiet) {

@@ -203,14 +203,19 @@ impl Daemon {
             no_cache: sub.no_cache,
             ..RunOptions::default()
         };
-        // A cluster that lacks a GPU type its steps may get is refused now (this runs on a
-        // blocking thread of the daemon's runtime, which the check's requests use).
+        // A cluster that lacks a GPU type its steps may get, or a runner whose artifact store
+        // cannot be used, is refused now (this runs on a blocking thread of the daemon's
+        // runtime, which the checks' requests use).
+        let checks = async {
+            self.engine.check_runner_gpus(&dag).await?;
+            self.engine.check_runner_stores(&dag).await
+        };
         match tokio::runtime::Handle::try_current() {
-            Ok(rt) => rt.block_on(self.engine.check_runner_gpus(&dag))?,
+            Ok(rt) => rt.block_on(checks)?,
             Err(_) => tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?
-                .block_on(self.engine.check_runner_gpus(&dag))?,
+                .block_on(checks)?,
         }
         let id = {
             let _one = self.creating.lock().expect("creating");

@@ -8,8 +8,6 @@
 //! All of it blocks (it talks to other machines): call it from blocking threads.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{Read, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -307,63 +305,9 @@ pub(crate) fn pull(
             dest.join(&f.path)
         };
         let mut reader = session.open(&f.hex).map_err(|e| e.to_string())?;
-        total += write_verified(&mut reader, &target, &f.hex, f.executable)?;
+        total += tuna_runners::write_verified(&mut reader, &target, &f.hex, f.executable)?;
     }
     Ok(total)
-}
-
-/// Streams `reader` into `dest` (through a temp file beside it), refusing content whose
-/// blake3 is not `hex`.
-fn write_verified(
-    reader: &mut dyn Read,
-    dest: &Path,
-    hex: &str,
-    executable: bool,
-) -> Result<u64, String> {
-    let at = |e: std::io::Error| format!("{}: {e}", dest.display());
-    if let Some(parent) = dest.parent() {
-        std::fs::create_dir_all(parent).map_err(at)?;
-    }
-    let tmp = dest.with_file_name(format!(
-        ".{}.tuna-pull-{}",
-        dest.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp).map_err(at)?;
-        let mut hasher = blake3::Hasher::new();
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut total = 0u64;
-        loop {
-            let n = match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(format!("reading blob {hex}: {e}")),
-            };
-            hasher.update(&buf[..n]);
-            file.write_all(&buf[..n]).map_err(at)?;
-            total += n as u64;
-        }
-        let got = hasher.finalize().to_hex();
-        if got.as_str() != hex {
-            return Err(format!(
-                "{} arrived with blake3 {got}, not {hex}: corrupted on the way or at its source",
-                dest.display()
-            ));
-        }
-        let mode = if executable { 0o755 } else { 0o644 };
-        file.set_permissions(std::fs::Permissions::from_mode(mode))
-            .map_err(at)?;
-        std::fs::rename(&tmp, dest).map_err(at)?;
-        Ok(total)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 #[cfg(test)]

@@ -295,6 +295,37 @@ impl Engine {
         }
     }
 
+    /// Asks each runner a step may run on whether its artifact store can be used (a Ray
+    /// runner's bucket: there, reachable, credentials accepted), so a bad store is refused
+    /// before anything runs; each message names the runner and what to fix.
+    pub async fn check_runner_stores(&self, dag: &Dag) -> Result<(), EngineError> {
+        let runners: Vec<Arc<dyn tuna_runners::Runner>> = {
+            let pool = self.pool.lock().expect("pool");
+            let mut idx: Vec<usize> = dag
+                .workflow()
+                .steps
+                .values()
+                .flat_map(|s| pool.candidates(&s.runs_on))
+                .collect();
+            idx.sort_unstable();
+            idx.dedup();
+            idx.into_iter()
+                .map(|i| pool.runner(i).runner.clone())
+                .collect()
+        };
+        let mut problems = Vec::new();
+        for runner in runners {
+            if let Err(e) = runner.check_store().await {
+                problems.push(e.to_string());
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(EngineError::Invalid(problems.join("\n")))
+        }
+    }
+
     /// Placement and inputs: a workflow that cannot run is refused before it half-runs.
     pub fn preflight(
         &self,

@@ -37,11 +37,13 @@ pub struct RunnerSpec {
     /// `ssh`: add an unknown host key on first contact (a changed key is still refused).
     #[serde(default)]
     pub accept_new: bool,
-    /// `ssh`: the runner's folder on the host (absolute).
+    /// `ssh`: the runner's folder on the host (absolute). `ray` with `artifacts.url`: the
+    /// folder on each node under which attempts work (default `/tmp/tuna-ray`).
     pub workdir: Option<String>,
     /// `ssh`: how long the host may not answer before its steps count as lost (default 2m).
     pub lost_after: Option<String>,
-    /// `ssh`: outputs bigger than this (e.g. `64MiB`, the default) stay on the host.
+    /// `ssh`: outputs bigger than this (e.g. `64MiB`, the default) stay on the host. `ray`
+    /// with `artifacts.url`: outputs bigger than this stay in the bucket (default: none).
     pub keep_remote_over: Option<String>,
     /// `ssh`: the `tuna` program on the host, for built-in (`uses:`) steps (default: `tuna` on
     /// the host's `PATH`). `ray`: the `tuna` program on the nodes, which wraps every step
@@ -58,7 +60,8 @@ pub struct RunnerSpec {
     /// `ray`: steps at once (what `slots` is for the others).
     pub max_parallel: Option<u32>,
     /// `ray`: where artifacts travel: `{ shared: /path }`, a folder every node mounts at the
-    /// same path as this machine.
+    /// same path as this machine, or `{ url: s3://bucket/prefix, endpoint, region }`, object
+    /// storage both reach (credentials from the usual AWS environment variables).
     pub artifacts: Option<RayArtifacts>,
 }
 
@@ -68,8 +71,12 @@ pub struct RunnerSpec {
 pub struct RayArtifacts {
     /// A folder every node mounts (absolute).
     pub shared: Option<PathBuf>,
-    /// Object storage (`s3://…`): not built for Ray runners yet, refused with a message.
+    /// Object storage: `s3://BUCKET/PREFIX`.
     pub url: Option<String>,
+    /// With `url`: the server's base URL (S3-compatible servers); default AWS's.
+    pub endpoint: Option<String>,
+    /// With `url`: the region requests are signed for.
+    pub region: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -144,9 +151,30 @@ impl RunnerSpec {
 
     /// Checks a `type: ray` entry; the message names the field.
     fn check_ray(&self, name: &str) -> Result<(), String> {
-        if let Some(key) = self.ssh_keys().into_iter().find(|k| *k != "tuna") {
+        let bucket = self.artifacts.as_ref().is_some_and(|a| a.url.is_some());
+        let ray_too = ["tuna", "workdir", "keep_remote_over"];
+        if let Some(key) = self.ssh_keys().into_iter().find(|k| !ray_too.contains(k)) {
             return Err(format!(
                 "runner `{name}`: `{key}` belongs to `type: ssh` runners"
+            ));
+        }
+        if !bucket
+            && let Some(key) = ["workdir", "keep_remote_over"]
+                .into_iter()
+                .find(|k| self.ssh_keys().contains(k))
+        {
+            return Err(format!(
+                "runner `{name}`: `{key}` applies to a Ray runner whose artifacts are in object \
+                 storage (`artifacts: {{ url: s3://… }}`); with a shared folder every output \
+                 comes back"
+            ));
+        }
+        if let Some(w) = &self.workdir
+            && !w.starts_with('/')
+        {
+            return Err(format!(
+                "runner `{name}`: workdir `{w}` must be an absolute path (the folder on each \
+                 node under which attempts work)"
             ));
         }
         if self.slots.is_some() {
@@ -180,9 +208,23 @@ impl RunnerSpec {
             ));
         }
         match &self.artifacts {
-            Some(RayArtifacts { url: Some(u), .. }) => Err(format!(
-                "runner `{name}`: artifacts.url `{u}`: object storage for Ray runners is not \
-                 built yet; use `artifacts: {{ shared: /path }}`, a folder every node mounts"
+            Some(RayArtifacts {
+                url: Some(u),
+                shared: Some(_),
+                ..
+            }) => Err(format!(
+                "runner `{name}`: artifacts has both `shared` and `url` `{u}`: set one, a folder \
+                 every node mounts or object storage"
+            )),
+            Some(RayArtifacts { url: Some(_), .. }) => Ok(()),
+            Some(RayArtifacts {
+                endpoint: Some(_), ..
+            })
+            | Some(RayArtifacts {
+                region: Some(_), ..
+            }) => Err(format!(
+                "runner `{name}`: artifacts.endpoint and artifacts.region go with artifacts.url \
+                 (object storage), not with a shared folder"
             )),
             Some(RayArtifacts {
                 shared: Some(p), ..
@@ -195,7 +237,8 @@ impl RunnerSpec {
             )),
             _ => Err(format!(
                 "runner `{name}` (type ray) needs `artifacts: {{ shared: /path }}`, a folder \
-                 every node of the cluster mounts at the same path"
+                 every node of the cluster mounts at the same path, or `artifacts: {{ url: \
+                 s3://BUCKET/PREFIX }}`, object storage this machine and the nodes reach"
             )),
         }
     }
@@ -361,6 +404,20 @@ mod tests {
     }
 
     #[test]
+    fn a_ray_runner_with_a_bucket_loads_with_its_node_folder_and_size_limit() {
+        let text = GOOD.replace(
+            "{ shared: /mnt/s }",
+            "{ url: \"s3://tuna-art/x\", endpoint: \"http://127.0.0.1:9000\", region: us-east-1 }\n    \
+             workdir: /scratch/tuna\n    keep_remote_over: 1MiB",
+        );
+        let inv = load(&text).unwrap();
+        let a = inv.runners["c"].artifacts.as_ref().unwrap();
+        assert_eq!(a.url.as_deref(), Some("s3://tuna-art/x"));
+        assert_eq!(a.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(inv.runners["c"].workdir.as_deref(), Some("/scratch/tuna"));
+    }
+
+    #[test]
     fn bad_ray_entries_name_the_runner_and_the_field() {
         let cases = [
             (
@@ -380,8 +437,25 @@ mod tests {
                 "runner `c`: artifacts.shared `rel/s` must be an absolute path",
             ),
             (
-                GOOD.replace("{ shared: /mnt/s }", "{ url: \"s3://b\" }"),
-                "runner `c`: artifacts.url `s3://b`: object storage for Ray runners is not built yet",
+                GOOD.replace("{ shared: /mnt/s }", "{ shared: /mnt/s, url: \"s3://b\" }"),
+                "runner `c`: artifacts has both `shared` and `url` `s3://b`: set one",
+            ),
+            (
+                GOOD.replace(
+                    "{ shared: /mnt/s }",
+                    "{ shared: /mnt/s, region: eu-west-1 }",
+                ),
+                "runner `c`: artifacts.endpoint and artifacts.region go with artifacts.url",
+            ),
+            (
+                GOOD.replace("max_parallel: 3", "keep_remote_over: 1MiB"),
+                "runner `c`: `keep_remote_over` applies to a Ray runner whose artifacts are in \
+                 object storage",
+            ),
+            (
+                GOOD.replace("{ shared: /mnt/s }", "{ url: \"s3://b-1/p\" }")
+                    .replace("max_parallel: 3", "workdir: tmp/x"),
+                "runner `c`: workdir `tmp/x` must be an absolute path",
             ),
             (
                 GOOD.replace("max_parallel: 3", "slots: 3"),

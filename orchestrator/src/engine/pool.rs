@@ -79,6 +79,39 @@ impl Pool {
         }
     }
 
+    /// The runners a step with `runs_on` may run on: each one named, each one with the GPUs a
+    /// selector asks for, and where a selector asks for none, the one placement picks first.
+    pub fn candidates(&self, runs_on: &[RunsOn]) -> Vec<usize> {
+        let mut found = Vec::new();
+        for alt in runs_on {
+            match alt {
+                RunsOn::Runner(name) => found.extend(self.by_name(name)),
+                RunsOn::Selector(sel) if sel.gpu.is_some() => {
+                    for (i, r) in self.runners.iter().enumerate() {
+                        let have = r.gpus.iter().filter(|g| sel.gpu.as_ref() == Some(&g.kind));
+                        if have.count() >= sel.count.max(1) as usize {
+                            found.push(i);
+                        }
+                    }
+                }
+                RunsOn::Selector(_) => {
+                    if let Placement::Placed(a) = self.place_inner(std::slice::from_ref(alt), true)
+                    {
+                        found.push(a.runner);
+                    }
+                }
+            }
+        }
+        if runs_on.is_empty()
+            && let Placement::Placed(a) = self.place_inner(runs_on, true)
+        {
+            found.push(a.runner);
+        }
+        found.sort_unstable();
+        found.dedup();
+        found
+    }
+
     /// Places a step now if it can; takes its slot and GPUs.
     pub fn try_place(&mut self, runs_on: &[RunsOn]) -> Placement {
         let p = self.place_inner(runs_on, false);

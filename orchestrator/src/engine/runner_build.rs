@@ -1,6 +1,7 @@
 //! Turning one inventory entry into a runner: the local runner with its shim, an ssh runner
 //! with the host, login and folder from runners.yaml, or a Ray runner with the cluster's
-//! address, its token (read from the variable `token_env` names) and the shared folder.
+//! address, its token (read from the variable `token_env` names) and where its artifacts
+//! travel (the shared folder, or a bucket with credentials from the environment).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,7 +10,8 @@ use std::time::Duration;
 
 use tuna_runners::Runner;
 use tuna_runners::local::{LocalConfig, LocalRunner};
-use tuna_runners::ray::{RayConfig, RayRunner};
+use tuna_runners::objstore::ObjectStoreConfig;
+use tuna_runners::ray::{DEFAULT_NODE_DIR, RayArtifacts, RayConfig, RayRunner};
 use tuna_runners::ssh::{SshConfig, SshRunner};
 
 use super::inventory::RunnerSpec;
@@ -82,14 +84,29 @@ fn ray(
     slots: u32,
     gpus: Vec<tuna_runners::Gpu>,
 ) -> Result<RayRunner, String> {
-    let shared = spec
-        .artifacts
-        .as_ref()
-        .and_then(|a| a.shared.clone())
-        .ok_or_else(|| {
-            format!("runner `{name}` (type ray) needs `artifacts: {{ shared: /path }}`")
-        })?;
+    let artifacts = spec.artifacts.as_ref().ok_or_else(|| {
+        format!("runner `{name}` (type ray) needs `artifacts: {{ shared: /path }}`")
+    })?;
+    let shared = artifacts.shared.clone().unwrap_or_default();
     let mut cfg = RayConfig::new(name, spec.address.as_deref().unwrap_or_default(), shared);
+    if let Some(url) = &artifacts.url {
+        cfg.artifacts = RayArtifacts::Bucket {
+            store: ObjectStoreConfig {
+                url: url.clone(),
+                endpoint: artifacts.endpoint.clone(),
+                region: artifacts.region.clone(),
+            },
+            node_dir: spec
+                .workdir
+                .clone()
+                .unwrap_or_else(|| DEFAULT_NODE_DIR.to_owned()),
+            keep_remote_over: spec
+                .keep_remote_over
+                .as_deref()
+                .map(crate::workflow::parse_size)
+                .transpose()?,
+        };
+    }
     cfg.slots = slots;
     cfg.gpus = gpus;
     cfg.gpu_resources = spec

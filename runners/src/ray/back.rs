@@ -27,37 +27,12 @@ pub(crate) fn bring_back(
             .map_err(|e| RunnerError::Other(format!("{}: {e}", dir.join(OUTPUTS).display())))?,
         None => BTreeMap::new(),
     };
-    for (out, kept) in &listed {
-        let names = std::iter::once(out.as_str())
-            .chain(kept.files.iter().map(|f| f.path.as_str()))
-            .chain(kept.empty_dirs.iter().map(String::as_str));
-        let bad_path = names.clone().find(|p| !plain_relative(p));
-        let bad_hex = kept.files.iter().find(|f| !is_blake3(&f.hex));
-        if bad_path.is_some() || bad_hex.is_some() {
-            return Err(RunnerError::Other(format!(
-                "{}: output `{out}` lists a path or blob that is not allowed ({})",
-                dir.join(OUTPUTS).display(),
-                bad_path.unwrap_or_else(|| bad_hex.map_or("", |f| f.hex.as_str()))
-            )));
-        }
-    }
+    check_listing(&listed, &dir.join(OUTPUTS).display().to_string())?;
     let work = local.join("work");
     for (out, kept) in &listed {
-        let base = work.join(out.trim_end_matches('/'));
-        if kept.dir {
-            std::fs::create_dir_all(&base)?;
-        }
-        for d in &kept.empty_dirs {
-            std::fs::create_dir_all(base.join(d))?;
-        }
-        for f in &kept.files {
-            let dest = if f.path.is_empty() {
-                base.clone()
-            } else {
-                base.join(&f.path)
-            };
-            shared.place(&f.hex, &dest, f.executable)?;
-        }
+        lay_out(&work, out, kept, &mut |hex, dest, x| {
+            shared.place(hex, dest, x)
+        })?;
     }
     if let Some(metrics) = read_regular(&dir.join("metrics.json"))? {
         std::fs::write(local.join("metrics.json"), metrics)?;
@@ -67,6 +42,54 @@ pub(crate) fn bring_back(
         .ok()
         .flatten()
         .map_or(Outcome::Exited { code: 0 }, |r| r.outcome))
+}
+
+/// Makes the output `out` of a (checked) listing in `work`: its folders, and each file by
+/// `place(hex, dest, executable)`.
+pub(crate) fn lay_out(
+    work: &Path,
+    out: &str,
+    kept: &KeptOutput,
+    place: &mut dyn FnMut(&str, &Path, bool) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let base = work.join(out.trim_end_matches('/'));
+    if kept.dir {
+        std::fs::create_dir_all(&base)?;
+    }
+    for d in &kept.empty_dirs {
+        std::fs::create_dir_all(base.join(d))?;
+    }
+    for f in &kept.files {
+        let dest = if f.path.is_empty() {
+            base.clone()
+        } else {
+            base.join(&f.path)
+        };
+        place(&f.hex, &dest, f.executable)?;
+    }
+    Ok(())
+}
+
+/// Refuses a listing of outputs (from `whence`, where the step's processes could write) that
+/// names anything but plain relative paths and blake3 blobs.
+pub(crate) fn check_listing(
+    listed: &BTreeMap<String, KeptOutput>,
+    whence: &str,
+) -> Result<(), RunnerError> {
+    for (out, kept) in listed {
+        let names = std::iter::once(out.as_str())
+            .chain(kept.files.iter().map(|f| f.path.as_str()))
+            .chain(kept.empty_dirs.iter().map(String::as_str));
+        let bad_path = names.clone().find(|p| !plain_relative(p));
+        let bad_hex = kept.files.iter().find(|f| !is_blake3(&f.hex));
+        if bad_path.is_some() || bad_hex.is_some() {
+            return Err(RunnerError::Other(format!(
+                "{whence}: output `{out}` lists a path or blob that is not allowed ({})",
+                bad_path.unwrap_or_else(|| bad_hex.map_or("", |f| f.hex.as_str()))
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The content of `path` if it is a regular file (not a link); `None` if there is none.

@@ -1,13 +1,21 @@
 //! `tuna runners check` for a Ray runner: Ray's version, the cluster's nodes, its total and
 //! free resources, and whether each GPU type runners.yaml declares exists on the cluster.
 //! Each failure is one message naming the runner (unreachable, token refused, unknown type).
+//! A runner whose artifacts are in a bucket also has the bucket checked (reachable, there,
+//! credentials allowed to read and write).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use super::client::{NodeInfo, RayError};
-use super::runner::RayRunner;
+use super::runner::{RayRunner, Store};
 use crate::{CheckProblem, FoundGpu, RunnerInfo};
+
+/// How long the check of a runner's bucket may take.
+pub(crate) const STORE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The resources of all live nodes together.
 pub(crate) fn total(nodes: &[NodeInfo]) -> BTreeMap<String, f64> {
@@ -96,6 +104,22 @@ pub(crate) async fn check(runner: &RayRunner) -> RunnerInfo {
                     "; GPU type `{kind}` declared in runners.yaml is not on the cluster (no node \
                      offers `{resource}`)"
                 );
+            }
+        }
+    }
+    if let Store::Bucket(store) = &runner.store {
+        let store = Arc::clone(store);
+        match tokio::task::spawn_blocking(move || store.check(STORE_TIMEOUT)).await {
+            Ok(Ok(line)) => {
+                let _ = write!(detail, "; artifacts: {line}");
+            }
+            Ok(Err(e)) => {
+                problem = Some(e.problem());
+                let _ = write!(detail, "; {e}");
+            }
+            Err(e) => {
+                problem = Some(CheckProblem::Broken);
+                let _ = write!(detail, "; checking the artifact store failed: {e}");
             }
         }
     }

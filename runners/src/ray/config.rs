@@ -1,6 +1,7 @@
 //! How a Ray runner is set up: the cluster's dashboard address, the token it wants, what it
 //! offers (slots, GPUs and the Ray resource each GPU type is asked for by), the `tuna`
-//! program on its nodes and the folder every node mounts for artifacts.
+//! program on its nodes and where artifacts travel: a folder every node mounts, or object
+//! storage both this machine and the nodes reach.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -8,6 +9,29 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::Gpu;
+use crate::objstore::ObjectStoreConfig;
+
+/// Where a Ray runner's artifacts travel.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RayArtifacts {
+    /// A folder every node and this machine mount at the same path: the content-addressed
+    /// blobs (`cas/`) and the attempt folders (`runs/RUN/STEP/ATTEMPT`).
+    Shared(PathBuf),
+    /// Object storage (`s3://bucket/prefix`): blobs at `PREFIX/cas/<blake3>`, each attempt's
+    /// spec and records at `PREFIX/runs/RUN/STEP/ATTEMPT/`; the node works in a folder of its
+    /// own under `node_dir` it removes at the end. Credentials come from the environment, on
+    /// this machine and on the nodes alike: never from the job.
+    Bucket {
+        store: ObjectStoreConfig,
+        /// The folder on each node under which attempts work (`node_dir/RUN/STEP/ATTEMPT`).
+        node_dir: String,
+        /// Outputs bigger than this stay in the bucket, recorded by location.
+        keep_remote_over: Option<u64>,
+    },
+}
+
+/// Where attempts work on the nodes of a runner whose artifacts are in a bucket.
+pub const DEFAULT_NODE_DIR: &str = "/tmp/tuna-ray";
 
 /// The settings of a [`RayRunner`](super::RayRunner).
 #[derive(Clone)]
@@ -28,9 +52,8 @@ pub struct RayConfig {
     pub gpu_resources: BTreeMap<String, String>,
     /// The `tuna` program on the nodes (it runs `tuna ray-exec` around each step).
     pub tuna: String,
-    /// A folder every node and this machine mount at the same path: the content-addressed
-    /// blobs (`cas/`) and the attempt folders (`runs/RUN/STEP/ATTEMPT`).
-    pub shared: PathBuf,
+    /// Where artifacts travel.
+    pub artifacts: RayArtifacts,
     /// The longest pause between two looks at a running job.
     pub poll_max: Duration,
     /// How long one request may take.
@@ -49,7 +72,7 @@ impl RayConfig {
             gpus: Vec::new(),
             gpu_resources: BTreeMap::new(),
             tuna: "tuna".to_owned(),
-            shared,
+            artifacts: RayArtifacts::Shared(shared),
             poll_max: Duration::from_millis(500),
             request_timeout: Duration::from_secs(30),
         }
@@ -76,7 +99,7 @@ impl fmt::Debug for RayConfig {
             .field("gpus", &self.gpus)
             .field("gpu_resources", &self.gpu_resources)
             .field("tuna", &self.tuna)
-            .field("shared", &self.shared)
+            .field("artifacts", &self.artifacts)
             .finish_non_exhaustive()
     }
 }

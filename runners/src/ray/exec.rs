@@ -1,59 +1,106 @@
-//! The wrapper around each step on a Ray node (`tuna ray-exec SHARED DIR`, the job's
-//! entrypoint): places the attempt's inputs from the shared folder's blobs, runs
+//! The wrapper around each step on a Ray node (`tuna ray-exec STORE DIR`, the job's
+//! entrypoint): places the attempt's inputs from the runner's blobs, runs
 //! `bash -euo pipefail -c SCRIPT` in `DIR/work` with the job's environment (Ray set it from
-//! `runtime_env.env_vars`), and after a success puts the declared outputs into the shared
-//! blobs and lists them in `DIR/outputs.json`. It always ends by writing `DIR/exit.json` and
-//! exits with the script's code, which Ray reports as the job's `driver_exit_code`.
+//! `runtime_env.env_vars`), and after a success puts the declared outputs into the blobs and
+//! lists them in `outputs.json`. It always ends by writing `exit.json` and exits with the
+//! script's code, which Ray reports as the job's `driver_exit_code`. `STORE` is the shared
+//! folder (`DIR` is then the attempt folder in it, where the records go) or an `s3://` URL
+//! (`DIR` is then a folder of the node's own, removed at the end; the spec and records are
+//! objects of the bucket: `node.rs`).
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::shared::{JobSpec, Shared};
+use super::node::{BucketNode, Node, SharedNode};
+use super::shared::Shared;
 use crate::local::ExitRecord;
 use crate::{KeptFile, KeptOutput, Outcome};
 
-/// The file listing the outputs put into the shared blobs (output → its files).
+/// The file listing the outputs put into the blobs (output → its files).
 pub const OUTPUTS: &str = "outputs.json";
 /// The spec the runner writes before it submits the job.
 pub const SPEC: &str = "job.json";
 /// How the attempt ended.
 pub const EXIT: &str = "exit.json";
+/// The step's metrics (`$TUNA_METRICS`).
+pub const METRICS: &str = "metrics.json";
 /// Written by the runner when it gave the job up (it waited too long for resources): a
 /// wrapper that starts after that runs nothing.
 pub const ABANDONED: &str = "abandoned";
 
-/// Runs the attempt in `dir`; the exit code for the process.
-pub fn ray_exec(shared: &Path, dir: &Path) -> i32 {
-    match run(&Shared::new(shared), dir) {
+/// What `tuna ray-exec` was given.
+#[derive(Debug, Clone, Default)]
+pub struct ExecArgs {
+    /// The shared folder, or the bucket's `s3://BUCKET/PREFIX`.
+    pub store: String,
+    /// The attempt folder (in the shared folder, or the node's own for a bucket).
+    pub dir: PathBuf,
+    /// Bucket only: the server's URL and region (never credentials: those come from the
+    /// node's environment).
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    /// Bucket only: `RUN/STEP/ATTEMPT`, where the attempt's records are.
+    pub attempt: Option<String>,
+    /// The runner's name, for messages.
+    pub runner: Option<String>,
+}
+
+/// Runs the attempt; the exit code for the process.
+pub fn ray_exec(args: &ExecArgs) -> i32 {
+    if args.store.starts_with("s3://") {
+        let node = match BucketNode::open(args) {
+            Ok(n) => n,
+            Err(e) => {
+                eprintln!("tuna ray-exec: {e}");
+                return 127;
+            }
+        };
+        let code = exec(&node, &args.dir);
+        // The node's folder is its own: nothing of it is needed once the records are up (the
+        // step and run folders above it go too once empty).
+        let _ = fs::remove_dir_all(&args.dir);
+        for up in args.dir.ancestors().skip(1).take(2) {
+            let _ = fs::remove_dir(up);
+        }
+        code
+    } else {
+        let node = SharedNode {
+            shared: Shared::new(&args.store),
+            dir: args.dir.clone(),
+        };
+        exec(&node, &args.dir)
+    }
+}
+
+fn exec(node: &dyn Node, dir: &Path) -> i32 {
+    match run(node, dir) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("tuna ray-exec: {e}");
-            let _ = write_exit(dir, Outcome::Exited { code: 127 }, now_ms(), None);
+            let _ = write_exit(node, Outcome::Exited { code: 127 }, now_ms(), None);
             127
         }
     }
 }
 
-fn run(shared: &Shared, dir: &Path) -> io::Result<i32> {
+fn run(node: &dyn Node, dir: &Path) -> io::Result<i32> {
     let started = now_ms();
-    if dir.join(ABANDONED).exists() {
+    if node.abandoned()? {
         eprintln!("tuna ray-exec: tuna gave this job up before it started; nothing runs");
-        write_exit(dir, Outcome::Cancelled, started, None)?;
+        write_exit(node, Outcome::Cancelled, started, None)?;
         return Ok(130);
     }
-    let text = fs::read(dir.join(SPEC))
-        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.join(SPEC).display())))?;
-    let spec: JobSpec = serde_json::from_slice(&text).map_err(io::Error::other)?;
+    let spec = node.spec()?;
     for d in &spec.dirs {
         fs::create_dir_all(dir.join(d))?;
     }
     for f in &spec.files {
-        shared.place(&f.hex, &dir.join(&f.dest), f.executable)?;
+        node.place(&f.hex, &dir.join(&f.dest), f.executable)?;
     }
     let work = dir.join("work");
     fs::create_dir_all(&work)?;
@@ -73,20 +120,21 @@ fn run(shared: &Shared, dir: &Path) -> io::Result<i32> {
         let mut listed = BTreeMap::new();
         for out in &spec.outputs {
             let rel = out.trim_end_matches('/');
-            if let Some(kept) = put_output(shared, &work.join(rel))? {
+            if let Some(kept) = put_output(node, &work.join(rel))? {
                 listed.insert(out.clone(), kept);
             }
         }
         let bytes = serde_json::to_vec_pretty(&listed).map_err(io::Error::other)?;
-        write_atomic(&dir.join(OUTPUTS), &bytes)?;
+        node.record(OUTPUTS, &bytes)?;
     }
-    write_exit(dir, outcome, started, Some(pid))?;
+    node.metrics(&dir.join(METRICS))?;
+    write_exit(node, outcome, started, Some(pid))?;
     Ok(code)
 }
 
 /// Puts one output (a regular file, or a folder walked without following links) into the
-/// shared blobs; `None` when the step did not make it.
-fn put_output(shared: &Shared, path: &Path) -> io::Result<Option<KeptOutput>> {
+/// blobs; `None` when the step did not make it.
+fn put_output(node: &dyn Node, path: &Path) -> io::Result<Option<KeptOutput>> {
     let Ok(meta) = fs::symlink_metadata(path) else {
         return Ok(None);
     };
@@ -95,10 +143,9 @@ fn put_output(shared: &Shared, path: &Path) -> io::Result<Option<KeptOutput>> {
         ..KeptOutput::default()
     };
     if meta.is_file() {
-        kept.files
-            .push(put_file(shared, path, String::new(), &meta)?);
+        kept.files.push(put_file(node, path, String::new(), &meta)?);
     } else if meta.is_dir() {
-        walk(shared, path, "", &mut kept)?;
+        walk(node, path, "", &mut kept)?;
     } else {
         return Ok(None);
     }
@@ -107,7 +154,7 @@ fn put_output(shared: &Shared, path: &Path) -> io::Result<Option<KeptOutput>> {
     Ok(Some(kept))
 }
 
-fn walk(shared: &Shared, dir: &Path, rel: &str, kept: &mut KeptOutput) -> io::Result<()> {
+fn walk(node: &dyn Node, dir: &Path, rel: &str, kept: &mut KeptOutput) -> io::Result<()> {
     let mut entries: Vec<_> = fs::read_dir(dir)?.collect::<Result<_, _>>()?;
     if entries.is_empty() && !rel.is_empty() {
         kept.empty_dirs.push(rel.to_owned());
@@ -123,30 +170,35 @@ fn walk(shared: &Shared, dir: &Path, rel: &str, kept: &mut KeptOutput) -> io::Re
         // Links and special files are left out: only what the step wrote travels.
         let meta = fs::symlink_metadata(e.path())?;
         if meta.is_dir() {
-            walk(shared, &e.path(), &sub, kept)?;
+            walk(node, &e.path(), &sub, kept)?;
         } else if meta.is_file() {
-            kept.files.push(put_file(shared, &e.path(), sub, &meta)?);
+            kept.files.push(put_file(node, &e.path(), sub, &meta)?);
         }
     }
     Ok(())
 }
 
 fn put_file(
-    shared: &Shared,
+    node: &dyn Node,
     path: &Path,
     rel: String,
     meta: &fs::Metadata,
 ) -> io::Result<KeptFile> {
     use std::os::unix::fs::PermissionsExt;
     Ok(KeptFile {
-        hex: shared.put(path)?,
+        hex: node.put(path)?,
         path: rel,
         size: meta.len(),
         executable: meta.permissions().mode() & 0o111 != 0,
     })
 }
 
-fn write_exit(dir: &Path, outcome: Outcome, started_ms: u64, pid: Option<u32>) -> io::Result<()> {
+fn write_exit(
+    node: &dyn Node,
+    outcome: Outcome,
+    started_ms: u64,
+    pid: Option<u32>,
+) -> io::Result<()> {
     let record = ExitRecord {
         outcome,
         started_ms,
@@ -154,7 +206,7 @@ fn write_exit(dir: &Path, outcome: Outcome, started_ms: u64, pid: Option<u32>) -
         child_pid: pid,
     };
     let bytes = serde_json::to_vec(&record).map_err(io::Error::other)?;
-    write_atomic(&dir.join(EXIT), &bytes)
+    node.record(EXIT, &bytes)
 }
 
 /// Writes `path` through a temporary name, so a reader never sees half of it.
@@ -172,6 +224,7 @@ fn now_ms() -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::shared::JobSpec;
     use super::*;
 
     fn spec(dir: &Path, script: &str, outputs: &[&str]) {
@@ -183,6 +236,14 @@ mod tests {
         };
         fs::create_dir_all(dir).unwrap();
         fs::write(dir.join(SPEC), serde_json::to_vec(&spec).unwrap()).unwrap();
+    }
+
+    fn shared_args(shared: &Path, dir: &Path) -> ExecArgs {
+        ExecArgs {
+            store: shared.to_string_lossy().into_owned(),
+            dir: dir.to_path_buf(),
+            ..ExecArgs::default()
+        }
     }
 
     fn exit(dir: &Path) -> ExitRecord {
@@ -198,7 +259,7 @@ mod tests {
             "echo hi > a.txt; mkdir -p d/e; ln -s /etc/passwd d/link",
             &["a.txt", "d/"],
         );
-        assert_eq!(ray_exec(t.path(), &dir), 0);
+        assert_eq!(ray_exec(&shared_args(t.path(), &dir)), 0);
         assert_eq!(exit(&dir).outcome, Outcome::Exited { code: 0 });
         let listed: BTreeMap<String, KeptOutput> =
             serde_json::from_slice(&fs::read(dir.join(OUTPUTS)).unwrap()).unwrap();
@@ -215,7 +276,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let dir = t.path().join("runs/r/s/1");
         spec(&dir, "echo x > a.txt; exit 7", &["a.txt"]);
-        assert_eq!(ray_exec(t.path(), &dir), 7);
+        assert_eq!(ray_exec(&shared_args(t.path(), &dir)), 7);
         assert_eq!(exit(&dir).outcome, Outcome::Exited { code: 7 });
         assert!(!dir.join(OUTPUTS).exists());
     }
@@ -226,7 +287,7 @@ mod tests {
         let dir = t.path().join("runs/r/s/1");
         spec(&dir, "touch ran", &[]);
         fs::write(dir.join(ABANDONED), "").unwrap();
-        assert_eq!(ray_exec(t.path(), &dir), 130);
+        assert_eq!(ray_exec(&shared_args(t.path(), &dir)), 130);
         assert_eq!(exit(&dir).outcome, Outcome::Cancelled);
         assert!(!dir.join("work/ran").exists());
     }

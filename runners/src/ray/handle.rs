@@ -8,8 +8,11 @@ use serde::{Deserialize, Serialize};
 pub struct RayHandle {
     /// The Ray Job's submission id, the same for every launch of the attempt.
     pub submission_id: String,
-    /// The attempt folder in the shared folder.
+    /// The attempt folder: in the shared folder, or on the node for a bucket.
     pub dir: String,
+    /// For a bucket: `runs/RUN/STEP/ATTEMPT`, where the attempt's records are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records: Option<String>,
     /// The step's wall-clock limit in seconds, counted from the job's submission.
     #[serde(default)]
     pub timeout_s: Option<f64>,

@@ -12,20 +12,31 @@
 //! timeout or past its `wait_for_capacity`, and brings the outputs into the local attempt
 //! folder (`back.rs`); `check.rs` reports the cluster for `tuna runners check`. Settings are
 //! in `config.rs`.
+//!
+//! With `artifacts: { url: s3://… }` there is no shared folder: blobs travel through object
+//! storage (`crate::objstore`), the job's spec and its records (exit, metrics, outputs list)
+//! are objects of the attempt (`bucket.rs`), the wrapper works in a folder of the node's own
+//! and reads and writes the bucket with the node's own credentials (`node.rs`), and outputs
+//! above `keep_remote_over` stay in the bucket, listed in `kept.json` (`fetch.rs`); the
+//! runner's `blob_store()` and `attempt_folders()` are the bucket's, so cache checks, moves,
+//! `tuna pull` and gc reach them.
 
 mod back;
+mod bucket;
 mod check;
 mod client;
 mod config;
 mod exec;
+mod fetch;
 mod handle;
 mod logs;
+mod node;
 mod runner;
 mod shared;
 mod watch;
 
 pub use client::RayError;
-pub use config::RayConfig;
-pub use exec::ray_exec;
+pub use config::{DEFAULT_NODE_DIR, RayArtifacts, RayConfig};
+pub use exec::{ExecArgs, ray_exec};
 pub use handle::{RayHandle, submission_id};
 pub use runner::RayRunner;

@@ -4,26 +4,35 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
+use super::bucket::Bucket;
 use super::client::{RayClient, RayError, RuntimeEnv, Submission};
-use super::config::RayConfig;
+use super::config::{RayArtifacts, RayConfig};
 use super::exec::{SPEC, write_atomic};
 use super::handle::{RayHandle, submission_id};
 use super::shared::{JobSpec, Shared, SpecFile};
 use super::{check, watch};
+use crate::objstore::ObjectBlobs;
 use crate::shell::quote;
 use crate::{Handle, Job, Outcome, Runner, RunnerError, RunnerInfo};
+
+/// Where a runner's artifacts are, opened.
+#[derive(Debug)]
+pub(crate) enum Store {
+    Shared(Shared),
+    Bucket(Arc<ObjectBlobs>),
+}
 
 /// Runs jobs on one Ray cluster.
 #[derive(Debug)]
 pub struct RayRunner {
     pub(crate) cfg: RayConfig,
     pub(crate) client: RayClient,
-    pub(crate) shared: Shared,
+    pub(crate) store: Store,
     /// Until when the runner takes no new steps (a job of it waited past its
     /// `wait_for_capacity`, or the cluster did not answer): placement skips it meanwhile, so a
     /// step's next attempt goes to its next `runs-on` alternative.
@@ -37,16 +46,29 @@ pub(crate) const UNREACHABLE_FOR: Duration = Duration::from_secs(10);
 
 impl RayRunner {
     pub fn new(cfg: RayConfig) -> Result<RayRunner, RunnerError> {
-        if !cfg.shared.is_absolute() {
-            return Err(RunnerError::Other(format!(
-                "runner `{}`: artifacts.shared `{}` must be an absolute path",
-                cfg.name,
-                cfg.shared.display()
-            )));
-        }
+        let store = match &cfg.artifacts {
+            RayArtifacts::Shared(root) if !root.is_absolute() => {
+                return Err(RunnerError::Other(format!(
+                    "runner `{}`: artifacts.shared `{}` must be an absolute path",
+                    cfg.name,
+                    root.display()
+                )));
+            }
+            RayArtifacts::Shared(root) => Store::Shared(Shared::new(root.clone())),
+            RayArtifacts::Bucket { node_dir, .. } if !node_dir.starts_with('/') => {
+                return Err(RunnerError::Other(format!(
+                    "runner `{}`: workdir `{node_dir}` must be an absolute path",
+                    cfg.name
+                )));
+            }
+            RayArtifacts::Bucket { store, .. } => Store::Bucket(Arc::new(
+                ObjectBlobs::new(&cfg.name, store)
+                    .map_err(|e| RunnerError::Other(e.to_string()))?,
+            )),
+        };
         let client = RayClient::new(&cfg).map_err(RunnerError::Other)?;
         Ok(RayRunner {
-            shared: Shared::new(cfg.shared.clone()),
+            store,
             client,
             cfg,
             skip_until: Mutex::new(None),
@@ -114,7 +136,8 @@ impl RayRunner {
     }
 
     /// The job's environment on the node: the job's own env with the paths that name the
-    /// shared attempt folder, and `TUNA_EXE` naming the nodes' `tuna`.
+    /// attempt folder there, and `TUNA_EXE` naming the nodes' `tuna`. Never a credential:
+    /// Ray shows a job's environment to whoever reaches its dashboard.
     fn env_vars(&self, job: &Job, dir: &str) -> Result<BTreeMap<String, String>, RunnerError> {
         let mut env = job.env.clone();
         env.insert("TUNA_EXE".into(), self.cfg.tuna.clone());
@@ -126,8 +149,93 @@ impl RayRunner {
     }
 }
 
+impl RayRunner {
+    /// The attempt folder of `(run, step, attempt)` on the node: in the shared folder, or
+    /// under the nodes' `workdir` for a bucket.
+    fn attempt_dir(&self, run: &str, step: &str, attempt: u32) -> String {
+        match (&self.store, &self.cfg.artifacts) {
+            (Store::Shared(shared), _) => shared
+                .attempt_dir(run, step, attempt)
+                .to_string_lossy()
+                .into_owned(),
+            (_, RayArtifacts::Bucket { node_dir, .. }) => {
+                format!("{}/{run}/{step}/{attempt}", node_dir.trim_end_matches('/'))
+            }
+            (_, RayArtifacts::Shared(root)) => root.to_string_lossy().into_owned(),
+        }
+    }
+
+    /// The attempt of `handle` in the bucket (a bucket runner's handle names it).
+    pub(crate) fn bucket_of(&self, handle: &RayHandle) -> Option<Bucket> {
+        match (&self.store, &handle.records) {
+            (Store::Bucket(store), Some(records)) => {
+                Some(Bucket::new(Arc::clone(store), records.clone()))
+            }
+            _ => None,
+        }
+    }
+
+    /// Outputs bigger than this stay in the bucket.
+    pub(crate) fn keep_over(&self) -> Option<u64> {
+        match &self.cfg.artifacts {
+            RayArtifacts::Bucket {
+                keep_remote_over, ..
+            } => *keep_remote_over,
+            RayArtifacts::Shared(_) => None,
+        }
+    }
+
+    /// `tuna ray-exec …` for an attempt whose folder on the node is `dir` (and whose records
+    /// are at `records` in a bucket). The endpoint and region go as arguments; credentials
+    /// never do (the node has its own in its environment).
+    fn entrypoint(&self, dir: &str, records: Option<&str>) -> String {
+        let tuna = quote(&self.cfg.tuna);
+        let store = match &self.store {
+            Store::Shared(shared) => {
+                let root = shared.root.to_string_lossy();
+                return format!("{tuna} ray-exec {} {}", quote(&root), quote(dir));
+            }
+            Store::Bucket(store) => store,
+        };
+        let mut e = format!(
+            "{tuna} ray-exec {} {} --runner {}",
+            quote(store.url()),
+            quote(dir),
+            quote(&self.cfg.name)
+        );
+        if let RayArtifacts::Bucket { store: cfg, .. } = &self.cfg.artifacts {
+            if let Some(endpoint) = &cfg.endpoint {
+                e.push_str(&format!(" --endpoint {}", quote(endpoint)));
+            }
+            if let Some(region) = &cfg.region {
+                e.push_str(&format!(" --region {}", quote(region)));
+            }
+        }
+        let attempt = records.unwrap_or_default().trim_start_matches("runs/");
+        e.push_str(&format!(" --attempt {}", quote(attempt)));
+        e
+    }
+}
+
+/// Where a launch puts the job's inputs and spec.
+enum Stage {
+    /// The shared folder's blobs, and the spec into the attempt folder.
+    Shared(Shared, PathBuf),
+    /// The bucket's blobs the bucket lacks, and the spec as an object of the attempt.
+    Bucket(Bucket),
+}
+
+impl Stage {
+    fn stage(&self, job: &Job) -> Result<(), RunnerError> {
+        match self {
+            Stage::Shared(shared, dir) => stage_shared(shared, job, dir),
+            Stage::Bucket(bucket) => bucket.stage(job).map(|_| ()),
+        }
+    }
+}
+
 /// Puts the job's inputs into the shared blobs and writes its spec into the attempt folder.
-fn stage(shared: &Shared, job: &Job, dir: &std::path::Path) -> Result<(), RunnerError> {
+fn stage_shared(shared: &Shared, job: &Job, dir: &std::path::Path) -> Result<(), RunnerError> {
     let (blobs, dirs) = crate::ssh::plan_stage(&job.stage)
         .map_err(|e| RunnerError::Other(format!("staging the inputs of `{}`: {e}", job.step)))?;
     let mut files = Vec::new();
@@ -198,11 +306,18 @@ impl Runner for RayRunner {
         }
         std::fs::create_dir_all(job.attempt_dir.join("work"))?;
         let id = submission_id(&job.run_id, &job.step, job.attempt);
-        let dir: PathBuf = self.shared.attempt_dir(&job.run_id, &job.step, job.attempt);
-        let dir_s = dir.to_string_lossy().into_owned();
+        let dir_s = self.attempt_dir(&job.run_id, &job.step, job.attempt);
+        let records = match &self.store {
+            Store::Bucket(_) => Some(
+                Bucket::attempt_key(&job.run_id, &job.step, &job.attempt.to_string())
+                    .map_err(RunnerError::Other)?,
+            ),
+            Store::Shared(_) => None,
+        };
         let data = RayHandle {
             submission_id: id.clone(),
             dir: dir_s.clone(),
+            records: records.clone(),
             timeout_s: job.timeout.map(|t| t.as_secs_f64()),
             wait_for_capacity_s: job.wait_for_capacity.map(|t| t.as_secs_f64()),
         };
@@ -224,18 +339,18 @@ impl Runner for RayRunner {
         let kinds: Vec<String> = job.resources.gpus.iter().map(|g| g.kind.clone()).collect();
         self.offers_gpu_types(&kinds).await?;
         let env_vars = self.env_vars(job, &dir_s)?;
-        let (shared, staged, dir2) = (self.shared.clone(), job.clone(), dir.clone());
-        tokio::task::spawn_blocking(move || stage(&shared, &staged, &dir2))
+        let staged = job.clone();
+        let to = match (&self.store, self.bucket_of(&data)) {
+            (_, Some(bucket)) => Stage::Bucket(bucket),
+            (Store::Shared(shared), _) => Stage::Shared(shared.clone(), PathBuf::from(&dir_s)),
+            (Store::Bucket(_), None) => unreachable!("a bucket runner's handle names its records"),
+        };
+        tokio::task::spawn_blocking(move || to.stage(&staged))
             .await
             .map_err(|e| RunnerError::Other(format!("a blocking task failed: {e}")))??;
         let (num_gpus, resources) = self.gpu_request(job);
         let sub = Submission {
-            entrypoint: format!(
-                "{} ray-exec {} {}",
-                quote(&self.cfg.tuna),
-                quote(&self.shared.root.to_string_lossy()),
-                quote(&dir_s)
-            ),
+            entrypoint: self.entrypoint(&dir_s, records.as_deref()),
             submission_id: id,
             entrypoint_num_gpus: num_gpus,
             entrypoint_resources: resources,
@@ -274,12 +389,37 @@ impl Runner for RayRunner {
     }
 
     fn remote_attempt_dir(&self, run: &str, step: &str, attempt: u32) -> Option<String> {
-        Some(
-            self.shared
-                .attempt_dir(run, step, attempt)
-                .to_string_lossy()
-                .into_owned(),
-        )
+        Some(self.attempt_dir(run, step, attempt))
+    }
+
+    async fn check_store(&self) -> Result<(), RunnerError> {
+        match &self.store {
+            Store::Bucket(store) => {
+                let store = Arc::clone(store);
+                tokio::task::spawn_blocking(move || store.check(check::STORE_TIMEOUT))
+                    .await
+                    .map_err(|e| RunnerError::Other(format!("a blocking task failed: {e}")))?
+                    .map(|_| ())
+                    .map_err(|e| RunnerError::Other(e.to_string()))
+            }
+            Store::Shared(_) => Ok(()),
+        }
+    }
+
+    /// The bucket's blobs, for a runner whose artifacts travel through one (big outputs stay
+    /// there; cache checks, moves, `tuna pull` and gc reach them here).
+    fn blob_store(&self) -> Option<&dyn crate::BlobStore> {
+        match &self.store {
+            Store::Bucket(store) => Some(&**store),
+            Store::Shared(_) => None,
+        }
+    }
+
+    fn attempt_folders(&self) -> Option<&dyn crate::AttemptFolders> {
+        match &self.store {
+            Store::Bucket(store) => Some(&**store),
+            Store::Shared(_) => None,
+        }
     }
 }
 
@@ -328,6 +468,42 @@ mod tests {
         );
         job.resources.gpus.clear();
         assert_eq!(runner.gpu_request(&job), (None, BTreeMap::new()));
+    }
+
+    #[test]
+    fn a_bucket_runner_names_the_nodes_own_folder_and_sends_no_credentials() {
+        let mut cfg = RayConfig::new("ray1", "http://127.0.0.1:1", PathBuf::new());
+        cfg.artifacts = RayArtifacts::Bucket {
+            store: crate::objstore::ObjectStoreConfig {
+                url: "s3://tuna-art/team".into(),
+                endpoint: Some("http://127.0.0.1:9000".into()),
+                region: Some("eu-west-3".into()),
+            },
+            node_dir: "/scratch/tuna ray/".into(),
+            keep_remote_over: Some(1 << 20),
+        };
+        cfg.tuna = "/opt/tuna/bin/tuna".into();
+        let runner = RayRunner::new(cfg).unwrap();
+        assert_eq!(
+            runner.remote_attempt_dir("r1", "train", 2).as_deref(),
+            Some("/scratch/tuna ray/r1/train/2")
+        );
+        let e = runner.entrypoint("/scratch/tuna ray/r1/train/2", Some("runs/r1/train/2"));
+        assert_eq!(
+            e,
+            "/opt/tuna/bin/tuna ray-exec s3://tuna-art/team '/scratch/tuna ray/r1/train/2' \
+             --runner ray1 --endpoint http://127.0.0.1:9000 --region eu-west-3 \
+             --attempt r1/train/2"
+        );
+        assert!(runner.blob_store().is_some() && runner.attempt_folders().is_some());
+        assert_eq!(runner.keep_over(), Some(1 << 20));
+        // A relative node folder is refused, naming the runner.
+        let mut bad = runner.cfg.clone();
+        if let RayArtifacts::Bucket { node_dir, .. } = &mut bad.artifacts {
+            *node_dir = "scratch".into();
+        }
+        let err = RayRunner::new(bad).unwrap_err().to_string();
+        assert!(err.contains("runner `ray1`: workdir `scratch`"), "{err}");
     }
 
     #[test]

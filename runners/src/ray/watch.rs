@@ -1,6 +1,7 @@
 //! Watching an attempt's Ray Job until it ends: its status polled, its log copied as it grows,
 //! the step's timeout enforced by stopping the job, a job `PENDING` past `wait_for_capacity`
-//! given up, and once it succeeded its outputs brought back (`back.rs`). Works the same for a job this process submitted and for one
+//! given up, and once it succeeded its outputs brought back (`back.rs` from the shared folder,
+//! `fetch.rs` from a bucket). Works the same for a job this process submitted and for one
 //! found through a stored handle after a restart.
 
 use std::path::Path;
@@ -8,9 +9,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::back;
 use super::exec::ABANDONED;
+use super::fetch;
 use super::handle::RayHandle;
 use super::logs;
-use super::runner::{RayRunner, ray_error};
+use super::runner::{RayRunner, Store, ray_error};
 use crate::{Outcome, RunnerError};
 
 /// How long the dashboard may not answer before the job counts as lost.
@@ -65,7 +67,7 @@ pub(crate) async fn watch(
         match info.status.as_str() {
             "SUCCEEDED" => return finish(runner, h, local).await,
             "FAILED" => {
-                copy_exit(h, local);
+                copy_exit(runner, h, local).await;
                 return Ok(match info.driver_exit_code {
                     Some(code) if code != 0 => Outcome::Exited { code },
                     _ => Outcome::Lost {
@@ -108,17 +110,36 @@ pub(crate) async fn watch(
     }
 }
 
-/// The job succeeded: its outputs come back from the shared blobs, its metrics and exit record
-/// from the shared attempt folder.
+/// The job succeeded: its outputs come back from the shared blobs or the bucket (big ones stay
+/// in the bucket), its metrics and exit record from the attempt's folder or records.
 async fn finish(runner: &RayRunner, h: &RayHandle, local: &Path) -> Result<Outcome, RunnerError> {
-    let (shared, dir, local) = (runner.shared.clone(), h.dir.clone(), local.to_path_buf());
-    tokio::task::spawn_blocking(move || back::bring_back(&shared, Path::new(&dir), &local))
-        .await
-        .map_err(|e| RunnerError::Other(format!("a blocking task failed: {e}")))?
+    let (dir, local) = (h.dir.clone(), local.to_path_buf());
+    let (name, keep_over) = (runner.cfg.name.clone(), runner.keep_over());
+    let bucket = runner.bucket_of(h);
+    let shared = match &runner.store {
+        Store::Shared(s) => Some(s.clone()),
+        Store::Bucket(_) => None,
+    };
+    tokio::task::spawn_blocking(move || match (bucket, shared) {
+        (Some(b), _) => fetch::bring_back(&b, &name, keep_over, &local),
+        (None, Some(s)) => back::bring_back(&s, Path::new(&dir), &local),
+        (None, None) => Err(RunnerError::Other(format!(
+            "runner `{name}`: the handle of {dir} names no records in the bucket"
+        ))),
+    })
+    .await
+    .map_err(|e| RunnerError::Other(format!("a blocking task failed: {e}")))?
 }
 
-fn copy_exit(h: &RayHandle, local: &Path) {
-    back::copy_exit(Path::new(&h.dir), local);
+/// The wrapper's exit record of a failed job, if it wrote one.
+async fn copy_exit(runner: &RayRunner, h: &RayHandle, local: &Path) {
+    let local = local.to_path_buf();
+    match runner.bucket_of(h) {
+        Some(b) => {
+            let _ = tokio::task::spawn_blocking(move || fetch::copy_exit(&b, &local)).await;
+        }
+        None => back::copy_exit(Path::new(&h.dir), &local),
+    }
 }
 
 /// The job waited for resources past `wait_for_capacity`: it is stopped, the runner counts as
@@ -133,7 +154,12 @@ async fn give_up(
     let id = &h.submission_id;
     // Ray keeps a PENDING job queued after a stop until its start timeout: should it still
     // start, the wrapper finds this mark and runs nothing.
-    std::fs::write(Path::new(&h.dir).join(ABANDONED), b"")?;
+    match runner.bucket_of(h) {
+        Some(b) => tokio::task::spawn_blocking(move || b.put_record(ABANDONED, Vec::new()))
+            .await
+            .map_err(|e| RunnerError::Other(format!("a blocking task failed: {e}")))??,
+        None => std::fs::write(Path::new(&h.dir).join(ABANDONED), b"")?,
+    }
     runner.client.stop(id).await.map_err(ray_error)?;
     runner.skip_for(super::runner::FULL_FOR);
     let reason = format!(
