@@ -29,6 +29,7 @@ mod runner_build;
 mod secrets;
 mod services;
 mod view;
+mod walk;
 
 pub use check::{RunnerCheck, check_runners};
 pub use control::{Request, request, serve as serve_control};

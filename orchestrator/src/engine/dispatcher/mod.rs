@@ -31,6 +31,7 @@ use super::job::{JobContext, build_job, merged_params};
 use super::ledger::{Cost, check_budget};
 use super::pool::{Assignment, Placement};
 use super::progress::Progress;
+use super::walk::{Verdict, Walk};
 use crate::cache::{DirtyReason, KeyInputs, RUN_ID, SCHEDULED_TIME, key_inputs};
 use crate::dag::Dag;
 use crate::store::{
@@ -62,9 +63,9 @@ pub struct Dispatcher<'e> {
     /// When a step started waiting for capacity.
     waiting_since: HashMap<String, u64>,
     active: usize,
-    /// Topological indices of the steps to look at when scheduling: Pending or Waiting, with
-    /// every upstream step final (so the scan is over the frontier, not the whole DAG).
-    todo: std::collections::BTreeSet<usize>,
+    /// The walk over the DAG: the steps to look at when scheduling (Pending or Waiting, every
+    /// upstream step final: the scan is over the frontier, not the whole DAG).
+    walk: Walk,
     /// Step name → topological index.
     index: HashMap<String, usize>,
     stop: Option<RunStatus>,
@@ -116,14 +117,7 @@ impl<'e> Dispatcher<'e> {
             }
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        let todo = dag
-            .topo_order()
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| matches!(recs[*n].status, StepStatus::Pending | StepStatus::Waiting))
-            .filter(|(_, n)| dag.needs(n).iter().all(|u| recs[u].status.is_final()))
-            .map(|(i, _)| i)
-            .collect();
+        let walk = Walk::new(&dag, |i| recs[&dag.topo_order()[i]].status);
         let index = dag
             .topo_order()
             .iter()
@@ -141,7 +135,7 @@ impl<'e> Dispatcher<'e> {
             tries: HashMap::new(),
             waiting_since: HashMap::new(),
             active: 0,
-            todo,
+            walk,
             index,
             stop: None,
             tx,
@@ -205,26 +199,8 @@ impl<'e> Dispatcher<'e> {
         self.finish()
     }
 
-    /// Dependents of a step that just became final join the frontier once all their
-    /// upstream steps are final.
-    fn release_dependents(&mut self, name: &str) {
-        for d in self.dag.dependents(name) {
-            let ready = matches!(
-                self.recs[d].status,
-                StepStatus::Pending | StepStatus::Waiting
-            ) && self
-                .dag
-                .needs(d)
-                .iter()
-                .all(|u| self.recs[u].status.is_final());
-            if ready {
-                self.todo.insert(self.index[d]);
-            }
-        }
-    }
-
     fn requeue(&mut self, name: &str) {
-        self.todo.insert(self.index[name]);
+        self.walk.revisit(self.index[name]);
     }
 
     fn all_final(&self) -> bool {
@@ -239,7 +215,8 @@ impl<'e> Dispatcher<'e> {
         let rec = &self.recs[name];
         self.eng.store.put_step(rec)?;
         if rec.status.is_final() {
-            self.release_dependents(name);
+            let (i, recs, order) = (self.index[name], &self.recs, self.dag.topo_order());
+            self.walk.finished(i, |j| recs[&order[j]].status);
         }
         let rec = &self.recs[name];
         self.eng.reporter.report(&Progress::Step {

@@ -187,7 +187,7 @@ impl Dispatcher<'_> {
             rec.status = StepStatus::Waiting;
             rec.not_before = Some(now_ms() + delay.as_millis() as u64);
             let i = self.index[name];
-            self.todo.insert(i);
+            self.walk.revisit(i);
             rec.message = Some(format!(
                 "attempt {} {msg}; retrying in {}s",
                 rec.attempt(),

@@ -16,9 +16,9 @@ impl Dispatcher<'_> {
         let mut seen = std::collections::BTreeSet::new();
         loop {
             let todo: Vec<usize> = self
-                .todo
-                .iter()
-                .copied()
+                .walk
+                .frontier()
+                .into_iter()
                 .filter(|i| seen.insert(*i))
                 .collect();
             if todo.is_empty() {
@@ -38,36 +38,35 @@ impl Dispatcher<'_> {
         for i in todo {
             let order = self.dag.topo_order();
             let name = &order[i];
-            let rec = &self.recs[name];
-            if !matches!(rec.status, StepStatus::Pending | StepStatus::Waiting) {
-                self.todo.remove(&i);
-                continue;
+            let verdict = {
+                let (recs, order) = (&self.recs, self.dag.topo_order());
+                self.walk.verdict(i, |j| recs[&order[j]].status)
+            };
+            match verdict {
+                Verdict::Gone => {
+                    self.walk.leave(i);
+                    continue;
+                }
+                Verdict::Skip(bad) => {
+                    let bad = order[bad].clone();
+                    let name = name.clone();
+                    let rec = self.recs.get_mut(&name).expect("record");
+                    rec.status = StepStatus::Skipped;
+                    rec.message = Some(format!("upstream step `{bad}` did not pass"));
+                    rec.ended_at = Some(now);
+                    self.save(&name)?;
+                    self.walk.leave(i);
+                    continue;
+                }
+                Verdict::Wait => continue,
+                Verdict::Ready => {}
             }
-            let needs = self.dag.needs(name);
-            let bad = needs.iter().find(|n| {
-                matches!(
-                    self.recs[*n].status,
-                    StepStatus::Failed | StepStatus::TimedOut | StepStatus::Skipped
-                )
-            });
-            if let Some(bad) = bad {
-                let (name, bad) = (name.clone(), bad.clone());
-                let rec = self.recs.get_mut(&name).expect("record");
-                rec.status = StepStatus::Skipped;
-                rec.message = Some(format!("upstream step `{bad}` did not pass"));
-                rec.ended_at = Some(now);
-                self.save(&name)?;
-                self.todo.remove(&i);
-                continue;
-            }
-            if !needs.iter().all(|n| self.recs[n].status.is_done())
-                || rec.not_before.is_some_and(|t| t > now)
-            {
+            if self.recs[name].not_before.is_some_and(|t| t > now) {
                 continue;
             }
             let name = name.clone();
             if self.try_cache(&name)? {
-                self.todo.remove(&i);
+                self.walk.leave(i);
                 continue;
             }
             if self.active >= self.run.jobs {
@@ -88,7 +87,7 @@ impl Dispatcher<'_> {
                         rec.message = Some(why);
                         rec.ended_at = Some(now);
                         self.save(&name)?;
-                        self.todo.remove(&i);
+                        self.walk.leave(i);
                         continue;
                     }
                     // Secrets are read at each launch, so a failed one is this step's
@@ -102,12 +101,12 @@ impl Dispatcher<'_> {
                         Err(why) => {
                             self.eng.pool.lock().expect("pool").release(&asg);
                             self.fail(&name, why, RetryOn::Failure, StepStatus::Failed)?;
-                            self.todo.remove(&i);
+                            self.walk.leave(i);
                             continue;
                         }
                     };
                     launches.push(self.start_attempt(&name, asg, &secrets)?);
-                    self.todo.remove(&i);
+                    self.walk.leave(i);
                 }
                 Placement::Wait(why) => self.wait_for_capacity(&name, why, now)?,
                 Placement::Never(why) => {

@@ -1,0 +1,188 @@
+//! The walk over a run's DAG, apart from processes and records: by topological index, which
+//! steps are worth a look (every upstream step final: the frontier), and for one of them
+//! whether it is ready, must be skipped (an upstream step did not pass) or still waits. The
+//! dispatcher holds one and tells it what happened; the unit tests below drive it with
+//! statuses alone.
+
+use std::collections::BTreeSet;
+
+use crate::dag::Dag;
+use crate::store::StepStatus;
+
+/// What to do with a step on the frontier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Not pending any more (started, cached, final): it leaves the frontier.
+    Gone,
+    /// Upstream step (by index) failed, timed out or was skipped: skip this one.
+    Skip(usize),
+    /// Some upstream step has not passed yet.
+    Wait,
+    /// Every upstream step passed (or was cached).
+    Ready,
+}
+
+#[derive(Debug)]
+pub struct Walk {
+    needs: Vec<Vec<usize>>,
+    dependents: Vec<Vec<usize>>,
+    frontier: BTreeSet<usize>,
+}
+
+impl Walk {
+    /// The walk of `dag`'s steps in topological order, `status(i)` the status of the `i`-th.
+    pub fn new(dag: &Dag, status: impl Fn(usize) -> StepStatus) -> Walk {
+        let order = dag.topo_order();
+        let index: std::collections::HashMap<&str, usize> = order
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), i))
+            .collect();
+        let needs = order
+            .iter()
+            .map(|n| dag.needs(n).iter().map(|u| index[u.as_str()]).collect())
+            .collect();
+        Walk::from_needs(needs, status)
+    }
+
+    /// The walk of a graph where `needs[i]` lists the (earlier) steps step `i` needs.
+    pub fn from_needs(needs: Vec<Vec<usize>>, status: impl Fn(usize) -> StepStatus) -> Walk {
+        let mut dependents = vec![Vec::new(); needs.len()];
+        for (i, ns) in needs.iter().enumerate() {
+            for &u in ns {
+                dependents[u].push(i);
+            }
+        }
+        let mut walk = Walk {
+            needs,
+            dependents,
+            frontier: BTreeSet::new(),
+        };
+        walk.frontier = (0..walk.needs.len())
+            .filter(|&i| walk.may_start(i, &status))
+            .collect();
+        walk
+    }
+
+    /// The steps worth a look now, in topological order.
+    pub fn frontier(&self) -> Vec<usize> {
+        self.frontier.iter().copied().collect()
+    }
+
+    /// What to do with step `i`.
+    pub fn verdict(&self, i: usize, status: impl Fn(usize) -> StepStatus) -> Verdict {
+        if !matches!(status(i), StepStatus::Pending | StepStatus::Waiting) {
+            return Verdict::Gone;
+        }
+        let needs = &self.needs[i];
+        if let Some(&bad) = needs.iter().find(|&&u| {
+            matches!(
+                status(u),
+                StepStatus::Failed | StepStatus::TimedOut | StepStatus::Skipped
+            )
+        }) {
+            return Verdict::Skip(bad);
+        }
+        if needs.iter().all(|&u| status(u).is_done()) {
+            Verdict::Ready
+        } else {
+            Verdict::Wait
+        }
+    }
+
+    /// Step `i` left the frontier (it started, was cached, skipped or failed).
+    pub fn leave(&mut self, i: usize) {
+        self.frontier.remove(&i);
+    }
+
+    /// Step `i` comes back to the frontier (it will be retried).
+    pub fn revisit(&mut self, i: usize) {
+        self.frontier.insert(i);
+    }
+
+    /// Step `i` became final: each step after it whose upstream steps are now all final
+    /// joins the frontier.
+    pub fn finished(&mut self, i: usize, status: impl Fn(usize) -> StepStatus) {
+        for &d in &self.dependents[i] {
+            if self.may_start(d, &status) {
+                self.frontier.insert(d);
+            }
+        }
+    }
+
+    /// Pending or waiting, with every upstream step final.
+    fn may_start(&self, i: usize, status: &impl Fn(usize) -> StepStatus) -> bool {
+        matches!(status(i), StepStatus::Pending | StepStatus::Waiting)
+            && self.needs[i].iter().all(|&u| status(u).is_final())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use StepStatus::*;
+
+    /// 0 → 1 → 3, 0 → 2 → 3, 4 alone.
+    fn diamond() -> Vec<Vec<usize>> {
+        vec![vec![], vec![0], vec![0], vec![1, 2], vec![]]
+    }
+
+    #[test]
+    fn the_frontier_grows_as_upstream_steps_finish() {
+        let mut st = [Pending; 5];
+        let mut w = Walk::from_needs(diamond(), |i| st[i]);
+        assert_eq!(w.frontier(), [0, 4]);
+        assert_eq!(w.verdict(0, |i| st[i]), Verdict::Ready);
+        st[0] = Running;
+        w.leave(0);
+        assert_eq!(w.verdict(0, |i| st[i]), Verdict::Gone);
+        st[0] = Passed;
+        w.finished(0, |i| st[i]);
+        assert_eq!(w.frontier(), [1, 2, 4]);
+        st[1] = Cached;
+        w.leave(1);
+        w.finished(1, |i| st[i]);
+        // 3 still waits for 2.
+        assert_eq!(w.frontier(), [2, 4]);
+        st[2] = Passed;
+        w.leave(2);
+        w.finished(2, |i| st[i]);
+        assert_eq!(w.frontier(), [3, 4]);
+        assert_eq!(w.verdict(3, |i| st[i]), Verdict::Ready);
+    }
+
+    #[test]
+    fn a_failed_step_makes_its_dependents_skip_and_a_retry_comes_back() {
+        let mut st = [Pending; 5];
+        let mut w = Walk::from_needs(diamond(), |i| st[i]);
+        st[0] = Passed;
+        w.leave(0);
+        w.finished(0, |i| st[i]);
+        // 1 fails once and waits for its retry: back on the frontier, not ready before its
+        // time (the dispatcher's timer), and 3 is not released by a waiting step.
+        st[1] = Waiting;
+        w.leave(1);
+        w.revisit(1);
+        assert!(w.frontier().contains(&1));
+        st[1] = Failed;
+        w.leave(1);
+        w.finished(1, |i| st[i]);
+        assert!(!w.frontier().contains(&3), "3 still needs 2 to end");
+        st[2] = Passed;
+        w.leave(2);
+        w.finished(2, |i| st[i]);
+        assert_eq!(w.verdict(3, |i| st[i]), Verdict::Skip(1));
+    }
+
+    #[test]
+    fn a_resumed_run_starts_from_what_its_records_say() {
+        let st = [Passed, Failed, Running, Pending, Cached];
+        let w = Walk::from_needs(diamond(), |i| st[i]);
+        // 3 waits for the running 2; 1 failed (a resume set it back to Pending first).
+        assert_eq!(w.frontier(), Vec::<usize>::new());
+        let st = [Passed, Pending, Passed, Pending, Cached];
+        let w = Walk::from_needs(diamond(), |i| st[i]);
+        assert_eq!(w.frontier(), [1]);
+        assert_eq!(w.verdict(3, |i| st[i]), Verdict::Wait);
+    }
+}
