@@ -1,6 +1,6 @@
 //! What a built-in step is given: its rendered `with:` mapping and its folders, read from the
 //! environment tuna sets for every step (`TUNA_STEP_WITH`, `TUNA_OUTPUTS`, `TUNA_STATE`,
-//! `TUNA_METRICS`).
+//! `TUNA_METRICS`, `TUNA_PROGRESS`).
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +22,8 @@ pub struct StepContext {
     pub state: PathBuf,
     /// The metrics file tuna reads after the step.
     pub metrics: PathBuf,
+    /// The progress file tuna reads while the step runs (`$TUNA_PROGRESS`), when it set one.
+    pub progress: Option<PathBuf>,
 }
 
 impl StepContext {
@@ -47,6 +49,7 @@ impl StepContext {
             work,
             state,
             metrics: PathBuf::from(var("TUNA_METRICS")?),
+            progress: std::env::var_os("TUNA_PROGRESS").map(PathBuf::from),
         })
     }
 

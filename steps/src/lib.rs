@@ -10,6 +10,7 @@ mod kind;
 mod kinds;
 #[cfg(feature = "torch")]
 pub mod ml;
+mod progress;
 pub mod settings;
 mod tools;
 
@@ -18,4 +19,5 @@ pub use error::StepError;
 pub use kind::{Metrics, StepKind, WithProblem};
 pub use kinds::serve::ENDPOINT;
 pub use kinds::{all, execute_from_env, find};
+pub use progress::{ProgressFile, StepProgress};
 pub use tools::{on_path, tuna_ml};

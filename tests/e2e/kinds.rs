@@ -244,6 +244,19 @@ fn finetune_eval_loss_on_val_jsonl_is_listed_per_evaluation_and_gates_the_step()
     assert!(m.get("eval_losses").is_none(), "{m}");
     let log = p.run(&["logs", &id, "tune", "--stderr"]).stdout;
     assert_eq!(log.matches("eval-loss ").count(), 3, "{log}");
+    // Its progress file ($TUNA_PROGRESS) ended at the last step, with a rate and the loss.
+    let file = p.home().join(format!("runs/{id}/tune/1/progress.json"));
+    let progress: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(progress["done"], 5, "{progress}");
+    assert_eq!(progress["total"], 5, "{progress}");
+    assert_eq!(progress["unit"], "steps", "{progress}");
+    assert_eq!(progress["rate_unit"], "tokens/s", "{progress}");
+    assert!(progress["rate"].as_f64().unwrap() > 0.0, "{progress}");
+    assert!(
+        progress["message"].as_str().unwrap().starts_with("loss "),
+        "{progress}"
+    );
 
     // A limit no model meets: the gate on eval_loss fails the step.
     write_workflow(&p, &step.replace("LIMIT", "0.001"));

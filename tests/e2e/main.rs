@@ -25,6 +25,7 @@ mod hostile_files;
 mod kinds;
 mod leaderboard_local;
 mod placement;
+mod progress;
 mod quoting;
 mod ray;
 mod ray_daemon;

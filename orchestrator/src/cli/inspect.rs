@@ -132,6 +132,13 @@ pub fn status(cli: &Cli, run: &str, json: bool) -> Result<u8, Fail> {
         if note.is_empty() && !s.reasons.is_empty() {
             note = format!("ran: {}", s.reasons.join("; "));
         }
+        if let Some(p) = &s.progress {
+            note = if note.is_empty() {
+                p.line()
+            } else {
+                format!("{}; {note}", p.line())
+            };
+        }
         if s.gpu_hours > 0.0 {
             let c = format!("{:.4} GPU-h, cost {:.4}", s.gpu_hours, s.cost);
             note = if note.is_empty() {

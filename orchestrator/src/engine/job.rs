@@ -185,6 +185,15 @@ pub fn build_job(
             .to_string_lossy()
             .into_owned(),
     );
+    // Read while the step runs (`tuna status`, the `tuna run` bars); only here, so a step on
+    // another machine writes it there and shows no progress.
+    env.insert(
+        "TUNA_PROGRESS".into(),
+        attempt_dir
+            .join(super::view::PROGRESS_FILE)
+            .to_string_lossy()
+            .into_owned(),
+    );
     env.insert(
         "TUNA_PROJECT_DIR".into(),
         wf.project_dir.to_string_lossy().into_owned(),

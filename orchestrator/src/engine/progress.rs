@@ -1,10 +1,17 @@
 //! What a run tells the person watching: live bars on a terminal, one plain line per event
-//! elsewhere (CI logs, pipes), nothing when quiet.
+//! elsewhere (CI logs, pipes), nothing when quiet. On a terminal each running step's line also
+//! shows how far it has come (its `$TUNA_PROGRESS` file, read by a small poller thread).
 
+use std::collections::HashMap;
 use std::io::Write;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use tuna_steps::StepProgress;
+
+use super::view::PROGRESS_FILE;
 
 use crate::store::StepStatus;
 
@@ -23,6 +30,8 @@ pub enum Progress<'a> {
         attempt: u32,
         runner: Option<&'a str>,
         message: Option<&'a str>,
+        /// The attempt's folder on this machine (its progress file is read from there).
+        dir: Option<&'a Path>,
     },
     RunFinished {
         run: &'a str,
@@ -71,6 +80,7 @@ fn plain_line(p: &Progress<'_>) -> String {
             attempt,
             runner,
             message,
+            ..
         } => {
             let mut s = format!("  {step}: {}", status.as_str());
             if *attempt > 1 {
@@ -100,7 +110,7 @@ fn plain_line(p: &Progress<'_>) -> String {
 /// line counts the rest, so a run of 1,000 steps at `-j 64` stays a screenful.
 pub struct Bars {
     multi: MultiProgress,
-    state: Mutex<BarState>,
+    state: Arc<Mutex<BarState>>,
 }
 
 /// The most running steps shown each on its own line.
@@ -109,7 +119,9 @@ pub const SPINNERS: usize = 8;
 #[derive(Default)]
 struct BarState {
     total: Option<ProgressBar>,
-    running: std::collections::HashMap<String, ProgressBar>,
+    running: HashMap<String, ProgressBar>,
+    /// Attempt folders of the running steps, shown or hidden.
+    dirs: HashMap<String, PathBuf>,
     shown: Shown,
     /// "… and N more running", while some are hidden.
     more: Option<ProgressBar>,
@@ -154,7 +166,7 @@ impl Shown {
 impl BarState {
     fn spinner(&mut self, multi: &MultiProgress, step: &str) {
         let sp = multi.add(ProgressBar::new_spinner());
-        sp.set_message(format!("{step}: running"));
+        sp.set_message(running_line(step, None));
         sp.enable_steady_tick(std::time::Duration::from_millis(120));
         self.running.insert(step.to_string(), sp);
     }
@@ -179,12 +191,52 @@ impl BarState {
     }
 }
 
+/// A running step's spinner text: `tune: running · 12/40 steps · 1,234 tokens/s · loss 2.31`.
+fn running_line(step: &str, p: Option<&StepProgress>) -> String {
+    match p {
+        Some(p) => format!("{step}: running · {}", p.line()),
+        None => format!("{step}: running"),
+    }
+}
+
+/// How often the poller reads the progress files of the steps with a line.
+const POLL: Duration = Duration::from_millis(500);
+
+/// Reads the progress file of every shown running step each [`POLL`] and updates its line,
+/// until the bars are dropped. The files are read with the lock released.
+fn poll(state: Weak<Mutex<BarState>>) {
+    loop {
+        std::thread::sleep(POLL);
+        let Some(state) = state.upgrade() else { return };
+        let shown: Vec<(String, ProgressBar, PathBuf)> = {
+            let st = state.lock().expect("progress lock");
+            st.running
+                .iter()
+                .filter_map(|(s, bar)| Some((s.clone(), bar.clone(), st.dirs.get(s)?.clone())))
+                .collect()
+        };
+        drop(state);
+        for (step, bar, dir) in shown {
+            if let Some(p) = StepProgress::read(&dir.join(PROGRESS_FILE)) {
+                bar.set_message(running_line(&step, Some(&p)));
+            }
+        }
+    }
+}
+
 impl Bars {
     pub fn new() -> Bars {
-        Bars {
-            multi: MultiProgress::new(),
-            state: Mutex::new(BarState::default()),
-        }
+        Bars::on(MultiProgress::new())
+    }
+
+    /// Bars drawn on `multi` (a hidden one in tests).
+    fn on(multi: MultiProgress) -> Bars {
+        let state = Arc::new(Mutex::new(BarState::default()));
+        let weak = Arc::downgrade(&state);
+        let _ = std::thread::Builder::new()
+            .name("tuna-progress".into())
+            .spawn(move || poll(weak));
+        Bars { multi, state }
     }
 }
 
@@ -209,16 +261,22 @@ impl Reporter for Bars {
                 let _ = self.multi.println(plain_line(p));
                 st.total = Some(bar);
             }
-            Progress::Step { step, status, .. } => {
+            Progress::Step {
+                step, status, dir, ..
+            } => {
                 if *status == StepStatus::Running {
                     if st.running.contains_key(*step) || st.shown.hidden.iter().any(|s| s == step) {
                         return;
+                    }
+                    if let Some(d) = dir {
+                        st.dirs.insert(step.to_string(), d.to_path_buf());
                     }
                     if st.shown.start(step) {
                         st.spinner(&self.multi, step);
                     }
                     st.count_hidden(&self.multi);
                 } else if status.is_final() || *status == StepStatus::Waiting {
+                    st.dirs.remove(*step);
                     let had_line = match st.running.remove(*step) {
                         Some(sp) => {
                             sp.finish_and_clear();
@@ -262,6 +320,62 @@ impl Reporter for Bars {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_running_steps_line_follows_its_progress_file() {
+        let d = tempfile::tempdir().unwrap();
+        let bars = Bars::on(MultiProgress::with_draw_target(
+            indicatif::ProgressDrawTarget::hidden(),
+        ));
+        let step = |status| Progress::Step {
+            step: "tune",
+            status,
+            attempt: 1,
+            runner: Some("local"),
+            message: None,
+            dir: Some(d.path()),
+        };
+        bars.report(&step(StepStatus::Running));
+        let line = || bars.state.lock().unwrap().running["tune"].message();
+        assert_eq!(line(), "tune: running");
+        let mut p = StepProgress {
+            done: 1,
+            total: Some(4),
+            unit: Some("steps".into()),
+            rate: None,
+            rate_unit: None,
+            message: None,
+        };
+        for done in [1, 4] {
+            p.done = done;
+            p.write(&d.path().join(PROGRESS_FILE)).unwrap();
+            let want = format!("tune: running · {done}/4 steps");
+            let limit = std::time::Instant::now() + Duration::from_secs(20);
+            while line() != want {
+                assert!(std::time::Instant::now() < limit, "{} != {want}", line());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        bars.report(&step(StepStatus::Passed));
+        assert!(bars.state.lock().unwrap().dirs.is_empty());
+    }
+
+    #[test]
+    fn a_running_line_adds_the_progress_when_there_is_some() {
+        assert_eq!(running_line("tune", None), "tune: running");
+        let p = StepProgress {
+            done: 12,
+            total: Some(40),
+            unit: Some("steps".into()),
+            rate: Some(1234.0),
+            rate_unit: Some("tokens/s".into()),
+            message: None,
+        };
+        assert_eq!(
+            running_line("tune", Some(&p)),
+            "tune: running · 12/40 steps · 1,234 tokens/s"
+        );
+    }
 
     #[test]
     fn past_the_spinner_cap_steps_wait_hidden_and_take_freed_lines_in_order() {

@@ -6,8 +6,10 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use tuna_steps::StepProgress;
+
 use super::ledger::Cost;
-use crate::store::{RunRecord, StepRecord, Store, StoreError, now_ms};
+use crate::store::{RunRecord, StepRecord, StepStatus, Store, StoreError, now_ms};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunView {
@@ -48,6 +50,10 @@ pub struct StepView {
     /// GPU-hours and cost of the step's attempts (wall × GPUs × price_per_hour).
     pub gpu_hours: f64,
     pub cost: f64,
+    /// How far a running step has come, from its attempt's `$TUNA_PROGRESS` file (only while
+    /// it runs, and only for a step on this machine).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<StepProgress>,
 }
 
 /// A short line per run for `tuna runs`.
@@ -127,9 +133,15 @@ impl StepView {
             stderr: last.map(|a| a.dir.join("stderr.log")),
             gpu_hours: cost.gpu_hours,
             cost: cost.cost,
+            progress: last
+                .filter(|_| r.status == StepStatus::Running)
+                .and_then(|a| StepProgress::read(&a.dir.join(PROGRESS_FILE))),
         }
     }
 }
+
+/// The file in an attempt folder a step reports its progress in (`$TUNA_PROGRESS`).
+pub const PROGRESS_FILE: &str = "progress.json";
 
 impl RunSummary {
     pub fn list(store: &Store) -> Result<Vec<RunSummary>, StoreError> {

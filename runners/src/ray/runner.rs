@@ -144,6 +144,8 @@ impl RayRunner {
         env.insert("TUNA_ATTEMPT_DIR".into(), dir.to_owned());
         env.insert("TUNA_OUTPUTS".into(), format!("{dir}/work"));
         env.insert("TUNA_METRICS".into(), format!("{dir}/metrics.json"));
+        // Written on the node and not brought back: progress shows for local steps only.
+        env.insert("TUNA_PROGRESS".into(), format!("{dir}/progress.json"));
         crate::step_env::check_names(&env, &job.step)?;
         Ok(env)
     }
@@ -516,7 +518,13 @@ mod tests {
             step: "s".into(),
             attempt: 1,
             script: "true".into(),
-            env: BTreeMap::from([("TUNA_OUTPUTS".to_owned(), "/local/work".to_owned())]),
+            env: BTreeMap::from([
+                ("TUNA_OUTPUTS".to_owned(), "/local/work".to_owned()),
+                (
+                    "TUNA_PROGRESS".to_owned(),
+                    "/local/progress.json".to_owned(),
+                ),
+            ]),
             attempt_dir: PathBuf::from("/local"),
             timeout: None,
             wait_for_capacity: None,
@@ -527,6 +535,8 @@ mod tests {
         };
         let env = runner.env_vars(&job, "/shared/runs/r/s/1").unwrap();
         assert_eq!(env["TUNA_OUTPUTS"], "/shared/runs/r/s/1/work");
+        // Written on the node, never into a local path that may not exist there.
+        assert_eq!(env["TUNA_PROGRESS"], "/shared/runs/r/s/1/progress.json");
         assert!(env.values().all(|v| !v.contains("secret-token")));
         job.env.insert("BAD NAME".into(), "x".into());
         assert!(runner.env_vars(&job, "/d").is_err());

@@ -211,6 +211,8 @@ fn env_file(job: &Job, dir: &str, tuna: &str) -> Result<String, RunnerError> {
     env.insert("TUNA_ATTEMPT_DIR".into(), dir.to_owned());
     env.insert("TUNA_OUTPUTS".into(), format!("{dir}/work"));
     env.insert("TUNA_METRICS".into(), format!("{dir}/metrics.json"));
+    // Written on the host and not fetched: progress shows for local steps only.
+    env.insert("TUNA_PROGRESS".into(), format!("{dir}/progress.json"));
     let gpus: Vec<String> = job
         .resources
         .gpus

@@ -123,7 +123,18 @@ fn run(ctx: &StepContext) -> Result<Metrics, StepError> {
         None => None,
     };
     let out = ctx.state.join("finetune");
+    let progress = std::sync::Mutex::new(crate::ProgressFile::new(ctx.progress.clone()));
     let report = |r: &StepReport| {
+        if let Ok(mut p) = progress.lock() {
+            p.update(&crate::StepProgress {
+                done: r.step,
+                total: Some(r.total_steps),
+                unit: Some("steps".into()),
+                rate: Some(r.tokens_per_s),
+                rate_unit: Some("tokens/s".into()),
+                message: Some(format!("loss {:.4}", r.loss)),
+            });
+        }
         let eval = r
             .eval_loss
             .map(|l| format!(" eval-loss {l:.4}"))

@@ -225,6 +225,7 @@ impl<'e> Dispatcher<'e> {
             attempt: rec.attempt(),
             runner: rec.attempts.last().map(|a| a.runner.as_str()),
             message: rec.message.as_deref(),
+            dir: rec.attempts.last().map(|a| a.dir.as_path()),
         });
         Ok(())
     }

@@ -222,6 +222,7 @@ mod tests {
             work: dir.to_path_buf(),
             state: dir.join(".state"),
             metrics: dir.join("metrics.json"),
+            progress: None,
         }
     }
 

@@ -41,6 +41,8 @@ pub struct StepReport {
     pub checkpointed: bool,
     /// The loss on the eval data after it, when it was evaluated.
     pub eval_loss: Option<f64>,
+    /// Tokens trained per second of training so far in this attempt.
+    pub tokens_per_s: f64,
 }
 
 /// Optional observers of a run.
@@ -257,6 +259,7 @@ pub fn finetune_with(
                 grad_norm,
                 checkpointed,
                 eval_loss,
+                tokens_per_s: tokens_trained as f64 / train_seconds.max(1e-9),
             });
         }
         if hooks.cancel.is_some_and(|c| c.load(Ordering::SeqCst)) && done < total_steps {
