@@ -240,57 +240,121 @@ fn step_tags(rec: &StepRecord) -> Pairs {
 }
 
 /// The step's metrics at its attempt number (0 for a cache hit), then the per-iteration lists
-/// of a passed step's `finetune.json` output at their index (`losses` as `loss`, `lrs` as `lr`).
+/// of a passed step's `finetune.json` output (see [`histories`]). A metric that also has a
+/// history with its own iteration numbers (`eval_loss` and `eval_losses` + `eval_steps`) is
+/// logged at the history's last iteration, so it ends the curve instead of standing apart.
 fn step_metrics(rec: &StepRecord) -> Vec<Point> {
     let ts = rec.ended_at.unwrap_or_else(crate::store::now_ms);
-    let step = match rec.status {
+    let attempt = match rec.status {
         StepStatus::Cached => 0,
         _ => rec.attempts.len() as u64,
     };
-    let mut points: Vec<Point> = rec
-        .metrics
-        .iter()
-        .filter(|(_, v)| v.is_finite())
-        .map(|(k, v)| Point {
-            key: metric_key(k),
-            value: *v,
-            timestamp: ts,
-            step,
-        })
-        .collect();
     let file = rec
         .outputs_dir
         .as_deref()
         .filter(|_| rec.status == StepStatus::Passed && rec.outputs.contains_key("finetune.json"))
         .map(|d| d.join("finetune.json"));
-    let Some(doc) = file
+    let doc = file
         .and_then(|f| std::fs::read(f).ok())
         .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-    else {
-        return points;
+        .unwrap_or(Value::Null);
+    let histories = histories(&doc);
+    let mut points: Vec<Point> = rec
+        .metrics
+        .iter()
+        .filter(|(_, v)| v.is_finite())
+        .map(|(k, v)| {
+            let last = histories
+                .iter()
+                .find(|h| h.stepped && h.key == *k)
+                .and_then(|h| h.points.last());
+            Point {
+                key: metric_key(k),
+                value: *v,
+                timestamp: ts,
+                step: last.map_or(attempt, |p| p.0),
+            }
+        })
+        .collect();
+    for h in histories {
+        if !h.stepped && rec.metrics.contains_key(&h.key) {
+            continue;
+        }
+        points.extend(h.points.into_iter().map(|(step, value)| Point {
+            key: metric_key(&h.key),
+            value,
+            timestamp: ts,
+            step,
+        }));
+    }
+    points
+}
+
+/// One per-iteration list of a `finetune.json`.
+#[derive(Debug, PartialEq)]
+struct History {
+    /// The metric's name (`losses` → `loss`, `lrs` → `lr`, `eval_losses` → `eval_loss`).
+    key: String,
+    /// `(iteration, value)`, finite values only.
+    points: Vec<(u64, f64)>,
+    /// Whether the iterations come from a `<name>_steps` list (else the list's index).
+    stepped: bool,
+}
+
+/// The lists of numbers in a `finetune.json`. A list `X` with a companion list of iteration
+/// numbers of the same length — `<prefix>_steps` where `X` is `<prefix>_<rest>`
+/// (`eval_losses` + `eval_steps`), or `X_steps` — is indexed by those numbers, and the companion
+/// is not a history of its own; any other list is indexed by position.
+fn histories(doc: &Value) -> Vec<History> {
+    let Some(obj) = doc.as_object() else {
+        return Vec::new();
     };
-    for (k, v) in doc.as_object().into_iter().flatten() {
+    let steps_of = |k: &str| -> Option<(String, Vec<u64>)> {
+        let prefix = k.rsplit_once('_').map_or(k, |(a, _)| a);
+        let len = obj[k].as_array()?.len();
+        [format!("{prefix}_steps"), format!("{k}_steps")]
+            .into_iter()
+            .filter(|s| s != k)
+            .find_map(|s| {
+                let list: Option<Vec<u64>> =
+                    obj.get(&s)?.as_array()?.iter().map(Value::as_u64).collect();
+                list.filter(|l| l.len() == len).map(|l| (s, l))
+            })
+    };
+    let index: BTreeMap<&str, (String, Vec<u64>)> = obj
+        .iter()
+        .filter(|(_, v)| v.is_array())
+        .filter_map(|(k, _)| Some((k.as_str(), steps_of(k)?)))
+        .collect();
+    let companions: Vec<&str> = index.values().map(|(s, _)| s.as_str()).collect();
+    let mut out = Vec::new();
+    for (k, v) in obj {
         let Some(list) = v.as_array() else { continue };
+        if companions.contains(&k.as_str()) && !index.contains_key(k.as_str()) {
+            continue;
+        }
         let key = match k.as_str() {
             "losses" => "loss",
             "lrs" => "lr",
+            "eval_losses" => "eval_loss",
             other => other,
         };
-        if rec.metrics.contains_key(key) {
-            continue;
-        }
-        for (i, x) in list.iter().enumerate() {
-            if let Some(value) = x.as_f64().filter(|x| x.is_finite()) {
-                points.push(Point {
-                    key: metric_key(key),
-                    value,
-                    timestamp: ts,
-                    step: i as u64,
-                });
-            }
-        }
+        let steps = index.get(k.as_str()).map(|(_, s)| s);
+        let points = list
+            .iter()
+            .enumerate()
+            .filter_map(|(i, x)| {
+                let value = x.as_f64().filter(|x| x.is_finite())?;
+                Some((steps.map_or(i as u64, |s| s[i]), value))
+            })
+            .collect();
+        out.push(History {
+            key: key.to_string(),
+            points,
+            stepped: steps.is_some(),
+        });
     }
-    points
+    out
 }
 
 /// A metric name as MLflow accepts it: letters, digits, `_ - . /` and spaces, at most 250
@@ -367,6 +431,64 @@ mod tests {
         assert_eq!(metric_key("eval/loss v2"), "eval/loss v2");
         assert_eq!(metric_key("acc@k:5"), "acc_k_5");
         assert_eq!(metric_key(&"m".repeat(300)).len(), 250);
+    }
+
+    #[test]
+    fn eval_losses_are_logged_as_eval_loss_at_their_iterations() {
+        let doc = serde_json::json!({
+            "losses": [3.0, 2.0, 1.0, 0.5],
+            "eval_losses": [2.5, 1.25],
+            "eval_steps": [2, 4],
+            "eval_loss": 1.25,
+            "lrs": [0.1, 0.1, 0.05, 0.01],
+            "odd": [1.0, 2.0],
+            "odd_steps": [7],
+        });
+        let hs = histories(&doc);
+        let get = |k: &str| {
+            hs.iter()
+                .find(|h| h.key == k)
+                .unwrap_or_else(|| panic!("{k}: {hs:?}"))
+        };
+        assert_eq!(get("eval_loss").points, [(2, 2.5), (4, 1.25)]);
+        assert!(get("eval_loss").stepped);
+        assert_eq!(get("loss").points, [(0, 3.0), (1, 2.0), (2, 1.0), (3, 0.5)]);
+        assert!(!get("loss").stepped);
+        assert_eq!(get("lr").points.len(), 4);
+        assert!(
+            !hs.iter().any(|h| h.key == "eval_steps"),
+            "the index is no history: {hs:?}"
+        );
+        // A companion of another length is no index: both stay histories by position.
+        assert_eq!(get("odd").points, [(0, 1.0), (1, 2.0)]);
+        assert_eq!(get("odd_steps").points, [(0, 7.0)]);
+
+        // Through a step: the final eval_loss ends the curve at its last iteration.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("finetune.json"), doc.to_string()).unwrap();
+        let mut rec = StepRecord::new("r", "ft");
+        rec.status = StepStatus::Passed;
+        rec.outputs_dir = Some(dir.path().to_path_buf());
+        rec.outputs.insert(
+            "finetune.json".into(),
+            crate::cas::Digest::new(crate::cas::DigestKind::Blob, [0; 32]),
+        );
+        rec.metrics.insert("eval_loss".into(), 1.25);
+        rec.metrics.insert("loss".into(), 0.5);
+        let pts = step_metrics(&rec);
+        let of = |k: &str| -> Vec<(u64, f64)> {
+            pts.iter()
+                .filter(|p| p.key == k)
+                .map(|p| (p.step, p.value))
+                .collect()
+        };
+        assert_eq!(of("eval_loss"), [(4, 1.25), (2, 2.5), (4, 1.25)]);
+        assert_eq!(
+            of("loss"),
+            [(0, 0.5)],
+            "a position-indexed list under a metric's name is left out"
+        );
+        assert!(of("eval_steps").is_empty());
     }
 
     #[test]
