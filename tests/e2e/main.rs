@@ -34,3 +34,4 @@ mod ssh_gc;
 mod step_env;
 mod store;
 mod tracking;
+mod tracking_live;

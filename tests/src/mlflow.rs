@@ -125,6 +125,19 @@ impl Mlflow {
         false
     }
 
+    /// Starts a stopped server again on its port with its store (what it had is kept).
+    pub fn restart(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.launch(&mlflow_bin()) {
+            assert!(
+                Instant::now() < deadline,
+                "mlflow did not start again on {}: {}",
+                self.port,
+                self.log()
+            );
+        }
+    }
+
     /// `http://127.0.0.1:PORT`, an `MLFLOW_TRACKING_URI`.
     pub fn uri(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)

@@ -18,6 +18,8 @@ pub enum Progress<'a> {
         resumed: bool,
     },
     Step {
+        /// The run the step is in (a daemon drives several at once).
+        run: &'a str,
         step: &'a str,
         status: StepStatus,
         attempt: u32,
@@ -71,6 +73,7 @@ fn plain_line(p: &Progress<'_>) -> String {
             attempt,
             runner,
             message,
+            ..
         } => {
             let mut s = format!("  {step}: {}", status.as_str());
             if *attempt > 1 {

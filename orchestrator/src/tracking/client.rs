@@ -177,7 +177,8 @@ impl Client {
             .to_string())
     }
 
-    /// Logs everything in calls of at most 100 params, 100 tags and 1000 items in all.
+    /// Logs everything in calls of at most 100 params, 100 tags and 1000 items in all; the tags
+    /// go once the metrics and params are sent (a marker tag among them is sent last).
     pub fn log_batch(
         &self,
         run: &str,
@@ -189,9 +190,15 @@ impl Client {
         let (mut m, mut p, mut t) = (metrics, params, tags);
         while !(m.is_empty() && p.is_empty() && t.is_empty()) {
             let (p_now, p_rest) = p.split_at(p.len().min(MAX_PARAMS));
-            let (t_now, t_rest) = t.split_at(t.len().min(MAX_TAGS));
-            let room = MAX_ITEMS - p_now.len() - t_now.len();
+            let t_room = if p_rest.is_empty() { MAX_TAGS } else { 0 };
+            let (t_try, _) = t.split_at(t.len().min(t_room));
+            let room = MAX_ITEMS - p_now.len() - t_try.len();
             let (m_now, m_rest) = m.split_at(m.len().min(room));
+            let (t_now, t_rest) = if m_rest.is_empty() {
+                t.split_at(t_try.len())
+            } else {
+                t.split_at(0)
+            };
             let points: Vec<Value> = m_now
                 .iter()
                 .map(|x| {

@@ -6,7 +6,7 @@
 //! Runs are found again by tag, so exporting again (after `tuna resume`) logs into the same
 //! runs; a step's tag `tuna.logged` records which attempt was sent, so no point is sent twice.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use serde_json::Value;
@@ -32,38 +32,93 @@ fn pair(k: &str, v: impl ToString) -> (String, String) {
     (k.to_string(), v.to_string())
 }
 
-/// Exports `run` (its records as they are now) to the server of `cfg`.
-pub fn export(store: &Store, run: &RunRecord, cfg: &Config) -> Result<Exported, MlflowError> {
-    let steps = store.steps(&run.id).unwrap_or_default();
-    let dag = crate::workflow::load_str(Path::new(&run.workflow_path), &run.workflow_text).ok();
-    let wf = dag.as_ref().map(|d| d.workflow());
-    let params = wf
-        .and_then(|w| crate::engine::merged_params(w, &run.params).ok())
-        .unwrap_or_else(|| run.params.clone());
-    let c = Client::new(cfg)?;
-    let exp = c.experiment_id(&cfg.experiment)?;
-    let parent = match find_parent(&c, &exp, &run.id)? {
-        Some(id) => id,
-        None => create_parent(&c, &exp, run, &params)?,
-    };
-    let children: BTreeMap<String, Value> = c
-        .search(
-            &exp,
-            &format!("tags.mlflow.parentRunId = {}", literal(&parent)),
-        )?
-        .into_iter()
-        .filter_map(|r| Some((tag(&r, "tuna.step")?.to_string(), r)))
-        .collect();
-    let mut sent = 0;
-    for rec in steps.iter().filter(|r| r.status.is_final()) {
+/// A tuna run's MLflow runs while this process sends to them: the parent (found by tag or
+/// made) and the step runs under it with what was sent of each, so a step is sent once, when
+/// it ends, without asking the server again.
+pub struct Session {
+    c: Client,
+    exp: String,
+    /// The MLflow id of the parent run.
+    pub parent: String,
+    /// Step name → (its MLflow run, its `tuna.logged` marker).
+    children: HashMap<String, (String, Option<String>)>,
+    dag: Option<crate::dag::Dag>,
+    params: BTreeMap<String, String>,
+    run: RunRecord,
+    /// Steps sent by this session.
+    pub sent: usize,
+}
+
+impl Session {
+    /// Finds (or makes) the parent of `run` and its step runs.
+    pub fn open(run: &RunRecord, cfg: &Config) -> Result<Session, MlflowError> {
+        let dag = crate::workflow::load_str(Path::new(&run.workflow_path), &run.workflow_text).ok();
+        let params = dag
+            .as_ref()
+            .and_then(|d| crate::engine::merged_params(d.workflow(), &run.params).ok())
+            .unwrap_or_else(|| run.params.clone());
+        let c = Client::new(cfg)?;
+        let exp = c.experiment_id(&cfg.experiment)?;
+        let parent = match find_parent(&c, &exp, &run.id)? {
+            Some(id) => id,
+            None => create_parent(&c, &exp, run, &params)?,
+        };
+        let children = c
+            .search(
+                &exp,
+                &format!("tags.mlflow.parentRunId = {}", literal(&parent)),
+            )?
+            .into_iter()
+            .filter_map(|r| {
+                let step = tag(&r, "tuna.step")?.to_string();
+                let id = r["info"]["run_id"].as_str()?.to_string();
+                Some((step, (id, tag(&r, "tuna.logged").map(str::to_string))))
+            })
+            .collect();
+        Ok(Session {
+            c,
+            exp,
+            parent,
+            children,
+            dag,
+            params,
+            run: run.clone(),
+            sent: 0,
+        })
+    }
+
+    /// The run is being driven: its parent shows `RUNNING` (again, after a resume) until it
+    /// ends; a crashed run stays so until it is resumed.
+    pub fn started(&self) -> Result<(), MlflowError> {
+        self.c.update(&self.parent, "RUNNING", None)
+    }
+
+    /// Sends one step that reached a final state, unless this attempt and state were sent.
+    pub fn send_step(&mut self, store: &Store, rec: &StepRecord) -> Result<(), MlflowError> {
+        if !rec.status.is_final() {
+            return Ok(());
+        }
         let marker = logged_marker(rec);
-        let existing = children.get(&rec.step);
-        if existing.and_then(|r| tag(r, "tuna.logged")) == Some(marker.as_str()) {
-            continue;
+        let existing = self.children.get(&rec.step);
+        if existing.and_then(|(_, m)| m.as_deref()) == Some(marker.as_str()) {
+            return Ok(());
         }
         let id = match existing {
-            Some(r) => r["info"]["run_id"].as_str().unwrap_or_default().to_string(),
-            None => create_child(&c, &exp, &parent, run, rec, wf, &params)?,
+            Some((id, _)) => id.clone(),
+            None => {
+                let wf = self.dag.as_ref().map(|d| d.workflow());
+                let id = create_child(
+                    &self.c,
+                    &self.exp,
+                    &self.parent,
+                    &self.run,
+                    rec,
+                    wf,
+                    &self.params,
+                )?;
+                self.children.insert(rec.step.clone(), (id.clone(), None));
+                id
+            }
         };
         let mut tags = step_tags(rec);
         if rec.status == StepStatus::Cached
@@ -73,26 +128,49 @@ pub fn export(store: &Store, run: &RunRecord, cfg: &Config) -> Result<Exported, 
                 .and_then(|k| store.cache_entry(k).ok().flatten())
         {
             tags.push(pair("tuna.cached_from_run", &from.run));
-            if let Some(m) = find_parent(&c, &exp, &from.run)? {
+            if let Some(m) = find_parent(&self.c, &self.exp, &from.run)? {
                 tags.push(pair("tuna.cached_from_mlflow_run", m));
             }
         }
+        // The marker goes last (log_batch sends tags in its last call): a send cut short is
+        // sent again whole, and MLflow keeps one copy of a point sent twice.
         tags.push(pair("tuna.logged", &marker));
-        c.log_batch(&id, &step_metrics(rec), &[], &tags)?;
-        c.update(&id, step_status(rec.status), rec.ended_at)?;
-        sent += 1;
+        self.c.update(&id, step_status(rec.status), rec.ended_at)?;
+        self.c.log_batch(&id, &step_metrics(rec), &[], &tags)?;
+        self.children.insert(rec.step.clone(), (id, Some(marker)));
+        self.sent += 1;
+        Ok(())
     }
-    let cost = Cost::of_run(&steps, run.ended_at.unwrap_or_else(crate::store::now_ms));
-    let tags = vec![
-        pair("tuna.status", run.status.as_str()),
-        pair("tuna.gpu_hours", format!("{:.6}", cost.gpu_hours)),
-        pair("tuna.cost", format!("{:.6}", cost.cost)),
-    ];
-    c.log_batch(&parent, &[], &[], &tags)?;
-    c.update(&parent, run_status(run.status), run.ended_at)?;
+
+    /// Sends every final step not sent yet and the run's status, as the store has them now.
+    pub fn finish(&mut self, store: &Store) -> Result<(), MlflowError> {
+        if let Ok(Some(run)) = store.run(&self.run.id) {
+            self.run = run;
+        }
+        let steps = store.steps(&self.run.id).unwrap_or_default();
+        for rec in &steps {
+            self.send_step(store, rec)?;
+        }
+        let run = &self.run;
+        let cost = Cost::of_run(&steps, run.ended_at.unwrap_or_else(crate::store::now_ms));
+        let tags = vec![
+            pair("tuna.status", run.status.as_str()),
+            pair("tuna.gpu_hours", format!("{:.6}", cost.gpu_hours)),
+            pair("tuna.cost", format!("{:.6}", cost.cost)),
+        ];
+        self.c.log_batch(&self.parent, &[], &[], &tags)?;
+        self.c
+            .update(&self.parent, run_status(run.status), run.ended_at)
+    }
+}
+
+/// Exports `run` (its records as they are now) to the server of `cfg`.
+pub fn export(store: &Store, run: &RunRecord, cfg: &Config) -> Result<Exported, MlflowError> {
+    let mut s = Session::open(run, cfg)?;
+    s.finish(store)?;
     Ok(Exported {
-        parent,
-        steps: sent,
+        parent: s.parent,
+        steps: s.sent,
     })
 }
 
