@@ -34,4 +34,5 @@ mod ssh_gc;
 mod step_env;
 mod store;
 mod tracking;
+mod tracking_artifacts;
 mod tracking_live;

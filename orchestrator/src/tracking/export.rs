@@ -45,6 +45,7 @@ pub struct Session {
     dag: Option<crate::dag::Dag>,
     params: BTreeMap<String, String>,
     run: RunRecord,
+    cfg: Config,
     /// Steps sent by this session.
     pub sent: usize,
 }
@@ -83,6 +84,7 @@ impl Session {
             dag,
             params,
             run: run.clone(),
+            cfg: cfg.clone(),
             sent: 0,
         })
     }
@@ -132,14 +134,42 @@ impl Session {
                 tags.push(pair("tuna.cached_from_mlflow_run", m));
             }
         }
-        // The marker goes last (log_batch sends tags in its last call): a send cut short is
-        // sent again whole, and MLflow keeps one copy of a point sent twice.
-        tags.push(pair("tuna.logged", &marker));
         self.c.update(&id, step_status(rec.status), rec.ended_at)?;
+        let outputs = super::artifacts::send(&self.c, &id, rec, self.cfg.max_artifact)?;
+        tags.extend(outputs.tags);
+        if outputs.adapter_uploaded && self.uses(&rec.step) == Some("finetune") {
+            let wf = self.dag.as_ref().map(|d| d.workflow());
+            let base = step_params(rec, &self.run, wf, &self.params)
+                .into_iter()
+                .find(|(k, _)| k == "with.model")
+                .map(|(_, v)| v);
+            let (name, version) = super::artifacts::register(
+                &self.c,
+                &self.cfg,
+                &self.run.workflow,
+                &id,
+                rec,
+                base.as_deref(),
+            )?;
+            tags.push(pair("tuna.registered_model", name));
+            tags.push(pair("tuna.registered_version", version));
+        }
+        // The marker goes last (log_batch sends tags in its last call): a send cut short is
+        // sent again whole (uploads replace, a registered attempt is found by its tag), and
+        // MLflow keeps one copy of a point sent twice.
+        tags.push(pair("tuna.logged", &marker));
         self.c.log_batch(&id, &step_metrics(rec), &[], &tags)?;
         self.children.insert(rec.step.clone(), (id, Some(marker)));
         self.sent += 1;
         Ok(())
+    }
+
+    /// The kind of a `uses:` step.
+    fn uses(&self, step: &str) -> Option<&str> {
+        match &self.dag.as_ref()?.workflow().steps.get(step)?.action {
+            Action::Uses { kind, .. } => Some(kind),
+            _ => None,
+        }
     }
 
     /// Sends every final step not sent yet and the run's status, as the store has them now.
@@ -437,7 +467,7 @@ fn histories(doc: &Value) -> Vec<History> {
 
 /// A metric name as MLflow accepts it: letters, digits, `_ - . /` and spaces, at most 250
 /// characters; anything else becomes `_`.
-fn metric_key(name: &str) -> String {
+pub(super) fn metric_key(name: &str) -> String {
     name.chars()
         .take(250)
         .map(|c| {

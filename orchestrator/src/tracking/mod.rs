@@ -2,11 +2,13 @@
 //! Owns where to send (`config.rs`: the environment's `MLFLOW_*` variables and the workflow's
 //! `tracking:` block), the REST client (`client.rs`), what a run and its steps become
 //! (`export.rs`: one parent run, one nested run per step, found again by tag so a resume logs
-//! into the same runs), the live export while runs are driven, off the dispatcher's path, with
+//! into the same runs), a step's outputs as artifacts or tags and a `finetune` adapter in the
+//! model registry (`artifacts.rs`), the live export while runs are driven, off the dispatcher's path, with
 //! what could not be sent kept in the store and sent later (`live.rs`), and the git facts of
 //! the workflow's folder (`git.rs`). A failure is one warning line; a run's result never
 //! depends on it.
 
+mod artifacts;
 mod client;
 mod config;
 mod export;
