@@ -105,19 +105,12 @@ impl Session {
         if existing.and_then(|(_, m)| m.as_deref()) == Some(marker.as_str()) {
             return Ok(());
         }
+        let wf = self.dag.as_ref().map(|d| d.workflow());
+        let (params, cut) = limit_params(step_params(rec, &self.run, wf, &self.params).into_iter());
         let id = match existing {
             Some((id, _)) => id.clone(),
             None => {
-                let wf = self.dag.as_ref().map(|d| d.workflow());
-                let id = create_child(
-                    &self.c,
-                    &self.exp,
-                    &self.parent,
-                    &self.run,
-                    rec,
-                    wf,
-                    &self.params,
-                )?;
+                let id = create_child(&self.c, &self.exp, &self.parent, &self.run, rec, &cut)?;
                 self.children.insert(rec.step.clone(), (id.clone(), None));
                 id
             }
@@ -158,7 +151,8 @@ impl Session {
         // sent again whole (uploads replace, a registered attempt is found by its tag), and
         // MLflow keeps one copy of a point sent twice.
         tags.push(pair("tuna.logged", &marker));
-        self.c.log_batch(&id, &step_metrics(rec), &[], &tags)?;
+        // Params go with the rest (MLflow takes the same value again when a step is sent again).
+        self.c.log_batch(&id, &step_metrics(rec), &params, &tags)?;
         self.children.insert(rec.step.clone(), (id, Some(marker)));
         self.sent += 1;
         Ok(())
@@ -246,14 +240,14 @@ fn create_parent(
     Ok(id)
 }
 
+/// Makes the MLflow run of a step under `parent`; `cut`: its params cut to MLflow's limit.
 fn create_child(
     c: &Client,
     exp: &str,
     parent: &str,
     run: &RunRecord,
     rec: &StepRecord,
-    wf: Option<&Workflow>,
-    params: &BTreeMap<String, String>,
+    cut: &[String],
 ) -> Result<String, MlflowError> {
     let mut tags = vec![
         pair("mlflow.parentRunId", parent),
@@ -261,14 +255,11 @@ fn create_child(
         pair("tuna.in_run", &run.id),
         pair("tuna.workflow", &run.workflow),
     ];
-    let (p, truncated) = limit_params(step_params(rec, run, wf, params).into_iter());
-    if !truncated.is_empty() {
-        tags.push(pair("tuna.truncated_params", truncated.join(",")));
+    if !cut.is_empty() {
+        tags.push(pair("tuna.truncated_params", cut.join(",")));
     }
     let start = rec.started_at.or(rec.ended_at).unwrap_or(run.created_at);
-    let id = c.create_run(exp, &rec.step, start, &tags)?;
-    c.log_batch(&id, &[], &p, &[])?;
-    Ok(id)
+    c.create_run(exp, &rec.step, start, &tags)
 }
 
 /// Which send of a step this is: its attempt count, or `cached`.
