@@ -76,6 +76,27 @@ def run_once(tuna, d, wf, env, tracked):
     return t, last["duration_s"], last
 
 
+def step_runs(uri, experiment, run):
+    """How many nested MLflow runs run `run` has (a check that tracking did its work)."""
+    def post(endpoint, body):
+        req = urllib.request.Request(f"{uri}/api/2.0/mlflow/{endpoint}", json.dumps(body).encode(),
+                                     {"Content-Type": "application/json"})
+        return json.load(urllib.request.urlopen(req, timeout=30))
+    exp = json.load(urllib.request.urlopen(
+        f"{uri}/api/2.0/mlflow/experiments/get-by-name?experiment_name={experiment}", timeout=30))
+    n, token = 0, None
+    while True:
+        body = {"experiment_ids": [exp["experiment"]["experiment_id"]], "max_results": 1000,
+                "filter": f"tags.`tuna.in_run` = '{run}'"}
+        if token:
+            body["page_token"] = token
+        v = post("runs/search", body)
+        n += len(v.get("runs", []))
+        token = v.get("next_page_token")
+        if not token:
+            return n
+
+
 def layered_project(d):
     os.mkdir(os.path.join(d, "out"))
     open(os.path.join(d, "wf.yaml"), "w").write(layered.workflow(d))
@@ -115,7 +136,10 @@ def main():
                     env["MLFLOW_EXPERIMENT_NAME"] = f"bench-{name.split()[0]}"
                     env.setdefault("TUNA_ML", os.path.join(ROOT, "target", profile, "tuna-ml"))
                     env.setdefault("TUNA_HELM_RUN", os.path.join(ROOT, ".venv-helm", "bin", "helm-run"))
-                    wall, own, _ = run_once(tuna, d, wf, env, tracked)
+                    wall, own, last = run_once(tuna, d, wf, env, tracked)
+                    if tracked:
+                        sent = step_runs(uri, env["MLFLOW_EXPERIMENT_NAME"], last["id"])
+                        assert sent == last["steps"], f"{sent} step runs in MLflow for {last['steps']} steps"
                     print(f"  {name} trial {trial + 1} {'tracked' if tracked else 'untracked'}: wall {wall:.2f} s, run {own:.2f} s", file=sys.stderr)
                     w, o = best.get(tracked, (wall, own))
                     best[tracked] = (min(w, wall), min(o, own))
