@@ -3,7 +3,8 @@
 //! artifact proxy and its adapter registered as a model version (named by `register_as`), once
 //! per tuna attempt even when the step is sent again; an output over `max_artifact_size` is a
 //! tag with its digest and location; `register_as` naming a step that is not a finetune is an
-//! error at its position.
+//! error at its position; workflows/neurips-qlora.yaml becomes one parent, a run per step and
+//! one registered version per finetune step.
 
 use serde_json::{Value, json};
 use tuna_tests::mlflow::{Mlflow, run_id, tag};
@@ -158,5 +159,66 @@ fn register_as_must_name_a_finetune_step() {
         r.stderr.contains("not a step of this workflow"),
         "{}",
         r.stderr
+    );
+}
+
+#[test]
+fn the_neurips_workflow_is_one_parent_a_run_per_step_and_three_registered_adapters() {
+    tuna_ml_bin();
+    let m = Mlflow::shared();
+    let p = Project::new();
+    let wf = tuna_tests::workspace_root().join("workflows/neurips-qlora.yaml");
+    let exp = "tuna-e2e-neurips";
+    let id = tracked(&p, m, exp, &["run", wf.to_str().unwrap()])
+        .ok()
+        .run_id();
+    let runs = m.runs(exp);
+    let parents: Vec<&Value> = runs
+        .iter()
+        .filter(|r| tag(r, "tuna.step").is_none())
+        .collect();
+    assert_eq!(parents.len(), 1);
+    assert_eq!(tag(parents[0], "tuna.run_id"), Some(id.as_str()));
+    let mut steps: Vec<&str> = runs.iter().filter_map(|r| tag(r, "tuna.step")).collect();
+    steps.sort();
+    assert_eq!(
+        steps,
+        [
+            "base",
+            "helm-eval",
+            "prepare",
+            "qlora",
+            "sample",
+            "scale-up",
+            "serve",
+            "smoke"
+        ]
+    );
+    for step in ["smoke", "scale-up", "qlora"] {
+        let r = step_run(m, exp, step);
+        let files = artifacts(m, run_id(&r), "");
+        assert!(
+            files
+                .iter()
+                .any(|f| f == "adapter/adapter_model.safetensors"),
+            "{step}: {files:?}"
+        );
+        assert!(!m.history(run_id(&r), "loss").is_empty(), "{step}");
+        let name = format!("neurips-qlora-{step}");
+        let vs = versions(m, &name);
+        assert_eq!(vs.len(), 1, "{name}: {vs:?}");
+        assert_eq!(vs[0]["run_id"], run_id(&r));
+    }
+    let helm = step_run(m, exp, "helm-eval");
+    let outputs = helm["data"]["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["key"].as_str().unwrap().starts_with("tuna.output."))
+        .count();
+    assert!(outputs > 0, "HELM's outputs are described: {helm}");
+    assert!(
+        !artifacts(m, run_id(&helm), "").is_empty(),
+        "HELM's summary is small: uploaded"
     );
 }
