@@ -306,3 +306,31 @@ fn failed_line(run: &str, e: &str) -> String {
         "MLflow tracking of run {run} failed ({e}); the run's result is unchanged; what was not sent is kept and sent by `tuna track sync {run}` or the next `tuna run`/`tuna resume`"
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_events_are_bounded_and_start_and_end_are_always_kept() {
+        let q = Queue::default();
+        q.push(Msg::Start("r".into()));
+        for i in 0..MAX_QUEUED_STEPS + 5 {
+            q.push(Msg::Step("r".into(), format!("s{i}")));
+        }
+        q.push(Msg::End("r".into()));
+        q.state.lock().unwrap().closed = true;
+        let (mut starts, mut steps, mut ends) = (0, 0, 0);
+        while let Some(m) = q.pop() {
+            match m {
+                Msg::Start(_) => starts += 1,
+                Msg::Step(..) => steps += 1,
+                Msg::End(_) => ends += 1,
+            }
+        }
+        assert_eq!((starts, steps, ends), (1, MAX_QUEUED_STEPS, 1));
+        // Room again once drained.
+        q.push(Msg::Step("r".into(), "late".into()));
+        assert!(matches!(q.pop(), Some(Msg::Step(..))));
+    }
+}
