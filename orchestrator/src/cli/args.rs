@@ -251,7 +251,10 @@ pub enum Command {
 pub enum TrackCommand {
     /// Send to the tracking server what it lacks of runs (what could not be sent while it was
     /// down); without RUN, every run kept pending.
-    Sync { runs: Vec<String> },
+    Sync {
+        /// Run ids (none: every run kept pending).
+        runs: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
