@@ -8,7 +8,7 @@ use std::time::Duration;
 use tuna_tests::{Project, tuna_ml_bin, wait_until};
 
 /// 40 prompt/completion lines: 30 distinct, 8 exact copies, 2 near copies.
-fn data() -> String {
+pub(crate) fn data() -> String {
     let topics = [
         "sorting",
         "recursion",
@@ -40,7 +40,8 @@ fn data() -> String {
     out
 }
 
-const BASE: &str = r#"
+/// `base` (a tiny random OPT-shaped model) and `prepare` (its data), for workflows to build on.
+pub(crate) const BASE: &str = r#"
   base:
     uses: model.init
     with: { corpus: data/train.jsonl, vocab_size: 400, hidden_size: 32, layers: 2, heads: 4, ffn_dim: 64, max_positions: 96 }

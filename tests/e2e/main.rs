@@ -37,3 +37,5 @@ mod ssh_secrets;
 mod step_env;
 mod store;
 mod tracking;
+mod tracking_artifacts;
+mod tracking_live;

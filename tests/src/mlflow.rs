@@ -1,6 +1,6 @@
 //! A real MLflow tracking server for tests: `mlflow server` (`.venv-mlflow`, made by
-//! scripts/setup-mlflow.sh) on 127.0.0.1 and a free port with a SQLite store in a temporary
-//! folder, in its own process group. It starts slowly, so a test process shares one
+//! scripts/setup-mlflow.sh) on 127.0.0.1 and a free port with a SQLite store and its artifact
+//! proxy (`--serve-artifacts`) over a temporary folder, in its own process group. It starts slowly, so a test process shares one
 //! ([`Mlflow::shared`]); tests keep apart by experiment name. The group is stopped on drop, and
 //! the shared one when the test process exits: a small `sh` at the head of the group waits on a
 //! pipe held by this process and, at its end of file, signals the whole group. Helpers read
@@ -91,7 +91,8 @@ impl Mlflow {
             .arg(self.port.to_string())
             .arg("--backend-store-uri")
             .arg(format!("sqlite:///{}", d.join("mlflow.db").display()))
-            .arg("--default-artifact-root")
+            .arg("--serve-artifacts")
+            .arg("--artifacts-destination")
             .arg(d.join("artifacts"))
             .args(["--workers", "1"])
             .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
@@ -123,6 +124,19 @@ impl Mlflow {
         }
         self.stop();
         false
+    }
+
+    /// Starts a stopped server again on its port with its store (what it had is kept).
+    pub fn restart(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.launch(&mlflow_bin()) {
+            assert!(
+                Instant::now() < deadline,
+                "mlflow did not start again on {}: {}",
+                self.port,
+                self.log()
+            );
+        }
     }
 
     /// `http://127.0.0.1:PORT`, an `MLFLOW_TRACKING_URI`.

@@ -248,10 +248,25 @@ pub enum Command {
         #[arg(long)]
         suite: Option<String>,
     },
+    /// Experiment tracking (MLflow).
+    Track {
+        #[command(subcommand)]
+        command: TrackCommand,
+    },
     /// The runner inventory.
     Runners {
         #[command(subcommand)]
         action: RunnersAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrackCommand {
+    /// Send to the tracking server what it lacks of runs (what could not be sent while it was
+    /// down); without RUN, every run kept pending.
+    Sync {
+        /// Run ids (none: every run kept pending).
+        runs: Vec<String>,
     },
 }
 

@@ -19,6 +19,7 @@ mod schedule;
 mod serve;
 mod submit;
 mod summary;
+mod track;
 
 pub use args::Cli;
 pub use exit::Fail;
@@ -112,6 +113,7 @@ pub fn main(cli: Cli) -> u8 {
             no_cache,
         } => submit::submit(&cli, file, params, *follow, *no_cache),
         Command::Schedule { command } => schedule::schedule(&cli, command),
+        Command::Track { command } => track::track(&cli, command),
         Command::Leaderboard {
             format,
             threshold,

@@ -22,8 +22,23 @@ fn runtime() -> tokio::runtime::Runtime {
 /// Drives a run with the control socket served and signals turned into a clean stop; then
 /// records its leaderboard rows.
 /// `show`: print the results and the next commands at the end (not with `--progress quiet`).
-/// `track`: export the run to MLflow when it ends (off with `--no-tracking`).
+/// `track`: export the run to MLflow while it runs (off with `--no-tracking`): a tracker thread
+/// fed by the run's progress events, which first sends what earlier runs left pending.
 fn drive(engine: Engine, run_id: &str, resumed: bool, show: bool, track: bool) -> Result<u8, Fail> {
+    let tracker = track.then(|| {
+        crate::tracking::Tracker::start(
+            engine.store.clone(),
+            crate::tracking::process_env,
+            Box::new(crate::tracking::print_result),
+        )
+    });
+    let engine = match &tracker {
+        Some(t) => {
+            let feed = t.feed(engine.reporter());
+            engine.with_reporter(feed)
+        }
+        None => engine,
+    };
     let rt = runtime();
     let engine = Arc::new(engine);
     let status = rt.block_on({
@@ -39,8 +54,8 @@ fn drive(engine: Engine, run_id: &str, resumed: bool, show: bool, track: bool) -
         }
     })?;
     record_leaderboard(&engine.store, run_id);
-    if track {
-        crate::tracking::export_run(&engine.store, run_id);
+    if let Some(t) = tracker {
+        t.close();
     }
     if show {
         eprint!("{}", super::summary::summary(&engine.store, run_id));

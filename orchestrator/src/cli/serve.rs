@@ -31,6 +31,17 @@ pub fn serve(
         .tls()
         .map_err(|e| Fail::invalid(format!("error: {e}")))?;
     let engine = super::open::open_engine_for_steps(cli, true, &step_env)?;
+    // The runs the daemon drives are exported to MLflow live, as `tuna run` does.
+    let tracker = crate::tracking::Tracker::start(
+        engine.store.clone(),
+        crate::tracking::process_env,
+        Box::new(|run, r| match r {
+            Ok(line) => tracing::info!(run = %run, "tracking: {line}"),
+            Err(e) => tracing::warn!(run = %run, "{e}"),
+        }),
+    );
+    let feed = tracker.feed(engine.reporter());
+    let engine = engine.with_reporter(feed);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -48,5 +59,6 @@ pub fn serve(
     .map_err(|e| Fail::env(format!("error: {e}")))?;
     // Driven runs' tasks are dropped with the runtime; their steps go on under tuna-shim.
     rt.shutdown_background();
+    tracker.close();
     Ok(OK)
 }

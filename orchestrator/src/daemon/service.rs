@@ -282,8 +282,8 @@ impl Daemon {
         Ok(snap.dir)
     }
 
-    /// Starts driving a run in its own task; records leaderboard rows and exports it to MLflow
-    /// (when the daemon's environment or the workflow names a server) when it ends.
+    /// Starts driving a run in its own task; records leaderboard rows when it ends (the
+    /// daemon's tracker exports it to MLflow while it runs, see `cli/serve.rs`).
     pub fn drive(self: &Arc<Self>, id: &str, resumed: bool, schedule: Option<String>) {
         self.driving
             .lock()
@@ -298,20 +298,12 @@ impl Daemon {
                     tracing::info!(run = %id, status = ?status, "run ended");
                     let store = me.engine.store.clone();
                     let rid = id.clone();
-                    let recorded = tokio::task::spawn_blocking(move || {
-                        let rows = super::leaderboard::record_run(&store, &rid);
-                        (rows, crate::tracking::try_export_run(&store, &rid))
+                    let rows = tokio::task::spawn_blocking(move || {
+                        super::leaderboard::record_run(&store, &rid)
                     })
                     .await;
-                    if let Ok((rows, tracked)) = recorded {
-                        if let Err(e) = rows {
-                            tracing::warn!(run = %id, "leaderboard: {e}");
-                        }
-                        match tracked {
-                            Some(Ok(line)) => tracing::info!(run = %id, "tracking: {line}"),
-                            Some(Err(e)) => tracing::warn!(run = %id, "{e}"),
-                            None => {}
-                        }
+                    if let Ok(Err(e)) = rows {
+                        tracing::warn!(run = %id, "leaderboard: {e}");
                     }
                 }
                 Err(e) => tracing::error!(run = %id, "run stopped: {e}"),

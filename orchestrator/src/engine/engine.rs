@@ -170,6 +170,16 @@ impl Engine {
         })
     }
 
+    /// What this engine tells about the runs it drives.
+    pub fn reporter(&self) -> Arc<dyn Reporter> {
+        self.reporter.clone()
+    }
+
+    /// The engine with another reporter (one that also feeds experiment tracking).
+    pub fn with_reporter(self, reporter: Arc<dyn Reporter>) -> Engine {
+        Engine { reporter, ..self }
+    }
+
     /// Sends a control message to a run this process drives; false if it drives no such run.
     pub fn control(&self, run: &str, c: Control) -> bool {
         self.controls

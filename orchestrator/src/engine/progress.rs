@@ -25,6 +25,8 @@ pub enum Progress<'a> {
         resumed: bool,
     },
     Step {
+        /// The run the step is in (a daemon drives several at once).
+        run: &'a str,
         step: &'a str,
         status: StepStatus,
         attempt: u32,
@@ -328,6 +330,7 @@ mod tests {
             indicatif::ProgressDrawTarget::hidden(),
         ));
         let step = |status| Progress::Step {
+            run: "r1",
             step: "tune",
             status,
             attempt: 1,

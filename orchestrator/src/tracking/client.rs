@@ -2,6 +2,7 @@
 //! batched logging within the server's limits, search by tag. Errors never carry the URL's
 //! query nor the credentials.
 
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -39,6 +40,8 @@ pub struct Point {
 
 pub struct Client {
     http: reqwest::blocking::Client,
+    /// The server's URI.
+    uri: String,
     base: String,
     auth: Auth,
 }
@@ -52,6 +55,7 @@ impl Client {
             .map_err(|e| MlflowError::Transport(e.without_url().to_string()))?;
         Ok(Client {
             http,
+            uri: cfg.uri.clone(),
             base: format!("{}/api/2.0/mlflow", cfg.uri),
             auth: cfg.auth.clone(),
         })
@@ -70,6 +74,15 @@ impl Client {
         } else {
             self.http.post(&url).json(body)
         };
+        self.send(req, endpoint)
+    }
+
+    /// Sends a request with the credentials; the answer's JSON, or the error.
+    fn send(
+        &self,
+        req: reqwest::blocking::RequestBuilder,
+        endpoint: &str,
+    ) -> Result<Value, MlflowError> {
         let req = match &self.auth {
             Auth::None => req,
             Auth::Bearer(t) => req.bearer_auth(t),
@@ -157,10 +170,7 @@ impl Client {
         start_time: u64,
         tags: &[(String, String)],
     ) -> Result<String, MlflowError> {
-        let tags: Vec<Value> = tags
-            .iter()
-            .map(|(k, v)| json!({ "key": k, "value": v }))
-            .collect();
+        let tags = key_values(tags);
         let v = self.call(
             false,
             "runs/create",
@@ -177,7 +187,8 @@ impl Client {
             .to_string())
     }
 
-    /// Logs everything in calls of at most 100 params, 100 tags and 1000 items in all.
+    /// Logs everything in calls of at most 100 params, 100 tags and 1000 items in all; the tags
+    /// go once the metrics and params are sent (a marker tag among them is sent last).
     pub fn log_batch(
         &self,
         run: &str,
@@ -185,29 +196,115 @@ impl Client {
         params: &[(String, String)],
         tags: &[(String, String)],
     ) -> Result<(), MlflowError> {
-        let kv = |(k, v): &(String, String)| json!({ "key": k, "value": v });
         let (mut m, mut p, mut t) = (metrics, params, tags);
         while !(m.is_empty() && p.is_empty() && t.is_empty()) {
             let (p_now, p_rest) = p.split_at(p.len().min(MAX_PARAMS));
-            let (t_now, t_rest) = t.split_at(t.len().min(MAX_TAGS));
-            let room = MAX_ITEMS - p_now.len() - t_now.len();
+            let t_room = if p_rest.is_empty() { MAX_TAGS } else { 0 };
+            let (t_try, _) = t.split_at(t.len().min(t_room));
+            let room = MAX_ITEMS - p_now.len() - t_try.len();
             let (m_now, m_rest) = m.split_at(m.len().min(room));
+            let (t_now, t_rest) = if m_rest.is_empty() {
+                t.split_at(t_try.len())
+            } else {
+                t.split_at(0)
+            };
             let points: Vec<Value> = m_now
                 .iter()
                 .map(|x| {
                     json!({ "key": x.key, "value": x.value, "timestamp": x.timestamp, "step": x.step })
                 })
                 .collect();
-            let p_json: Vec<Value> = p_now.iter().map(kv).collect();
-            let t_json: Vec<Value> = t_now.iter().map(kv).collect();
             self.call(
                 false,
                 "runs/log-batch",
-                &json!({ "run_id": run, "metrics": points, "params": p_json, "tags": t_json }),
+                &json!({ "run_id": run, "metrics": points, "params": key_values(p_now), "tags": key_values(t_now) }),
             )?;
             (m, p, t) = (m_rest, p_rest, t_rest);
         }
         Ok(())
+    }
+
+    /// A run's artifact root (`artifact_uri`, e.g. `mlflow-artifacts:/1/RUN/artifacts`).
+    pub fn artifact_uri(&self, run: &str) -> Result<String, MlflowError> {
+        let v = self.call(true, "runs/get", &json!({ "run_id": run }))?;
+        Ok(v["run"]["info"]["artifact_uri"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string())
+    }
+
+    /// Uploads `file` as artifact `path` (`/`-separated) under `root`, a run's artifact root
+    /// served by the server's artifact proxy (`mlflow-artifacts:/…`), with a PUT to
+    /// `/api/2.0/mlflow-artifacts/artifacts/…`; a second upload replaces the first.
+    pub fn upload(&self, root: &str, path: &str, file: &Path) -> Result<(), MlflowError> {
+        let rest = root
+            .strip_prefix("mlflow-artifacts:")
+            .map(|r| r.trim_start_matches('/'))
+            .ok_or_else(|| MlflowError::Transport(format!("artifact root `{root}` is not served by the tracking server (start it with --serve-artifacts)")))?;
+        let mut url = reqwest::Url::parse(&self.uri)
+            .map_err(|e| MlflowError::Transport(format!("tracking URI: {e}")))?;
+        url.path_segments_mut()
+            .map_err(|()| MlflowError::Transport("tracking URI has no path".into()))?
+            .pop_if_empty()
+            .extend(["api", "2.0", "mlflow-artifacts", "artifacts"])
+            .extend(rest.split('/').filter(|s| !s.is_empty()))
+            .extend(path.split('/'));
+        let body = std::fs::File::open(file)
+            .map_err(|e| MlflowError::Transport(format!("{}: {e}", file.display())))?;
+        self.send(self.http.put(url).body(body), "mlflow-artifacts/artifacts")
+            .map(drop)
+    }
+
+    /// Registers `source` (of run `run`) as a new version of registered model `name` (made
+    /// when missing), with `tags`, unless a version of `name` from `run` already has the tag
+    /// `key` = `value`: the version's number, and whether it was made now.
+    pub fn register(
+        &self,
+        name: &str,
+        source: &str,
+        run: &str,
+        tags: &[(String, String)],
+        (key, value): (&str, &str),
+    ) -> Result<(String, bool), MlflowError> {
+        let filter = format!("name = {} and run_id = {}", literal(name), literal(run));
+        let found = self.call(
+            true,
+            "model-versions/search",
+            &json!({ "filter": filter, "max_results": 1000 }),
+        )?;
+        let same = found["model_versions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|v| {
+                tag(v, key) == Some(value)
+                    || v["tags"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|t| t["key"] == key && t["value"] == value)
+            });
+        if let Some(v) = same {
+            return Ok((v["version"].as_str().unwrap_or_default().to_string(), false));
+        }
+        match self.call(false, "registered-models/create", &json!({ "name": name })) {
+            Ok(_) => {}
+            Err(MlflowError::Server { code, .. }) if code == "RESOURCE_ALREADY_EXISTS" => {}
+            Err(e) => return Err(e),
+        }
+        let tags = key_values(tags);
+        let v = self.call(
+            false,
+            "model-versions/create",
+            &json!({ "name": name, "source": source, "run_id": run, "tags": tags }),
+        )?;
+        Ok((
+            v["model_version"]["version"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            true,
+        ))
     }
 
     /// Sets a run's status (`RUNNING`, `FINISHED`, `FAILED`, `KILLED`) and end time.
@@ -223,6 +320,14 @@ impl Client {
         }
         self.call(false, "runs/update", &body).map(drop)
     }
+}
+
+/// Pairs as MLflow's `[{"key": …, "value": …}]`.
+fn key_values(pairs: &[(String, String)]) -> Vec<Value> {
+    pairs
+        .iter()
+        .map(|(k, v)| json!({ "key": k, "value": v }))
+        .collect()
 }
 
 /// A run's tag value from a `runs/search` or `runs/get` answer.

@@ -33,7 +33,14 @@ pub struct Config {
     pub uri: String,
     pub experiment: String,
     pub auth: Auth,
+    /// Outputs up to this many bytes are uploaded as artifacts (`tracking.max_artifact_size`).
+    pub max_artifact: u64,
+    /// Registered model names by `finetune` step (`tracking.register_as`).
+    pub register_as: std::collections::BTreeMap<String, String>,
 }
+
+/// Outputs up to this size are uploaded unless the workflow says otherwise.
+pub const DEFAULT_MAX_ARTIFACT: u64 = 16 << 20;
 
 impl Config {
     /// The target of `run`, or `None` when neither the environment nor the workflow names a
@@ -83,6 +90,8 @@ impl Config {
             uri: uri.trim_end_matches('/').to_string(),
             experiment,
             auth,
+            max_artifact: block.max_artifact_size.unwrap_or(DEFAULT_MAX_ARTIFACT),
+            register_as: block.register_as,
         }))
     }
 }

@@ -36,4 +36,4 @@ pub(crate) const BUDGET: &[&str] = &["max_gpu_hours", "max_cost"];
 pub(crate) const SELECTOR: &[&str] = &["gpu", "count", "memory"];
 pub(crate) const SECRET: &[&str] = &["env", "file"];
 pub(crate) const LEADERBOARD: &[&str] = &["step", "model", "metrics", "suite"];
-pub(crate) const TRACKING: &[&str] = &["mlflow", "experiment"];
+pub(crate) const TRACKING: &[&str] = &["mlflow", "experiment", "max_artifact_size", "register_as"];

@@ -127,7 +127,6 @@ fn parse(ctx: &mut Ctx, path: &Path) -> Option<Workflow> {
         .unwrap_or_default();
     let schedule = top.get("schedule").and_then(|n| sections::schedule(ctx, n));
     let budget = top.get("budget").and_then(|n| sections::budget(ctx, n));
-    let tracking = top.get("tracking").and_then(|n| sections::tracking(ctx, n));
     let defaults = top
         .get("defaults")
         .map(|n| read_defaults(ctx, n))
@@ -152,6 +151,9 @@ fn parse(ctx: &mut Ctx, path: &Path) -> Option<Workflow> {
         return None;
     }
     let names: Vec<&str> = steps_map.entries.iter().map(|(name, _, _)| *name).collect();
+    let tracking = top
+        .get("tracking")
+        .and_then(|n| sections::tracking(ctx, n, &steps_map));
     let secrets = top
         .get("secrets")
         .map(|n| super::secrets::section(ctx, n))

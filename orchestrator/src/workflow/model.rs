@@ -226,4 +226,9 @@ pub struct Tracking {
     pub mlflow: Option<String>,
     /// `experiment:` the experiment's name (default: the workflow's name).
     pub experiment: Option<String>,
+    /// `max_artifact_size:` outputs up to this size are uploaded as artifacts; bigger ones are
+    /// recorded as a tag (default 16 MiB).
+    pub max_artifact_size: Option<u64>,
+    /// `register_as:` a `finetune` step's registered model name (default `WORKFLOW-STEP`).
+    pub register_as: std::collections::BTreeMap<String, String>,
 }

@@ -161,7 +161,9 @@ pub fn json_schema() -> Value {
                 "description": "Export each run to an MLflow tracking server (MLFLOW_TRACKING_URI and MLFLOW_EXPERIMENT_NAME in the environment win; credentials only from the environment).",
                 "properties": {
                     "mlflow": { "type": "string", "pattern": "^https?://[^/@]+", "description": "The tracking server's URI, without credentials." },
-                    "experiment": { "type": "string", "minLength": 1, "maxLength": 500, "description": "The experiment's name (default: the workflow's name)." }
+                    "experiment": { "type": "string", "minLength": 1, "maxLength": 500, "description": "The experiment's name (default: the workflow's name)." },
+                    "max_artifact_size": { "type": "string", "description": "Outputs up to this size (e.g. `16MiB`, the default) are uploaded as artifacts; bigger ones are recorded as a tag with their digest and location." },
+                    "register_as": { "type": "object", "additionalProperties": { "type": "string", "pattern": "^[A-Za-z0-9_.-][A-Za-z0-9_. -]{0,255}$" }, "description": "A `finetune` step's registered model name in MLflow's model registry, by step (default: WORKFLOW-STEP)." }
                 }
             },
             "budget": {

@@ -1,9 +1,10 @@
 //! Readers for the small sections: `retry`, `cache`, `runs-on`, `schedule`, `budget`.
 
+use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use super::cron::CronSpec;
-use super::ctx::Ctx;
+use super::ctx::{Ctx, Fields};
 use super::diag::Diag;
 use super::keys;
 use super::model::{
@@ -250,8 +251,9 @@ pub(crate) fn budget(ctx: &mut Ctx, node: &Node) -> Option<Budget> {
 }
 
 /// `tracking:`: `mlflow:` an `http(s)://` URI without credentials in it (those come from the
-/// environment and never reach the store), `experiment:` a non-empty name.
-pub(crate) fn tracking(ctx: &mut Ctx, node: &Node) -> Option<Tracking> {
+/// environment and never reach the store), `experiment:` a non-empty name,
+/// `max_artifact_size:` a size, `register_as:` registered model names of `finetune` steps.
+pub(crate) fn tracking(ctx: &mut Ctx, node: &Node, steps: &Fields) -> Option<Tracking> {
     let f = ctx.map(node, "`tracking`", Some(keys::TRACKING))?;
     let mut t = Tracking::default();
     let mut ok = true;
@@ -286,7 +288,75 @@ pub(crate) fn tracking(ctx: &mut Ctx, node: &Node) -> Option<Tracking> {
             None => ok = false,
         }
     }
+    if let Some(n) = f.get("max_artifact_size") {
+        t.max_artifact_size = ctx.size(n, "`tracking.max_artifact_size`");
+        ok &= t.max_artifact_size.is_some();
+    }
+    if let Some(n) = f.get("register_as") {
+        match register_as(ctx, n, steps) {
+            Some(r) => t.register_as = r,
+            None => ok = false,
+        }
+    }
     ok.then_some(t)
+}
+
+/// `register_as:`: `STEP: NAME` for `finetune` steps of the workflow; a name is 1 to 256
+/// letters, digits, `_ . -` and spaces (not first).
+fn register_as(ctx: &mut Ctx, node: &Node, steps: &Fields) -> Option<BTreeMap<String, String>> {
+    let f = ctx.map(node, "`tracking.register_as`", None)?;
+    let mut out = BTreeMap::new();
+    let mut ok = true;
+    for (step, key, value) in &f.entries {
+        let uses = steps.get(step).and_then(|s| match &s.kind {
+            Kind::Map(pairs) => pairs
+                .iter()
+                .find(|(k, _)| k.as_str() == Some("uses"))
+                .and_then(|(_, v)| v.as_str()),
+            _ => None,
+        });
+        let problem = match (steps.get(step), uses) {
+            (None, _) => Some((
+                "unknown_step",
+                format!(
+                    "`tracking.register_as` names `{step}`, which is not a step of this workflow"
+                ),
+            )),
+            (Some(_), Some("finetune")) => None,
+            (Some(_), _) => Some((
+                "not_finetune",
+                format!(
+                    "`tracking.register_as` names `{step}`, which is not a `uses: finetune` step (only a finetune step's adapter is registered)"
+                ),
+            )),
+        };
+        if let Some((code, msg)) = problem {
+            ctx.push(Diag::new(code, msg).label("this step"), key.span);
+            ok = false;
+            continue;
+        }
+        let Some(name) = ctx.string(value, "a registered model name") else {
+            ok = false;
+            continue;
+        };
+        let good = (1..=256).contains(&name.chars().count())
+            && !name.starts_with(' ')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.- ".contains(c));
+        if !good {
+            let d = Diag::new(
+                "bad_model_name",
+                format!("registered model name `{name}` must be 1 to 256 letters, digits, `_`, `.`, `-` or spaces"),
+            )
+            .label("this name");
+            ctx.push(d, value.span);
+            ok = false;
+            continue;
+        }
+        out.insert(step.to_string(), name.to_string());
+    }
+    ok.then_some(out)
 }
 
 /// Why `uri` is not a tracking server's address, with a hint; `None` when it is.

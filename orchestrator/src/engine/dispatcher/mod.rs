@@ -220,6 +220,7 @@ impl<'e> Dispatcher<'e> {
         }
         let rec = &self.recs[name];
         self.eng.reporter.report(&Progress::Step {
+            run: &self.run.id,
             step: name,
             status: rec.status,
             attempt: rec.attempt(),
