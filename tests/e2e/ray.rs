@@ -719,3 +719,49 @@ steps:
         r.stderr
     );
 }
+
+#[test]
+fn a_secret_reaches_a_ray_step_through_a_private_file_never_ray_s_job_details_and_is_masked() {
+    const VALUE: &str = "ray-s3cr3t-4711";
+    let (c, shared, p) = project(
+        r#"
+name: raysec
+secrets:
+  API_KEY: { env: MY_RAY_KEY }
+steps:
+  use:
+    runs-on: ray
+    secrets: [API_KEY]
+    run: |
+      echo "key=$API_KEY"
+      echo "err=$API_KEY" >&2
+      test "$API_KEY" = "$(cat "$TUNA_PROJECT_DIR/expect")"
+      test ! -e "$TUNA_ATTEMPT_DIR/secrets.json"
+"#,
+    );
+    p.file("expect", VALUE);
+    let r = Run::from(
+        command(&p, &["run", "wf.yaml"])
+            .env("MY_RAY_KEY", VALUE)
+            .output()
+            .unwrap(),
+    )
+    .ok();
+    let id = r.run_id();
+    assert_eq!(jobs_of(c, &id, "use").len(), 1);
+    // Ray keeps one log per job: both streams of the script are in it, masked.
+    let out = tuna(&p, &["logs", &id, "use"]).ok().stdout;
+    assert!(out.contains("key=***") && out.contains("err=***"), "{out}");
+    // Not in what Ray shows of its jobs (runtime_env, entrypoint, metadata).
+    let (code, jobs) = c.get("/api/jobs/");
+    assert_eq!(code, 200);
+    assert!(!jobs.contains(VALUE), "Ray's job details hold the secret");
+    // Not left in the shared folder, nor anywhere in tuna's home.
+    let on_disk = tuna_tests::files_under(shared.path())
+        .into_iter()
+        .chain(tuna_tests::files_under(&p.home()));
+    for f in on_disk {
+        let text = String::from_utf8_lossy(&std::fs::read(&f).unwrap()).into_owned();
+        assert!(!text.contains(VALUE), "{} holds the secret", f.display());
+    }
+}

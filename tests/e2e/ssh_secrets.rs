@@ -91,7 +91,7 @@ steps:
     assert_eq!(out, "before=***\nafter=***\n");
     let err = tuna(&p, &["logs", &id, "use", "--stderr"]).ok().stdout;
     assert_eq!(err, "err=***\n");
-    for f in walk(&p.home()) {
+    for f in tuna_tests::files_under(&p.home()) {
         let text = String::from_utf8_lossy(&std::fs::read(&f).unwrap()).into_owned();
         if let Some(at) = text.find(VALUE) {
             let lo = text.floor_char_boundary(at.saturating_sub(300));
@@ -99,17 +99,4 @@ steps:
             panic!("{} holds the secret: {:?}", f.display(), &text[lo..hi]);
         }
     }
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let t = e.file_type().unwrap();
-        if t.is_dir() {
-            out.extend(walk(&e.path()));
-        } else if t.is_file() {
-            out.push(e.path());
-        }
-    }
-    out
 }

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io;
+use std::io::{self, Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -19,6 +19,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::node::{BucketNode, Node, SharedNode};
 use super::shared::Shared;
 use crate::local::ExitRecord;
+use crate::redact::Redactor;
 use crate::{KeptFile, KeptOutput, Outcome};
 
 /// The file listing the outputs put into the blobs (output → its files).
@@ -29,6 +30,9 @@ pub const SPEC: &str = "job.json";
 pub const EXIT: &str = "exit.json";
 /// The step's metrics (`$TUNA_METRICS`).
 pub const METRICS: &str = "metrics.json";
+/// The values of the step's secrets (a shared folder only), 0600, removed by the wrapper
+/// before the script starts and by the runner when the job ends.
+pub const SECRETS: &str = "secrets.json";
 /// Written by the runner when it gave the job up (it waited too long for resources): a
 /// wrapper that starts after that runs nothing.
 pub const ABANDONED: &str = "abandoned";
@@ -102,15 +106,40 @@ fn run(node: &dyn Node, dir: &Path) -> io::Result<i32> {
     for f in &spec.files {
         node.place(&f.hex, &dir.join(&f.dest), f.executable)?;
     }
+    let secrets = node.take_secrets()?;
     let work = dir.join("work");
     fs::create_dir_all(&work)?;
+    let values: Vec<Vec<u8>> = secrets
+        .values()
+        .filter(|v| v.len() >= crate::redact::MIN_LEN)
+        .map(|v| v.as_bytes().to_vec())
+        .collect();
+    let piped = || {
+        if values.is_empty() {
+            Stdio::inherit()
+        } else {
+            Stdio::piped()
+        }
+    };
     let mut child = Command::new("bash")
         .args(["-euo", "pipefail", "-c", &spec.script])
         .current_dir(&work)
+        .envs(&secrets)
         .stdin(Stdio::null())
+        .stdout(piped())
+        .stderr(piped())
         .spawn()?;
+    drop(secrets);
+    // Ray keeps what the wrapper prints as the job's logs: a secret is masked first.
+    let pumps = [
+        child.stdout.take().map(|o| mask(o, io::stdout(), &values)),
+        child.stderr.take().map(|e| mask(e, io::stderr(), &values)),
+    ];
     let pid = child.id();
     let status = child.wait()?;
+    for p in pumps.into_iter().flatten() {
+        let _ = p.join();
+    }
     let (outcome, code) = match (status.code(), status.signal()) {
         (Some(c), _) => (Outcome::Exited { code: c }, c),
         (None, Some(s)) => (Outcome::Signaled { signal: s }, 128 + s),
@@ -130,6 +159,31 @@ fn run(node: &dyn Node, dir: &Path) -> io::Result<i32> {
     node.metrics(&dir.join(METRICS))?;
     write_exit(node, outcome, started, Some(pid))?;
     Ok(code)
+}
+
+/// Copies `from` to `to` with every value in `values` masked, on a thread of its own.
+fn mask(
+    mut from: impl Read + Send + 'static,
+    mut to: impl Write + Send + 'static,
+    values: &[Vec<u8>],
+) -> std::thread::JoinHandle<()> {
+    let mut redactor = Redactor::new(values.iter().cloned());
+    std::thread::spawn(move || {
+        let (mut buf, mut out) = (vec![0u8; 8192], Vec::new());
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    out.clear();
+                    redactor.push(&buf[..n], &mut out);
+                    let _ = to.write_all(&out).and_then(|()| to.flush());
+                }
+            }
+        }
+        out.clear();
+        redactor.finish(&mut out);
+        let _ = to.write_all(&out).and_then(|()| to.flush());
+    })
 }
 
 /// Puts one output (a regular file, or a folder walked without following links) into the

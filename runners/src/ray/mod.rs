@@ -6,8 +6,10 @@
 //! twice (`runner.rs`). Artifacts travel through a folder every node mounts (`shared.rs`):
 //! inputs go into its blobs (named by blake3, like the local CAS) and the job's spec into its
 //! attempt folder; on the node the wrapper `tuna ray-exec` (`exec.rs`) places them, runs the
-//! script with the job's env (Ray's `runtime_env.env_vars`: only the job's env, never tuna's
-//! secrets nor the Ray token), puts the declared outputs back and writes an exit record.
+//! script with the job's env (Ray's `runtime_env.env_vars`: only the job's env, never a
+//! secret's value nor the Ray token; a step's secrets go in a 0600 `secrets.json` of the
+//! attempt folder that the wrapper takes before the script starts, masking them in its
+//! output), puts the declared outputs back and writes an exit record.
 //! `watch.rs` polls the job, copies its log as it grows (`logs.rs`), stops it at the step's
 //! timeout or past its `wait_for_capacity`, and brings the outputs into the local attempt
 //! folder (`back.rs`); `check.rs` reports the cluster for `tuna runners check`. Settings are

@@ -4,12 +4,13 @@
 //! come down and go up checked against their names; credentials come from the node's own
 //! environment, the endpoint and region from the job's arguments).
 
+use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::bucket::{self, Bucket};
-use super::exec::{ABANDONED, ExecArgs, METRICS, SPEC, write_atomic};
+use super::exec::{ABANDONED, ExecArgs, METRICS, SECRETS, SPEC, write_atomic};
 use super::shared::{JobSpec, Shared};
 use crate::BlobStore;
 use crate::objstore::{ObjectBlobs, ObjectStoreConfig};
@@ -28,6 +29,11 @@ pub(crate) trait Node {
     fn record(&self, name: &str, bytes: &[u8]) -> io::Result<()>;
     /// The step's metrics file at `path` (if it wrote one) to where the runner reads it.
     fn metrics(&self, path: &Path) -> io::Result<()>;
+    /// The values of the step's secrets, taken away from where the runner left them (a
+    /// runner that cannot pass secrets leaves none).
+    fn take_secrets(&self) -> io::Result<BTreeMap<String, String>> {
+        Ok(BTreeMap::new())
+    }
 }
 
 /// The shared folder: the attempt folder `dir` is in it.
@@ -63,6 +69,18 @@ impl Node for SharedNode {
     /// `$TUNA_METRICS` names the shared attempt folder already.
     fn metrics(&self, _path: &Path) -> io::Result<()> {
         Ok(())
+    }
+
+    fn take_secrets(&self) -> io::Result<BTreeMap<String, String>> {
+        let path = self.dir.join(SECRETS);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+            Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
+        };
+        std::fs::remove_file(&path)?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| io::Error::other(format!("{}: {e}", path.display())))
     }
 }
 

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use super::bucket::Bucket;
 use super::client::{RayClient, RayError, RuntimeEnv, Submission};
 use super::config::{RayArtifacts, RayConfig};
-use super::exec::{SPEC, write_atomic};
+use super::exec::{SECRETS, SPEC, write_atomic};
 use super::handle::{RayHandle, submission_id};
 use super::shared::{JobSpec, Shared, SpecFile};
 use super::{check, watch};
@@ -140,6 +140,8 @@ impl RayRunner {
     /// Ray shows a job's environment to whoever reaches its dashboard.
     fn env_vars(&self, job: &Job, dir: &str) -> Result<BTreeMap<String, String>, RunnerError> {
         let mut env = job.env.clone();
+        // Secrets go in a file of their own (`write_secrets`), never in Ray's job details.
+        env.retain(|k, _| !job.secrets.contains(k));
         env.insert("TUNA_EXE".into(), self.cfg.tuna.clone());
         env.insert("TUNA_ATTEMPT_DIR".into(), dir.to_owned());
         env.insert("TUNA_OUTPUTS".into(), format!("{dir}/work"));
@@ -236,6 +238,30 @@ impl Stage {
     }
 }
 
+/// Writes the values of the job's secrets into `dir/secrets.json`, readable by the user only
+/// (created 0600 under another name, then renamed over any earlier one).
+fn write_secrets(dir: &std::path::Path, job: &Job) -> Result<(), RunnerError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let values: BTreeMap<&String, &String> = job
+        .secrets
+        .iter()
+        .filter_map(|k| job.env.get(k).map(|v| (k, v)))
+        .collect();
+    let bytes = serde_json::to_vec(&values).map_err(|e| RunnerError::Other(e.to_string()))?;
+    let tmp = dir.join(format!("{SECRETS}.{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(&bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, dir.join(SECRETS))?;
+    Ok(())
+}
+
 /// Puts the job's inputs into the shared blobs and writes its spec into the attempt folder.
 fn stage_shared(shared: &Shared, job: &Job, dir: &std::path::Path) -> Result<(), RunnerError> {
     let (blobs, dirs) = crate::ssh::plan_stage(&job.stage)
@@ -297,13 +323,13 @@ impl Runner for RayRunner {
     }
 
     async fn launch(&self, job: &Job) -> Result<Handle, RunnerError> {
-        if !job.secrets.is_empty() {
-            // A job's runtime_env is shown to whoever reaches the dashboard (job details):
-            // no place for a secret.
+        if !job.secrets.is_empty() && matches!(self.store, Store::Bucket(_)) {
+            // The values would have to travel through the bucket, which keeps what it is given.
             return Err(RunnerError::Other(format!(
-                "step `{}` has secrets ({}), which a Ray runner does not pass yet (Ray shows a job's environment in its job details); run it on a local or ssh runner",
+                "step `{}` has secrets ({}), which runner `{}` cannot pass: its artifacts are in a bucket, and the values would be written there; use `artifacts: {{ shared: … }}` for it, or run the step on a local or ssh runner",
                 job.step,
-                job.secrets.join(", ")
+                job.secrets.join(", "),
+                self.cfg.name
             )));
         }
         std::fs::create_dir_all(job.attempt_dir.join("work"))?;
@@ -350,6 +376,12 @@ impl Runner for RayRunner {
         tokio::task::spawn_blocking(move || to.stage(&staged))
             .await
             .map_err(|e| RunnerError::Other(format!("a blocking task failed: {e}")))??;
+        if !job.secrets.is_empty() {
+            // Never in runtime_env (Ray shows it in the job's details): a file only the user
+            // reads, in the attempt folder, that the wrapper takes and removes before the
+            // script starts.
+            write_secrets(&PathBuf::from(&dir_s), job)?;
+        }
         let (num_gpus, resources) = self.gpu_request(job);
         let sub = Submission {
             entrypoint: self.entrypoint(&dir_s, records.as_deref()),
@@ -370,7 +402,12 @@ impl Runner for RayRunner {
 
     async fn watch(&self, handle: &Handle) -> Result<Outcome, RunnerError> {
         let data = ray_handle(handle)?;
-        watch::watch(self, &data, &handle.attempt_dir).await
+        let outcome = watch::watch(self, &data, &handle.attempt_dir).await?;
+        if let Store::Shared(_) = self.store {
+            // A job that never started left its secrets there: they go with its end.
+            let _ = std::fs::remove_file(PathBuf::from(&data.dir).join(SECRETS));
+        }
+        Ok(outcome)
     }
 
     async fn cancel(&self, handle: &Handle) -> Result<(), RunnerError> {
