@@ -765,3 +765,48 @@ steps:
         assert!(!text.contains(VALUE), "{} holds the secret", f.display());
     }
 }
+
+#[test]
+fn gc_cleans_the_shared_folder_of_dropped_runs_and_keeps_what_the_kept_run_needs() {
+    let (_c, shared, p) = project(
+        r#"
+name: raygc
+params: { fill: a }
+steps:
+  make:
+    runs-on: ray
+    run: echo ${{ params.fill }} > out.txt
+    outputs: [out.txt]
+"#,
+    );
+    let id1 = tuna(&p, &["run", "wf.yaml"]).ok().run_id();
+    let id2 = tuna(&p, &["run", "wf.yaml", "-p", "fill=b"]).ok().run_id();
+    let runs = shared.path().join("runs");
+    assert!(runs.join(&id1).join("make/1").is_dir());
+    let blobs_before = std::fs::read_dir(shared.path().join("cas"))
+        .unwrap()
+        .count();
+    assert!(blobs_before >= 2, "{blobs_before} blobs");
+    let gc = tuna(&p, &["gc", "--keep", "1", "--json"]).ok();
+    let report: serde_json::Value = serde_json::from_str(&gc.stdout).unwrap();
+    let ray = report["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["runner"] == "ray")
+        .unwrap_or_else(|| panic!("no ray in {report}"));
+    assert_eq!(ray["state"], "cleaned", "{report}");
+    assert_eq!(ray["attempt_dirs_removed"], 1, "{report}");
+    assert!(ray["blobs_removed"].as_u64().unwrap() >= 1, "{report}");
+    assert!(
+        !runs.join(&id1).exists(),
+        "the dropped run's folder is still there"
+    );
+    assert!(runs.join(&id2).join("make/1").is_dir());
+    // Every output came back into the local store: the kept run still pulls, and a new run
+    // of the dropped variant stages what it needs again.
+    tuna(&p, &["pull", &id2, "make", "--to", "pulled"]).ok();
+    assert_eq!(p.read("pulled/out.txt"), "b\n");
+    let id3 = tuna(&p, &["run", "wf.yaml", "-p", "fill=c"]).ok().run_id();
+    assert_eq!(step(&p.status(&id3), "make")["status"], "passed");
+}

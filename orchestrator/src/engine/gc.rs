@@ -184,7 +184,7 @@ impl Engine {
                     if !keeps(&runner) {
                         return Err(EngineError::Invalid(format!(
                             "runner `{name}` keeps nothing on another machine: only ssh \
-                             runners and Ray runners with a bucket have a store to clean"
+                             and Ray runners have a store to clean"
                         )));
                     }
                     if !out.iter().any(|r: &Arc<dyn Runner>| r.name() == name) {

@@ -35,6 +35,7 @@ mod logs;
 mod node;
 mod runner;
 mod shared;
+mod shared_gc;
 mod watch;
 
 pub use client::RayError;

@@ -445,19 +445,19 @@ impl Runner for RayRunner {
         }
     }
 
-    /// The bucket's blobs, for a runner whose artifacts travel through one (big outputs stay
-    /// there; cache checks, moves, `tuna pull` and gc reach them here).
+    /// The blobs where the artifacts travel: a bucket (big outputs stay there; cache checks,
+    /// moves, `tuna pull` and gc reach them here) or the shared folder (gc cleans it).
     fn blob_store(&self) -> Option<&dyn crate::BlobStore> {
         match &self.store {
             Store::Bucket(store) => Some(&**store),
-            Store::Shared(_) => None,
+            Store::Shared(shared) => Some(shared),
         }
     }
 
     fn attempt_folders(&self) -> Option<&dyn crate::AttemptFolders> {
         match &self.store {
             Store::Bucket(store) => Some(&**store),
-            Store::Shared(_) => None,
+            Store::Shared(shared) => Some(shared),
         }
     }
 }
