@@ -810,3 +810,79 @@ steps:
     let id3 = tuna(&p, &["run", "wf.yaml", "-p", "fill=c"]).ok().run_id();
     assert_eq!(step(&p.status(&id3), "make")["status"], "passed");
 }
+
+#[test]
+fn a_second_a100_step_waits_pending_behind_a_busy_one_then_runs() {
+    let _gpus = gpus();
+    // runners.yaml declares 4 A100s, the cluster has 2: tuna submits both steps, and Ray
+    // queues the one it cannot place.
+    let (c, _shared, p) = ray_declaring("{ type: a100, count: 4 }");
+    let gate = p.path("gate");
+    p.file(
+        "wf.yaml",
+        &format!(
+            r#"
+name: queue
+steps:
+  one:
+    runs-on: {{ gpu: a100, count: 2 }}
+    run: |
+      echo "$TUNA_STEP" >> {order}
+      while [ ! -e {gate} ]; do sleep 0.05; done
+  two:
+    runs-on: {{ gpu: a100, count: 2 }}
+    run: |
+      echo "$TUNA_STEP" >> {order}
+      while [ ! -e {gate} ]; do sleep 0.05; done
+"#,
+            order = p.path("order").display(),
+            gate = gate.display(),
+        ),
+    );
+    let (mut child, id) = spawn(&p, &["run", "wf.yaml"]);
+    // One job runs, the other is PENDING in Ray and shown as waiting for capacity.
+    let mut pending_step = String::new();
+    wait_until(
+        Duration::from_secs(60),
+        "one job running, one pending",
+        || {
+            let states: Vec<(String, String)> = ["one", "two"]
+                .iter()
+                .map(|s| {
+                    let jobs = jobs_of(c, &id, s);
+                    let st = jobs.first().map(|j| j.1.clone()).unwrap_or_default();
+                    (s.to_string(), st)
+                })
+                .collect();
+            let running = states.iter().filter(|(_, st)| st == "RUNNING").count();
+            match states.iter().find(|(_, st)| st == "PENDING") {
+                Some((s, _)) if running == 1 => {
+                    pending_step = s.clone();
+                    true
+                }
+                _ => false,
+            }
+        },
+    );
+    wait_until(Duration::from_secs(30), "the pending step's note", || {
+        tuna(&p, &["logs", &id, &pending_step, "--stderr"])
+            .stdout
+            .contains("is waiting for resources (PENDING)")
+    });
+    // Only the running one has started its command.
+    let started = p.read("order");
+    assert_eq!(started.lines().count(), 1, "{started}");
+    assert_ne!(started.trim(), pending_step);
+    std::fs::write(&gate, "").unwrap();
+    assert_eq!(wait_exit(&mut child), 0);
+    let order = p.read("order");
+    assert_eq!(
+        order.lines().collect::<Vec<_>>(),
+        vec![started.trim(), pending_step.as_str()],
+        "the queued step ran after the busy one"
+    );
+    for s in ["one", "two"] {
+        assert_eq!(step(&p.status(&id), s)["status"], "passed");
+        assert_eq!(jobs_of(c, &id, s).len(), 1, "one job for {s}");
+    }
+}
