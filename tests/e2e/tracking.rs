@@ -187,6 +187,9 @@ fn a_resume_logs_into_the_same_runs_without_sending_a_point_twice() {
     let eval = child(&children, "eval");
     assert_eq!(status(eval), "FINISHED");
     assert_eq!(m.history(run_id(eval), "score").len(), 1);
+    // The failed attempt and the one that passed are both on the step's run.
+    assert_eq!(tag(eval, "tuna.attempt.1.outcome"), Some("exited 3"));
+    assert_eq!(tag(eval, "tuna.attempt.2.outcome"), Some("exited 0"));
 
     // Resuming the passed run again sends nothing new.
     let r = tracked(&p, m, exp, &["resume", &id]).ok();

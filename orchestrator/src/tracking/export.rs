@@ -326,6 +326,16 @@ fn step_tags(rec: &StepRecord) -> Pairs {
     if let Some(a) = rec.attempts.last() {
         t.push(pair("tuna.runner", &a.runner));
     }
+    // Every attempt stays visible on the step's run: a failed one and the retry that passed.
+    for a in &rec.attempts {
+        t.push(pair(
+            &format!("tuna.attempt.{}.outcome", a.n),
+            a.outcome
+                .as_ref()
+                .map_or("running".to_string(), outcome_text),
+        ));
+        t.push(pair(&format!("tuna.attempt.{}.runner", a.n), &a.runner));
+    }
     if let Some(k) = &rec.cache_key {
         t.push(pair("tuna.cache_key", k));
     }
@@ -336,6 +346,19 @@ fn step_tags(rec: &StepRecord) -> Pairs {
         ));
     }
     t
+}
+
+/// How an attempt ended, in a few words.
+fn outcome_text(o: &tuna_runners::Outcome) -> String {
+    use tuna_runners::Outcome as O;
+    match o {
+        O::Exited { code } => format!("exited {code}"),
+        O::Signaled { signal } => format!("killed by signal {signal}"),
+        O::TimedOut => "timed out".into(),
+        O::Cancelled => "cancelled".into(),
+        O::NoCapacity { .. } => "no capacity".into(),
+        O::Lost { .. } => "runner lost".into(),
+    }
 }
 
 /// The step's metrics at its attempt number (0 for a cache hit), then the per-iteration lists
