@@ -160,7 +160,8 @@ fn assert_no_bytes(dir: &std::path::Path, needle: &[u8]) {
 fn a_resume_logs_into_the_same_runs_without_sending_a_point_twice() {
     let m = Mlflow::shared();
     let p = Project::new();
-    p.file("wf.yaml", &workflow(&p, "track-resume", ""));
+    let board = "leaderboard:\n  - step: eval\n    model: m1\n    metrics: [score]\n";
+    p.file("wf.yaml", &workflow(&p, "track-resume", board));
     let exp = "tuna-e2e-resume";
     let r = tracked(&p, m, exp, &["run", "wf.yaml"]);
     assert_eq!(r.code, 1, "eval fails without `go`: {}", r.stderr);
@@ -197,6 +198,10 @@ fn a_resume_logs_into_the_same_runs_without_sending_a_point_twice() {
     let (parents, children) = split(&m.runs(exp));
     assert_eq!((parents.len(), children.len()), (1, 2));
     assert_eq!(m.history(train, "loss").len(), 3);
+    // The run's leaderboard row is a metric of the parent, once.
+    let board = m.history(run_id(&parents[0]), "leaderboard/m1/score");
+    assert_eq!(board.len(), 1, "{board:?}");
+    assert!((board[0].1 - 0.75).abs() < 1e-9, "{board:?}");
 }
 
 #[test]

@@ -3,7 +3,7 @@
 use super::args::{BoardFormat, Cli};
 use super::client::{Client, enc};
 use super::exit::{Fail, OK};
-use crate::daemon::Board;
+use crate::engine::Board;
 use crate::store::{Store, StoreError};
 
 pub fn leaderboard(
@@ -44,7 +44,7 @@ pub fn leaderboard(
         BoardFormat::Csv => print!("{}", board.to_csv()),
         BoardFormat::Table => {
             // Columns as wide as their longest value.
-            let width = |head: &str, f: &dyn Fn(&crate::daemon::BoardEntry) -> usize| {
+            let width = |head: &str, f: &dyn Fn(&crate::engine::BoardEntry) -> usize| {
                 board
                     .entries
                     .iter()

@@ -53,7 +53,7 @@ fn drive(engine: Engine, run_id: &str, resumed: bool, show: bool, track: bool) -
             status
         }
     })?;
-    record_leaderboard(&engine.store, run_id);
+    leaderboard_line(&engine.store, run_id);
     if let Some(t) = tracker {
         t.close();
     }
@@ -67,14 +67,13 @@ fn drive(engine: Engine, run_id: &str, resumed: bool, show: bool, track: bool) -
     })
 }
 
-/// The end-of-run hook: the run's `leaderboard:` rows go into the store (as `tuna serve` does
-/// for the runs it drives). Recording a run again replaces its rows, never doubles them. A
-/// failure here is a warning: the run's own result stands.
-fn record_leaderboard(store: &Store, run_id: &str) {
-    match crate::daemon::record_run(store, run_id) {
-        Ok(0) => {}
-        Ok(n) => eprintln!("leaderboard: recorded {n} rows (`tuna leaderboard` shows them)"),
-        Err(e) => eprintln!("warning: leaderboard rows of run {run_id} not recorded: {e}"),
+/// Says how many leaderboard rows the run holds (the engine recorded them at its end).
+fn leaderboard_line(store: &Store, run_id: &str) {
+    let n = store
+        .leader_rows()
+        .map_or(0, |rows| rows.iter().filter(|r| r.run == run_id).count());
+    if n > 0 {
+        eprintln!("leaderboard: recorded {n} rows (`tuna leaderboard` shows them)");
     }
 }
 
@@ -163,7 +162,8 @@ pub fn resume(
     {
         println!("{id}");
         eprintln!("run {id} already passed; nothing to resume");
-        record_leaderboard(&engine.store, &id);
+        engine.end_of_run(&id);
+        leaderboard_line(&engine.store, &id);
         if track {
             crate::tracking::export_run(&engine.store, &id);
         }

@@ -12,9 +12,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::leaderboard::{Board, DEFAULT_THRESHOLD};
 use super::names::{valid_run_id, valid_step, valid_workflow};
 use super::service::{Daemon, DaemonError, Submission, Submitted};
+use crate::engine::{Board, DEFAULT_THRESHOLD};
 use crate::engine::{RunSummary, RunView};
 
 pub type App = Arc<Daemon>;

@@ -8,9 +8,6 @@ mod conn_watch;
 mod dashboard;
 mod fire_times;
 mod html;
-mod leaderboard;
-#[cfg(test)]
-mod leaderboard_tests;
 mod listener;
 mod logs;
 mod middleware;
@@ -28,7 +25,6 @@ mod upload;
 pub use auth::Tokens;
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use fire_times::{fires_between, next_after, upcoming};
-pub use leaderboard::{Board, BoardEntry, DEFAULT_THRESHOLD, record_run, rows_for_run};
 pub use listener::{ConnLimits, DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_PER_CLIENT};
 pub use names::{valid_run_id, valid_step, valid_workflow};
 pub use scheduler::{Launcher, MISSED_GRACE_S, ScheduleView, Scheduler, fire_id};

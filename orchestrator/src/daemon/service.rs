@@ -294,18 +294,7 @@ impl Daemon {
         self.rt.spawn(async move {
             let result = me.engine.drive(&id, resumed).await;
             match result {
-                Ok(status) => {
-                    tracing::info!(run = %id, status = ?status, "run ended");
-                    let store = me.engine.store.clone();
-                    let rid = id.clone();
-                    let rows = tokio::task::spawn_blocking(move || {
-                        super::leaderboard::record_run(&store, &rid)
-                    })
-                    .await;
-                    if let Ok(Err(e)) = rows {
-                        tracing::warn!(run = %id, "leaderboard: {e}");
-                    }
-                }
+                Ok(status) => tracing::info!(run = %id, status = ?status, "run ended"),
                 Err(e) => tracing::error!(run = %id, "run stopped: {e}"),
             }
             me.driving.lock().expect("driving").remove(&id);

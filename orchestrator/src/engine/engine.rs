@@ -436,9 +436,25 @@ impl Engine {
     /// Drives a run recorded in the store until it ends: a new one from [`Engine::create_run`],
     /// or one made ready by [`Engine::prepare_resume`].
     pub async fn drive(&self, run_id: &str, resumed: bool) -> Result<RunStatus, EngineError> {
-        super::dispatcher::Dispatcher::load(self, run_id)?
+        let status = super::dispatcher::Dispatcher::load(self, run_id)?
             .drive(resumed)
-            .await
+            .await?;
+        self.end_of_run(run_id);
+        Ok(status)
+    }
+
+    /// The end-of-run hook, one for every driver: the run's `leaderboard:` rows go into the
+    /// store (recording a run again replaces its rows, never doubles them). A failure is a
+    /// warning: the run's own result stands.
+    pub fn end_of_run(&self, run_id: &str) {
+        match super::leaderboard::record_run(&self.store, run_id) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(run = %run_id, rows = n, "leaderboard rows recorded"),
+            Err(e) => {
+                tracing::warn!(run = %run_id, "leaderboard rows not recorded: {e}");
+                eprintln!("warning: leaderboard rows of run {run_id} not recorded: {e}");
+            }
+        }
     }
 }
 

@@ -18,6 +18,9 @@ mod gc;
 mod home;
 mod inventory;
 mod job;
+mod leaderboard;
+#[cfg(test)]
+mod leaderboard_tests;
 mod ledger;
 mod plan;
 mod pool;
@@ -40,6 +43,7 @@ pub use gc::{GcHosts, GcOptions, GcReport, LocalGc};
 pub use home::Home;
 pub use inventory::{Inventory, InventoryError};
 pub use job::merged_params;
+pub use leaderboard::{Board, BoardEntry, DEFAULT_THRESHOLD, record_run, rows_for_run};
 pub use ledger::Cost;
 pub use plan::PlanRow;
 pub use progress::{Bars, Plain, Progress, Quiet, Reporter};

@@ -182,7 +182,20 @@ impl Session {
             pair("tuna.gpu_hours", format!("{:.6}", cost.gpu_hours)),
             pair("tuna.cost", format!("{:.6}", cost.cost)),
         ];
-        self.c.log_batch(&self.parent, &[], &[], &tags)?;
+        // The run's leaderboard rows as metrics of the parent, at the run's end (the same
+        // point each time it is sent: MLflow keeps one).
+        let at = run.ended_at.unwrap_or(run.created_at);
+        let rows: Vec<Point> = crate::engine::rows_for_run(run, &steps)
+            .into_iter()
+            .filter(|r| r.value.is_finite())
+            .map(|r| Point {
+                key: metric_key(&format!("leaderboard/{}/{}", r.model, r.metric)),
+                value: r.value,
+                timestamp: at,
+                step: 0,
+            })
+            .collect();
+        self.c.log_batch(&self.parent, &rows, &[], &tags)?;
         self.c
             .update(&self.parent, run_status(run.status), run.ended_at)
     }

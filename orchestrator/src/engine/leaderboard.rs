@@ -1,5 +1,6 @@
 //! The leaderboard: rows recorded when a run of a workflow with a `leaderboard:` section ends
-//! (by the daemon, and by `tuna run` / `tuna resume`), and the board built from them (latest score per suite, model and metric, the change since the
+//! (in one place, `Engine::drive`'s end, whoever drives the run: `tuna run`, `tuna resume`,
+//! `tuna serve`), and the board built from them (latest score per suite, model and metric, the change since the
 //! previous night, regressions beyond a threshold). Higher scores are better.
 
 use std::collections::BTreeMap;
