@@ -886,3 +886,71 @@ steps:
         assert_eq!(jobs_of(c, &id, s).len(), 1, "one job for {s}");
     }
 }
+
+#[test]
+fn a_head_that_stops_answering_mid_job_makes_the_step_runner_lost_and_it_runs_elsewhere() {
+    let c = ray::cluster();
+    // tuna reaches the head through a proxy the test cuts, as if the head went away.
+    let proxy = tuna_tests::proxy::Proxy::start(([127, 0, 0, 1], c.dashboard_port).into());
+    let shared = shared_dir();
+    let p = Project::new();
+    p.file(
+        "runners.yaml",
+        &format!(
+            "runners:\n  local: {{ type: local, slots: 2 }}\n  ray:\n    type: ray\n    \
+             address: http://127.0.0.1:{port}\n    token_env: TUNA_TEST_RAY_TOKEN\n    \
+             lost_after: 2s\n    artifacts: {{ shared: {shared} }}\n",
+            port = proxy.port,
+            shared = shared.path().display(),
+        ),
+    );
+    let (started, gate) = (p.path("started"), p.path("gate"));
+    p.file(
+        "wf.yaml",
+        &format!(
+            r#"
+name: lost
+steps:
+  train:
+    runs-on: [ray, local]
+    retry: {{ attempts: 3, backoff: 0s, on: [runner-lost] }}
+    run: |
+      if [ "$TUNA_ATTEMPT" = 1 ]; then
+        touch {started}
+        while [ ! -e {gate} ]; do sleep 0.05; done
+      fi
+      echo "$TUNA_ATTEMPT" > attempt.txt
+    outputs: [attempt.txt]
+"#,
+            started = started.display(),
+            gate = gate.display(),
+        ),
+    );
+    let (mut child, id) = spawn(&p, &["run", "wf.yaml"]);
+    wait_until(Duration::from_secs(60), "the Ray job to start", || {
+        started.exists()
+    });
+    proxy.cut();
+    assert_eq!(wait_exit(&mut child), 0);
+    let status = p.status(&id);
+    let train = step(&status, "train");
+    assert_eq!(train["status"], "passed", "{status}");
+    assert_eq!(train["runner"], "local", "{status}");
+    // tuna's own progress lines say why the first attempt ended.
+    let mut said = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut said).unwrap();
+    assert!(
+        said.contains("attempt 1") && said.contains("unreachable"),
+        "{said}"
+    );
+    // The job on the cluster was submitted once; let it end.
+    std::fs::write(&gate, "").unwrap();
+    wait_until(
+        Duration::from_secs(60),
+        "the orphaned Ray job to end",
+        || {
+            let jobs = c.jobs_of(&id, "train");
+            jobs.len() == 1 && jobs[0].1 == "SUCCEEDED"
+        },
+    );
+}

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 mod http;
 pub mod mlflow;
 pub mod moto;
+pub mod proxy;
 pub mod ray;
 pub mod sshd;
 

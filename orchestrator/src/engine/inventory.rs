@@ -152,7 +152,7 @@ impl RunnerSpec {
     /// Checks a `type: ray` entry; the message names the field.
     fn check_ray(&self, name: &str) -> Result<(), String> {
         let bucket = self.artifacts.as_ref().is_some_and(|a| a.url.is_some());
-        let ray_too = ["tuna", "workdir", "keep_remote_over"];
+        let ray_too = ["tuna", "workdir", "keep_remote_over", "lost_after"];
         if let Some(key) = self.ssh_keys().into_iter().find(|k| !ray_too.contains(k)) {
             return Err(format!(
                 "runner `{name}`: `{key}` belongs to `type: ssh` runners"
@@ -175,6 +175,13 @@ impl RunnerSpec {
             return Err(format!(
                 "runner `{name}`: workdir `{w}` must be an absolute path (the folder on each \
                  node under which attempts work)"
+            ));
+        }
+        if let Some(l) = &self.lost_after
+            && crate::workflow::parse_duration(l).is_err()
+        {
+            return Err(format!(
+                "runner `{name}`: lost_after `{l}` is not a duration (e.g. 30s, 2m)"
             ));
         }
         if self.slots.is_some() {

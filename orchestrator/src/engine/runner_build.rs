@@ -109,6 +109,9 @@ fn ray(
     }
     cfg.slots = slots;
     cfg.gpus = gpus;
+    if let Some(l) = &spec.lost_after {
+        cfg.lost_after = crate::workflow::parse_duration(l)?;
+    }
     cfg.gpu_resources = spec
         .gpu_resources
         .iter()

@@ -56,6 +56,9 @@ pub struct RayConfig {
     pub artifacts: RayArtifacts,
     /// The longest pause between two looks at a running job.
     pub poll_max: Duration,
+    /// How long the cluster may stop answering before a watched job counts as lost
+    /// (`runner-lost`; `lost_after`).
+    pub lost_after: Duration,
     /// How long one request may take.
     pub request_timeout: Duration,
 }
@@ -74,6 +77,7 @@ impl RayConfig {
             tuna: "tuna".to_owned(),
             artifacts: RayArtifacts::Shared(shared),
             poll_max: Duration::from_millis(500),
+            lost_after: Duration::from_secs(60),
             request_timeout: Duration::from_secs(30),
         }
     }

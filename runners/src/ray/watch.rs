@@ -15,9 +15,7 @@ use super::logs;
 use super::runner::{RayRunner, Store, ray_error};
 use crate::{Outcome, RunnerError};
 
-/// How long the dashboard may not answer before the job counts as lost.
-const LOST_AFTER: Duration = Duration::from_secs(60);
-
+/// Waits for the job of `h` to end (the cluster silent for longer than `lost_after`: lost).
 pub(crate) async fn watch(
     runner: &RayRunner,
     h: &RayHandle,
@@ -49,7 +47,7 @@ pub(crate) async fn watch(
                     && failing_since
                         .get_or_insert_with(std::time::Instant::now)
                         .elapsed()
-                        < LOST_AFTER =>
+                        < runner.cfg.lost_after =>
             {
                 tokio::time::sleep(runner.cfg.poll_max).await;
                 continue;
