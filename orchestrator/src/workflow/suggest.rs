@@ -1,10 +1,18 @@
 //! "Did you mean …?": the closest known word to a misspelt one. Only runs on errors.
 
+/// Longer than any name tuna knows (names are at most 128 characters): not a typo of one.
+/// Comparing it would cost its length times the window of the comparison, per candidate
+/// (the fuzzer found a 171 KB time zone taking a second).
+const LONGEST_TYPO: usize = 128;
+
 /// The candidate closest to `word`, if one is close enough to be a plausible typo.
 pub(crate) fn did_you_mean<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
+    if word.len() > LONGEST_TYPO {
+        return None;
+    }
     let norm = |s: &str| s.to_ascii_lowercase().replace(['_', '-'], "");
     let w = norm(word);
     let mut best: Option<(f64, &'a str)> = None;
@@ -48,5 +56,7 @@ mod tests {
             Some("timeout")
         );
         assert_eq!(did_you_mean("zzz", ["needs", "run"]), None);
+        let long = format!("E{}", "x".repeat(200_000));
+        assert_eq!(did_you_mean(&long, ["Europe/Amsterdam", "Etc/UTC"]), None);
     }
 }
