@@ -1,6 +1,8 @@
 //! [`Redactor`]: masks secret values in a stream of bytes (a step's log), also where a value
 //! is split across two chunks.
 
+use std::io::{Read, Write};
+
 /// What a masked value becomes.
 pub const MASK: &[u8] = b"***";
 
@@ -44,6 +46,29 @@ impl Redactor {
     /// The end of the stream: appends the rest.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
         self.drain(out, true);
+    }
+
+    /// Copies everything `from` yields to `to`, masked, until it ends (or fails), flushing
+    /// after each chunk so a reader of `to` sees the output as it comes. Write errors are
+    /// ignored: the stream is drained either way, so its writer never blocks.
+    pub fn copy(&mut self, from: &mut dyn Read, to: &mut dyn Write) {
+        let mut buf = vec![0u8; 64 << 10];
+        let mut out = Vec::with_capacity(buf.len());
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    out.clear();
+                    self.push(&buf[..n], &mut out);
+                    let _ = to.write_all(&out).and_then(|()| to.flush());
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        out.clear();
+        self.finish(&mut out);
+        let _ = to.write_all(&out).and_then(|()| to.flush());
     }
 
     fn drain(&mut self, out: &mut Vec<u8>, end: bool) {

@@ -470,25 +470,7 @@ fn tuna_killed_mid_ray_job_resumes_by_reattaching_without_a_second_job() {
     let gate = p.path("gate");
     p.file(
         "wf.yaml",
-        &format!(
-            r#"
-name: adopt
-steps:
-  train:
-    runs-on: ray
-    run: |
-      echo ran >> {count}
-      echo epoch-1
-      while [ ! -e {gate} ]; do sleep 0.05; done
-      echo epoch-2
-      echo result > model.txt
-    outputs: [model.txt]
-  eval:
-    run: cat ${{{{ steps.train.outputs.model.txt }}}}
-"#,
-            count = p.path("count").display(),
-            gate = gate.display()
-        ),
+        &tuna_tests::ray::gated_workflow("adopt", &p.path("count"), &gate),
     );
     let (mut child, id) = spawn(&p, &["run", "wf.yaml"]);
     wait_until(Duration::from_secs(60), "the Ray step to start", || {

@@ -18,23 +18,7 @@ fn a_daemon_killed_mid_ray_job_reattaches_to_it_after_its_restart() {
     let (count, gate) = (p.path("count"), p.path("gate"));
     p.file(
         "wf.yaml",
-        &format!(
-            r#"
-name: adopt-daemon
-steps:
-  train:
-    runs-on: ray
-    run: |
-      echo ran >> {count}
-      while [ ! -e {gate} ]; do sleep 0.05; done
-      echo result > model.txt
-    outputs: [model.txt]
-  eval:
-    run: cat ${{{{ steps.train.outputs.model.txt }}}}
-"#,
-            count = count.display(),
-            gate = gate.display()
-        ),
+        &tuna_tests::ray::gated_workflow("adopt-daemon", &count, &gate),
     );
     let runners = p.path("runners.yaml");
     let env = [

@@ -16,23 +16,7 @@ fn tuna_killed_mid_job_resumes_and_the_outputs_come_back_through_the_bucket() {
     let gate = p.path("gate");
     p.file(
         "wf.yaml",
-        &format!(
-            r#"
-name: adopt-bucket
-steps:
-  train:
-    runs-on: ray
-    run: |
-      echo ran >> {count}
-      while [ ! -e {gate} ]; do sleep 0.05; done
-      echo result > model.txt
-    outputs: [model.txt]
-  eval:
-    run: cat ${{{{ steps.train.outputs.model.txt }}}}
-"#,
-            count = p.path("count").display(),
-            gate = gate.display()
-        ),
+        &tuna_tests::ray::gated_workflow("adopt-bucket", &p.path("count"), &gate),
     );
     let (mut child, id) = tuna_tests::spawn_for_id(command(&p, &["run", "wf.yaml"]));
     wait_until(Duration::from_secs(60), "the Ray step to start", || {

@@ -233,3 +233,28 @@ fn http(port: u16, token: &str, path: &str) -> std::io::Result<(u16, String)> {
     let auth = format!("Bearer {token}");
     crate::http::request(port, "GET", path, &[("Authorization", &auth)], b"")
 }
+
+/// A workflow named `name` whose `train` runs on the runner `ray`: it appends `ran` to `count`,
+/// prints `epoch-1`, waits until `gate` exists, prints `epoch-2` and writes `model.txt`, which
+/// `eval` (on the default runner) prints. For tests that stop tuna while `train` runs.
+pub fn gated_workflow(name: &str, count: &Path, gate: &Path) -> String {
+    format!(
+        r#"
+name: {name}
+steps:
+  train:
+    runs-on: ray
+    run: |
+      echo ran >> {count}
+      echo epoch-1
+      while [ ! -e {gate} ]; do sleep 0.05; done
+      echo epoch-2
+      echo result > model.txt
+    outputs: [model.txt]
+  eval:
+    run: cat ${{{{ steps.train.outputs.model.txt }}}}
+"#,
+        count = count.display(),
+        gate = gate.display()
+    )
+}

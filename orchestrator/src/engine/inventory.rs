@@ -149,6 +149,16 @@ impl RunnerSpec {
         .collect()
     }
 
+    /// `lost_after`, where set, is a duration (ssh and ray runners).
+    fn check_lost_after(&self, name: &str) -> Result<(), String> {
+        match &self.lost_after {
+            Some(l) if crate::workflow::parse_duration(l).is_err() => Err(format!(
+                "runner `{name}`: lost_after `{l}` is not a duration (e.g. 30s, 2m)"
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Checks a `type: ray` entry; the message names the field.
     fn check_ray(&self, name: &str) -> Result<(), String> {
         let bucket = self.artifacts.as_ref().is_some_and(|a| a.url.is_some());
@@ -177,13 +187,7 @@ impl RunnerSpec {
                  node under which attempts work)"
             ));
         }
-        if let Some(l) = &self.lost_after
-            && crate::workflow::parse_duration(l).is_err()
-        {
-            return Err(format!(
-                "runner `{name}`: lost_after `{l}` is not a duration (e.g. 30s, 2m)"
-            ));
-        }
+        self.check_lost_after(name)?;
         if self.slots.is_some() {
             return Err(format!(
                 "runner `{name}`: a Ray runner says how many steps it runs at once with \
@@ -355,13 +359,7 @@ impl Inventory {
                     {
                         return Err(invalid(format!("runner `{name}`: keep_remote_over: {e}")));
                     }
-                    if let Some(l) = &spec.lost_after
-                        && crate::workflow::parse_duration(l).is_err()
-                    {
-                        return Err(invalid(format!(
-                            "runner `{name}`: lost_after `{l}` is not a duration (e.g. 30s, 2m)"
-                        )));
-                    }
+                    spec.check_lost_after(name).map_err(invalid)?;
                 }
                 other => {
                     return Err(invalid(format!(
@@ -471,6 +469,10 @@ mod tests {
             (
                 GOOD.replace("max_parallel: 3", "max_parallel: 0"),
                 "runner `c`: max_parallel must be at least 1",
+            ),
+            (
+                GOOD.replace("max_parallel: 3", "lost_after: soon"),
+                "runner `c`: lost_after `soon` is not a duration",
             ),
             (
                 GOOD.replace("max_parallel: 3", "host: x"),

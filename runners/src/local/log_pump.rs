@@ -3,7 +3,7 @@
 //! ([`crate::redact::Redactor`]). Jobs without secrets write their logs directly.
 
 use std::fs::OpenOptions;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::Path;
 use std::process::Child;
 use std::sync::mpsc;
@@ -48,23 +48,7 @@ impl Pumps {
             let tx = tx.clone();
             running += 1;
             std::thread::spawn(move || {
-                let mut buf = vec![0u8; 64 << 10];
-                let mut out = Vec::with_capacity(buf.len());
-                loop {
-                    match stream.read(&mut buf) {
-                        Ok(0) => break,
-                        Ok(n) => {
-                            out.clear();
-                            redactor.push(&buf[..n], &mut out);
-                            let _ = log.write_all(&out);
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(_) => break,
-                    }
-                }
-                out.clear();
-                redactor.finish(&mut out);
-                let _ = log.write_all(&out);
+                redactor.copy(&mut stream, &mut log);
                 let _ = tx.send(());
             });
         }

@@ -168,22 +168,7 @@ fn mask(
     values: &[Vec<u8>],
 ) -> std::thread::JoinHandle<()> {
     let mut redactor = Redactor::new(values.iter().cloned());
-    std::thread::spawn(move || {
-        let (mut buf, mut out) = (vec![0u8; 8192], Vec::new());
-        loop {
-            match from.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    out.clear();
-                    redactor.push(&buf[..n], &mut out);
-                    let _ = to.write_all(&out).and_then(|()| to.flush());
-                }
-            }
-        }
-        out.clear();
-        redactor.finish(&mut out);
-        let _ = to.write_all(&out).and_then(|()| to.flush());
-    })
+    std::thread::spawn(move || redactor.copy(&mut from, &mut to))
 }
 
 /// Puts one output (a regular file, or a folder walked without following links) into the
