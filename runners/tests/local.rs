@@ -1,4 +1,5 @@
-//! The local runner driven through the `Runner` trait, with the real shim binary.
+//! The local runner driven through the `Runner` trait, with the real shim binary starting the
+//! supervisor.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -81,7 +82,7 @@ fn gone(pid: u32) -> bool {
     }
 }
 
-fn shim_of(handle: &Handle) -> ProcId {
+fn waiter_of(handle: &Handle) -> ProcId {
     serde_json::from_value(handle.data.clone()).unwrap()
 }
 
@@ -351,7 +352,7 @@ async fn a_restarted_runner_reads_how_a_finished_job_ended() {
 }
 
 #[tokio::test]
-async fn a_shim_killed_without_a_record_is_lost_and_its_job_stopped() {
+async fn a_waiter_killed_without_a_record_is_lost_and_its_job_stopped() {
     let tmp = TempDir::new().unwrap();
     let job = job(&tmp, "orphan", "echo $$ > ../script.pid; sleep 1000");
     let runner = runner();
@@ -361,8 +362,8 @@ async fn a_shim_killed_without_a_record_is_lost_and_its_job_stopped() {
         read_optional(&pid_file).is_some_and(|s| s.ends_with('\n'))
     });
     let script: u32 = read(&pid_file).trim().parse().unwrap();
-    // SAFETY: SIGKILL to the shim this test started.
-    unsafe { libc::kill(shim_of(&handle).pid as i32, libc::SIGKILL) };
+    // SAFETY: SIGKILL to the waiter of this test's job.
+    unsafe { libc::kill(waiter_of(&handle).pid as i32, libc::SIGKILL) };
     match runner.watch(&handle).await.unwrap() {
         Outcome::Lost { reason } => assert!(reason.contains("without recording"), "{reason}"),
         other => panic!("expected Lost, got {other:?}"),
@@ -383,7 +384,7 @@ async fn launch_reports_a_shim_that_did_not_claim() {
     std::fs::set_permissions(&failing, std::fs::Permissions::from_mode(0o755)).unwrap();
     for (shim, expected) in [
         (failing, "it broke"),
-        (PathBuf::from("/bin/true"), "did not take"),
+        (PathBuf::from("/bin/true"), "could not start the supervisor"),
     ] {
         let runner = LocalRunner::new(LocalConfig {
             shim,
@@ -431,4 +432,115 @@ async fn check_reports_a_missing_shim() {
         "{}",
         info.detail
     );
+}
+
+/// A runner whose supervisor lives in `dir` (as a home's does).
+fn runner_in(dir: &Path) -> LocalRunner {
+    LocalRunner::new(LocalConfig {
+        shim: SHIM.into(),
+        kill_grace: Duration::from_millis(200),
+        supervisor_dir: Some(dir.to_path_buf()),
+        ..LocalConfig::default()
+    })
+}
+
+/// The pid the live supervisor of `dir` wrote in its lock file.
+fn supervisor_pid(dir: &Path) -> u32 {
+    read(dir.join(tuna_runners::local::daemon::LOCK))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// The parent of `pid`, from /proc.
+fn parent_of(pid: u32) -> u32 {
+    let stat = read(format!("/proc/{pid}/stat"));
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    after.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn one_supervisor_serves_every_runner_of_a_home_and_forks_each_waiter() {
+    let tmp = TempDir::new().unwrap();
+    let sup = tmp.path().join("supervisor");
+    let gate = tmp.path().join("gate");
+    let mut a = job(&tmp, "a", "while [ ! -e \"$GATE\" ]; do sleep 0.01; done");
+    a.env.insert("GATE".into(), gate.display().to_string());
+    let mut b = a.clone();
+    b.attempt_dir = tmp.path().join("b");
+    std::fs::create_dir_all(&b.attempt_dir).unwrap();
+    let (first, second) = (runner_in(&sup), runner_in(&sup));
+    let ha = first.launch(&a).await.unwrap();
+    let hb = second.launch(&b).await.unwrap();
+    let pid = supervisor_pid(&sup);
+    // Both waiters are children of the one supervisor, not of this process.
+    assert_eq!(parent_of(waiter_of(&ha).pid), pid);
+    assert_eq!(parent_of(waiter_of(&hb).pid), pid);
+    assert_ne!(waiter_of(&ha), waiter_of(&hb));
+    std::fs::write(&gate, "").unwrap();
+    assert!(first.watch(&ha).await.unwrap().success());
+    assert!(second.watch(&hb).await.unwrap().success());
+    assert_eq!(supervisor_pid(&sup), pid);
+    // The folder is private: it holds the socket that starts commands.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&sup).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
+}
+
+#[tokio::test]
+async fn a_killed_supervisor_loses_no_running_job_and_a_new_one_takes_over() {
+    let tmp = TempDir::new().unwrap();
+    let sup = tmp.path().join("supervisor");
+    let gate = tmp.path().join("gate");
+    let mut job = job(
+        &tmp,
+        "survivor",
+        "while [ ! -e \"$GATE\" ]; do sleep 0.01; done; echo ran >> ../count; exit 3",
+    );
+    job.env.insert("GATE".into(), gate.display().to_string());
+    let runner = runner_in(&sup);
+    let handle = runner.launch(&job).await.unwrap();
+    let old = supervisor_pid(&sup);
+    // SAFETY: SIGKILL to the supervisor this test started.
+    unsafe { libc::kill(old as i32, libc::SIGKILL) };
+    wait_until("the supervisor is gone", Duration::from_secs(10), || {
+        gone(old)
+    });
+    std::fs::write(&gate, "").unwrap();
+    // The waiter outlived its supervisor and recorded how the job ended.
+    assert_eq!(
+        runner.watch(&handle).await.unwrap(),
+        Outcome::Exited { code: 3 }
+    );
+    assert_eq!(read(job.attempt_dir.join("count")), "ran\n");
+    // The next launch starts a new supervisor in the same folder.
+    let next = crate::job(&tmp, "next", "exit 0");
+    let h = runner.launch(&next).await.unwrap();
+    assert!(runner.watch(&h).await.unwrap().success());
+    assert_ne!(supervisor_pid(&sup), old);
+}
+
+#[tokio::test]
+async fn an_idle_supervisor_exits_and_removes_its_socket() {
+    let tmp = TempDir::new().unwrap();
+    let sup = tmp.path().join("supervisor");
+    let mut config = runner_in(&sup).config().clone();
+    // The supervisor takes its idle time from the environment it is started with.
+    config
+        .base_env
+        .insert("TUNA_SUPERVISOR_IDLE_MS".into(), "50".into());
+    let runner = LocalRunner::new(config);
+    let job = job(&tmp, "short", "exit 0");
+    let handle = runner.launch(&job).await.unwrap();
+    let pid = supervisor_pid(&sup);
+    assert!(runner.watch(&handle).await.unwrap().success());
+    wait_until("the idle supervisor exits", Duration::from_secs(10), || {
+        gone(pid)
+    });
+    assert!(!sup.join(tuna_runners::local::daemon::SOCKET).exists());
+    // And a later launch starts another.
+    let again = crate::job(&tmp, "again", "exit 0");
+    let h = runner.launch(&again).await.unwrap();
+    assert!(runner.watch(&h).await.unwrap().success());
+    assert_ne!(supervisor_pid(&sup), pid);
 }

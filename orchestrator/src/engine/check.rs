@@ -43,7 +43,7 @@ pub async fn check_runners(inventory: &Inventory) -> Vec<RunnerCheck> {
             }
         }
         let runner =
-            super::runner_build::build(name, spec, slots, gpus, &shim, &Default::default());
+            super::runner_build::build(name, spec, slots, gpus, &shim, &Default::default(), None);
         let (name, kind) = (name.clone(), spec.kind.clone());
         tasks.push(tokio::spawn(async move {
             let info = match runner {

@@ -146,6 +146,7 @@ impl Engine {
                     .collect(),
                 &shim,
                 &base_env,
+                Some(&home.supervisor()),
             )
             .map_err(|e| EngineError::Runner(format!("runner `{name}`: {e}")))?;
             pool.runners.push(PoolRunner {

@@ -67,6 +67,10 @@ impl Home {
     pub fn runs(&self) -> PathBuf {
         self.root.join("runs")
     }
+    /// The folder of the supervisor that starts this home's local steps.
+    pub fn supervisor(&self) -> PathBuf {
+        self.root.join("supervisor")
+    }
     pub fn control_socket(&self) -> PathBuf {
         self.root.join("control.sock")
     }

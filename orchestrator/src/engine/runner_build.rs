@@ -1,4 +1,4 @@
-//! Turning one inventory entry into a runner: the local runner with its shim, an ssh runner
+//! Turning one inventory entry into a runner: the local runner with the home's supervisor, an ssh runner
 //! with the host, login and folder from runners.yaml, or a Ray runner with the cluster's
 //! address, its token (read from the variable `token_env` names) and where its artifacts
 //! travel (the shared folder, or a bucket with credentials from the environment).
@@ -24,6 +24,7 @@ pub(crate) fn build(
     gpus: Vec<tuna_runners::Gpu>,
     shim: &Path,
     base_env: &BTreeMap<String, String>,
+    supervisor: Option<&Path>,
 ) -> Result<Arc<dyn Runner>, String> {
     match spec.kind.as_str() {
         "ssh" => {
@@ -72,6 +73,7 @@ pub(crate) fn build(
             gpus,
             shim: shim.to_path_buf(),
             base_env: base_env.clone(),
+            supervisor_dir: supervisor.map(Path::to_path_buf),
             ..LocalConfig::default()
         }))),
     }

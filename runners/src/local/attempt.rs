@@ -1,4 +1,4 @@
-//! The shim's work once it owns an attempt: run the script in its own process group, enforce
+//! A waiter's work once it owns an attempt: run the script in its own process group, enforce
 //! the timeout and cancellation (SIGTERM to the group, a grace period, SIGKILL), clean up
 //! what the script left behind, and produce the [`ExitRecord`].
 
@@ -14,7 +14,7 @@ use super::layout;
 use super::log_pump;
 use super::signals::Signals;
 use super::spec::LaunchSpec;
-use crate::{Job, Outcome};
+use crate::Outcome;
 
 /// Runs the attempt in `dir` to its end and says how it ended.
 pub(crate) fn supervise(dir: &Path, spec: &LaunchSpec, signals: &Signals) -> ExitRecord {
@@ -31,7 +31,7 @@ pub(crate) fn supervise(dir: &Path, spec: &LaunchSpec, signals: &Signals) -> Exi
     // Orphans of the script's group come to us, so we can reap them before reporting.
     // SAFETY: prctl with an integer option and flag.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    let child = match spawn_script(dir, &spec.job) {
+    let child = match spawn_script(dir, spec) {
         Ok(child) => child,
         Err((program, e)) if program != "bash" && direct_exit_code(&e).is_some() => {
             // As bash reports a program it cannot run.
@@ -96,26 +96,29 @@ fn direct_exit_code(e: &io::Error) -> Option<i32> {
 
 /// Whether an environment variable (or, for a name ending in `_`, any with that prefix) is
 /// set for the script.
-fn env_has(job: &Job, key: &str) -> bool {
+fn env_has(spec: &LaunchSpec, key: &str) -> bool {
+    let base: Vec<&str> = spec.base_env.keys().map(String::as_str).collect();
+    let job = &spec.job;
     if let Some(prefix) = key.strip_suffix('_').map(|p| format!("{p}_")) {
         job.env.keys().any(|k| k.starts_with(&prefix))
-            || std::env::vars_os().any(|(k, _)| k.to_string_lossy().starts_with(&prefix))
+            || base.iter().any(|k| k.starts_with(&prefix))
     } else {
-        job.env.contains_key(key) || std::env::var_os(key).is_some()
+        job.env.contains_key(key) || base.contains(&key)
     }
 }
 
 /// Spawns the script (directly when it is one simple command, else under bash); on failure,
 /// the program that could not start.
-fn spawn_script(dir: &Path, job: &Job) -> Result<Child, (String, io::Error)> {
-    let direct = super::direct::simple_argv(&job.script, &|k| env_has(job, k));
+fn spawn_script(dir: &Path, spec: &LaunchSpec) -> Result<Child, (String, io::Error)> {
+    let direct = super::direct::simple_argv(&spec.job.script, &|k| env_has(spec, k));
     let program = direct
         .as_ref()
         .map_or("bash".to_string(), |argv| argv[0].clone());
-    spawn_inner(dir, job, direct).map_err(|e| (program, e))
+    spawn_inner(dir, spec, direct).map_err(|e| (program, e))
 }
 
-fn spawn_inner(dir: &Path, job: &Job, direct: Option<Vec<String>>) -> io::Result<Child> {
+fn spawn_inner(dir: &Path, spec: &LaunchSpec, direct: Option<Vec<String>>) -> io::Result<Child> {
+    let job = &spec.job;
     let append = |name| {
         OpenOptions::new()
             .create(true)
@@ -154,6 +157,8 @@ fn spawn_inner(dir: &Path, job: &Job, direct: Option<Vec<String>>) -> io::Result
     };
     command
         .current_dir(&work)
+        .env_clear()
+        .envs(&spec.base_env)
         .envs(&job.env)
         .env("CUDA_VISIBLE_DEVICES", gpus.join(","))
         .stdin(Stdio::null());

@@ -15,13 +15,16 @@ pub struct LocalConfig {
     pub slots: u32,
     /// The GPUs jobs may be given.
     pub gpus: Vec<Gpu>,
-    /// The `tuna-shim` binary.
+    /// The `tuna-shim` binary (it starts the supervisor).
     pub shim: PathBuf,
     /// How long a job gets between SIGTERM and SIGKILL when it is cancelled or times out.
     pub kill_grace: Duration,
-    /// The environment every job starts from (the shim and the script get exactly this, plus
-    /// the job's own `env`): see [`StepEnv`](crate::StepEnv).
+    /// The environment every job starts from (the script gets exactly this, plus the job's
+    /// own `env`): see [`StepEnv`](crate::StepEnv).
     pub base_env: BTreeMap<String, String>,
+    /// The folder of the supervisor that starts the jobs (`HOME/supervisor`, shared by every
+    /// tuna process of the home); a private temporary one when `None`.
+    pub supervisor_dir: Option<PathBuf>,
 }
 
 impl Default for LocalConfig {
@@ -33,6 +36,7 @@ impl Default for LocalConfig {
             shim: PathBuf::from("tuna-shim"),
             kill_grace: Duration::from_secs(10),
             base_env: crate::StepEnv::Inherit.base(),
+            supervisor_dir: None,
         }
     }
 }

@@ -1,17 +1,16 @@
-//! [`LocalRunner`]: launches each job under a detached `tuna-shim` and watches it through the
-//! attempt folder, also after the orchestrator restarted.
+//! [`LocalRunner`]: hands each job to the home's supervisor (which forks a waiter for it) and
+//! watches the waiter through the attempt folder, also after the orchestrator restarted.
 
-use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
-use std::io::{self, BufRead, BufReader, Write};
+use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::sync::OnceLock;
 
 use async_trait::async_trait;
 
 use super::config::LocalConfig;
+use super::connect::{self, Answer};
 use super::exit_record::ExitRecord;
 use super::layout;
 use super::pidfd::{self, Pidfd};
@@ -23,26 +22,47 @@ use crate::{Handle, Job, Outcome, Runner, RunnerError, RunnerInfo};
 #[derive(Debug)]
 pub struct LocalRunner {
     config: LocalConfig,
-    /// Shims this process started, kept so they can be reaped once they end.
-    shims: Mutex<HashMap<u32, Child>>,
+    /// The supervisor's folder: the configured one, or a private temporary one.
+    supervisor: Supervisor,
+}
+
+/// Where the runner's supervisor lives.
+#[derive(Debug)]
+enum Supervisor {
+    /// The home's (`HOME/supervisor`), shared by every tuna process of the home.
+    Home(PathBuf),
+    /// A private temporary folder, made at the first launch and removed with the runner (the
+    /// supervisor then exits once idle).
+    Private(OnceLock<tempfile::TempDir>),
 }
 
 impl LocalRunner {
     pub fn new(config: LocalConfig) -> LocalRunner {
-        LocalRunner {
-            config,
-            shims: Mutex::new(HashMap::new()),
-        }
+        let supervisor = match &config.supervisor_dir {
+            Some(dir) => Supervisor::Home(dir.clone()),
+            None => Supervisor::Private(OnceLock::new()),
+        };
+        LocalRunner { config, supervisor }
     }
 
     pub fn config(&self) -> &LocalConfig {
         &self.config
     }
 
-    fn shims(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Child>> {
-        self.shims
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// The folder of the supervisor this runner's jobs go through.
+    fn supervisor_dir(&self) -> io::Result<PathBuf> {
+        match &self.supervisor {
+            Supervisor::Home(dir) => Ok(dir.clone()),
+            Supervisor::Private(once) => {
+                if let Some(tmp) = once.get() {
+                    return Ok(tmp.path().to_path_buf());
+                }
+                let tmp = tempfile::Builder::new()
+                    .prefix("tuna-supervisor-")
+                    .tempdir()?;
+                Ok(once.get_or_init(|| tmp).path().to_path_buf())
+            }
+        }
     }
 }
 
@@ -87,15 +107,13 @@ impl Runner for LocalRunner {
         let spec = LaunchSpec {
             job: job.clone(),
             kill_grace_ms: self.config.kill_grace.as_millis() as u64,
+            base_env: self.config.base_env.clone(),
         };
         let shim = self.config.shim.clone();
-        let base_env = self.config.base_env.clone();
-        let (id, child) = tokio::task::spawn_blocking(move || start_shim(&shim, &base_env, &spec))
+        let dir = self.supervisor_dir()?;
+        let id = tokio::task::spawn_blocking(move || start(&dir, &shim, &spec))
             .await
             .map_err(join_error)??;
-        if let Some(child) = child {
-            self.shims().insert(id.pid, child);
-        }
         Ok(Handle {
             runner: self.config.name.clone(),
             attempt_dir: job.attempt_dir.clone(),
@@ -106,8 +124,7 @@ impl Runner for LocalRunner {
     async fn watch(&self, handle: &Handle) -> Result<Outcome, RunnerError> {
         let id = proc_id(handle)?;
         let dir = handle.attempt_dir.clone();
-        let own = self.shims().remove(&id.pid);
-        if own.is_none() {
+        {
             let dir = dir.clone();
             if let Some(record) = blocking(move || ExitRecord::read(&dir)).await? {
                 return Ok(record.outcome);
@@ -119,15 +136,9 @@ impl Runner for LocalRunner {
             Err(e) if e.kind() == io::ErrorKind::Unsupported => pidfd::poll_until_gone(id).await,
             Err(e) => return Err(e.into()),
         }
-        blocking(move || {
-            if let Some(mut child) = own {
-                // It has ended: this only reaps it.
-                let _ = child.wait();
-            }
-            match ExitRecord::read(&dir)? {
-                Some(record) => Ok(record.outcome),
-                None => Ok(lost(&dir, id)),
-            }
+        blocking(move || match ExitRecord::read(&dir)? {
+            Some(record) => Ok(record.outcome),
+            None => Ok(lost(&dir, id)),
         })
         .await
     }
@@ -150,86 +161,44 @@ impl Runner for LocalRunner {
     }
 }
 
-/// Prepares the attempt folder, starts the shim and reads its one line. Returns the shim that
-/// owns the attempt, and the child process when it is the one just started.
-fn start_shim(
-    shim: &Path,
-    base_env: &BTreeMap<String, String>,
-    spec: &LaunchSpec,
-) -> Result<(ProcId, Option<Child>), RunnerError> {
+/// Prepares the attempt folder and hands the job to the supervisor. Returns the waiter that
+/// owns the attempt (this launch's, or an earlier one's).
+fn start(supervisor: &Path, shim: &Path, spec: &LaunchSpec) -> Result<ProcId, RunnerError> {
     let dir = &spec.job.attempt_dir;
     fs::create_dir_all(dir.join(layout::WORK_DIR))?;
-    let mut child = Command::new(shim)
-        .arg(dir)
-        .env_clear()
-        .envs(base_env)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        // The shim says what went wrong on stdout before it claims, and in shim.log after.
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| {
-            RunnerError::Other(format!("cannot start the shim {}: {e}", shim.display()))
-        })?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A shim that finds the attempt taken may stop reading early: that is not an error.
-        let _ = stdin.write_all(&spec.to_bytes()?);
-    }
-    let mut line = String::new();
-    if let Some(stdout) = child.stdout.take() {
-        BufReader::new(stdout).read_line(&mut line)?;
-    }
-    let (word, claim) = line
-        .trim_end()
-        .split_once(' ')
-        .unwrap_or((line.trim_end(), ""));
-    let owner = serde_json::from_str::<ProcId>(claim);
-    match (word, owner) {
-        ("claimed", Ok(id)) => Ok((id, Some(child))),
-        ("taken", Ok(id)) => {
-            let _ = child.wait();
-            Ok((id, None))
-        }
-        ("error", _) => {
-            let _ = child.wait();
-            Err(RunnerError::Other(claim.to_owned()))
-        }
-        _ => {
-            let _ = child.wait();
-            Err(RunnerError::Other(format!(
-                "the shim {} did not take the attempt {} (it said {:?}): {}",
-                shim.display(),
-                dir.display(),
-                line.trim_end(),
-                shim_log_tail(dir)
-            )))
-        }
+    match connect::launch(supervisor, shim, spec) {
+        Ok(Answer::Claimed(id) | Answer::Taken(id)) => Ok(id),
+        Err(RunnerError::Other(e)) => Err(RunnerError::Other(format!(
+            "{e} ({})",
+            waiter_log_tail(dir)
+        ))),
+        Err(e) => Err(e),
     }
 }
 
-/// The outcome of a shim that ended without writing `exit.json`. Kills the script's group if
-/// it outlived the shim, so that no orphan keeps running.
-fn lost(dir: &Path, shim: ProcId) -> Outcome {
-    // The script runs in the shim's session. Only when the shim's pid is free (or still the
-    // shim's zombie) does that session belong to it; otherwise the pid names someone else.
-    let shim_pid_free = match ProcStatus::read(shim.pid) {
+/// The outcome of a waiter that ended without writing `exit.json`. Kills the script's group if
+/// it outlived the waiter, so that no orphan keeps running.
+fn lost(dir: &Path, waiter: ProcId) -> Outcome {
+    // The script runs in the waiter's session. Only when the waiter's pid is free (or still
+    // its zombie) does that session belong to it; otherwise the pid names someone else.
+    let pid_free = match ProcStatus::read(waiter.pid) {
         Ok(None) => true,
-        Ok(Some(status)) => status.start_time == shim.start_time,
+        Ok(Some(status)) => status.start_time == waiter.start_time,
         Err(_) => false,
     };
-    if shim_pid_free {
-        proc_id::signal_session(shim.pid, libc::SIGKILL);
+    if pid_free {
+        proc_id::signal_session(waiter.pid, libc::SIGKILL);
     }
     Outcome::Lost {
         reason: format!(
-            "the shim (pid {}) ended without recording how the job ended: {}",
-            shim.pid,
-            shim_log_tail(dir)
+            "the step's waiter (pid {}) ended without recording how the job ended: {}",
+            waiter.pid,
+            waiter_log_tail(dir)
         ),
     }
 }
 
-fn shim_log_tail(dir: &Path) -> String {
+fn waiter_log_tail(dir: &Path) -> String {
     let path: PathBuf = dir.join(layout::SHIM_LOG);
     match fs::read_to_string(&path) {
         Ok(text) if !text.trim().is_empty() => {

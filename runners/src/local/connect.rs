@@ -1,0 +1,126 @@
+//! The launcher's side of the home's supervisor: hand it a launch spec, starting it first when
+//! none listens, and read which waiter owns the attempt.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::daemon::SOCKET;
+use super::proc_id::ProcId;
+use super::spec::LaunchSpec;
+use crate::RunnerError;
+
+/// How the supervisor's waiter answered a launch.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Answer {
+    /// This launch's waiter claimed the attempt and runs it.
+    Claimed(ProcId),
+    /// An earlier launch's waiter owns the attempt.
+    Taken(ProcId),
+}
+
+/// How long a launch may take to reach a supervisor, starting one if need be.
+const REACH_WITHIN: Duration = Duration::from_secs(20);
+
+/// Sends `spec` to the supervisor of `dir` (started with `shim` when none listens).
+pub(crate) fn launch(dir: &Path, shim: &Path, spec: &LaunchSpec) -> Result<Answer, RunnerError> {
+    let bytes = spec.to_bytes()?;
+    let deadline = Instant::now() + REACH_WITHIN;
+    let mut last_problem = String::new();
+    while Instant::now() < deadline {
+        match UnixStream::connect(dir.join(SOCKET)) {
+            Ok(conn) => match exchange(conn, &bytes)? {
+                Some(line) => return parse(&line, spec),
+                // The supervisor went away before its waiter took the connection: nothing
+                // was claimed, so launching again is safe.
+                None => last_problem = "the supervisor closed the connection".into(),
+            },
+            Err(e) => {
+                last_problem = e.to_string();
+                start(dir, shim, spec)?;
+            }
+        }
+    }
+    Err(RunnerError::Other(format!(
+        "cannot reach the supervisor in {} within {}s: {last_problem}",
+        dir.display(),
+        REACH_WITHIN.as_secs()
+    )))
+}
+
+/// Writes the spec and reads the waiter's one line; `None` when the connection closed (or was
+/// reset) first, which only happens when no waiter took it: a waiter holds the connection
+/// until it has answered.
+fn exchange(mut conn: UnixStream, spec: &[u8]) -> Result<Option<String>, RunnerError> {
+    // A waiter that finds the attempt taken may stop reading early: that is not an error.
+    let _ = conn.write_all(spec);
+    let _ = conn.shutdown(std::net::Shutdown::Write);
+    let mut line = String::new();
+    match BufReader::new(conn).read_line(&mut line) {
+        Ok(_) => Ok((!line.is_empty()).then_some(line)),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn parse(line: &str, spec: &LaunchSpec) -> Result<Answer, RunnerError> {
+    let line = line.trim_end();
+    let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
+    let owner = serde_json::from_str::<ProcId>(rest);
+    match (word, owner) {
+        ("claimed", Ok(id)) => Ok(Answer::Claimed(id)),
+        ("taken", Ok(id)) => Ok(Answer::Taken(id)),
+        ("error", _) => Err(RunnerError::Other(rest.to_owned())),
+        _ => Err(RunnerError::Other(format!(
+            "the supervisor did not take the attempt {} (it said {line:?})",
+            spec.job.attempt_dir.display()
+        ))),
+    }
+}
+
+/// Runs `shim --supervisor DIR`, which returns once a supervisor listens (its own, or another
+/// that holds the lock and is about to).
+fn start(dir: &Path, shim: &Path, spec: &LaunchSpec) -> Result<(), RunnerError> {
+    let mut child = Command::new(shim)
+        .arg("--supervisor")
+        .arg(dir)
+        .env_clear()
+        .envs(&spec.base_env)
+        .envs(std::env::var("TUNA_SUPERVISOR_IDLE_MS").map(|v| ("TUNA_SUPERVISOR_IDLE_MS", v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| {
+            RunnerError::Other(format!("cannot start the shim {}: {e}", shim.display()))
+        })?;
+    let mut said = String::new();
+    if let Some(out) = child.stdout.take() {
+        // One line; the supervisor it forked lets go of the pipe as it starts.
+        let _ = BufReader::new(out).take(4096).read_line(&mut said);
+    }
+    let _ = child.wait();
+    match said.trim_end() {
+        "ready" => Ok(()),
+        // Another supervisor holds the lock: it listens already, or is about to, or is
+        // exiting. Give it a moment before connecting again.
+        "running" => {
+            std::thread::yield_now();
+            std::thread::sleep(Duration::from_millis(2));
+            Ok(())
+        }
+        "" => Err(RunnerError::Other(format!(
+            "the shim {} could not start the supervisor in {}: it said nothing",
+            shim.display(),
+            dir.display(),
+        ))),
+        other => Err(RunnerError::Other(format!(
+            "the shim {} could not start the supervisor in {}: {}",
+            shim.display(),
+            dir.display(),
+            other.strip_prefix("error ").unwrap_or(other)
+        ))),
+    }
+}
