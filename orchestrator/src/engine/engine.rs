@@ -105,16 +105,12 @@ impl Engine {
         reporter: Arc<dyn Reporter>,
         step_env: &tuna_runners::StepEnv,
     ) -> Result<Engine, EngineError> {
-        home.create()?;
-        let store = Store::open(&home.db())?;
-        let cas = Cas::open(&home.cas())
-            .map_err(|e| EngineError::Artifacts(format!("artifact store: {e}")))?;
         let tuna_exe = std::env::current_exe()?;
         let shim = std::env::var_os("TUNA_SHIM")
             .map(PathBuf::from)
             .unwrap_or_else(|| tuna_exe.with_file_name("tuna-shim"));
         let base_env = step_env.base();
-        let mut pool = Pool::default();
+        let mut runners = Vec::new();
         for (name, spec) in &inventory.runners {
             let slots = spec.slot_count();
             let mut gpus = Vec::new();
@@ -148,21 +144,34 @@ impl Engine {
                 &base_env,
             )
             .map_err(|e| EngineError::Runner(format!("runner `{name}`: {e}")))?;
-            pool.runners.push(PoolRunner {
-                name: name.clone(),
-                class: spec.kind.clone(),
-                runner,
-                slots,
-                used: 0,
+            runners.push(PoolRunner {
                 gpus,
                 price_per_hour: spec.price_per_hour.unwrap_or(0.0),
+                ..PoolRunner::new(name, &spec.kind, runner, slots)
             });
         }
+        Engine::with_runners(home, runners, reporter, step_env)
+    }
+
+    /// Opens the home's stores with a pool of runners built already: what [`Engine::open`]
+    /// does after building them from the inventory, and how a program (or a test) drives
+    /// runs on runners of its own.
+    pub fn with_runners(
+        home: Home,
+        runners: Vec<PoolRunner>,
+        reporter: Arc<dyn Reporter>,
+        step_env: &tuna_runners::StepEnv,
+    ) -> Result<Engine, EngineError> {
+        home.create()?;
+        let store = Store::open(&home.db())?;
+        let cas = Cas::open(&home.cas())
+            .map_err(|e| EngineError::Artifacts(format!("artifact store: {e}")))?;
+        let tuna_exe = std::env::current_exe()?;
         Ok(Engine {
             home,
             store: Arc::new(store),
             cas: Arc::new(cas),
-            pool: Mutex::new(pool),
+            pool: Mutex::new(Pool { runners }),
             reporter,
             tuna_exe,
             step_env: step_env.clone(),
