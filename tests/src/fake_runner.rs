@@ -156,7 +156,7 @@ impl FakeRunner {
     ) -> Result<(String, u32, watch::Receiver<Option<Outcome>>), RunnerError> {
         let jobs = self.jobs.lock().expect("jobs");
         let job = jobs.get(&handle.attempt_dir).ok_or_else(|| {
-            RunnerError::Other(format!("no job at {}", handle.attempt_dir.display()))
+            RunnerError::Protocol(format!("no job at {}", handle.attempt_dir.display()))
         })?;
         Ok((job.step.clone(), job.attempt, job.end.subscribe()))
     }
@@ -251,7 +251,7 @@ impl Runner for FakeRunner {
         let outcome = end
             .wait_for(Option::is_some)
             .await
-            .map_err(|e| RunnerError::Other(e.to_string()))?;
+            .map_err(|e| RunnerError::Protocol(e.to_string()))?;
         Ok(outcome.clone().expect("an outcome"))
     }
 

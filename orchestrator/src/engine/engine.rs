@@ -304,14 +304,10 @@ impl Engine {
                 // A cluster that does not answer now is placement's business (it may answer
                 // by the time a step needs it, or the step goes elsewhere).
                 Ok(()) | Err(tuna_runners::RunnerError::Unavailable(_)) => {}
-                Err(e) => problems.push(e.to_string()),
+                Err(e) => problems.push(e),
             }
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(EngineError::Invalid(problems.join("\n")))
-        }
+        refused_by_runners(problems)
     }
 
     /// Asks each runner a step may run on whether its artifact store can be used (a Ray
@@ -335,14 +331,10 @@ impl Engine {
         let mut problems = Vec::new();
         for runner in runners {
             if let Err(e) = runner.check_store().await {
-                problems.push(e.to_string());
+                problems.push(e);
             }
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(EngineError::Invalid(problems.join("\n")))
-        }
+        refused_by_runners(problems)
     }
 
     /// Placement and inputs: a workflow that cannot run is refused before it half-runs.
@@ -441,6 +433,26 @@ impl Engine {
     }
 }
 
+/// What runners said against a run before it starts, as one error: the input's fault (exit
+/// code 2) where every problem is what the steps ask (a GPU type a cluster lacks), else tuna's
+/// surroundings (3: a bucket that is missing or refuses the credentials, a cluster that
+/// refuses its token).
+fn refused_by_runners(problems: Vec<tuna_runners::RunnerError>) -> Result<(), EngineError> {
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let text = problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    if problems.iter().all(tuna_runners::RunnerError::is_input) {
+        Err(EngineError::Invalid(text))
+    } else {
+        Err(EngineError::Runner(text))
+    }
+}
+
 impl Engine {
     /// Drives a run recorded in the store until it ends: a new one from [`Engine::create_run`],
     /// or one made ready by [`Engine::prepare_resume`].
@@ -508,5 +520,25 @@ impl Engine {
         self.store.put_run(&run)?;
         self.store.flush()?;
         Ok(stopped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tuna_runners::RunnerError;
+
+    #[test]
+    fn runners_refusing_what_steps_ask_is_input_and_a_failing_runner_is_not() {
+        assert!(refused_by_runners(Vec::new()).is_ok());
+        let lacks = || RunnerError::Refused("runner `ray`: no GPU of type `h100`".into());
+        let e = refused_by_runners(vec![lacks()]).unwrap_err();
+        assert!(e.is_input(), "{e}");
+        assert_eq!(e.code(), "tuna::engine::invalid");
+        let bucket = RunnerError::remote("ray", "runner `ray`: bucket `b` does not exist");
+        let e = refused_by_runners(vec![lacks(), bucket]).unwrap_err();
+        assert!(!e.is_input(), "{e}");
+        assert_eq!(e.code(), "tuna::engine::runner");
+        assert!(e.to_string().contains("h100") && e.to_string().contains("bucket `b`"));
     }
 }

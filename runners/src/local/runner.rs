@@ -99,7 +99,7 @@ impl Runner for LocalRunner {
         Ok(Handle {
             runner: self.config.name.clone(),
             attempt_dir: job.attempt_dir.clone(),
-            data: serde_json::to_value(id).map_err(|e| RunnerError::Other(e.to_string()))?,
+            data: serde_json::to_value(id).map_err(|e| RunnerError::Protocol(e.to_string()))?,
         })
     }
 
@@ -169,7 +169,7 @@ fn start_shim(
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| {
-            RunnerError::Other(format!("cannot start the shim {}: {e}", shim.display()))
+            RunnerError::Spawn(format!("cannot start the shim {}: {e}", shim.display()))
         })?;
     if let Some(mut stdin) = child.stdin.take() {
         // A shim that finds the attempt taken may stop reading early: that is not an error.
@@ -192,11 +192,11 @@ fn start_shim(
         }
         ("error", _) => {
             let _ = child.wait();
-            Err(RunnerError::Other(claim.to_owned()))
+            Err(RunnerError::Spawn(claim.to_owned()))
         }
         _ => {
             let _ = child.wait();
-            Err(RunnerError::Other(format!(
+            Err(RunnerError::Spawn(format!(
                 "the shim {} did not take the attempt {} (it said {:?}): {}",
                 shim.display(),
                 dir.display(),
@@ -242,7 +242,7 @@ fn shim_log_tail(dir: &Path) -> String {
 
 fn proc_id(handle: &Handle) -> Result<ProcId, RunnerError> {
     serde_json::from_value(handle.data.clone()).map_err(|e| {
-        RunnerError::Other(format!(
+        RunnerError::Protocol(format!(
             "not a handle of the local runner ({e}): {}",
             handle.data
         ))
@@ -258,5 +258,5 @@ async fn blocking<T: Send + 'static>(
 }
 
 fn join_error(e: tokio::task::JoinError) -> RunnerError {
-    RunnerError::Other(format!("a blocking task failed: {e}"))
+    RunnerError::Spawn(format!("a blocking task failed: {e}"))
 }
