@@ -74,6 +74,8 @@ pub struct FoundGpu {
     pub memory_mib: Option<u64>,
 }
 
+/// Why a runner could not do what it was asked, by kind, each with a stable code
+/// ([`RunnerError::code`]). The message says what failed and, where it is known, on which runner.
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {
     #[error("{0}")]
@@ -81,8 +83,56 @@ pub enum RunnerError {
     /// The runner cannot take the job now (no free slot, host down); another may.
     #[error("runner unavailable: {0}")]
     Unavailable(String),
+    /// The runner's own settings cannot work (a folder that must be absolute, a bucket URL or
+    /// an address that does not parse, a variable name steps may not get).
     #[error("{0}")]
-    Other(String),
+    Config(String),
+    /// What the step asks, this runner cannot do (a GPU type its cluster lacks, secrets that
+    /// would travel through a bucket).
+    #[error("{0}")]
+    Refused(String),
+    /// A process or task on this machine could not be started or joined (the shim, a
+    /// blocking task).
+    #[error("{0}")]
+    Spawn(String),
+    /// The runner's machine or service failed the request (the ssh host, Ray's API, the
+    /// bucket or shared folder its artifacts travel through).
+    #[error("{message}")]
+    Remote { runner: String, message: String },
+    /// A record, handle or answer that is not what it should be (an exit record that does not
+    /// parse, a handle of another kind of runner, a listing naming a path that is not allowed).
+    #[error("{0}")]
+    Protocol(String),
+}
+
+impl RunnerError {
+    /// A failure of runner `runner`'s machine or service.
+    pub fn remote(runner: &str, message: impl std::fmt::Display) -> RunnerError {
+        RunnerError::Remote {
+            runner: runner.to_string(),
+            message: message.to_string(),
+        }
+    }
+
+    /// A stable name for the kind of failure (`tuna::runner::…`), as the engine's errors and
+    /// the workflow's diagnostics have theirs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RunnerError::Io(_) => "tuna::runner::io",
+            RunnerError::Unavailable(_) => "tuna::runner::unavailable",
+            RunnerError::Config(_) => "tuna::runner::config",
+            RunnerError::Refused(_) => "tuna::runner::refused",
+            RunnerError::Spawn(_) => "tuna::runner::spawn",
+            RunnerError::Remote { .. } => "tuna::runner::remote",
+            RunnerError::Protocol(_) => "tuna::runner::protocol",
+        }
+    }
+
+    /// Whether what the step asks is at fault (exit code 2) rather than tuna's surroundings:
+    /// the runner, its machine, its settings or this machine (3).
+    pub fn is_input(&self) -> bool {
+        matches!(self, RunnerError::Refused(_))
+    }
 }
 
 /// Something that runs jobs. `launch` and `watch` are split so that a stored [`Handle`] can be
@@ -133,5 +183,36 @@ pub trait Runner: Send + Sync {
     /// orchestrator's (garbage collection reaches them through this); `None` for the others.
     fn attempt_folders(&self) -> Option<&dyn crate::AttemptFolders> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kind_has_its_code_and_only_a_refused_request_is_the_input_s_fault() {
+        let all = [
+            (
+                RunnerError::Io(std::io::Error::other("x")),
+                "tuna::runner::io",
+            ),
+            (
+                RunnerError::Unavailable("x".into()),
+                "tuna::runner::unavailable",
+            ),
+            (RunnerError::Config("x".into()), "tuna::runner::config"),
+            (RunnerError::Refused("x".into()), "tuna::runner::refused"),
+            (RunnerError::Spawn("x".into()), "tuna::runner::spawn"),
+            (RunnerError::remote("gpu-box", "x"), "tuna::runner::remote"),
+            (RunnerError::Protocol("x".into()), "tuna::runner::protocol"),
+        ];
+        for (e, code) in &all {
+            assert_eq!(e.code(), *code);
+            assert_eq!(e.is_input(), *code == "tuna::runner::refused", "{code}");
+        }
+        let remote = RunnerError::remote("gpu-box", "the host said no");
+        assert_eq!(remote.to_string(), "the host said no");
+        assert!(matches!(remote, RunnerError::Remote { runner, .. } if runner == "gpu-box"));
     }
 }

@@ -18,7 +18,7 @@ pub(crate) fn check_names(
             .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid {
-            return Err(crate::RunnerError::Other(format!(
+            return Err(crate::RunnerError::Config(format!(
                 "env `{k}` of step `{step}` is not a valid variable name"
             )));
         }

@@ -1,9 +1,20 @@
-//! A minimal HTTP/1.1 client for the test servers (moto, Ray's dashboard): one request per
-//! connection, the status and the body back.
+//! Requests to the test servers on 127.0.0.1 (moto, Ray's dashboard) through one reqwest
+//! client: the status and the body back.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::sync::OnceLock;
 use std::time::Duration;
+
+/// The client every request shares (no proxy: the servers are on this machine).
+fn client() -> &'static reqwest::blocking::Client {
+    static CLIENT: OnceLock<reqwest::blocking::Client> = OnceLock::new();
+    CLIENT.get_or_init(|| {
+        reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .no_proxy()
+            .build()
+            .expect("http client")
+    })
+}
 
 /// One request to `127.0.0.1:port`; its status and body.
 pub fn request(
@@ -13,30 +24,15 @@ pub fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\
-         Content-Length: {}\r\n",
-        body.len()
-    );
+    let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(std::io::Error::other)?;
+    let mut req = client()
+        .request(method, format!("http://127.0.0.1:{port}{path}"))
+        .body(body.to_vec());
     for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
+        req = req.header(*k, *v);
     }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes())?;
-    s.write_all(body)?;
-    let mut out = Vec::new();
-    s.read_to_end(&mut out)?;
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("not an HTTP answer: {text:.200}")))?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
+    let resp = req.send().map_err(std::io::Error::other)?;
+    let status = resp.status().as_u16();
+    let body = resp.text().map_err(std::io::Error::other)?;
     Ok((status, body))
 }

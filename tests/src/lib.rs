@@ -6,6 +6,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+pub mod fake_runner;
 mod http;
 pub mod mlflow;
 pub mod moto;

@@ -211,7 +211,7 @@ impl Moto {
             .unwrap_or_else(|e| panic!("moto {method} {path}: {e}\n{}", self.log()))
     }
 
-    /// One HTTP/1.1 request to the server; its status and body.
+    /// One request to the server; its status and body.
     fn try_request(
         &self,
         method: &str,

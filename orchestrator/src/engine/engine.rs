@@ -105,16 +105,12 @@ impl Engine {
         reporter: Arc<dyn Reporter>,
         step_env: &tuna_runners::StepEnv,
     ) -> Result<Engine, EngineError> {
-        home.create()?;
-        let store = Store::open(&home.db())?;
-        let cas = Cas::open(&home.cas())
-            .map_err(|e| EngineError::Artifacts(format!("artifact store: {e}")))?;
         let tuna_exe = std::env::current_exe()?;
         let shim = std::env::var_os("TUNA_SHIM")
             .map(PathBuf::from)
             .unwrap_or_else(|| tuna_exe.with_file_name("tuna-shim"));
         let base_env = step_env.base();
-        let mut pool = Pool::default();
+        let mut runners = Vec::new();
         for (name, spec) in &inventory.runners {
             let slots = spec.slot_count();
             let mut gpus = Vec::new();
@@ -149,21 +145,34 @@ impl Engine {
                 Some(&home.supervisor()),
             )
             .map_err(|e| EngineError::Runner(format!("runner `{name}`: {e}")))?;
-            pool.runners.push(PoolRunner {
-                name: name.clone(),
-                class: spec.kind.clone(),
-                runner,
-                slots,
-                used: 0,
+            runners.push(PoolRunner {
                 gpus,
                 price_per_hour: spec.price_per_hour.unwrap_or(0.0),
+                ..PoolRunner::new(name, &spec.kind, runner, slots)
             });
         }
+        Engine::with_runners(home, runners, reporter, step_env)
+    }
+
+    /// Opens the home's stores with a pool of runners built already: what [`Engine::open`]
+    /// does after building them from the inventory, and how a program (or a test) drives
+    /// runs on runners of its own.
+    pub fn with_runners(
+        home: Home,
+        runners: Vec<PoolRunner>,
+        reporter: Arc<dyn Reporter>,
+        step_env: &tuna_runners::StepEnv,
+    ) -> Result<Engine, EngineError> {
+        home.create()?;
+        let store = Store::open(&home.db())?;
+        let cas = Cas::open(&home.cas())
+            .map_err(|e| EngineError::Artifacts(format!("artifact store: {e}")))?;
+        let tuna_exe = std::env::current_exe()?;
         Ok(Engine {
             home,
             store: Arc::new(store),
             cas: Arc::new(cas),
-            pool: Mutex::new(pool),
+            pool: Mutex::new(Pool { runners }),
             reporter,
             tuna_exe,
             step_env: step_env.clone(),
@@ -296,14 +305,10 @@ impl Engine {
                 // A cluster that does not answer now is placement's business (it may answer
                 // by the time a step needs it, or the step goes elsewhere).
                 Ok(()) | Err(tuna_runners::RunnerError::Unavailable(_)) => {}
-                Err(e) => problems.push(e.to_string()),
+                Err(e) => problems.push(e),
             }
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(EngineError::Invalid(problems.join("\n")))
-        }
+        refused_by_runners(problems)
     }
 
     /// Asks each runner a step may run on whether its artifact store can be used (a Ray
@@ -327,14 +332,10 @@ impl Engine {
         let mut problems = Vec::new();
         for runner in runners {
             if let Err(e) = runner.check_store().await {
-                problems.push(e.to_string());
+                problems.push(e);
             }
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(EngineError::Invalid(problems.join("\n")))
-        }
+        refused_by_runners(problems)
     }
 
     /// Placement and inputs: a workflow that cannot run is refused before it half-runs.
@@ -433,6 +434,26 @@ impl Engine {
     }
 }
 
+/// What runners said against a run before it starts, as one error: the input's fault (exit
+/// code 2) where every problem is what the steps ask (a GPU type a cluster lacks), else tuna's
+/// surroundings (3: a bucket that is missing or refuses the credentials, a cluster that
+/// refuses its token).
+fn refused_by_runners(problems: Vec<tuna_runners::RunnerError>) -> Result<(), EngineError> {
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let text = problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    if problems.iter().all(tuna_runners::RunnerError::is_input) {
+        Err(EngineError::Invalid(text))
+    } else {
+        Err(EngineError::Runner(text))
+    }
+}
+
 impl Engine {
     /// Drives a run recorded in the store until it ends: a new one from [`Engine::create_run`],
     /// or one made ready by [`Engine::prepare_resume`].
@@ -500,5 +521,25 @@ impl Engine {
         self.store.put_run(&run)?;
         self.store.flush()?;
         Ok(stopped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tuna_runners::RunnerError;
+
+    #[test]
+    fn runners_refusing_what_steps_ask_is_input_and_a_failing_runner_is_not() {
+        assert!(refused_by_runners(Vec::new()).is_ok());
+        let lacks = || RunnerError::Refused("runner `ray`: no GPU of type `h100`".into());
+        let e = refused_by_runners(vec![lacks()]).unwrap_err();
+        assert!(e.is_input(), "{e}");
+        assert_eq!(e.code(), "tuna::engine::invalid");
+        let bucket = RunnerError::remote("ray", "runner `ray`: bucket `b` does not exist");
+        let e = refused_by_runners(vec![lacks(), bucket]).unwrap_err();
+        assert!(!e.is_input(), "{e}");
+        assert_eq!(e.code(), "tuna::engine::runner");
+        assert!(e.to_string().contains("h100") && e.to_string().contains("bucket `b`"));
     }
 }

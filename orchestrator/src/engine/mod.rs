@@ -46,6 +46,7 @@ pub use job::merged_params;
 pub use leaderboard::{Board, BoardEntry, DEFAULT_THRESHOLD, record_run, rows_for_run};
 pub use ledger::Cost;
 pub use plan::PlanRow;
+pub use pool::{PoolGpu, PoolRunner};
 pub use progress::{Bars, Plain, Progress, Quiet, Reporter};
 pub use pull::Pulled;
 pub use remote_gc::{HostGc, HostState};

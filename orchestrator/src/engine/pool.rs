@@ -9,6 +9,7 @@ use tuna_runners::{Gpu, Runner};
 
 use crate::workflow::{RunsOn, Selector};
 
+/// A runner in the pool: its name, its slots and GPUs, and what is taken of them.
 pub struct PoolRunner {
     pub name: String,
     /// `local`, `ssh`, … (enters the cache key).
@@ -21,6 +22,23 @@ pub struct PoolRunner {
     pub price_per_hour: f64,
 }
 
+impl PoolRunner {
+    /// A runner with `slots` CPU slots, no GPUs and no price; `class` is its type (`local`,
+    /// `ssh`, …), which enters the cache key.
+    pub fn new(name: &str, class: &str, runner: Arc<dyn Runner>, slots: u32) -> PoolRunner {
+        PoolRunner {
+            name: name.to_string(),
+            class: class.to_string(),
+            runner,
+            slots,
+            used: 0,
+            gpus: Vec::new(),
+            price_per_hour: 0.0,
+        }
+    }
+}
+
+/// One GPU of a runner in the pool.
 pub struct PoolGpu {
     pub kind: String,
     pub index: u32,

@@ -75,10 +75,16 @@ impl Walk {
             return Verdict::Gone;
         }
         let needs = &self.needs[i];
+        // A step cancelled on its own (its runner stopped it, not a cancel of the run, which
+        // schedules nothing more) did not pass either: what needs it is skipped, not left
+        // waiting for ever; a resume sets both back to Pending.
         if let Some(&bad) = needs.iter().find(|&&u| {
             matches!(
                 status(u),
-                StepStatus::Failed | StepStatus::TimedOut | StepStatus::Skipped
+                StepStatus::Failed
+                    | StepStatus::TimedOut
+                    | StepStatus::Skipped
+                    | StepStatus::Cancelled
             )
         }) {
             return Verdict::Skip(bad);
@@ -172,6 +178,16 @@ mod tests {
         w.leave(2);
         w.finished(2, |i| st[i]);
         assert_eq!(w.verdict(3, |i| st[i]), Verdict::Skip(1));
+    }
+
+    #[test]
+    fn a_cancelled_step_makes_its_dependents_skip() {
+        let mut st = [Passed, Passed, Running, Pending, Pending];
+        let mut w = Walk::from_needs(diamond(), |i| st[i]);
+        st[2] = Cancelled;
+        w.finished(2, |i| st[i]);
+        assert_eq!(w.frontier(), [3, 4]);
+        assert_eq!(w.verdict(3, |i| st[i]), Verdict::Skip(2));
     }
 
     #[test]

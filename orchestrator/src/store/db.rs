@@ -33,6 +33,20 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
 }
 
+impl StoreError {
+    /// A stable name for the kind of failure (`tuna::store::…`), as the engine's errors and
+    /// the workflow's diagnostics have theirs. Every one is tuna's surroundings (exit code 3).
+    pub fn code(&self) -> &'static str {
+        match self {
+            StoreError::Locked { .. } => "tuna::store::locked",
+            StoreError::Sled { .. } => "tuna::store::sled",
+            StoreError::Decode { .. } => "tuna::store::decode",
+            StoreError::TooNew { .. } => "tuna::store::too_new",
+            StoreError::Io(_) => "tuna::store::io",
+        }
+    }
+}
+
 impl From<sled::Error> for StoreError {
     fn from(source: sled::Error) -> Self {
         StoreError::Sled {
@@ -288,3 +302,30 @@ macro_rules! has_format {
     ($($t:ty),*) => {$(impl HasFormat for $t { fn format(&self) -> u32 { self.format } })*};
 }
 has_format!(RunRecord, StepRecord, CacheEntry, LastKey);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_store_error_has_its_code() {
+        let locked = StoreError::Locked {
+            path: PathBuf::from("/h/db"),
+            pid: "7".into(),
+        };
+        assert_eq!(locked.code(), "tuna::store::locked");
+        let too_new = StoreError::TooNew {
+            key: "run/x".into(),
+            found: FORMAT_MAJOR + 1,
+        };
+        assert_eq!(too_new.code(), "tuna::store::too_new");
+        let io = StoreError::Io(std::io::Error::other("disk"));
+        assert_eq!(io.code(), "tuna::store::io");
+        let decode = serde_json::from_str::<u32>("x").unwrap_err();
+        let decode = StoreError::Decode {
+            key: "k".into(),
+            source: decode,
+        };
+        assert_eq!(decode.code(), "tuna::store::decode");
+    }
+}

@@ -43,7 +43,7 @@ pub(crate) fn launch(dir: &Path, shim: &Path, spec: &LaunchSpec) -> Result<Answe
             }
         }
     }
-    Err(RunnerError::Other(format!(
+    Err(RunnerError::Spawn(format!(
         "cannot reach the supervisor in {} within {}s: {last_problem}",
         dir.display(),
         REACH_WITHIN.as_secs()
@@ -72,8 +72,8 @@ fn parse(line: &str, spec: &LaunchSpec) -> Result<Answer, RunnerError> {
     match (word, owner) {
         ("claimed", Ok(id)) => Ok(Answer::Claimed(id)),
         ("taken", Ok(id)) => Ok(Answer::Taken(id)),
-        ("error", _) => Err(RunnerError::Other(rest.to_owned())),
-        _ => Err(RunnerError::Other(format!(
+        ("error", _) => Err(RunnerError::Spawn(rest.to_owned())),
+        _ => Err(RunnerError::Protocol(format!(
             "the supervisor did not take the attempt {} (it said {line:?})",
             spec.job.attempt_dir.display()
         ))),
@@ -94,7 +94,7 @@ fn start(dir: &Path, shim: &Path, spec: &LaunchSpec) -> Result<(), RunnerError> 
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| {
-            RunnerError::Other(format!("cannot start the shim {}: {e}", shim.display()))
+            RunnerError::Spawn(format!("cannot start the shim {}: {e}", shim.display()))
         })?;
     let mut said = String::new();
     if let Some(out) = child.stdout.take() {
@@ -111,12 +111,12 @@ fn start(dir: &Path, shim: &Path, spec: &LaunchSpec) -> Result<(), RunnerError> 
             std::thread::sleep(Duration::from_millis(2));
             Ok(())
         }
-        "" => Err(RunnerError::Other(format!(
+        "" => Err(RunnerError::Spawn(format!(
             "the shim {} could not start the supervisor in {}: it said nothing",
             shim.display(),
             dir.display(),
         ))),
-        other => Err(RunnerError::Other(format!(
+        other => Err(RunnerError::Spawn(format!(
             "the shim {} could not start the supervisor in {}: {}",
             shim.display(),
             dir.display(),

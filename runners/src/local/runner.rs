@@ -117,7 +117,7 @@ impl Runner for LocalRunner {
         Ok(Handle {
             runner: self.config.name.clone(),
             attempt_dir: job.attempt_dir.clone(),
-            data: serde_json::to_value(id).map_err(|e| RunnerError::Other(e.to_string()))?,
+            data: serde_json::to_value(id).map_err(|e| RunnerError::Protocol(e.to_string()))?,
         })
     }
 
@@ -168,7 +168,7 @@ fn start(supervisor: &Path, shim: &Path, spec: &LaunchSpec) -> Result<ProcId, Ru
     fs::create_dir_all(dir.join(layout::WORK_DIR))?;
     match connect::launch(supervisor, shim, spec) {
         Ok(Answer::Claimed(id) | Answer::Taken(id)) => Ok(id),
-        Err(RunnerError::Other(e)) => Err(RunnerError::Other(format!(
+        Err(RunnerError::Spawn(e)) => Err(RunnerError::Spawn(format!(
             "{e} ({})",
             waiter_log_tail(dir)
         ))),
@@ -211,7 +211,7 @@ fn waiter_log_tail(dir: &Path) -> String {
 
 fn proc_id(handle: &Handle) -> Result<ProcId, RunnerError> {
     serde_json::from_value(handle.data.clone()).map_err(|e| {
-        RunnerError::Other(format!(
+        RunnerError::Protocol(format!(
             "not a handle of the local runner ({e}): {}",
             handle.data
         ))
@@ -227,5 +227,5 @@ async fn blocking<T: Send + 'static>(
 }
 
 fn join_error(e: tokio::task::JoinError) -> RunnerError {
-    RunnerError::Other(format!("a blocking task failed: {e}"))
+    RunnerError::Spawn(format!("a blocking task failed: {e}"))
 }

@@ -24,7 +24,7 @@ pub(crate) fn bring_back(
 ) -> Result<Outcome, RunnerError> {
     let listed: BTreeMap<String, KeptOutput> = match read_regular(&dir.join(OUTPUTS))? {
         Some(b) => serde_json::from_slice(&b)
-            .map_err(|e| RunnerError::Other(format!("{}: {e}", dir.join(OUTPUTS).display())))?,
+            .map_err(|e| RunnerError::Protocol(format!("{}: {e}", dir.join(OUTPUTS).display())))?,
         None => BTreeMap::new(),
     };
     check_listing(&listed, &dir.join(OUTPUTS).display().to_string())?;
@@ -83,7 +83,7 @@ pub(crate) fn check_listing(
         let bad_path = names.clone().find(|p| !plain_relative(p));
         let bad_hex = kept.files.iter().find(|f| !is_blake3(&f.hex));
         if bad_path.is_some() || bad_hex.is_some() {
-            return Err(RunnerError::Other(format!(
+            return Err(RunnerError::Protocol(format!(
                 "{whence}: output `{out}` lists a path or blob that is not allowed ({})",
                 bad_path.unwrap_or_else(|| bad_hex.map_or("", |f| f.hex.as_str()))
             )));
@@ -96,7 +96,7 @@ pub(crate) fn check_listing(
 fn read_regular(path: &Path) -> Result<Option<Vec<u8>>, RunnerError> {
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_file() => Ok(Some(std::fs::read(path)?)),
-        Ok(_) => Err(RunnerError::Other(format!(
+        Ok(_) => Err(RunnerError::Protocol(format!(
             "{} is not a regular file; it is not read",
             path.display()
         ))),

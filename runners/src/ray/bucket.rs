@@ -72,14 +72,15 @@ impl Bucket {
     }
 
     /// Puts the inputs of `job` the store lacks into it, and the job's spec; returns the
-    /// bytes uploaded.
-    pub fn stage(&self, job: &Job) -> Result<u64, RunnerError> {
+    /// bytes uploaded. `runner` is the runner's name, for what a failure says.
+    pub fn stage(&self, job: &Job, runner: &str) -> Result<u64, RunnerError> {
         let fail = |what: &str, e: &dyn std::fmt::Display| {
-            RunnerError::Other(format!(
-                "staging the inputs of `{}` into {}: {what}: {e}",
-                job.step,
-                self.store.url()
-            ))
+            let url = self.store.url();
+            let message = format!(
+                "staging the inputs of `{}` into {url}: {what}: {e}",
+                job.step
+            );
+            RunnerError::remote(runner, message)
         };
         let (blobs, dirs) =
             crate::ssh::plan_stage(&job.stage).map_err(|e| fail("listing them", &e))?;
@@ -120,7 +121,7 @@ impl Bucket {
             outputs: job.outputs.clone(),
         };
         let bytes =
-            serde_json::to_vec_pretty(&spec).map_err(|e| RunnerError::Other(e.to_string()))?;
+            serde_json::to_vec_pretty(&spec).map_err(|e| RunnerError::Protocol(e.to_string()))?;
         self.put_record(SPEC, bytes)
             .map_err(|e| fail("writing the job's spec", &e))?;
         Ok(sent)

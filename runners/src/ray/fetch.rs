@@ -21,7 +21,7 @@ pub(crate) fn bring_back(
     local: &Path,
 ) -> Result<Outcome, RunnerError> {
     let failed = |what: &str, e: &dyn std::fmt::Display| {
-        RunnerError::Other(format!("runner `{runner}`: {what}: {e}"))
+        RunnerError::remote(runner, format!("runner `{runner}`: {what}: {e}"))
     };
     let listed: BTreeMap<String, KeptOutput> = match bucket
         .record(OUTPUTS)

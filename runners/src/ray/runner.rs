@@ -48,7 +48,7 @@ impl RayRunner {
     pub fn new(cfg: RayConfig) -> Result<RayRunner, RunnerError> {
         let store = match &cfg.artifacts {
             RayArtifacts::Shared(root) if !root.is_absolute() => {
-                return Err(RunnerError::Other(format!(
+                return Err(RunnerError::Config(format!(
                     "runner `{}`: artifacts.shared `{}` must be an absolute path",
                     cfg.name,
                     root.display()
@@ -56,17 +56,17 @@ impl RayRunner {
             }
             RayArtifacts::Shared(root) => Store::Shared(Shared::new(root.clone())),
             RayArtifacts::Bucket { node_dir, .. } if !node_dir.starts_with('/') => {
-                return Err(RunnerError::Other(format!(
+                return Err(RunnerError::Config(format!(
                     "runner `{}`: workdir `{node_dir}` must be an absolute path",
                     cfg.name
                 )));
             }
             RayArtifacts::Bucket { store, .. } => Store::Bucket(Arc::new(
                 ObjectBlobs::new(&cfg.name, store)
-                    .map_err(|e| RunnerError::Other(e.to_string()))?,
+                    .map_err(|e| RunnerError::Config(e.to_string()))?,
             )),
         };
-        let client = RayClient::new(&cfg).map_err(RunnerError::Other)?;
+        let client = RayClient::new(&cfg).map_err(RunnerError::Config)?;
         Ok(RayRunner {
             store,
             client,
@@ -90,7 +90,7 @@ impl RayRunner {
         if e.unreachable() {
             self.skip_for(UNREACHABLE_FOR);
         }
-        ray_error(e)
+        ray_error(&self.cfg.name, e)
     }
 
     /// The Ray resources a job asks for: `entrypoint_num_gpus` and one small unit of each GPU
@@ -118,7 +118,7 @@ impl RayRunner {
         for kind in kinds {
             let resource = self.cfg.resource_for(kind);
             if !offered.contains_key(&resource) {
-                return Err(RunnerError::Other(format!(
+                return Err(RunnerError::Refused(format!(
                     "runner `{}`: the Ray cluster at {} has no GPU of type `{kind}` (no node \
                      offers the resource `{resource}`; it offers: {})",
                     self.cfg.name,
@@ -230,10 +230,11 @@ enum Stage {
 }
 
 impl Stage {
-    fn stage(&self, job: &Job) -> Result<(), RunnerError> {
+    /// Stages `job` for the runner called `runner`.
+    fn stage(&self, job: &Job, runner: &str) -> Result<(), RunnerError> {
         match self {
-            Stage::Shared(shared, dir) => stage_shared(shared, job, dir),
-            Stage::Bucket(bucket) => bucket.stage(job).map(|_| ()),
+            Stage::Shared(shared, dir) => stage_shared(shared, job, dir, runner),
+            Stage::Bucket(bucket) => bucket.stage(job, runner).map(|_| ()),
         }
     }
 }
@@ -248,7 +249,7 @@ fn write_secrets(dir: &std::path::Path, job: &Job) -> Result<(), RunnerError> {
         .iter()
         .filter_map(|k| job.env.get(k).map(|v| (k, v)))
         .collect();
-    let bytes = serde_json::to_vec(&values).map_err(|e| RunnerError::Other(e.to_string()))?;
+    let bytes = serde_json::to_vec(&values).map_err(|e| RunnerError::Protocol(e.to_string()))?;
     let tmp = dir.join(format!("{SECRETS}.{}", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     let mut f = std::fs::OpenOptions::new()
@@ -263,14 +264,22 @@ fn write_secrets(dir: &std::path::Path, job: &Job) -> Result<(), RunnerError> {
 }
 
 /// Puts the job's inputs into the shared blobs and writes its spec into the attempt folder.
-fn stage_shared(shared: &Shared, job: &Job, dir: &std::path::Path) -> Result<(), RunnerError> {
+fn stage_shared(
+    shared: &Shared,
+    job: &Job,
+    dir: &std::path::Path,
+    runner: &str,
+) -> Result<(), RunnerError> {
     let (blobs, dirs) = crate::ssh::plan_stage(&job.stage)
-        .map_err(|e| RunnerError::Other(format!("staging the inputs of `{}`: {e}", job.step)))?;
+        .map_err(|e| RunnerError::Protocol(format!("staging the inputs of `{}`: {e}", job.step)))?;
     let mut files = Vec::new();
     for b in blobs {
         if let Some(src) = &b.source {
             shared.put_known(src, &b.digest).map_err(|e| {
-                RunnerError::Other(format!("staging `{}` of `{}`: {e}", b.dest, job.step))
+                RunnerError::remote(
+                    runner,
+                    format!("staging `{}` of `{}`: {e}", b.dest, job.step),
+                )
             })?;
         }
         files.push(SpecFile {
@@ -286,22 +295,23 @@ fn stage_shared(shared: &Shared, job: &Job, dir: &std::path::Path) -> Result<(),
         outputs: job.outputs.clone(),
     };
     std::fs::create_dir_all(dir)?;
-    let bytes = serde_json::to_vec_pretty(&spec).map_err(|e| RunnerError::Other(e.to_string()))?;
+    let bytes =
+        serde_json::to_vec_pretty(&spec).map_err(|e| RunnerError::Protocol(e.to_string()))?;
     write_atomic(&dir.join(SPEC), &bytes)?;
     Ok(())
 }
 
-pub(crate) fn ray_error(e: RayError) -> RunnerError {
+pub(crate) fn ray_error(runner: &str, e: RayError) -> RunnerError {
     if e.unreachable() {
         RunnerError::Unavailable(e.to_string())
     } else {
-        RunnerError::Other(e.to_string())
+        RunnerError::remote(runner, e)
     }
 }
 
 fn ray_handle(handle: &Handle) -> Result<RayHandle, RunnerError> {
     serde_json::from_value(handle.data.clone()).map_err(|e| {
-        RunnerError::Other(format!(
+        RunnerError::Protocol(format!(
             "not a handle of a Ray runner ({e}): {}",
             handle.data
         ))
@@ -325,7 +335,7 @@ impl Runner for RayRunner {
     async fn launch(&self, job: &Job) -> Result<Handle, RunnerError> {
         if !job.secrets.is_empty() && matches!(self.store, Store::Bucket(_)) {
             // The values would have to travel through the bucket, which keeps what it is given.
-            return Err(RunnerError::Other(format!(
+            return Err(RunnerError::Refused(format!(
                 "step `{}` has secrets ({}), which runner `{}` cannot pass: its artifacts are in a bucket, and the values would be written there; use `artifacts: {{ shared: … }}` for it, or run the step on a local or ssh runner",
                 job.step,
                 job.secrets.join(", "),
@@ -338,7 +348,7 @@ impl Runner for RayRunner {
         let records = match &self.store {
             Store::Bucket(_) => Some(
                 Bucket::attempt_key(&job.run_id, &job.step, &job.attempt.to_string())
-                    .map_err(RunnerError::Other)?,
+                    .map_err(RunnerError::Protocol)?,
             ),
             Store::Shared(_) => None,
         };
@@ -352,7 +362,7 @@ impl Runner for RayRunner {
         let handle = Handle {
             runner: self.cfg.name.clone(),
             attempt_dir: job.attempt_dir.clone(),
-            data: serde_json::to_value(&data).map_err(|e| RunnerError::Other(e.to_string()))?,
+            data: serde_json::to_value(&data).map_err(|e| RunnerError::Protocol(e.to_string()))?,
         };
         // Launched before (tuna crashed after submitting): watch that job.
         if self
@@ -373,9 +383,10 @@ impl Runner for RayRunner {
             (Store::Shared(shared), _) => Stage::Shared(shared.clone(), PathBuf::from(&dir_s)),
             (Store::Bucket(_), None) => unreachable!("a bucket runner's handle names its records"),
         };
-        tokio::task::spawn_blocking(move || to.stage(&staged))
+        let name = self.cfg.name.clone();
+        tokio::task::spawn_blocking(move || to.stage(&staged, &name))
             .await
-            .map_err(|e| RunnerError::Other(format!("a blocking task failed: {e}")))??;
+            .map_err(|e| RunnerError::Spawn(format!("a blocking task failed: {e}")))??;
         if !job.secrets.is_empty() {
             // Never in runtime_env (Ray shows it in the job's details): a file only the user
             // reads, in the attempt folder, that the wrapper takes and removes before the
@@ -415,7 +426,7 @@ impl Runner for RayRunner {
         self.client
             .stop(&data.submission_id)
             .await
-            .map_err(|e| RunnerError::Other(e.to_string()))
+            .map_err(|e| RunnerError::remote(&self.cfg.name, e))
     }
 
     /// Full or unreachable counts as down for placement for a while: a step's next attempt
@@ -437,9 +448,9 @@ impl Runner for RayRunner {
                 let store = Arc::clone(store);
                 tokio::task::spawn_blocking(move || store.check(check::STORE_TIMEOUT))
                     .await
-                    .map_err(|e| RunnerError::Other(format!("a blocking task failed: {e}")))?
+                    .map_err(|e| RunnerError::Spawn(format!("a blocking task failed: {e}")))?
                     .map(|_| ())
-                    .map_err(|e| RunnerError::Other(e.to_string()))
+                    .map_err(|e| RunnerError::remote(&self.cfg.name, e))
             }
             Store::Shared(_) => Ok(()),
         }

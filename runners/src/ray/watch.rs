@@ -57,7 +57,7 @@ pub(crate) async fn watch(
                     reason: e.to_string(),
                 });
             }
-            Err(e) => return Err(ray_error(e)),
+            Err(e) => return Err(ray_error(&runner.cfg.name, e)),
         };
         if let Ok(text) = runner.client.logs(id).await {
             logs::append_new(local, &text)?;
@@ -101,7 +101,11 @@ pub(crate) async fn watch(
                 local,
                 &format!("stopping Ray job {id} at its timeout ({limit} s)"),
             )?;
-            runner.client.stop(id).await.map_err(ray_error)?;
+            runner
+                .client
+                .stop(id)
+                .await
+                .map_err(|e| ray_error(&runner.cfg.name, e))?;
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 3 / 2).min(runner.cfg.poll_max);
@@ -121,12 +125,12 @@ async fn finish(runner: &RayRunner, h: &RayHandle, local: &Path) -> Result<Outco
     tokio::task::spawn_blocking(move || match (bucket, shared) {
         (Some(b), _) => fetch::bring_back(&b, &name, keep_over, &local),
         (None, Some(s)) => back::bring_back(&s, Path::new(&dir), &local),
-        (None, None) => Err(RunnerError::Other(format!(
+        (None, None) => Err(RunnerError::Protocol(format!(
             "runner `{name}`: the handle of {dir} names no records in the bucket"
         ))),
     })
     .await
-    .map_err(|e| RunnerError::Other(format!("a blocking task failed: {e}")))?
+    .map_err(|e| RunnerError::Spawn(format!("a blocking task failed: {e}")))?
 }
 
 /// The wrapper's exit record of a failed job, if it wrote one.
@@ -155,10 +159,14 @@ async fn give_up(
     match runner.bucket_of(h) {
         Some(b) => tokio::task::spawn_blocking(move || b.put_record(ABANDONED, Vec::new()))
             .await
-            .map_err(|e| RunnerError::Other(format!("a blocking task failed: {e}")))??,
+            .map_err(|e| RunnerError::Spawn(format!("a blocking task failed: {e}")))??,
         None => std::fs::write(Path::new(&h.dir).join(ABANDONED), b"")?,
     }
-    runner.client.stop(id).await.map_err(ray_error)?;
+    runner
+        .client
+        .stop(id)
+        .await
+        .map_err(|e| ray_error(&runner.cfg.name, e))?;
     runner.skip_for(super::runner::FULL_FOR);
     let reason = format!(
         "runner `{}`: Ray job {id} waited for resources (PENDING) longer than \

@@ -40,7 +40,7 @@ impl SshRunner {
     /// A runner for the host in `config`. Connects on first use. `workdir` must be absolute.
     pub fn new(config: SshConfig) -> Result<SshRunner, RunnerError> {
         if !config.workdir.starts_with('/') {
-            return Err(RunnerError::Other(format!(
+            return Err(RunnerError::Config(format!(
                 "runner `{}`: workdir `{}` must be an absolute path on the host",
                 config.name, config.workdir
             )));
@@ -77,7 +77,7 @@ impl SshRunner {
 fn launch(host: &Host, job: &Job, dir: &str) -> Result<(Handle, StageReport), RunnerError> {
     std::fs::create_dir_all(job.attempt_dir.join("work"))?;
     let (blobs, dirs) = stage::plan(&job.stage)
-        .map_err(|e| RunnerError::Other(format!("staging the inputs of `{}`: {e}", job.step)))?;
+        .map_err(|e| RunnerError::Protocol(format!("staging the inputs of `{}`: {e}", job.step)))?;
     let nonce = format!(
         "{}-{}",
         std::process::id(),
@@ -130,7 +130,7 @@ fn launch(host: &Host, job: &Job, dir: &str) -> Result<(Handle, StageReport), Ru
     let (supervisor, report) = match result {
         Ok(v) => v,
         Err(HostError::Down(reason)) => return Err(RunnerError::Unavailable(reason)),
-        Err(e) => return Err(RunnerError::Other(e.to_string())),
+        Err(e) => return Err(RunnerError::remote(&host.cfg.name, e)),
     };
     let data = SshHandle {
         host: host.cfg.host_entry(),
@@ -142,7 +142,7 @@ fn launch(host: &Host, job: &Job, dir: &str) -> Result<(Handle, StageReport), Ru
         Handle {
             runner: host.cfg.name.clone(),
             attempt_dir: job.attempt_dir.clone(),
-            data: serde_json::to_value(data).map_err(|e| RunnerError::Other(e.to_string()))?,
+            data: serde_json::to_value(data).map_err(|e| RunnerError::Protocol(e.to_string()))?,
         },
         report,
     ))
@@ -230,7 +230,7 @@ fn env_file(job: &Job, dir: &str, tuna: &str) -> Result<String, RunnerError> {
 
 fn ssh_handle(handle: &Handle) -> Result<SshHandle, RunnerError> {
     serde_json::from_value(handle.data.clone()).map_err(|e| {
-        RunnerError::Other(format!(
+        RunnerError::Protocol(format!(
             "not a handle of an ssh runner ({e}): {}",
             handle.data
         ))
@@ -281,7 +281,7 @@ impl Runner for SshRunner {
                     )))
                 }
             })
-            .map_err(|e| RunnerError::Other(e.to_string()))
+            .map_err(|e| RunnerError::remote(&host.cfg.name, e))
         })
         .await
     }
@@ -312,5 +312,5 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, RunnerError> {
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|e| RunnerError::Other(format!("a blocking task failed: {e}")))?
+        .map_err(|e| RunnerError::Spawn(format!("a blocking task failed: {e}")))?
 }

@@ -44,7 +44,7 @@ pub(crate) fn watch(
 ) -> Result<Outcome, RunnerError> {
     let outcome = wait(host, board, masks, handle, local)?;
     logs::finish(masks, &handle.dir, local).map_err(|e| match e {
-        OpError::Conn(m) | OpError::Fatal(m) => RunnerError::Other(m),
+        OpError::Conn(m) | OpError::Fatal(m) => RunnerError::remote(&host.cfg.name, m),
     })?;
     Ok(outcome)
 }
@@ -65,7 +65,7 @@ fn wait(
         let state = match host.retrying(|c| look(c, board, masks, &handle.dir, local)) {
             Ok(s) => s,
             Err(HostError::Down(reason)) => return Ok(Outcome::Lost { reason }),
-            Err(e) => return Err(RunnerError::Other(e.to_string())),
+            Err(e) => return Err(RunnerError::remote(&host.cfg.name, e)),
         };
         match state {
             State::Exited(json) => return finish(host, handle, local, &json),
@@ -107,7 +107,7 @@ fn finish(
     json: &str,
 ) -> Result<Outcome, RunnerError> {
     let record: ExitRecord = serde_json::from_str(json).map_err(|e| {
-        RunnerError::Other(format!(
+        RunnerError::Protocol(format!(
             "{}/exit.json on {} is not an exit record ({e}): {json}",
             handle.dir, handle.host
         ))
@@ -120,7 +120,7 @@ fn finish(
                     reason: format!("the job ended but its outputs could not be fetched: {reason}"),
                 });
             }
-            Err(e) => return Err(RunnerError::Other(e.to_string())),
+            Err(e) => return Err(RunnerError::remote(&host.cfg.name, e)),
         }
     }
     std::fs::write(local.join("exit.json"), json)?;

@@ -8,6 +8,7 @@ mod eval;
 mod metrics;
 mod run;
 mod schedule;
+mod setup;
 
 pub use crate::settings::{FinetuneConfig, Quantize};
 pub use metrics::Metrics;

@@ -1,7 +1,7 @@
-//! The fine-tuning loop: load → (NF4) → LoRA → resume from the newest checkpoint → steps of
-//! accumulated micro-batches with clipping, AdamW and a warm-up/cosine schedule, with the loss
-//! on the eval data every `eval_every` steps and after the last → adapter, optional merged
-//! model and `metrics.json`.
+//! The fine-tuning loop: set-up (`setup.rs`: load → (NF4) → LoRA, data, optimizer) → resume
+//! from the newest checkpoint → optimizer steps of accumulated micro-batches with clipping,
+//! AdamW and a warm-up/cosine schedule, with the loss on the eval data every `eval_every` steps
+//! and after the last, and checkpoints → adapter, optional merged model and `metrics.json`.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,20 +9,15 @@ use std::time::Instant;
 
 use tch::Device;
 
-use super::adamw::AdamW;
-use super::batches::{BatchPlan, collate};
+use super::batches::collate;
 use super::checkpoint::{self, CheckpointState};
-use super::data::load_jsonl;
-use super::eval::EvalSet;
 use super::metrics::{Metrics, cuda_process_bytes, guess_gpu_key, peak_rss_bytes, project};
-use super::schedule::Schedule;
-use crate::ml::adapt::{apply_lora, lora_parameters, lora_targets, parameter_counts, quantize_nf4};
+use super::setup::Training;
+use crate::ml::adapt::parameter_counts;
 use crate::ml::error::{MlError, MlResult};
-use crate::ml::loader::load_causal_lm;
 use crate::ml::mode::{Mode, mix};
 use crate::ml::peft::{save_adapter, save_merged};
-use crate::ml::tokenizer::TextTokenizer;
-use crate::settings::{FinetuneConfig, Quantize};
+use crate::settings::FinetuneConfig;
 
 /// Progress of one optimizer step.
 #[derive(Debug, Clone)]
@@ -84,119 +79,92 @@ pub fn finetune_with(
     out_dir: &Path,
     hooks: &FinetuneHooks<'_>,
 ) -> MlResult<Metrics> {
-    config.validate()?;
-    if config.eval_every.is_some() && eval_jsonl.is_none() {
-        return Err(MlError::Setting {
-            key: "eval_every".into(),
-            message: "needs eval data to compute the loss on".into(),
-        });
+    let mut run = Training::set_up(config, model_dir, data_jsonl, eval_jsonl, out_dir)?;
+    let mut so_far = run.resume(out_dir)?;
+    for step in so_far.start..run.total_steps {
+        let (loss, lr, grad_norm) = run.optimizer_step(config, step, &mut so_far)?;
+        let done = step + 1;
+        let eval_loss = run.evaluate(config, done, &mut so_far);
+        let checkpointed = run.checkpoint(config, out_dir, done, &so_far)?;
+        if let Some(f) = hooks.on_step {
+            f(&StepReport {
+                step: done,
+                total_steps: run.total_steps,
+                loss,
+                lr,
+                grad_norm,
+                checkpointed,
+                eval_loss,
+                tokens_per_s: so_far.tokens_trained as f64 / so_far.train_seconds.max(1e-9),
+            });
+        }
+        if hooks.cancel.is_some_and(|c| c.load(Ordering::SeqCst)) && done < run.total_steps {
+            return Err(MlError::Cancelled { step: done });
+        }
     }
-    if let Some(n) = config.threads {
-        tch::set_num_threads(n);
-    }
-    let device = config
-        .device
-        .resolve()
-        .map_err(|message| MlError::Setting {
-            key: "device".into(),
-            message,
-        })?;
-    std::fs::create_dir_all(out_dir)
-        .map_err(|e| MlError::io(format!("creating {}", out_dir.display()), e))?;
+    run.finish(config, model_dir, out_dir, so_far)
+}
 
-    let tok = TextTokenizer::from_model_dir(model_dir)?;
-    let mut model = load_causal_lm(model_dir, config.dtype, device)?;
-    let info = model.info().clone();
-    if tok.vocab_size() as i64 > info.vocab_size {
-        return Err(MlError::Tokenizer {
-            path: model_dir.join("tokenizer.json"),
-            message: format!(
-                "has {} tokens but the model only {}",
-                tok.vocab_size(),
-                info.vocab_size
-            ),
-        });
-    }
-    let eos = if config.append_eos {
-        info.eos_token_id
-    } else {
-        None
-    };
-    let max_len = config.max_seq_len.min(info.max_positions as usize);
-    let data = load_jsonl(data_jsonl, &tok, max_len, eos)?;
-    let pad = info.pad_token_id.unwrap_or(0);
-    let eval_set = match eval_jsonl {
-        Some(path) => Some(EvalSet {
-            data: load_jsonl(path, &tok, max_len, eos)?,
-            batch_size: config.batch_size,
-            pad,
-            device,
-        }),
-        None => None,
-    };
+/// What the steps of a run add up to: the losses (restored from a checkpoint, then one per
+/// step), the eval losses and the steps they were taken at, and the tokens and time trained
+/// in this attempt.
+struct SoFar {
+    /// The step the run starts from (a checkpoint's, else 0).
+    start: u64,
+    losses: Vec<f64>,
+    eval_losses: Vec<f64>,
+    eval_steps: Vec<u64>,
+    tokens_trained: u64,
+    train_seconds: f64,
+    step_seconds: Vec<f64>,
+}
 
-    if config.quantize == Quantize::Nf4 {
-        quantize_nf4(model.as_mut(), config.double_quant);
-    }
-    apply_lora(model.as_mut(), &config.lora, config.seed)?;
-    let targets = lora_targets(model.as_ref(), &config.lora);
-    let named = lora_parameters(model.as_ref());
-    let names: Vec<String> = named.iter().map(|(n, _)| n.clone()).collect();
-    let mut opt = AdamW::new(
-        named.into_iter().map(|(_, t)| t).collect(),
-        config.adam_beta1,
-        config.adam_beta2,
-        config.adam_eps,
-        config.weight_decay,
-    );
-
-    let mut plan = BatchPlan::new(
-        data.examples.iter().map(|e| e.ids.len()).collect(),
-        config.batch_size,
-        config.group_by_length,
-        config.seed,
-    );
-    let accum = config.grad_accum as u64;
-    let full_steps = (plan.per_epoch() * u64::from(config.epochs.max(1))).div_ceil(accum);
-    let total_steps = config.max_steps.unwrap_or(full_steps);
-    let warmup = if config.warmup_steps > 0 {
-        config.warmup_steps
-    } else {
-        (config.warmup_ratio * total_steps as f64).ceil() as u64
-    };
-    let schedule = Schedule {
-        peak: config.learning_rate,
-        warmup,
-        total: total_steps,
-    };
-    let fingerprint = fingerprint(config, model_dir, data_jsonl)?;
-
-    let mut losses = Vec::new();
-    let (mut eval_losses, mut eval_steps) = (Vec::new(), Vec::new());
-    let mut start = 0;
-    if let Some(dir) = checkpoint::latest(out_dir) {
-        let state = checkpoint::restore(&dir, &names, &mut opt, &fingerprint)?;
-        start = state.step;
-        losses = state.losses;
-        eval_losses = state.eval_losses;
-        eval_steps = state.eval_steps;
+impl Training {
+    /// Where the run starts: the newest checkpoint in `out_dir` (its step, losses and the
+    /// optimizer's state), else step 0.
+    fn resume(&mut self, out_dir: &Path) -> MlResult<SoFar> {
+        let mut so_far = SoFar {
+            start: 0,
+            losses: Vec::new(),
+            eval_losses: Vec::new(),
+            eval_steps: Vec::new(),
+            tokens_trained: 0,
+            train_seconds: 0.0,
+            step_seconds: Vec::new(),
+        };
+        if let Some(dir) = checkpoint::latest(out_dir) {
+            let state = checkpoint::restore(&dir, &self.names, &mut self.opt, &self.fingerprint)?;
+            so_far.start = state.step;
+            so_far.losses = state.losses;
+            so_far.eval_losses = state.eval_losses;
+            so_far.eval_steps = state.eval_steps;
+        }
+        Ok(so_far)
     }
 
-    let mut tokens_trained = 0u64;
-    let mut train_seconds = 0.0;
-    let mut step_seconds = Vec::new();
-    for step in start..total_steps {
+    /// One optimizer step (0-based `step`): its accumulated micro-batches forward and
+    /// backward, clipping, AdamW at the schedule's rate. Returns the step's loss, rate and
+    /// gradient norm before clipping; a loss that is not finite stops the run.
+    fn optimizer_step(
+        &mut self,
+        config: &FinetuneConfig,
+        step: u64,
+        so_far: &mut SoFar,
+    ) -> MlResult<(f64, f64, f64)> {
         let t0 = Instant::now();
+        let accum = self.accum;
         let micro: Vec<Vec<usize>> = (step * accum..(step + 1) * accum)
-            .map(|i| plan.batch(i))
+            .map(|i| self.plan.batch(i))
             .collect();
         let batches: Vec<_> = micro
             .iter()
             .map(|idx| {
                 collate(
-                    &idx.iter().map(|&j| &data.examples[j]).collect::<Vec<_>>(),
-                    pad,
-                    device,
+                    &idx.iter()
+                        .map(|&j| &self.data.examples[j])
+                        .collect::<Vec<_>>(),
+                    self.pad,
+                    self.device,
                 )
             })
             .collect();
@@ -206,14 +174,14 @@ pub fn finetune_with(
             let mode = Mode::Train {
                 seed: mix(config.seed, step * accum + k as u64),
             };
-            let loss = b.loss_sum(model.as_ref(), mode);
+            let loss = b.loss_sum(self.model.as_ref(), mode);
             (&loss / denom).backward();
             loss_sum += loss.double_value(&[]);
-            tokens_trained += b.tokens as u64;
+            so_far.tokens_trained += b.tokens as u64;
         }
-        let grad_norm = opt.clip_grad_norm(config.max_grad_norm);
-        let lr = schedule.lr(step);
-        opt.step(lr);
+        let grad_norm = self.opt.clip_grad_norm(config.max_grad_norm);
+        let lr = self.schedule.lr(step);
+        self.opt.step(lr);
         let loss = loss_sum / denom;
         if !loss.is_finite() {
             return Err(MlError::Setting {
@@ -224,129 +192,148 @@ pub fn finetune_with(
                 ),
             });
         }
-        losses.push(loss);
+        so_far.losses.push(loss);
         let took = t0.elapsed().as_secs_f64();
-        train_seconds += took;
-        step_seconds.push(took);
-        let done = step + 1;
-        let eval_loss = eval_set
+        so_far.train_seconds += took;
+        so_far.step_seconds.push(took);
+        Ok((loss, lr, grad_norm))
+    }
+
+    /// The loss on the eval data after step `done` (1-based), every `eval_every` steps and
+    /// after the last, where there is eval data.
+    fn evaluate(&self, config: &FinetuneConfig, done: u64, so_far: &mut SoFar) -> Option<f64> {
+        let eval_loss = self
+            .eval_set
             .as_ref()
-            .filter(|_| done == total_steps || config.eval_every.is_some_and(|n| done % n == 0))
-            .map(|set| set.loss(model.as_ref()));
+            .filter(|_| {
+                done == self.total_steps
+                    || config.eval_every.is_some_and(|n| done.is_multiple_of(n))
+            })
+            .map(|set| set.loss(self.model.as_ref()));
         if let Some(l) = eval_loss {
-            eval_losses.push(l);
-            eval_steps.push(done);
+            so_far.eval_losses.push(l);
+            so_far.eval_steps.push(done);
         }
-        let checkpointed = config.checkpoint_every > 0
-            && done % config.checkpoint_every == 0
-            && done < total_steps;
-        if checkpointed {
+        eval_loss
+    }
+
+    /// A checkpoint after step `done` every `checkpoint_every` steps (not after the last,
+    /// which the adapter stands for); whether one was written.
+    fn checkpoint(
+        &self,
+        config: &FinetuneConfig,
+        out_dir: &Path,
+        done: u64,
+        so_far: &SoFar,
+    ) -> MlResult<bool> {
+        let due = config.checkpoint_every > 0
+            && done.is_multiple_of(config.checkpoint_every)
+            && done < self.total_steps;
+        if due {
             let state = CheckpointState {
                 step: done,
-                losses: losses.clone(),
-                eval_losses: eval_losses.clone(),
-                eval_steps: eval_steps.clone(),
-                fingerprint: fingerprint.clone(),
+                losses: so_far.losses.clone(),
+                eval_losses: so_far.eval_losses.clone(),
+                eval_steps: so_far.eval_steps.clone(),
+                fingerprint: self.fingerprint.clone(),
             };
-            checkpoint::save(out_dir, &names, &opt, &state, config.keep_checkpoints)?;
+            checkpoint::save(
+                out_dir,
+                &self.names,
+                &self.opt,
+                &state,
+                config.keep_checkpoints,
+            )?;
         }
-        if let Some(f) = hooks.on_step {
-            f(&StepReport {
-                step: done,
-                total_steps,
-                loss,
-                lr,
-                grad_norm,
-                checkpointed,
-                eval_loss,
-                tokens_per_s: tokens_trained as f64 / train_seconds.max(1e-9),
-            });
-        }
-        if hooks.cancel.is_some_and(|c| c.load(Ordering::SeqCst)) && done < total_steps {
-            return Err(MlError::Cancelled { step: done });
-        }
+        Ok(due)
     }
 
-    save_adapter(
-        model.as_ref(),
-        &config.lora,
-        &targets,
-        &model_dir.display().to_string(),
-        &out_dir.join("adapter"),
-    )?;
-    if config.save_merged {
-        save_merged(model.as_ref(), model_dir, &out_dir.join("merged"))?;
-    }
+    /// The end of a run: the adapter (and the merged model when asked), then the metrics,
+    /// written to `metrics.json` and returned.
+    fn finish(
+        self,
+        config: &FinetuneConfig,
+        model_dir: &Path,
+        out_dir: &Path,
+        so_far: SoFar,
+    ) -> MlResult<Metrics> {
+        let (model, device) = (self.model, self.device);
+        save_adapter(
+            model.as_ref(),
+            &config.lora,
+            &self.targets,
+            &model_dir.display().to_string(),
+            &out_dir.join("adapter"),
+        )?;
+        if config.save_merged {
+            save_merged(model.as_ref(), model_dir, &out_dir.join("merged"))?;
+        }
 
-    let (trainable, total) = parameter_counts(model.as_ref());
-    let base_linear_bytes = model.linears().iter().map(|(_, l)| l.base_bytes()).sum();
-    let (peak, memory_kind) = match device {
-        Device::Cuda(_) => (cuda_process_bytes().unwrap_or(0), "cuda_process"),
-        _ => (peak_rss_bytes(), "cpu_rss"),
-    };
-    let tokens_per_s = if train_seconds > 0.0 {
-        tokens_trained as f64 / train_seconds
-    } else {
-        0.0
-    };
-    let dataset_tokens = data.tokens();
-    let full_tokens = dataset_tokens as f64 * f64::from(config.epochs.max(1));
-    let projected_hours = if tokens_per_s > 0.0 {
-        full_tokens / tokens_per_s / 3600.0
-    } else {
-        0.0
-    };
-    let keys: Vec<&String> = config.gpu_speeds.keys().collect();
-    let gpu = config.gpu.clone().or_else(|| match device {
-        Device::Cuda(i) => guess_gpu_key(i, &keys),
-        _ => Some("cpu".to_string()),
-    });
-    let metrics = Metrics {
-        loss_first: losses.first().copied().unwrap_or(f64::NAN),
-        loss_last: losses.last().copied().unwrap_or(f64::NAN),
-        steps: losses.len() as u64,
-        losses,
-        eval_loss: eval_losses.last().copied(),
-        eval_losses,
-        eval_steps,
-        total_steps,
-        resumed_from_step: start,
-        tokens_per_s,
-        tokens_trained,
-        train_seconds,
-        step_seconds,
-        peak_memory_bytes: peak,
-        memory_kind: memory_kind.into(),
-        base_linear_bytes,
-        trainable_params: trainable,
-        total_params: total,
-        trainable_share: trainable as f64 / total.max(1) as f64,
-        examples: data.examples.len(),
-        skipped_examples: data.skipped,
-        dataset_tokens,
-        device: format!("{device:?}").to_ascii_lowercase(),
-        projected_by_gpu: project(projected_hours, gpu.as_deref(), &config.gpu_speeds),
-        gpu,
-        projected_hours,
-    };
-    let path = out_dir.join("metrics.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&metrics).expect("json"))
-        .map_err(|e| MlError::io(format!("writing {}", path.display()), e))?;
-    Ok(metrics)
-}
-
-/// Settings, model folder and data contents: what a checkpoint must agree with.
-fn fingerprint(config: &FinetuneConfig, model_dir: &Path, data: &Path) -> MlResult<String> {
-    let bytes =
-        std::fs::read(data).map_err(|e| MlError::io(format!("reading {}", data.display()), e))?;
-    // The folder as resolved: an attempt reaches the same model through its own symlink.
-    let model_dir = std::fs::canonicalize(model_dir).unwrap_or_else(|_| model_dir.to_path_buf());
-    let text = format!("{}|{}|", config.fingerprint_value(), model_dir.display());
-    let h = text
-        .bytes()
-        .chain(bytes)
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        let SoFar {
+            start,
+            losses,
+            eval_losses,
+            eval_steps,
+            tokens_trained,
+            train_seconds,
+            step_seconds,
+        } = so_far;
+        let total_steps = self.total_steps;
+        let data = self.data;
+        let (trainable, total) = parameter_counts(model.as_ref());
+        let base_linear_bytes = model.linears().iter().map(|(_, l)| l.base_bytes()).sum();
+        let (peak, memory_kind) = match device {
+            Device::Cuda(_) => (cuda_process_bytes().unwrap_or(0), "cuda_process"),
+            _ => (peak_rss_bytes(), "cpu_rss"),
+        };
+        let tokens_per_s = if train_seconds > 0.0 {
+            tokens_trained as f64 / train_seconds
+        } else {
+            0.0
+        };
+        let dataset_tokens = data.tokens();
+        let full_tokens = dataset_tokens as f64 * f64::from(config.epochs.max(1));
+        let projected_hours = if tokens_per_s > 0.0 {
+            full_tokens / tokens_per_s / 3600.0
+        } else {
+            0.0
+        };
+        let keys: Vec<&String> = config.gpu_speeds.keys().collect();
+        let gpu = config.gpu.clone().or_else(|| match device {
+            Device::Cuda(i) => guess_gpu_key(i, &keys),
+            _ => Some("cpu".to_string()),
         });
-    Ok(format!("{h:016x}"))
+        let metrics = Metrics {
+            loss_first: losses.first().copied().unwrap_or(f64::NAN),
+            loss_last: losses.last().copied().unwrap_or(f64::NAN),
+            steps: losses.len() as u64,
+            losses,
+            eval_loss: eval_losses.last().copied(),
+            eval_losses,
+            eval_steps,
+            total_steps,
+            resumed_from_step: start,
+            tokens_per_s,
+            tokens_trained,
+            train_seconds,
+            step_seconds,
+            peak_memory_bytes: peak,
+            memory_kind: memory_kind.into(),
+            base_linear_bytes,
+            trainable_params: trainable,
+            total_params: total,
+            trainable_share: trainable as f64 / total.max(1) as f64,
+            examples: data.examples.len(),
+            skipped_examples: data.skipped,
+            dataset_tokens,
+            device: format!("{device:?}").to_ascii_lowercase(),
+            projected_by_gpu: project(projected_hours, gpu.as_deref(), &config.gpu_speeds),
+            gpu,
+            projected_hours,
+        };
+        let path = out_dir.join("metrics.json");
+        std::fs::write(&path, serde_json::to_string_pretty(&metrics).expect("json"))
+            .map_err(|e| MlError::io(format!("writing {}", path.display()), e))?;
+        Ok(metrics)
+    }
 }
