@@ -13,6 +13,7 @@
 #   --debug       the dev profile (default: release)
 #   --test        then runs the ML tests (steps/tests/ml) against that build, with .venv's python
 #                 (transformers, peft) making the tiny models and references
+#   --test-exe    builds the ML tests' binary and prints its path instead of running it
 #
 # Prints the path of the built tuna-ml. TUNA_TORCH_CUDA=1 links libtorch_cuda (steps/build.rs),
 # as a binary for a CUDA machine needs. Cargo allows one package with `links = "tch"` per
@@ -29,6 +30,7 @@ while [[ $# -gt 0 ]]; do
     --torch) TORCH=${2:?--torch needs a version}; shift 2 ;;
     --debug) PROFILE=debug; shift ;;
     --test) TEST=1; shift; FILTER=("$@"); break ;;
+    --test-exe) TEST=exe; shift ;;
     *) echo "build-ml.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -55,7 +57,14 @@ PROF=()
 cargo build -q "${PROF[@]}" --manifest-path "$MANIFEST" -p tuna-steps "${FEATURES[@]}" --bin tuna-ml --example ml_bench
 echo "$CARGO_TARGET_DIR/$PROFILE/tuna-ml"
 
-if [[ $TEST == 1 ]]; then
+if [[ $TEST == exe ]]; then
+  cargo test -q "${PROF[@]}" --manifest-path "$MANIFEST" -p tuna-steps "${FEATURES[@]}" --test ml --no-run \
+    --message-format=json | python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "ml" and m.get("executable"):
+        print(m["executable"])'
+elif [[ $TEST == 1 ]]; then
   # The tests find the workspace (venv, fixture scripts) through TUNA_TEST_ROOT: the 2.11
   # manifest's folder is not the workspace's steps/.
   TUNA_TEST_ROOT=$ROOT TUNA_TEST_PYTHON=${TUNA_TEST_PYTHON:-$ROOT/.venv/bin/python} \
