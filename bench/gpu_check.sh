@@ -158,7 +158,9 @@ fi
 
 # --- 5. the smoke step's projection
 say ""
-say "## 5. Smoke projection vs the measured schedule (bf16 LoRA, $DEVICE) [$(elapsed)]"
+PDTYPE=bf16
+[[ $DEVICE == cpu ]] && PDTYPE=fp32   # libtorch's bf16 on a CPU is slow and erratic
+say "## 5. Smoke projection vs the measured schedule ($PDTYPE LoRA, $DEVICE) [$(elapsed)]"
 "$ML" make-data --out "$WORK/full.jsonl" --examples "$FULL_EXAMPLES" --prompt-words 16 --completion-words "$SEQ" >/dev/null
 say "| smoke steps | schedule steps | projected s | measured s | error | verdict (within 25 %) |"
 say "| --- | --- | --- | --- | --- | --- |"
@@ -166,13 +168,17 @@ proj_ok=1
 for run in "smoke $SMOKE" "full all"; do
   set -- $run
   timeout 240 "$ML" train --model "$WORK/model" --data "$WORK/full.jsonl" --out "$WORK/p" --device "$DEVICE" \
-    --steps "$2" --batch "$BATCH" --seq "$SEQ" --dtype bf16 2> "$OUT/raw/proj_$1.err" | tail -1 > "$OUT/raw/proj_$1.json"
+    --steps "$2" --batch "$BATCH" --seq "$SEQ" --dtype "$PDTYPE" 2> "$OUT/raw/proj_$1.err" | tail -1 > "$OUT/raw/proj_$1.json"
   [[ $(head -c1 "$OUT/raw/proj_$1.json") == "{" ]] || { fail "projection $1 run: $(tail -2 "$OUT/raw/proj_$1.err" | tr '\n' ' ')"; proj_ok=0; }
 done
 if [[ $proj_ok == 1 ]]; then
   row=$(helper projection-row "$(cat "$OUT/raw/proj_smoke.json")" "$(cat "$OUT/raw/proj_full.json")")
   say "$row"
-  [[ $row == *PASS* ]] || FAILS=$((FAILS + 1))
+  if [[ $QUICK == 1 ]]; then
+    say "(--quick: a few tiny steps measure noise and the first step's warm-up; not counted)"
+  elif [[ $row != *PASS* ]]; then
+    FAILS=$((FAILS + 1))
+  fi
 fi
 
 # --- 6. the NeurIPS workflow
@@ -184,7 +190,7 @@ helper workflow workflows/neurips-qlora.yaml "$WORK/wf/neurips-qlora.yaml" "$DEV
 cp "$WORK/wf/neurips-qlora.yaml" "$OUT/raw/neurips-qlora.$DEVICE.yaml"
 WF_ARGS=()
 [[ $QUICK == 1 ]] && WF_ARGS=(-p epochs=1)
-(cd "$WORK/wf" && timeout 300 "$TUNA" run neurips-qlora.yaml "${WF_ARGS[@]}" > "$OUT/raw/workflow.log" 2>&1)
+(cd "$WORK/wf" && timeout 240 "$TUNA" run neurips-qlora.yaml "${WF_ARGS[@]}" > "$OUT/raw/workflow.log" 2>&1)
 rc=$?
 (cd "$WORK/wf" && "$TUNA" status last --json > "$OUT/raw/workflow_status.json" 2>/dev/null)
 say "tuna run exit: $rc"
@@ -196,12 +202,14 @@ helper status-rows "$OUT/raw/workflow_status.json" | tee -a "$REPORT"
 # --- 7. the ML tests on the device
 say ""
 say "## 7. The ML test suite (steps/tests/ml) on $DEVICE [$(elapsed)]"
-TEST_ARGS=(--test-threads 1)
+TEST_ARGS=(--test-threads 2)
 [[ $QUICK == 1 ]] && TEST_ARGS+=(lora::)
 has_py peft || TEST_ARGS+=(--skip adapter_loads_in_peft)
-if [[ -x $BUNDLE/bin/ml-tests ]]; then
+if (( $(date +%s) - START > 390 )); then
+  say "SKIP: past 390 s, kept out to stay under the device's 8 minutes"
+elif [[ -x $BUNDLE/bin/ml-tests ]]; then
   TUNA_TEST_DEVICE=$DEVICE TUNA_TEST_FIXTURES=$FIX TUNA_TEST_ROOT=$ROOT TUNA_TEST_PYTHON=$(command -v "$PYTHON") \
-    timeout 200 "$BUNDLE/bin/ml-tests" "${TEST_ARGS[@]}" > "$OUT/raw/ml_tests.txt" 2>&1
+    timeout 90 "$BUNDLE/bin/ml-tests" "${TEST_ARGS[@]}" > "$OUT/raw/ml_tests.txt" 2>&1
   rc=$?
   say "ml-tests ${TEST_ARGS[*]}: exit $rc, $(grep '^test result' "$OUT/raw/ml_tests.txt" | tail -1)"
   grep -E '^test .* (FAILED|ignored)$' "$OUT/raw/ml_tests.txt" | tee -a "$REPORT"
