@@ -14,7 +14,9 @@ use super::batches::{BatchPlan, collate};
 use super::checkpoint::{self, CheckpointState};
 use super::data::load_jsonl;
 use super::eval::EvalSet;
-use super::metrics::{Metrics, cuda_process_bytes, guess_gpu_key, peak_rss_bytes, project};
+use super::metrics::{
+    Metrics, cuda_process_bytes, guess_gpu_key, peak_rss_bytes, project, projected_seconds,
+};
 use super::schedule::Schedule;
 use crate::ml::adapt::{apply_lora, lora_parameters, lora_targets, parameter_counts, quantize_nf4};
 use crate::ml::error::{MlError, MlResult};
@@ -185,8 +187,10 @@ pub fn finetune_with(
     let mut tokens_trained = 0u64;
     let mut train_seconds = 0.0;
     let mut step_seconds = Vec::new();
+    let mut step_tokens = Vec::new();
     for step in start..total_steps {
         let t0 = Instant::now();
+        let tokens_before = tokens_trained;
         let micro: Vec<Vec<usize>> = (step * accum..(step + 1) * accum)
             .map(|i| plan.batch(i))
             .collect();
@@ -228,6 +232,7 @@ pub fn finetune_with(
         let took = t0.elapsed().as_secs_f64();
         train_seconds += took;
         step_seconds.push(took);
+        step_tokens.push(tokens_trained - tokens_before);
         let done = step + 1;
         let eval_loss = eval_set
             .as_ref()
@@ -291,11 +296,7 @@ pub fn finetune_with(
     };
     let dataset_tokens = data.tokens();
     let full_tokens = dataset_tokens as f64 * f64::from(config.epochs.max(1));
-    let projected_hours = if tokens_per_s > 0.0 {
-        full_tokens / tokens_per_s / 3600.0
-    } else {
-        0.0
-    };
+    let projected_hours = projected_seconds(&step_seconds, &step_tokens, full_tokens) / 3600.0;
     let keys: Vec<&String> = config.gpu_speeds.keys().collect();
     let gpu = config.gpu.clone().or_else(|| match device {
         Device::Cuda(i) => guess_gpu_key(i, &keys),
@@ -315,6 +316,7 @@ pub fn finetune_with(
         tokens_trained,
         train_seconds,
         step_seconds,
+        step_tokens,
         peak_memory_bytes: peak,
         memory_kind: memory_kind.into(),
         base_linear_bytes,
