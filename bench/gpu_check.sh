@@ -43,6 +43,8 @@ trap 'rm -rf "$WORK"' EXIT
 FAILS=0
 START=$(date +%s)
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+THREADS=()   # on a CPU shared with other work, libtorch's spinning OpenMP threads make step times erratic
+[[ $DEVICE == cpu ]] && THREADS=(--threads 1)
 if [[ $QUICK == 1 ]]; then
   SIZE=tiny BATCH=2 SEQ=64 STEPS=4 SMOKE=2 FULL_EXAMPLES=40 WF_SHAPE=tiny
 else
@@ -128,14 +130,14 @@ say "| impl | dtype | tokens/s (run) | tokens/s (steady) | vs baseline | peak me
 say "| --- | --- | --- | --- | --- | --- | --- |"
 train() {  # NAME DTYPE QUANTIZE -> raw/NAME.json
   timeout 240 "$ML" train --model "$WORK/model" --data "$WORK/data.jsonl" --out "$WORK/o" --device "$DEVICE" \
-    --steps "$STEPS" --batch "$BATCH" --seq "$SEQ" --dtype "$2" --quantize "$3" 2> "$OUT/raw/$1.err" | tail -1 > "$OUT/raw/$1.json"
+    --steps "$STEPS" --batch "$BATCH" --seq "$SEQ" --dtype "$2" --quantize "$3" "${THREADS[@]}" 2> "$OUT/raw/$1.err" | tail -1 > "$OUT/raw/$1.json"
   [[ $(head -c1 "$OUT/raw/$1.json") == "{" ]] || { fail "train $1: $(tail -2 "$OUT/raw/$1.err" | tr '\n' ' ')"; return 1; }
 }
 for dtype in fp32 bf16; do
   hf=""
   if [[ $HAS_HF == 1 ]]; then
     timeout 240 "$PYTHON" bench/hf_peft_train.py --model "$WORK/model" --data "$WORK/data.jsonl" --device "$DEVICE" \
-      --steps "$STEPS" --batch "$BATCH" --seq "$SEQ" --dtype "$dtype" 2> "$OUT/raw/hf_$dtype.err" | tail -1 > "$OUT/raw/hf_$dtype.json"
+      --steps "$STEPS" --batch "$BATCH" --seq "$SEQ" --dtype "$dtype" "${THREADS[@]}" 2> "$OUT/raw/hf_$dtype.err" | tail -1 > "$OUT/raw/hf_$dtype.json"
     if [[ $(head -c1 "$OUT/raw/hf_$dtype.json") == "{" ]]; then
       hf=$(cat "$OUT/raw/hf_$dtype.json")
       helper train-row transformers+peft "$dtype" "$hf" | tee -a "$REPORT"
@@ -168,7 +170,7 @@ proj_ok=1
 for run in "smoke $SMOKE" "full all"; do
   set -- $run
   timeout 240 "$ML" train --model "$WORK/model" --data "$WORK/full.jsonl" --out "$WORK/p" --device "$DEVICE" \
-    --steps "$2" --batch "$BATCH" --seq "$SEQ" --dtype "$PDTYPE" 2> "$OUT/raw/proj_$1.err" | tail -1 > "$OUT/raw/proj_$1.json"
+    --steps "$2" --batch "$BATCH" --seq "$SEQ" --dtype "$PDTYPE" "${THREADS[@]}" 2> "$OUT/raw/proj_$1.err" | tail -1 > "$OUT/raw/proj_$1.json"
   [[ $(head -c1 "$OUT/raw/proj_$1.json") == "{" ]] || { fail "projection $1 run: $(tail -2 "$OUT/raw/proj_$1.err" | tr '\n' ' ')"; proj_ok=0; }
 done
 if [[ $proj_ok == 1 ]]; then
