@@ -1,139 +1,225 @@
 #!/usr/bin/env bash
-# One short check of the native ML core on a CUDA machine (budget: < 6 minutes on an H100/H200).
-# Prints PASS/FAIL/SKIP lines and a throughput table; exits non-zero if any check FAILs.
+# The device check of the native ML core (issue #14): run from the repository root on the lent
+# CUDA machine with device-bundle/ (scripts/pack-device.sh) carried beside the tree. Under 8
+# minutes on an H100/H200; writes its tables to $OUT/gpu_check.md (raw JSON beside it) and
+# prints them.
 #
-#   1. CUDA visible to libtorch; fp32 logits on CUDA equal CPU's; NF4 on CUDA equals CPU's.
-#   2. The torch test suite (parity, LoRA/QLoRA, finetune/resume, server) on CUDA
-#      (TUNA_TEST_DEVICE=cuda).
-#   3. LoRA / QLoRA training throughput and memory of an OPT-350M-shaped random model
-#      (24 layers, 1024 hidden, 512 embeddings, post-LN, 50272 vocab), batch 8 × 512 tokens,
-#      20 steps, fp32 and bf16 (+ NF4); transformers + peft on the same data when the python
-#      there has torch, transformers and peft.
+#   bench/gpu_check.sh            CUDA, OPT-350M shapes (batch 8 x 512)
+#   bench/gpu_check.sh --cpu --quick
+#                                 the same code paths on this CPU with tiny shapes (< 2 min): the
+#                                 proof that the script and the bundle work before a GPU is lent
 #
-# Environment:
-#   TUNA_LIBTORCH      libtorch folder (holding lib/libtorch_cpu.so), e.g. a pip torch's
-#                      site-packages/torch. Default: the torch of $PYTHON, if importable.
-#   TUNA_ML_BENCH      prebuilt ml_bench   (default target/gpu-carry/ml_bench from
-#                      bench/gpu_prepare.sh, else target/release/examples/ml_bench, else built;
-#                      prebuilt binaries must be linked with TUNA_TORCH_CUDA=1, as gpu_prepare does)
-#   TUNA_ML_TESTS      prebuilt test binary (default newest target/release/deps/ml-*, else built)
-#   TUNA_TEST_FIXTURES tiny models made by steps/tests/fixtures/make_tiny_{opt,llama}.py
-#                      (default: target/tmp/tiny-models-*; else made with $PYTHON if it has
-#                      transformers)
-#   PYTHON             python with torch/transformers/peft, optional (default python3)
-#   STEPS BATCH SEQ    throughput run size (default 20 8 512)
-# Building needs cargo and a libtorch of the version tch expects (2.13.0); prebuilt binaries
-# need the same libtorch version at run time.
+# Tables: 1 environment (GPU, torch, transformers/peft present or not); 2 parity of tuna's logits
+# against transformers' (fp32 <= 1e-4, bf16 within 5 % of the largest logit; OPT post-LN with
+# projections, OPT pre-LN, Llama, Mistral); 3 LoRA throughput fp32/bf16, tuna vs
+# transformers+peft; 4 QLoRA (NF4, double quant) tokens/s and peak memory vs bf16 LoRA; 5 the
+# smoke step's projection vs the measured longer schedule (target within 25 %);
+# 6 workflows/neurips-qlora.yaml with `device:` set, at the OPT-350m shape (tiny with --quick),
+# without its helm.eval step (no HELM on the device); 7 the ML test suite on the device
+# (TUNA_TEST_DEVICE; with --quick only its lora:: tests).
+#
+# Environment: OUT (default ./gpu-check-out), BUNDLE (default ./device-bundle), PYTHON (the
+# python with transformers/peft, default python3), LIBTORCH (the torch folder, holding
+# lib/libtorch_cpu.so, of the libtorch 2.11 the bundle's binaries load; default: $PYTHON's torch).
+# Exits non-zero when a check FAILs; a part that cannot run says SKIP and why in its table.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$(pwd)
+ROOT=$PWD
+DEVICE=cuda QUICK=0
+for a in "$@"; do
+  case $a in
+    --cpu) DEVICE=cpu ;;
+    --quick) QUICK=1 ;;
+    *) echo "gpu_check.sh: unknown argument $a (--cpu, --quick)" >&2; exit 2 ;;
+  esac
+done
+OUT=${OUT:-$ROOT/gpu-check-out}
+BUNDLE=$(readlink -f "${BUNDLE:-$ROOT/device-bundle}")
 PYTHON=${PYTHON:-python3}
-STEPS=${STEPS:-20}; BATCH=${BATCH:-8}; SEQ=${SEQ:-512}
+mkdir -p "$OUT/raw"
+REPORT=$OUT/gpu_check.md
 WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
 FAILS=0
-pass() { echo "PASS $*"; }
-fail() { echo "FAIL $*"; FAILS=$((FAILS + 1)); }
-skip() { echo "SKIP $*"; }
+START=$(date +%s)
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+THREADS=()   # on a CPU shared with other work, libtorch's spinning OpenMP threads make step times erratic
+[[ $DEVICE == cpu ]] && THREADS=(--threads 1)
+if [[ $QUICK == 1 ]]; then
+  SIZE=tiny BATCH=2 SEQ=64 STEPS=4 SMOKE=2 FULL_EXAMPLES=40 WF_SHAPE=tiny
+else
+  SIZE=350m BATCH=8 SEQ=512 STEPS=20 SMOKE=5 FULL_EXAMPLES=480 WF_SHAPE=350m
+fi
+
+say() { echo "$*" | tee -a "$REPORT"; }
+fail() { FAILS=$((FAILS + 1)); say "FAIL: $*"; }
+helper() { "$PYTHON" bench/gpu_check.py "$@"; }
 has_py() { "$PYTHON" -c "import $1" >/dev/null 2>&1; }
-export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+py_version() { "$PYTHON" -c "import $1; print($1.__version__)" 2>/dev/null || echo absent; }
+elapsed() { echo "$(( $(date +%s) - START )) s"; }
 
-echo "== machine"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "(no nvidia-smi)"
+: > "$REPORT"
+say "# tuna device check ($(date -u +%F) $(date -u +%H:%M) UTC, device: $DEVICE, quick: $QUICK)"
+say ""
 
-# --- libtorch
-if [[ -z "${TUNA_LIBTORCH:-}" ]] && has_py torch; then
-  TUNA_LIBTORCH=$("$PYTHON" -c 'import torch, os; print(os.path.dirname(torch.__file__))')
+# --- 1. environment
+GPU=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | head -1)
+if [[ -z "${LIBTORCH:-}" ]]; then
+  LIBTORCH=$("$PYTHON" -c 'import os, torch; print(os.path.dirname(torch.__file__))' 2>/dev/null)
 fi
-if [[ -z "${TUNA_LIBTORCH:-}" || ! -f "$TUNA_LIBTORCH/lib/libtorch_cpu.so" ]]; then
-  fail "libtorch: set TUNA_LIBTORCH to a folder with lib/libtorch_cpu.so (pip torch==2.13.0's torch/)"
-  exit 1
+export LIBTORCH   # read by the bundle's wrappers (bench/torch-wrapper.sh), also in tuna's steps
+LIBTORCH_VERSION=$(sed -n 's/^Version: //p' "$LIBTORCH"/../torch-*.dist-info/METADATA 2>/dev/null | head -1)
+HAS_HF=0
+has_py transformers && has_py peft && HAS_HF=1
+say "## 1. Environment"
+say "| what | value |"
+say "| --- | --- |"
+say "| GPU | ${GPU:-none (no nvidia-smi)} |"
+say "| libtorch the binaries load | ${LIBTORCH:-none} (torch ${LIBTORCH_VERSION:-?}) |"
+say "| python | $PYTHON: torch $(py_version torch), transformers $(py_version transformers), peft $(py_version peft) |"
+say "| bundle | $BUNDLE ($(du -sh "$BUNDLE" 2>/dev/null | cut -f1)) |"
+say "| shapes | model $SIZE, batch $BATCH x $SEQ, $STEPS steps |"
+[[ $HAS_HF == 1 ]] || say "| note | no transformers/peft in $PYTHON: the transformers+peft rows are skipped, parity uses the carried references |"
+say ""
+ML=$BUNDLE/bin/ml_bench TUNA=$BUNDLE/bin/tuna
+if [[ ! -x $ML || ! -x $TUNA ]]; then
+  fail "no bundle at $BUNDLE (make it with scripts/pack-device.sh)"; exit 1
 fi
-pass "libtorch at $TUNA_LIBTORCH"
-export LD_LIBRARY_PATH="$TUNA_LIBTORCH/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+if [[ ! -f $LIBTORCH/lib/libtorch_cpu.so ]]; then
+  fail "no libtorch: set LIBTORCH or a PYTHON whose torch is 2.11"; exit 1
+fi
+[[ $LIBTORCH_VERSION == 2.11.* ]] || say "WARNING: the bundle is built for libtorch 2.11, this one is ${LIBTORCH_VERSION:-unknown}"
 
-# --- binaries
-CARRY=target/gpu-carry   # made by bench/gpu_prepare.sh
-if [[ -x $CARRY/ml_bench && -x $CARRY/ml-tests ]]; then
-  ML_BENCH=${TUNA_ML_BENCH:-$CARRY/ml_bench}; ML_TESTS=${TUNA_ML_TESTS:-$CARRY/ml-tests}
-  TUNA_TEST_FIXTURES=${TUNA_TEST_FIXTURES:-$CARRY/fixtures}
-else
-  ML_BENCH=${TUNA_ML_BENCH:-target/release/examples/ml_bench}
-  ML_TESTS=${TUNA_ML_TESTS:-$(ls -t target/release/deps/ml-* 2>/dev/null | grep -v '\.d$' | head -1)}
-fi
-if [[ ! -x "$ML_BENCH" || ! -x "${ML_TESTS:-/nonexistent}" ]]; then
-  if command -v cargo >/dev/null; then
-    echo "== building (cargo, LIBTORCH=$TUNA_LIBTORCH)"
-    export LIBTORCH=$TUNA_LIBTORCH LIBTORCH_BYPASS_VERSION_CHECK=${LIBTORCH_BYPASS_VERSION_CHECK:-0} TUNA_TORCH_CUDA=1
-    cargo build --release -q -p tuna-steps --features torch --example ml_bench || { fail "build ml_bench"; exit 1; }
-    ML_TESTS=$(cargo test --release -q -p tuna-steps --features torch --test ml --no-run --message-format=json 2>/dev/null \
-      | "$PYTHON" -c 'import sys, json
-for l in sys.stdin:
-    m = json.loads(l)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "ml" and m.get("executable"): print(m["executable"])' | tail -1)
-    [[ -x "$ML_TESTS" ]] || { fail "build test binary"; exit 1; }
+# --- CUDA basics: without them nothing else runs on CUDA
+if [[ $DEVICE == cuda ]]; then
+  "$ML" make-model --size tiny --out "$WORK/tiny" >/dev/null
+  if timeout 120 "$ML" cuda-check --model "$WORK/tiny" > "$OUT/raw/cuda_check.txt" 2>&1; then
+    say "CUDA basics: $(tr '\n' ';' < "$OUT/raw/cuda_check.txt")"
   else
-    fail "no prebuilt ml_bench/test binary (TUNA_ML_BENCH, TUNA_ML_TESTS) and no cargo to build them"
-    exit 1
-  fi
-fi
-pass "binaries: $ML_BENCH, $ML_TESTS"
-
-# --- 1. CUDA basics
-echo "== CUDA basics"
-"$ML_BENCH" make-model --size tiny --out "$WORK/tiny" >/dev/null || fail "make tiny model"
-if timeout 120 "$ML_BENCH" cuda-check --model "$WORK/tiny"; then
-  pass "cuda-check"
-else
-  fail "cuda-check (nothing else can run on CUDA; stopping)"
-  rm -rf "$WORK"; exit 1
-fi
-
-# --- 2. test suite on CUDA
-echo "== torch tests on CUDA"
-FIX=${TUNA_TEST_FIXTURES:-$(ls -d target/tmp/tiny-models-* 2>/dev/null | grep -v '\.tmp' | head -1)}
-SKIPS=()
-if [[ -z "$FIX" ]]; then
-  if has_py transformers; then
-    FIX=$WORK/fixtures
-    { "$PYTHON" steps/tests/fixtures/make_tiny_opt.py "$FIX" && "$PYTHON" steps/tests/fixtures/make_tiny_llama.py "$FIX"; } \
-      >/dev/null 2>&1 || fail "make fixtures with $PYTHON"
-  else
-    fail "no fixtures: set TUNA_TEST_FIXTURES (or carry target/tmp/tiny-models-*), or give a PYTHON with transformers"
-  fi
-fi
-if ! has_py peft; then
-  skip "PEFT cross-check (no peft in $PYTHON)"
-  SKIPS+=(--skip adapter_loads_in_peft)
-fi
-if [[ -n "$FIX" ]]; then
-  if TUNA_TEST_DEVICE=cuda TUNA_TEST_FIXTURES=$FIX TUNA_TEST_ROOT=$ROOT TUNA_TEST_PYTHON=$(command -v "$PYTHON") \
-       timeout 240 "$ML_TESTS" --test-threads 2 "${SKIPS[@]}" 2>&1 | tail -40; then
-    pass "torch tests on CUDA"
-  else
-    fail "torch tests on CUDA (see above)"
+    fail "CUDA basics: $(tr '\n' ';' < "$OUT/raw/cuda_check.txt") (stopping: nothing else can run on CUDA)"; exit 1
   fi
 fi
 
-# --- 3. throughput, OPT-350M-shaped
-echo "== LoRA throughput: OPT-350M-shaped random model, batch $BATCH x $SEQ tokens, $STEPS steps"
-"$ML_BENCH" make-model --size 350m --out "$WORK/m350" >/dev/null || fail "make 350m model"
-"$ML_BENCH" make-data --out "$WORK/data.jsonl" --examples $((BATCH * STEPS)) --prompt-words 64 --completion-words "$SEQ" >/dev/null
-printf '%-22s %-5s %12s %14s %9s\n' impl dtype tokens/s gpu_mem_MiB loss_last
-line() { "$PYTHON" -c 'import json,sys
-j=json.loads(sys.argv[3]); print(f"{sys.argv[1]:<22} {sys.argv[2]:<5} {j[\"tokens_per_s\"]:>12.0f} {j[\"peak_memory_bytes\"]/2**20:>14.0f} {j[\"loss_last\"]:>9.4f}")' "$@"; }
-for spec in "tuna fp32 none" "tuna bf16 none" "tuna-qlora(nf4) bf16 nf4"; do
-  set -- $spec
-  out=$(timeout 150 "$ML_BENCH" train --model "$WORK/m350" --data "$WORK/data.jsonl" --out "$WORK/o" --device cuda \
-          --steps "$STEPS" --batch "$BATCH" --seq "$SEQ" --dtype "$2" --quantize "$3" 2>&1 | tail -1)
-  if [[ $out == \{* ]]; then line "$1" "$2" "$out"; else fail "train $spec: $out"; fi
-  if [[ $1 == tuna && $3 == none ]] && has_py peft && has_py transformers; then
-    h=$(timeout 150 "$PYTHON" bench/hf_peft_train.py --model "$WORK/m350" --data "$WORK/data.jsonl" --device cuda \
-          --steps "$STEPS" --batch "$BATCH" --seq "$SEQ" --dtype "$2" 2>/dev/null | tail -1)
-    if [[ $h == \{* ]]; then line transformers+peft "$2" "$h"; else skip "transformers+peft $2 failed"; fi
+# --- 2. parity
+say ""
+say "## 2. Parity of tuna's logits with transformers' ($DEVICE)"
+FIX=$BUNDLE/fixtures REF="carried: $(cat "$BUNDLE/fixtures/REFERENCE" 2>/dev/null)"
+if has_py transformers; then
+  FIX=$WORK/fixtures
+  if "$PYTHON" steps/tests/fixtures/make_tiny_opt.py "$FIX" >/dev/null 2>&1 &&
+     "$PYTHON" steps/tests/fixtures/make_tiny_llama.py "$FIX" >/dev/null 2>&1; then
+    REF="made here: transformers $(py_version transformers) on torch $(py_version torch) (CPU)"
+  else
+    FIX=$BUNDLE/fixtures
+  fi
+fi
+say "references: $REF"
+say "| model | dtype | device | max abs diff | bound | verdict |"
+say "| --- | --- | --- | --- | --- | --- |"
+timeout 180 "$ML" parity --fixtures "$FIX" --device "$DEVICE" > "$OUT/raw/parity.jsonl" 2> "$OUT/raw/parity.err"
+rc=$?
+helper parity-rows "$OUT/raw/parity.jsonl" | tee -a "$REPORT"
+[[ $rc == 0 ]] || fail "parity (exit $rc): $(tail -1 "$OUT/raw/parity.err")"
+
+# --- 3./4. LoRA and QLoRA throughput
+say ""
+say "## 3-4. LoRA / QLoRA training, OPT-$SIZE-shaped random model, batch $BATCH x $SEQ, $STEPS steps ($DEVICE) [$(elapsed)]"
+"$ML" make-model --size "$SIZE" --out "$WORK/model" >/dev/null || fail "make-model $SIZE"
+"$ML" make-data --out "$WORK/data.jsonl" --examples $((BATCH * STEPS)) --prompt-words 16 --completion-words "$SEQ" >/dev/null
+say "| impl | dtype | tokens/s (run) | tokens/s (steady) | vs baseline | peak memory MiB | loss |"
+say "| --- | --- | --- | --- | --- | --- | --- |"
+train() {  # NAME DTYPE QUANTIZE -> raw/NAME.json
+  timeout 240 "$ML" train --model "$WORK/model" --data "$WORK/data.jsonl" --out "$WORK/o" --device "$DEVICE" \
+    --steps "$STEPS" --batch "$BATCH" --seq "$SEQ" --dtype "$2" --quantize "$3" "${THREADS[@]}" 2> "$OUT/raw/$1.err" | tail -1 > "$OUT/raw/$1.json"
+  [[ $(head -c1 "$OUT/raw/$1.json") == "{" ]] || { fail "train $1: $(tail -2 "$OUT/raw/$1.err" | tr '\n' ' ')"; return 1; }
+}
+for dtype in fp32 bf16; do
+  hf=""
+  if [[ $HAS_HF == 1 ]]; then
+    timeout 240 "$PYTHON" bench/hf_peft_train.py --model "$WORK/model" --data "$WORK/data.jsonl" --device "$DEVICE" \
+      --steps "$STEPS" --batch "$BATCH" --seq "$SEQ" --dtype "$dtype" "${THREADS[@]}" 2> "$OUT/raw/hf_$dtype.err" | tail -1 > "$OUT/raw/hf_$dtype.json"
+    if [[ $(head -c1 "$OUT/raw/hf_$dtype.json") == "{" ]]; then
+      hf=$(cat "$OUT/raw/hf_$dtype.json")
+      helper train-row transformers+peft "$dtype" "$hf" | tee -a "$REPORT"
+    else
+      fail "transformers+peft $dtype: $(tail -2 "$OUT/raw/hf_$dtype.err" | tr '\n' ' ')"
+    fi
+  else
+    say "| transformers+peft | $dtype | SKIP: not in $PYTHON | | | | |"
+  fi
+  if train "lora_$dtype" "$dtype" none; then
+    helper train-row "tuna LoRA" "$dtype" "$(cat "$OUT/raw/lora_$dtype.json")" "$hf" | tee -a "$REPORT"
   fi
 done
-"$ML_BENCH" weights --model "$WORK/m350" || true
+QDTYPE=bf16
+if train qlora "$QDTYPE" nf4; then
+  base=$(cat "$OUT/raw/lora_$QDTYPE.json" 2>/dev/null)
+  helper train-row "tuna QLoRA (NF4, double quant)" "$QDTYPE" "$(cat "$OUT/raw/qlora.json")" "$base" | tee -a "$REPORT"
+  say "(QLoRA's 'vs baseline' is against tuna's $QDTYPE LoRA row.)"
+fi
 
-rm -rf "$WORK"
-echo "== $FAILS failure(s)"
-[[ $FAILS -eq 0 ]]
+# --- 5. the smoke step's projection
+say ""
+PDTYPE=bf16
+[[ $DEVICE == cpu ]] && PDTYPE=fp32   # libtorch's bf16 on a CPU is slow and erratic
+say "## 5. Smoke projection vs the measured schedule ($PDTYPE LoRA, $DEVICE) [$(elapsed)]"
+"$ML" make-data --out "$WORK/full.jsonl" --examples "$FULL_EXAMPLES" --prompt-words 16 --completion-words "$SEQ" >/dev/null
+say "| smoke steps | schedule steps | projected s | measured s | error | verdict (within 25 %) |"
+say "| --- | --- | --- | --- | --- | --- |"
+proj_ok=1
+for run in "smoke $SMOKE" "full all"; do
+  set -- $run
+  timeout 240 "$ML" train --model "$WORK/model" --data "$WORK/full.jsonl" --out "$WORK/p" --device "$DEVICE" \
+    --steps "$2" --batch "$BATCH" --seq "$SEQ" --dtype "$PDTYPE" "${THREADS[@]}" 2> "$OUT/raw/proj_$1.err" | tail -1 > "$OUT/raw/proj_$1.json"
+  [[ $(head -c1 "$OUT/raw/proj_$1.json") == "{" ]] || { fail "projection $1 run: $(tail -2 "$OUT/raw/proj_$1.err" | tr '\n' ' ')"; proj_ok=0; }
+done
+if [[ $proj_ok == 1 ]]; then
+  row=$(helper projection-row "$(cat "$OUT/raw/proj_smoke.json")" "$(cat "$OUT/raw/proj_full.json")")
+  say "$row"
+  if [[ $QUICK == 1 ]]; then
+    say "(--quick: a few tiny steps measure noise and the first step's warm-up; not counted)"
+  elif [[ $row != *PASS* ]]; then
+    FAILS=$((FAILS + 1))
+  fi
+fi
+
+# --- 6. the NeurIPS workflow
+say ""
+say "## 6. workflows/neurips-qlora.yaml, device: $DEVICE, base at the $WF_SHAPE shape, without helm-eval [$(elapsed)]"
+mkdir -p "$WORK/wf"
+cp -r workflows/data "$WORK/wf/data"
+helper workflow workflows/neurips-qlora.yaml "$WORK/wf/neurips-qlora.yaml" "$DEVICE" "$WF_SHAPE"
+cp "$WORK/wf/neurips-qlora.yaml" "$OUT/raw/neurips-qlora.$DEVICE.yaml"
+WF_ARGS=()
+[[ $QUICK == 1 ]] && WF_ARGS=(-p epochs=1)
+(cd "$WORK/wf" && timeout 240 "$TUNA" run neurips-qlora.yaml "${WF_ARGS[@]}" > "$OUT/raw/workflow.log" 2>&1)
+rc=$?
+(cd "$WORK/wf" && "$TUNA" status last --json > "$OUT/raw/workflow_status.json" 2>/dev/null)
+say "tuna run exit: $rc"
+say "| step | status | seconds | metrics | note |"
+say "| --- | --- | --- | --- | --- |"
+helper status-rows "$OUT/raw/workflow_status.json" | tee -a "$REPORT"
+[[ $rc == 0 ]] || fail "workflow (exit $rc; raw/workflow.log)"
+
+# --- 7. the ML tests on the device
+say ""
+say "## 7. The ML test suite (steps/tests/ml) on $DEVICE [$(elapsed)]"
+TEST_ARGS=(--test-threads 2)
+[[ $QUICK == 1 ]] && TEST_ARGS+=(lora::)
+has_py peft || TEST_ARGS+=(--skip adapter_loads_in_peft)
+if (( $(date +%s) - START > 390 )); then
+  say "SKIP: past 390 s, kept out to stay under the device's 8 minutes"
+elif [[ -x $BUNDLE/bin/ml-tests ]]; then
+  TUNA_TEST_DEVICE=$DEVICE TUNA_TEST_FIXTURES=$FIX TUNA_TEST_ROOT=$ROOT TUNA_TEST_PYTHON=$(command -v "$PYTHON") \
+    timeout 90 "$BUNDLE/bin/ml-tests" "${TEST_ARGS[@]}" > "$OUT/raw/ml_tests.txt" 2>&1
+  rc=$?
+  say "ml-tests ${TEST_ARGS[*]}: exit $rc, $(grep '^test result' "$OUT/raw/ml_tests.txt" | tail -1)"
+  grep -E '^test .* (FAILED|ignored)$' "$OUT/raw/ml_tests.txt" | tee -a "$REPORT"
+  [[ $rc == 0 ]] || fail "ML tests on $DEVICE (raw/ml_tests.txt)"
+else
+  say "SKIP: no ml-tests in the bundle"
+fi
+
+say ""
+say "total: $(elapsed), $FAILS failure(s)"
+[[ $FAILS == 0 ]]

@@ -5,8 +5,10 @@
 //! ml_bench make-data  --out FILE [--examples N] [--prompt-words P] [--completion-words C]
 //! ml_bench train      --model DIR --data FILE --out DIR [--steps N] [--batch B] [--seq L]
 //!                     [--dtype fp32|bf16] [--quantize none|nf4] [--device cpu|cuda] [--threads T]
+//!                     [--epochs E]     # --steps all: the whole schedule (E epochs of the data)
 //! ml_bench weights    --model DIR          # bf16 vs NF4 bytes of the linear weights
 //! ml_bench cuda-check --model DIR          # CPU vs CUDA logits, NF4 on CUDA, a short CUDA run
+//! ml_bench parity     --fixtures DIR [--device cpu|cuda]   # logits against transformers' references
 //! ```
 //! Models are random OPTs written as Hugging Face folders (config.json, model.safetensors and a
 //! word-level tokenizer.json over the words `w0 … wN`), loadable by transformers too.
@@ -30,7 +32,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(cmd) = args.first() else {
         eprintln!(
-            "usage: ml_bench make-model|make-data|train|weights|cuda-check [--key value ...]"
+            "usage: ml_bench make-model|make-data|train|weights|cuda-check|parity [--key value ...]"
         );
         std::process::exit(2);
     };
@@ -41,6 +43,7 @@ fn main() {
         "train" => train(&opts),
         "weights" => weights(&opts),
         "cuda-check" => cuda_check(&opts),
+        "parity" => parity(&opts),
         other => Err(format!("unknown command {other}").into()),
     };
     if let Err(e) = result {
@@ -285,7 +288,11 @@ fn train(o: &Opts) -> Res<()> {
         learning_rate: o.num("lr", 2e-4)?,
         batch_size: o.num("batch", 8)?,
         max_seq_len: o.num("seq", 128)?,
-        max_steps: Some(o.num("steps", 10)?),
+        max_steps: match o.get("steps") {
+            Some("all") => None,
+            _ => Some(o.num("steps", 10)?),
+        },
+        epochs: o.num("epochs", 1)?,
         threads: o.get("threads").map(str::parse).transpose()?,
         ..FinetuneConfig::default()
     };
@@ -300,6 +307,7 @@ fn train(o: &Opts) -> Res<()> {
             "memory_kind": m.memory_kind, "loss_first": m.loss_first, "loss_last": m.loss_last,
             "steps": m.steps, "trainable_params": m.trainable_params, "base_linear_bytes": m.base_linear_bytes,
             "train_seconds": m.train_seconds, "step_seconds": m.step_seconds, "tokens_trained": m.tokens_trained,
+            "projected_hours": m.projected_hours,
         })
     );
     Ok(())
@@ -370,4 +378,58 @@ fn cuda_check(o: &Opts) -> Res<()> {
         return Err("CUDA check failed".into());
     }
     Ok(())
+}
+
+/// Every tiny model of `--fixtures` (folders with transformers' `reference.safetensors`, made by
+/// steps/tests/fixtures/make_tiny_*.py) on `--device`: one JSON line per model and dtype with
+/// the largest logit difference and its bound (fp32: 1e-4; bf16: 5 % of the largest reference
+/// logit, as the tests ask). Fails when any is over.
+fn parity(o: &Opts) -> Res<()> {
+    let device = DeviceSpec(o.get("device").unwrap_or("cpu").to_string()).resolve()?;
+    let mut names: Vec<PathBuf> = std::fs::read_dir(o.req("fixtures")?)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("reference.safetensors").is_file())
+        .collect();
+    names.sort();
+    let mut over = 0;
+    for dir in &names {
+        let r: BTreeMap<String, Tensor> =
+            Tensor::read_safetensors(dir.join("reference.safetensors"))?
+                .into_iter()
+                .collect();
+        let (ids, mask, want) = (&r["input_ids"], &r["attention_mask"], &r["logits"]);
+        let scale = want.abs().max().double_value(&[]);
+        for (dtype, name, bound) in [
+            (DType::F32, "fp32", 1e-4),
+            (DType::Bf16, "bf16", 0.05 * scale),
+        ] {
+            let model = load_causal_lm(dir, dtype, device)?;
+            let got = tch::no_grad(|| {
+                model.forward(
+                    &ids.to_device(device),
+                    Some(&mask.to_device(device)),
+                    Mode::Eval,
+                )
+            })
+            .to_device(Device::Cpu)
+            .to_kind(Kind::Double);
+            let keep = mask.to_kind(Kind::Bool).unsqueeze(-1).expand_as(&got);
+            let d = (got.masked_select(&keep) - want.to_kind(Kind::Double).masked_select(&keep))
+                .abs()
+                .max()
+                .double_value(&[]);
+            over += usize::from(d > bound);
+            println!(
+                "{}",
+                json!({"model": dir.file_name().map(|n| n.to_string_lossy()), "dtype": name,
+                       "device": format!("{device:?}").to_ascii_lowercase(),
+                       "max_abs_diff": d, "bound": bound, "pass": d <= bound})
+            );
+        }
+    }
+    match (names.len(), over) {
+        (0, _) => Err("no fixtures with reference.safetensors".into()),
+        (_, 0) => Ok(()),
+        (_, n) => Err(format!("{n} comparison(s) over their bound").into()),
+    }
 }

@@ -207,8 +207,12 @@ fn metrics_and_smoke_projection() {
     assert_eq!(m.examples, 8);
     assert!(m.tokens_per_s > 0.0 && m.peak_memory_bytes > 0);
     assert!(m.trainable_params > 0 && m.trainable_share > 0.0 && m.trainable_share < 0.2);
-    // projected_hours: the full data × 3 epochs at the measured speed.
-    let expected = m.dataset_tokens as f64 * 3.0 / m.tokens_per_s / 3600.0;
+    // projected_hours: the full data × 3 epochs, the first step (its warm-up) once and the
+    // other tokens at the second step's speed.
+    let (s, t) = (&m.step_seconds, &m.step_tokens);
+    assert_eq!((s.len(), t.len()), (2, 2));
+    let full = m.dataset_tokens as f64 * 3.0;
+    let expected = (s[0] + (full - t[0] as f64) * s[1] / t[1] as f64) / 3600.0;
     assert!((m.projected_hours - expected).abs() <= 1e-9 * expected.max(1.0));
     assert!((m.projected_by_gpu["projected_hours_a100"] - m.projected_hours / 8.0).abs() < 1e-12);
     let json: serde_json::Value =

@@ -41,6 +41,9 @@ pub struct Metrics {
     pub train_seconds: f64,
     /// Seconds of each step this process ran.
     pub step_seconds: Vec<f64>,
+    /// Tokens of each step this process ran (beside `step_seconds`).
+    #[serde(default)]
+    pub step_tokens: Vec<u64>,
     /// Peak memory in bytes (see `memory_kind`).
     pub peak_memory_bytes: u64,
     /// `cpu_rss` or `cuda_process`.
@@ -114,6 +117,29 @@ pub(crate) fn guess_gpu_key(index: usize, keys: &[&String]) -> Option<String> {
         .map(|k| k.to_string())
 }
 
+/// Seconds `full_tokens` would take, from the steps this process ran. The first step carries
+/// one-time costs (kernel selection, the allocator's growth, CUDA's warm-up) that the full run
+/// pays once too, so it counts once and the other tokens go at the later steps' speed; with one
+/// step, at its speed.
+pub(crate) fn projected_seconds(
+    step_seconds: &[f64],
+    step_tokens: &[u64],
+    full_tokens: f64,
+) -> f64 {
+    let (Some(&first_s), Some(&first_t)) = (step_seconds.first(), step_tokens.first()) else {
+        return 0.0;
+    };
+    let rest_s: f64 = step_seconds[1..].iter().sum();
+    let rest_t: u64 = step_tokens[1..].iter().sum();
+    if rest_s > 0.0 && rest_t > 0 {
+        first_s + (full_tokens - first_t as f64).max(0.0) * rest_s / rest_t as f64
+    } else if first_t > 0 {
+        full_tokens * first_s / first_t as f64
+    } else {
+        0.0
+    }
+}
+
 /// `projected_hours_<gpu>` entries: this machine's hours scaled by relative speed.
 pub(crate) fn project(
     hours_here: f64,
@@ -142,6 +168,16 @@ mod tests {
         assert_eq!(p["projected_hours_a100"], 5.0);
         assert!(project(40.0, Some("h100"), &speeds).is_empty());
         assert!(project(40.0, None, &speeds).is_empty());
+    }
+
+    #[test]
+    fn projection_counts_the_first_step_once() {
+        // A 3 s warm-up, then 0.1 s per 100 tokens: 1000 tokens take 3 + 900 × 0.001 s.
+        let p = projected_seconds(&[3.0, 0.1, 0.1, 0.1], &[100; 4], 1000.0);
+        assert!((p - 3.9).abs() < 1e-9, "{p}");
+        // One step: its own speed.
+        assert!((projected_seconds(&[2.0], &[100], 1000.0) - 20.0).abs() < 1e-9);
+        assert_eq!(projected_seconds(&[], &[], 1000.0), 0.0);
     }
 
     #[test]

@@ -11,7 +11,9 @@ use tch::Device;
 
 use super::batches::collate;
 use super::checkpoint::{self, CheckpointState};
-use super::metrics::{Metrics, cuda_process_bytes, guess_gpu_key, peak_rss_bytes, project};
+use super::metrics::{
+    Metrics, cuda_process_bytes, guess_gpu_key, peak_rss_bytes, project, projected_seconds,
+};
 use super::setup::Training;
 use crate::ml::adapt::parameter_counts;
 use crate::ml::error::{MlError, MlResult};
@@ -117,6 +119,8 @@ struct SoFar {
     tokens_trained: u64,
     train_seconds: f64,
     step_seconds: Vec<f64>,
+    /// Tokens of each step this process ran (beside `step_seconds`).
+    step_tokens: Vec<u64>,
 }
 
 impl Training {
@@ -131,6 +135,7 @@ impl Training {
             tokens_trained: 0,
             train_seconds: 0.0,
             step_seconds: Vec::new(),
+            step_tokens: Vec::new(),
         };
         if let Some(dir) = checkpoint::latest(out_dir) {
             let state = checkpoint::restore(&dir, &self.names, &mut self.opt, &self.fingerprint)?;
@@ -170,6 +175,7 @@ impl Training {
             .collect();
         let denom = batches.iter().map(|b| b.target_tokens).sum::<i64>().max(1) as f64;
         let mut loss_sum = 0.0;
+        let tokens_before = so_far.tokens_trained;
         for (k, b) in batches.iter().enumerate() {
             let mode = Mode::Train {
                 seed: mix(config.seed, step * accum + k as u64),
@@ -196,6 +202,9 @@ impl Training {
         let took = t0.elapsed().as_secs_f64();
         so_far.train_seconds += took;
         so_far.step_seconds.push(took);
+        so_far
+            .step_tokens
+            .push(so_far.tokens_trained - tokens_before);
         Ok((loss, lr, grad_norm))
     }
 
@@ -277,6 +286,7 @@ impl Training {
             tokens_trained,
             train_seconds,
             step_seconds,
+            step_tokens,
         } = so_far;
         let total_steps = self.total_steps;
         let data = self.data;
@@ -293,11 +303,7 @@ impl Training {
         };
         let dataset_tokens = data.tokens();
         let full_tokens = dataset_tokens as f64 * f64::from(config.epochs.max(1));
-        let projected_hours = if tokens_per_s > 0.0 {
-            full_tokens / tokens_per_s / 3600.0
-        } else {
-            0.0
-        };
+        let projected_hours = projected_seconds(&step_seconds, &step_tokens, full_tokens) / 3600.0;
         let keys: Vec<&String> = config.gpu_speeds.keys().collect();
         let gpu = config.gpu.clone().or_else(|| match device {
             Device::Cuda(i) => guess_gpu_key(i, &keys),
@@ -317,6 +323,7 @@ impl Training {
             tokens_trained,
             train_seconds,
             step_seconds,
+            step_tokens,
             peak_memory_bytes: peak,
             memory_kind: memory_kind.into(),
             base_linear_bytes,
