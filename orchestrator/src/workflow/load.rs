@@ -87,11 +87,12 @@ fn parse(ctx: &mut Ctx, path: &Path) -> Option<Workflow> {
         }
         Err(e) => {
             // libyaml (through serde_yaml) words most syntax errors better; it runs only here,
-            // on a file already known to be broken and within the size limit, and stops at
-            // its own recursion limit. Errors without a place (a second document) keep the
-            // event parser's.
-            if let Err(e) =
-                serde::de::IgnoredAny::deserialize(serde_yaml::Deserializer::from_str(text))
+            // on a file already known to be broken, within the size limit and with few flow
+            // collections (its cost grows with their depth). Errors without a place (a second
+            // document) keep the event parser's.
+            if yaml::libyaml_is_cheap(text)
+                && let Err(e) =
+                    serde::de::IgnoredAny::deserialize(serde_yaml::Deserializer::from_str(text))
                 && e.location().is_some()
             {
                 syntax_error(ctx, &e.to_string());
