@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::daemon::SOCKET;
+use super::daemon::{SOCKET, socket_path};
 use super::proc_id::ProcId;
 use super::spec::LaunchSpec;
 use crate::RunnerError;
@@ -30,7 +30,8 @@ pub(crate) fn launch(dir: &Path, shim: &Path, spec: &LaunchSpec) -> Result<Answe
     let deadline = Instant::now() + REACH_WITHIN;
     let mut last_problem = String::new();
     while Instant::now() < deadline {
-        match UnixStream::connect(dir.join(SOCKET)) {
+        let conn = socket_path(dir, SOCKET).and_then(|(_dir, path)| UnixStream::connect(path));
+        match conn {
             Ok(conn) => match exchange(conn, &bytes)? {
                 Some(line) => return parse(&line, spec),
                 // The supervisor went away before its waiter took the connection: nothing

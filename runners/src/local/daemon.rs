@@ -68,7 +68,10 @@ fn try_start(dir: &Path) -> io::Result<&'static str> {
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
         _ => {}
     }
-    let listener = UnixListener::bind(&sock)?;
+    let listener = {
+        let (_dir, path) = socket_path(dir, SOCKET)?;
+        UnixListener::bind(path)?
+    };
     listener.set_nonblocking(true)?;
     let inode = fs::metadata(&sock)?.ino();
     io::stdout().flush()?;
@@ -203,4 +206,25 @@ impl Supervisor {
 fn close(fd: RawFd) {
     // SAFETY: closes an fd this forked child inherited and will not use.
     unsafe { libc::close(fd) };
+}
+
+/// The path to reach `dir/name` by, shorter than a socket address allows (108 bytes) even when
+/// `dir` is deep: `/proc/self/fd/N/name` through an open handle on `dir`, kept alive by the
+/// returned file until the socket is bound or connected.
+pub(crate) fn socket_path(
+    dir: &Path,
+    name: &str,
+) -> io::Result<(Option<File>, std::path::PathBuf)> {
+    let direct = dir.join(name);
+    if direct.as_os_str().len() < 100 {
+        return Ok((None, direct));
+    }
+    let handle = File::options()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+        .open(dir)?;
+    let via = Path::new("/proc/self/fd")
+        .join(handle.as_raw_fd().to_string())
+        .join(name);
+    Ok((Some(handle), via))
 }
