@@ -549,7 +549,11 @@ async fn an_idle_supervisor_exits_and_removes_its_socket() {
 async fn a_home_deeper_than_a_socket_address_allows_still_runs_steps() {
     let tmp = TempDir::new().unwrap();
     // Over 108 bytes: too long for a unix socket's address.
-    let sup = tmp.path().join("d".repeat(60)).join("e".repeat(60)).join("supervisor");
+    let sup = tmp
+        .path()
+        .join("d".repeat(60))
+        .join("e".repeat(60))
+        .join("supervisor");
     assert!(sup.join("sock").as_os_str().len() > 108);
     let runner = runner_in(&sup);
     let job = job(&tmp, "deep", "exit 6");

@@ -97,15 +97,58 @@ pub fn build_job(
     std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
     let stage = match remote {
         Some(_) => remote_stage(wf, step, ctx)?,
-        None => Vec::new(),
+        None => {
+            stage_local_inputs(wf, step, ctx, &work)?;
+            Vec::new()
+        }
     };
+    let mut env = BTreeMap::new();
+    let script = script(step, ctx, attempt_dir, remote, &mut env)?;
+    for (k, t) in &step.env {
+        env.insert(
+            k.clone(),
+            t.render(|r| resolve(ctx, remote, r), |s| s.to_string()),
+        );
+    }
+    // Every param, for scripts that read values from the environment (the safe way in any
+    // shell context); `-p` overrides included.
+    for (k, v) in ctx.params {
+        env.insert(param_env_name(k), v.clone());
+    }
+    for (name, value) in ctx.secrets {
+        env.insert(name.clone(), value.clone());
+    }
+    tuna_env(wf, step, ctx, attempt, attempt_dir, &mut env);
+    Ok(Job {
+        secrets: ctx.secrets.keys().cloned().collect(),
+        run_id: ctx.run_id.to_string(),
+        step: step.name.clone(),
+        attempt,
+        script,
+        env,
+        attempt_dir: attempt_dir.to_path_buf(),
+        timeout: step.timeout,
+        wait_for_capacity: step.wait_for_capacity,
+        resources,
+        stage,
+        outputs: step.outputs.clone(),
+    })
+}
+
+/// Links the step's inputs (and the relative paths its `with` names) into `work/`, for a job
+/// on this machine.
+fn stage_local_inputs(
+    wf: &Workflow,
+    step: &Step,
+    ctx: &JobContext<'_>,
+    work: &Path,
+) -> Result<(), String> {
     let with_inputs: Vec<String> = with_paths(step, ctx.params)
         .into_iter()
         .map(|(_, p)| p)
         .filter(|p| Path::new(p).is_relative())
         .collect();
-    let local_inputs = step.inputs.iter().chain(&with_inputs);
-    for input in local_inputs.filter(|_| remote.is_none()) {
+    for input in step.inputs.iter().chain(&with_inputs) {
         let rel = input.trim_end_matches('/');
         let (src, dst) = (wf.project_dir.join(rel), work.join(rel));
         if dst.symlink_metadata().is_ok() {
@@ -117,33 +160,45 @@ pub fn build_job(
         std::os::unix::fs::symlink(&src, &dst)
             .map_err(|e| format!("staging input `{input}`: {e}"))?;
     }
-    let resolve = |r: &Ref| -> String {
-        match r {
-            Ref::Param(p) => ctx.params.get(p).cloned().unwrap_or_default(),
-            Ref::StepOutput { step, output } if remote.is_some() => format!(
-                "{}/in/{step}/{}",
-                remote.unwrap_or_default(),
-                output.trim_end_matches('/')
-            ),
-            Ref::StepOutput { step, output } => (ctx.outputs_dir)(step)
-                .map(|d| {
-                    d.join(output.trim_end_matches('/'))
-                        .to_string_lossy()
-                        .into_owned()
-                })
-                .unwrap_or_default(),
-            Ref::RunId => ctx.run_id.to_string(),
-            Ref::ScheduledTime => ctx.scheduled_time.unwrap_or_default().to_string(),
-        }
-    };
-    let mut env = BTreeMap::new();
-    let script = match &step.action {
+    Ok(())
+}
+
+/// The value a `${{ }}` reference stands for in this job (paths on the runner's machine).
+fn resolve(ctx: &JobContext<'_>, remote: Option<&str>, r: &Ref) -> String {
+    match r {
+        Ref::Param(p) => ctx.params.get(p).cloned().unwrap_or_default(),
+        Ref::StepOutput { step, output } if remote.is_some() => format!(
+            "{}/in/{step}/{}",
+            remote.unwrap_or_default(),
+            output.trim_end_matches('/')
+        ),
+        Ref::StepOutput { step, output } => (ctx.outputs_dir)(step)
+            .map(|d| {
+                d.join(output.trim_end_matches('/'))
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .unwrap_or_default(),
+        Ref::RunId => ctx.run_id.to_string(),
+        Ref::ScheduledTime => ctx.scheduled_time.unwrap_or_default().to_string(),
+    }
+}
+
+/// The script the runner runs: the rendered `run:` (values shell-quoted), or for a built-in
+/// kind `tuna exec-step`, told what to do by `env`.
+fn script(
+    step: &Step,
+    ctx: &JobContext<'_>,
+    attempt_dir: &Path,
+    remote: Option<&str>,
+    env: &mut BTreeMap<String, String>,
+) -> Result<String, String> {
+    match &step.action {
         Action::Run(t) => t
-            .render_script(resolve)
-            .map_err(|e| format!("step `{}`: {e}", step.name))?,
+            .render_script(|r| resolve(ctx, remote, r))
+            .map_err(|e| format!("step `{}`: {e}", step.name)),
         Action::Uses { kind, with } => {
-            // Built-in kinds run through `tuna exec-step` on the runner, told by env.
-            let rendered = crate::workflow::render_with(with, &mut |r| resolve(r));
+            let rendered = crate::workflow::render_with(with, &mut |r| resolve(ctx, remote, r));
             env.insert("TUNA_STEP_KIND".into(), kind.clone());
             env.insert("TUNA_STEP_WITH".into(), rendered.to_string());
             let state = match remote {
@@ -160,62 +215,37 @@ pub fn build_job(
             }
             env.insert("TUNA_STATE".into(), state);
             // `$TUNA_EXE`: this tuna here; on an ssh host, the runner's `tuna` setting.
-            "exec \"$TUNA_EXE\" exec-step".to_string()
+            Ok("exec \"$TUNA_EXE\" exec-step".to_string())
         }
-    };
-    for (k, t) in &step.env {
-        env.insert(k.clone(), t.render(resolve, |s| s.to_string()));
     }
-    // Every param, for scripts that read values from the environment (the safe way in any
-    // shell context); `-p` overrides included.
-    for (k, v) in ctx.params {
-        env.insert(param_env_name(k), v.clone());
-    }
-    for (name, value) in ctx.secrets {
-        env.insert(name.clone(), value.clone());
-    }
+}
+
+/// The `TUNA_*` variables every step gets.
+fn tuna_env(
+    wf: &Workflow,
+    step: &Step,
+    ctx: &JobContext<'_>,
+    attempt: u32,
+    attempt_dir: &Path,
+    env: &mut BTreeMap<String, String>,
+) {
+    let path = |p: PathBuf| p.to_string_lossy().into_owned();
     env.insert("TUNA_RUN_ID".into(), ctx.run_id.to_string());
     env.insert("TUNA_STEP".into(), step.name.clone());
     env.insert("TUNA_ATTEMPT".into(), attempt.to_string());
-    env.insert("TUNA_OUTPUTS".into(), work.to_string_lossy().into_owned());
+    env.insert("TUNA_OUTPUTS".into(), path(attempt_dir.join("work")));
     env.insert(
         "TUNA_METRICS".into(),
-        attempt_dir
-            .join("metrics.json")
-            .to_string_lossy()
-            .into_owned(),
+        path(attempt_dir.join("metrics.json")),
     );
     // Read while the step runs (`tuna status`, the `tuna run` bars); only here, so a step on
     // another machine writes it there and shows no progress.
     env.insert(
         "TUNA_PROGRESS".into(),
-        attempt_dir
-            .join(super::view::PROGRESS_FILE)
-            .to_string_lossy()
-            .into_owned(),
+        path(attempt_dir.join(super::view::PROGRESS_FILE)),
     );
-    env.insert(
-        "TUNA_PROJECT_DIR".into(),
-        wf.project_dir.to_string_lossy().into_owned(),
-    );
-    env.insert(
-        "TUNA_EXE".into(),
-        ctx.tuna_exe.to_string_lossy().into_owned(),
-    );
-    Ok(Job {
-        secrets: ctx.secrets.keys().cloned().collect(),
-        run_id: ctx.run_id.to_string(),
-        step: step.name.clone(),
-        attempt,
-        script,
-        env,
-        attempt_dir: attempt_dir.to_path_buf(),
-        timeout: step.timeout,
-        wait_for_capacity: step.wait_for_capacity,
-        resources,
-        stage,
-        outputs: step.outputs.clone(),
-    })
+    env.insert("TUNA_PROJECT_DIR".into(), path(wf.project_dir.clone()));
+    env.insert("TUNA_EXE".into(), path(ctx.tuna_exe.to_path_buf()));
 }
 
 /// What a job on another machine needs carried there: its inputs into `work/`, and every
