@@ -85,6 +85,14 @@ pub struct Resources {
     pub gpus: Vec<Gpu>,
 }
 
+impl Resources {
+    /// The value of `CUDA_VISIBLE_DEVICES` for these GPUs (empty: none).
+    pub fn cuda_visible_devices(&self) -> String {
+        let indices: Vec<String> = self.gpus.iter().map(|g| g.index.to_string()).collect();
+        indices.join(",")
+    }
+}
+
 /// One GPU slot of a runner.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Hash)]
 pub struct Gpu {

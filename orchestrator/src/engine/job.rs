@@ -118,7 +118,7 @@ pub fn build_job(
     for (name, value) in ctx.secrets {
         env.insert(name.clone(), value.clone());
     }
-    tuna_env(wf, step, ctx, attempt, attempt_dir, &mut env);
+    tuna_env(wf, step, ctx, attempt, attempt_dir, &work, &mut env);
     Ok(Job {
         secrets: ctx.secrets.keys().cloned().collect(),
         run_id: ctx.run_id.to_string(),
@@ -227,13 +227,14 @@ fn tuna_env(
     ctx: &JobContext<'_>,
     attempt: u32,
     attempt_dir: &Path,
+    work: &Path,
     env: &mut BTreeMap<String, String>,
 ) {
     let path = |p: PathBuf| p.to_string_lossy().into_owned();
     env.insert("TUNA_RUN_ID".into(), ctx.run_id.to_string());
     env.insert("TUNA_STEP".into(), step.name.clone());
     env.insert("TUNA_ATTEMPT".into(), attempt.to_string());
-    env.insert("TUNA_OUTPUTS".into(), path(attempt_dir.join("work")));
+    env.insert("TUNA_OUTPUTS".into(), path(work.to_path_buf()));
     env.insert(
         "TUNA_METRICS".into(),
         path(attempt_dir.join("metrics.json")),

@@ -97,13 +97,11 @@ fn direct_exit_code(e: &io::Error) -> Option<i32> {
 /// Whether an environment variable (or, for a name ending in `_`, any with that prefix) is
 /// set for the script.
 fn env_has(spec: &LaunchSpec, key: &str) -> bool {
-    let base: Vec<&str> = spec.base_env.keys().map(String::as_str).collect();
-    let job = &spec.job;
-    if let Some(prefix) = key.strip_suffix('_').map(|p| format!("{p}_")) {
-        job.env.keys().any(|k| k.starts_with(&prefix))
-            || base.iter().any(|k| k.starts_with(&prefix))
+    let (job, base) = (&spec.job.env, &spec.base_env);
+    if key.ends_with('_') {
+        job.keys().chain(base.keys()).any(|k| k.starts_with(key))
     } else {
-        job.env.contains_key(key) || base.contains(&key)
+        job.contains_key(key) || base.contains_key(key)
     }
 }
 
@@ -125,12 +123,6 @@ fn spawn_inner(dir: &Path, spec: &LaunchSpec, direct: Option<Vec<String>>) -> io
             .append(true)
             .open(dir.join(name))
     };
-    let gpus: Vec<String> = job
-        .resources
-        .gpus
-        .iter()
-        .map(|g| g.index.to_string())
-        .collect();
     let work = dir.join(layout::WORK_DIR);
     let mut command = match &direct {
         Some(argv) => {
@@ -160,14 +152,14 @@ fn spawn_inner(dir: &Path, spec: &LaunchSpec, direct: Option<Vec<String>>) -> io
         .env_clear()
         .envs(&spec.base_env)
         .envs(&job.env)
-        .env("CUDA_VISIBLE_DEVICES", gpus.join(","))
+        .env("CUDA_VISIBLE_DEVICES", job.resources.cuda_visible_devices())
         .stdin(Stdio::null());
     if job.secret_values().is_empty() {
         command
             .stdout(append(layout::STDOUT_LOG)?)
             .stderr(append(layout::STDERR_LOG)?);
     } else {
-        // Through the shim, which masks the secrets (see `log_pump`).
+        // Through the waiter, which masks the secrets (see `log_pump`).
         command.stdout(Stdio::piped()).stderr(Stdio::piped());
     }
     command.process_group(0).spawn()

@@ -108,7 +108,6 @@ fn start(dir: &Path, shim: &Path, spec: &LaunchSpec) -> Result<(), RunnerError> 
         // Another supervisor holds the lock: it listens already, or is about to, or is
         // exiting. Give it a moment before connecting again.
         "running" => {
-            std::thread::yield_now();
             std::thread::sleep(Duration::from_millis(2));
             Ok(())
         }

@@ -213,13 +213,10 @@ fn env_file(job: &Job, dir: &str, tuna: &str) -> Result<String, RunnerError> {
     env.insert("TUNA_METRICS".into(), format!("{dir}/metrics.json"));
     // Written on the host and not fetched: progress shows for local steps only.
     env.insert("TUNA_PROGRESS".into(), format!("{dir}/progress.json"));
-    let gpus: Vec<String> = job
-        .resources
-        .gpus
-        .iter()
-        .map(|g| g.index.to_string())
-        .collect();
-    env.insert("CUDA_VISIBLE_DEVICES".into(), gpus.join(","));
+    env.insert(
+        "CUDA_VISIBLE_DEVICES".into(),
+        job.resources.cuda_visible_devices(),
+    );
     crate::step_env::check_names(&env, &job.step)?;
     let mut text = String::new();
     for (k, v) in &env {
