@@ -2,7 +2,13 @@
 """Scale: validate + plan of the largest layered DAG a workflow file may hold (1 MiB, about
 16,000 steps; a 100,000-step file is 6 MB and is refused since the hardening work) (time, peak
 RSS; targets < 2 s, < 1 GiB); the first run and an all-cached rerun of 10,000 steps (target
-< 2 s for the rerun); resume of a 10,000-step run until its first new dispatch (target < 0.5 s)."""
+< 2 s for the rerun); resume of a 10,000-step run until its first new dispatch (target < 0.5 s).
+
+`--baseline PATH` measures another tuna binary (e.g. a build of an older commit) the same way,
+one after the other on the same machine, and prints both columns with the load average at the
+start of each figure."""
+
+import argparse
 
 import os
 import signal
@@ -28,8 +34,12 @@ def layered(n_layers, width, name, cmd="true"):
     return "\n".join(out) + "\n"
 
 
-def main():
-    build()
+def load():
+    return f"{os.getloadavg()[0]:.1f}"
+
+
+def measure(tuna):
+    """(what, time, peak RSS, load average, target) rows for one tuna binary."""
     rows = []
     d = tempfile.mkdtemp(prefix="tuna-scale-")
     env = tuna_env(os.path.join(d, ".tuna"))
@@ -38,20 +48,24 @@ def main():
         layers += 1
     steps = f"{layers * 100:,} steps"
     open(os.path.join(d, "big.yaml"), "w").write(layered(layers, 100, "big"))
-    t, rss = timed([TUNA, "validate", "big.yaml"], d, env)
-    rows.append([f"validate {steps} (1 MiB)", f"{t:.2f} s", f"{rss:.0f} MiB", "< 2 s, < 1 GiB"])
-    t, rss = timed([TUNA, "plan", "big.yaml"], d, env)
-    rows.append([f"plan {steps} (empty store)", f"{t:.2f} s", f"{rss:.0f} MiB", "< 2 s, < 1 GiB"])
+    la = load()
+    t, rss = timed([tuna, "validate", "big.yaml"], d, env)
+    rows.append([f"validate {steps} (1 MiB)", f"{t:.2f} s", f"{rss:.0f} MiB", la, "< 2 s, < 1 GiB"])
+    la = load()
+    t, rss = timed([tuna, "plan", "big.yaml"], d, env)
+    rows.append([f"plan {steps} (empty store)", f"{t:.2f} s", f"{rss:.0f} MiB", la, "< 2 s, < 1 GiB"])
 
     open(os.path.join(d, "ten.yaml"), "w").write(layered(100, 100, "ten"))
-    t, _ = timed([TUNA, "--progress", "quiet", "run", "ten.yaml", "-j", "2"], d, env)
-    rows.append(["first run of 10,000 steps (-j2)", f"{t:.2f} s", "", ""])
-    t, rss = timed([TUNA, "--progress", "quiet", "run", "ten.yaml", "-j", "2"], d, env)
-    rows.append(["all-cached rerun of 10,000 steps", f"{t:.2f} s", f"{rss:.0f} MiB", "< 2 s"])
+    la = load()
+    t, _ = timed([tuna, "--progress", "quiet", "run", "ten.yaml", "-j", "2"], d, env)
+    rows.append(["first run of 10,000 steps (-j2)", f"{t:.2f} s", "", la, "<= 15 s"])
+    la = load()
+    t, rss = timed([tuna, "--progress", "quiet", "run", "ten.yaml", "-j", "2"], d, env)
+    rows.append(["all-cached rerun of 10,000 steps", f"{t:.2f} s", f"{rss:.0f} MiB", la, "< 2 s"])
 
     # A 10,000-step run killed part-way, then resumed: time until the first new dispatch.
     open(os.path.join(d, "resume.yaml"), "w").write(layered(100, 100, "resume", "sleep 0.01; true"))
-    p = subprocess.Popen([TUNA, "--progress", "plain", "run", "resume.yaml", "-j", "2"], cwd=d, env=env,
+    p = subprocess.Popen([tuna, "--progress", "plain", "run", "resume.yaml", "-j", "2"], cwd=d, env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     passed = 0
     for line in p.stderr:
@@ -61,8 +75,9 @@ def main():
                 break
     p.send_signal(signal.SIGKILL)
     p.wait()
+    la = load()
     t0 = time.perf_counter()
-    r = subprocess.Popen([TUNA, "--progress", "plain", "resume", "--last", "-j", "2"], cwd=d, env=env,
+    r = subprocess.Popen([tuna, "--progress", "plain", "resume", "--last", "-j", "2"], cwd=d, env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     first = None
     for line in r.stderr:
@@ -71,8 +86,25 @@ def main():
             break
     r.send_signal(signal.SIGKILL)
     r.wait()
-    rows.append(["resume 10,000 steps to first dispatch", f"{first:.3f} s" if first else "n/a", "", "< 0.5 s"])
-    table(f"Scale ({machine()})", ["what", "time", "peak RSS", "target"], rows)
+    rows.append(["resume 10,000 steps to first dispatch", f"{first:.3f} s" if first else "n/a", "", la,
+                 "< 0.5 s"])
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--baseline", help="another tuna binary, measured after this one")
+    args = ap.parse_args()
+    build()
+    rows = measure(TUNA)
+    if not args.baseline:
+        table(f"Scale ({machine()})", ["what", "time", "peak RSS", "load avg", "target"], rows)
+        return
+    base = measure(os.path.abspath(args.baseline))
+    merged = [[r[0], r[1], r[2], r[3], b[1], b[2], b[3], r[4]] for r, b in zip(rows, base)]
+    table(f"Scale ({machine()})",
+          ["what", "time", "peak RSS", "load avg", "baseline time", "baseline RSS", "load avg", "target"],
+          merged)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
-use tuna_runners::local::{ExitRecord, LocalConfig, LocalRunner};
+use tuna_runners::local::{LocalConfig, LocalRunner, journal};
 use tuna_runners::{Job, Runner};
 
 #[tokio::main]
@@ -25,7 +25,7 @@ async fn main() {
     let start = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..n {
-        let attempt_dir = root.path().join(format!("s{i}"));
+        let attempt_dir = root.path().join("run").join(format!("s{i}")).join("1");
         std::fs::create_dir_all(&attempt_dir).expect("attempt dir");
         let job = Job {
             run_id: "bench".into(),
@@ -53,9 +53,9 @@ async fn main() {
             let t2 = Instant::now();
             drop(permit);
             assert!(outcome.success(), "{outcome:?}");
-            let record = ExitRecord::read(&job.attempt_dir)
-                .expect("exit.json")
-                .expect("exit.json");
+            let record = journal::exit_of(&job.attempt_dir)
+                .expect("journal")
+                .expect("exit record");
             (t1 - t0, t2 - t1, record.ended_ms - record.started_ms)
         }));
     }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
-use tuna_runners::local::{ExitRecord, LocalConfig, LocalRunner, ProcId, layout};
+use tuna_runners::local::{LocalConfig, LocalRunner, ProcId, journal, layout};
 use tuna_runners::{Gpu, Handle, Job, Outcome, Runner};
 
 const SHIM: &str = env!("CARGO_BIN_EXE_tuna-shim-test");
@@ -29,8 +29,14 @@ fn runner_with_grace(kill_grace: Duration) -> LocalRunner {
 /// Long enough that a test passing within it shows SIGTERM did the work, not SIGKILL.
 const LONG_GRACE: Duration = Duration::from_secs(120);
 
+/// The attempt folder of step `name`, shaped as tuna makes them (`RUN/STEP/ATTEMPT`: the run's
+/// journal goes in `RUN`).
+fn attempt(tmp: &TempDir, name: &str) -> PathBuf {
+    tmp.path().join("run-1").join(name).join("1")
+}
+
 fn job(tmp: &TempDir, name: &str, script: &str) -> Job {
-    let attempt_dir = tmp.path().join(name);
+    let attempt_dir = attempt(tmp, name);
     std::fs::create_dir_all(&attempt_dir).unwrap();
     Job {
         run_id: "run-1".into(),
@@ -112,9 +118,7 @@ async fn exit_codes_and_signals() {
             "{name}: {script}"
         );
     }
-    let record = ExitRecord::read(&tmp.path().join("three"))
-        .unwrap()
-        .unwrap();
+    let record = journal::exit_of(&attempt(&tmp, "three")).unwrap().unwrap();
     assert!(record.started_ms <= record.ended_ms);
     assert!(record.child_pid.is_some());
 }
@@ -139,7 +143,7 @@ async fn timeout_kills_the_whole_process_group() {
         .trim()
         .parse()
         .unwrap();
-    let child = ExitRecord::read(&job.attempt_dir)
+    let child = journal::exit_of(&job.attempt_dir)
         .unwrap()
         .unwrap()
         .child_pid
@@ -192,7 +196,7 @@ async fn cancel_stops_the_job() {
             Outcome::Cancelled,
             "{name}"
         );
-        let child = ExitRecord::read(&job.attempt_dir)
+        let child = journal::exit_of(&job.attempt_dir)
             .unwrap()
             .unwrap()
             .child_pid;
@@ -343,7 +347,7 @@ async fn a_restarted_runner_reads_how_a_finished_job_ended() {
     let job_b = job(&tmp, "unwatched", "exit 4");
     let handle = runner().launch(&job_b).await.unwrap();
     wait_until("the job has ended", Duration::from_secs(10), || {
-        job_b.attempt_dir.join(layout::EXIT).exists()
+        journal::exit_of(&job_b.attempt_dir).unwrap().is_some()
     });
     assert_eq!(
         runner().watch(&handle).await.unwrap(),
@@ -467,7 +471,7 @@ async fn one_supervisor_serves_every_runner_of_a_home_and_forks_each_waiter() {
     let mut a = job(&tmp, "a", "while [ ! -e \"$GATE\" ]; do sleep 0.01; done");
     a.env.insert("GATE".into(), gate.display().to_string());
     let mut b = a.clone();
-    b.attempt_dir = tmp.path().join("b");
+    b.attempt_dir = attempt(&tmp, "b");
     std::fs::create_dir_all(&b.attempt_dir).unwrap();
     let (first, second) = (runner_in(&sup), runner_in(&sup));
     let ha = first.launch(&a).await.unwrap();
@@ -563,4 +567,86 @@ async fn a_home_deeper_than_a_socket_address_allows_still_runs_steps() {
         Outcome::Exited { code: 6 }
     );
     assert!(sup.join(tuna_runners::local::daemon::SOCKET).exists());
+}
+
+/// A runner of a private supervisor in `tmp` that has run one short step: its handle (the
+/// waiter that ran it is idle now).
+async fn after_one_step(tmp: &TempDir, name: &str) -> (LocalRunner, Handle) {
+    let runner = runner_in(&tmp.path().join("supervisor"));
+    let first = job(tmp, name, "true");
+    let handle = runner.launch(&first).await.unwrap();
+    assert!(runner.watch(&handle).await.unwrap().success());
+    (runner, handle)
+}
+
+#[tokio::test]
+async fn a_waiter_runs_one_step_after_another_and_a_silent_step_makes_no_log_file() {
+    let tmp = TempDir::new().unwrap();
+    let (runner, h1) = after_one_step(&tmp, "first").await;
+    let first = job(&tmp, "first", "true");
+    let second = job(&tmp, "second", "exit 7");
+    let h2 = runner.launch(&second).await.unwrap();
+    assert_eq!(
+        runner.watch(&h2).await.unwrap(),
+        Outcome::Exited { code: 7 }
+    );
+    // The idle waiter took the second step: no new process was forked for it.
+    assert_eq!(waiter_of(&h1), waiter_of(&h2));
+    assert!(
+        waiter_of(&h1).is_running(),
+        "the waiter waits for the next step"
+    );
+    for dir in [&first.attempt_dir, &second.attempt_dir] {
+        assert!(!dir.join(layout::STDOUT_LOG).exists());
+        assert!(!dir.join(layout::STDERR_LOG).exists());
+    }
+    // Both outcomes are in the run's journal.
+    let code = |j: &Job| journal::exit_of(&j.attempt_dir).unwrap().unwrap().outcome;
+    assert_eq!(code(&second), Outcome::Exited { code: 7 });
+    assert!(code(&first).success());
+}
+
+#[tokio::test]
+async fn a_cancel_meant_for_an_earlier_step_does_not_stop_the_waiters_next_one() {
+    let tmp = TempDir::new().unwrap();
+    let (runner, h1) = after_one_step(&tmp, "early").await;
+    let gate = tmp.path().join("gate");
+    let mut next = job(
+        &tmp,
+        "next",
+        "touch ../started; while [ ! -e \"$GATE\" ]; do sleep 0.01; done; exit 4",
+    );
+    next.env.insert("GATE".into(), gate.display().to_string());
+    let h2 = runner.launch(&next).await.unwrap();
+    assert_eq!(waiter_of(&h1), waiter_of(&h2));
+    let started = next.attempt_dir.join("started");
+    wait_until("the next step runs", Duration::from_secs(10), || {
+        started.exists()
+    });
+    // A late cancel of the finished step signals the same waiter.
+    runner.cancel(&h1).await.unwrap();
+    std::fs::write(&gate, "").unwrap();
+    assert_eq!(
+        runner.watch(&h2).await.unwrap(),
+        Outcome::Exited { code: 4 }
+    );
+}
+
+#[tokio::test]
+async fn an_idle_waiter_told_to_stop_exits_and_the_next_launch_still_runs() {
+    let tmp = TempDir::new().unwrap();
+    let (runner, h1) = after_one_step(&tmp, "first").await;
+    let waiter = waiter_of(&h1);
+    // SAFETY: SIGTERM to the idle waiter this test's supervisor forked.
+    unsafe { libc::kill(waiter.pid as i32, libc::SIGTERM) };
+    // It takes the signal at its next job, leaves that connection unanswered and exits; the
+    // launcher launches again and another waiter runs the step once.
+    let second = job(&tmp, "second", "echo ran >> ../count");
+    let h2 = runner.launch(&second).await.unwrap();
+    assert!(runner.watch(&h2).await.unwrap().success());
+    assert_eq!(read(second.attempt_dir.join("count")), "ran\n");
+    assert_ne!(waiter_of(&h2), waiter);
+    wait_until("the told waiter exits", Duration::from_secs(10), || {
+        gone(waiter.pid)
+    });
 }

@@ -22,6 +22,7 @@ mod disk_full;
 mod examples;
 mod failure;
 mod hostile_files;
+mod journal;
 mod kinds;
 mod leaderboard_local;
 mod placement;

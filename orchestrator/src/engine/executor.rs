@@ -25,26 +25,14 @@ pub fn spawn(
 ) {
     tokio::spawn(async move {
         let (step, attempt) = (job.step.clone(), job.attempt);
-        if !preps.is_empty() {
-            let (cas, target) = (cas.clone(), runner.clone());
-            let prepared =
-                tokio::task::spawn_blocking(move || artifacts::prepare(&preps, &cas, &*target))
-                    .await
-                    .unwrap_or_else(|e| Err(format!("moving upstream outputs: {e}")));
-            match prepared {
-                Ok(bytes) => {
-                    tracing::debug!(%step, attempt, bytes, "upstream outputs in place")
-                }
-                Err(e) => {
-                    let _ = tx.send(Event::Finished {
-                        step,
-                        attempt,
-                        result: Err(e),
-                        collected: None,
-                    });
-                    return;
-                }
-            }
+        if let Err(e) = before_launch(&job, preps, &cas, &runner).await {
+            let _ = tx.send(Event::Finished {
+                step,
+                attempt,
+                result: Err(e),
+                collected: None,
+            });
+            return;
         }
         let handle = match runner.launch(&job).await {
             Ok(h) => h,
@@ -65,6 +53,11 @@ pub fn spawn(
         });
         let result = runner.watch(&handle).await.map_err(|e| e.to_string());
         let collected = match &result {
+            // Without declared outputs there are two small files to look for: done here,
+            // rather than paying a hand-off to a blocking thread on every short step.
+            Ok(o) if o.success() && outputs.is_empty() => {
+                Some(collect(&cas, &job.attempt_dir, &outputs))
+            }
             Ok(o) if o.success() => {
                 let dir = job.attempt_dir.clone();
                 let c = tokio::task::spawn_blocking(move || collect(&cas, &dir, &outputs))
@@ -81,6 +74,31 @@ pub fn spawn(
             collected,
         });
     });
+}
+
+/// Makes the attempt folder (here, on a blocking thread, so that the dispatcher's loop never
+/// waits for a directory to be created) and brings the upstream outputs the job needs.
+async fn before_launch(
+    job: &Job,
+    preps: Vec<Prep>,
+    cas: &Arc<Cas>,
+    runner: &Arc<dyn Runner>,
+) -> Result<(), String> {
+    let work = job.attempt_dir.join("work");
+    tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("making the attempt folder: {e}")))?;
+    if preps.is_empty() {
+        return Ok(());
+    }
+    let (cas, target) = (cas.clone(), runner.clone());
+    let bytes = tokio::task::spawn_blocking(move || artifacts::prepare(&preps, &cas, &*target))
+        .await
+        .unwrap_or_else(|e| Err(format!("moving upstream outputs: {e}")))?;
+    tracing::debug!(step = %job.step, attempt = job.attempt, bytes, "upstream outputs in place");
+    Ok(())
 }
 
 /// Puts each declared output of the attempt's work folder into the store (or records the

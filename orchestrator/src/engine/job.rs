@@ -80,8 +80,9 @@ pub struct JobContext<'a> {
     pub secrets: &'a BTreeMap<String, String>,
 }
 
-/// Builds the job for one attempt: makes the attempt folder, stages inputs, renders the
-/// script (values shell-quoted) and the env. `remote` is the attempt folder on the runner's
+/// Builds the job for one attempt: stages inputs, renders the script (values shell-quoted) and
+/// the env. The attempt folder is made here only when inputs are staged into it; otherwise the
+/// executor makes it off the dispatcher's thread (see [`super::executor::spawn`]). `remote` is the attempt folder on the runner's
 /// machine when that is another one: inputs and upstream outputs are then listed in
 /// `Job::stage` for the runner to carry there, and paths in the script name that folder.
 pub fn build_job(
@@ -94,7 +95,6 @@ pub fn build_job(
     remote: Option<&str>,
 ) -> Result<Job, String> {
     let work = attempt_dir.join("work");
-    std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
     let stage = match remote {
         Some(_) => remote_stage(wf, step, ctx)?,
         None => {

@@ -69,6 +69,12 @@ impl Walk {
         self.frontier.iter().copied().collect()
     }
 
+    /// The frontier without a copy. Every Pending or Waiting step whose upstream steps are
+    /// final is on it, so every Waiting step is.
+    pub fn frontier_iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.frontier.iter().copied()
+    }
+
     /// What to do with step `i`.
     pub fn verdict(&self, i: usize, status: impl Fn(usize) -> StepStatus) -> Verdict {
         if !matches!(status(i), StepStatus::Pending | StepStatus::Waiting) {
@@ -200,5 +206,26 @@ mod tests {
         let w = Walk::from_needs(diamond(), |i| st[i]);
         assert_eq!(w.frontier(), [1]);
         assert_eq!(w.verdict(3, |i| st[i]), Verdict::Wait);
+    }
+
+    /// The dispatcher's timer looks for Waiting steps on the frontier only: a step waiting
+    /// for a slot (ready, never left) and one waiting for its retry (revisited) are both
+    /// there, also in a walk rebuilt from the records by a resume.
+    #[test]
+    fn every_waiting_step_is_on_the_frontier() {
+        let mut st = [Passed, Pending, Pending, Pending, Pending];
+        let mut w = Walk::from_needs(diamond(), |i| st[i]);
+        st[1] = Waiting; // no slot: stays where it was
+        st[2] = Waiting; // its retry: left when it started, back now
+        w.leave(2);
+        w.revisit(2);
+        let waiting = |w: &Walk, st: &[StepStatus]| {
+            (0..st.len())
+                .filter(|&i| st[i] == Waiting)
+                .all(|i| w.frontier_iter().any(|f| f == i))
+        };
+        assert!(waiting(&w, &st));
+        let rebuilt = Walk::from_needs(diamond(), |i| st[i]);
+        assert!(waiting(&rebuilt, &st));
     }
 }

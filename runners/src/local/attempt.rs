@@ -2,17 +2,18 @@
 //! the timeout and cancellation (SIGTERM to the group, a grace period, SIGKILL), clean up
 //! what the script left behind, and produce the [`ExitRecord`].
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::process::CommandExt;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::exit_record::ExitRecord;
 use super::layout;
 use super::log_pump;
-use super::signals::Signals;
+use super::signals::{CANCEL_SIGNAL, Signals};
+use super::spawn::Spawn;
 use super::spec::LaunchSpec;
 use crate::Outcome;
 
@@ -31,8 +32,8 @@ pub(crate) fn supervise(dir: &Path, spec: &LaunchSpec, signals: &Signals) -> Exi
     // Orphans of the script's group come to us, so we can reap them before reporting.
     // SAFETY: prctl with an integer option and flag.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    let child = match spawn_script(dir, spec) {
-        Ok(child) => child,
+    let (pid, pipes) = match spawn_script(dir, spec) {
+        Ok(started) => started,
         Err((program, e)) if program != "bash" && direct_exit_code(&e).is_some() => {
             // As bash reports a program it cannot run.
             let code = direct_exit_code(&e).unwrap_or(127);
@@ -50,31 +51,17 @@ pub(crate) fn supervise(dir: &Path, spec: &LaunchSpec, signals: &Signals) -> Exi
         }
         Err((program, e)) => return finish(lost(format!("cannot start {program}: {e}")), None),
     };
-    let mut child = child;
-    let pumps = if spec.job.secret_values().is_empty() {
-        None
-    } else {
-        match log_pump::Pumps::start(&mut child, dir, &spec.job.secret_values()) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                kill_group(child.id(), libc::SIGKILL);
-                reap(child.id());
-                return finish(lost(format!("cannot open the logs: {e}")), None);
-            }
-        }
-    };
-    let pid = child.id();
-    let stop = wait_for_exit(pid, spec.job.timeout, spec.kill_grace(), signals);
+    let pumps = log_pump::Pumps::start(pipes, dir, &spec.job.secret_values());
+    let cancel = dir.join(layout::CANCEL);
+    let stop = wait_for_exit(pid, spec.job.timeout, spec.kill_grace(), signals, &cancel);
     // The script's process is a zombie now (waited for without reaping), so its pid, which
     // names its process group, cannot be reused yet: kill what is left of the group, then reap.
     kill_group(pid, libc::SIGKILL);
     let status = reap(pid);
     reap_group(pid);
-    if let Some(p) = pumps {
-        p.finish(Duration::from_secs(2));
-    }
+    pumps.finish(Duration::from_secs(2));
     let outcome = match stop {
-        Stop::Signal(_) if dir.join(layout::CANCEL).exists() => Outcome::Cancelled,
+        Stop::Signal(_) if cancel.exists() => Outcome::Cancelled,
         Stop::TimedOut => Outcome::TimedOut,
         _ => outcome_of(status),
     };
@@ -105,9 +92,12 @@ fn env_has(spec: &LaunchSpec, key: &str) -> bool {
     }
 }
 
-/// Spawns the script (directly when it is one simple command, else under bash); on failure,
-/// the program that could not start.
-fn spawn_script(dir: &Path, spec: &LaunchSpec) -> Result<Child, (String, io::Error)> {
+/// The read ends of a script's stdout and stderr pipes.
+type Pipes = [File; 2];
+
+/// Spawns the script (directly when it is one simple command, else under bash): its pid and
+/// its output pipes. On failure, the program that could not start.
+fn spawn_script(dir: &Path, spec: &LaunchSpec) -> Result<(u32, Pipes), (String, io::Error)> {
     let direct = super::direct::simple_argv(&spec.job.script, &|k| env_has(spec, k));
     let program = direct
         .as_ref()
@@ -115,54 +105,79 @@ fn spawn_script(dir: &Path, spec: &LaunchSpec) -> Result<Child, (String, io::Err
     spawn_inner(dir, spec, direct).map_err(|e| (program, e))
 }
 
-fn spawn_inner(dir: &Path, spec: &LaunchSpec, direct: Option<Vec<String>>) -> io::Result<Child> {
+fn spawn_inner(
+    dir: &Path,
+    spec: &LaunchSpec,
+    direct: Option<Vec<String>>,
+) -> io::Result<(u32, Pipes)> {
     let job = &spec.job;
-    let append = |name| {
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join(name))
-    };
     let work = dir.join(layout::WORK_DIR);
-    let mut command = match &direct {
-        Some(argv) => {
-            let mut c = Command::new(&argv[0]);
-            c.args(&argv[1..]).env("PWD", &work);
-            c
-        }
-        None => {
-            let mut c = Command::new("bash");
-            c.args(["-euo", "pipefail", "-c", &job.script]);
-            c
-        }
+    let mut env = spec.base_env.clone();
+    env.extend(job.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env.insert(
+        "CUDA_VISIBLE_DEVICES".into(),
+        job.resources.cuda_visible_devices(),
+    );
+    let path_var = env.get("PATH");
+    let script_args = ["bash", "-euo", "pipefail", "-c", &job.script];
+    let (program, argv): (PathBuf, Vec<&str>) = match &direct {
+        Some(argv) => (
+            find_program(&argv[0], path_var, &work)?,
+            argv.iter().map(String::as_str).collect(),
+        ),
+        None => (find_program("bash", path_var, &work)?, script_args.to_vec()),
     };
-    // SAFETY: the closure runs between fork and exec and only calls async-signal-safe
-    // functions on a local signal set.
-    unsafe {
-        command.pre_exec(|| {
-            // The shim blocks the signals it waits for; the script must get them.
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-            Ok(())
-        })
-    };
-    command
-        .current_dir(&work)
-        .env_clear()
-        .envs(&spec.base_env)
-        .envs(&job.env)
-        .env("CUDA_VISIBLE_DEVICES", job.resources.cuda_visible_devices())
-        .stdin(Stdio::null());
-    if job.secret_values().is_empty() {
-        command
-            .stdout(append(layout::STDOUT_LOG)?)
-            .stderr(append(layout::STDERR_LOG)?);
-    } else {
-        // Through the waiter, which masks the secrets (see `log_pump`).
-        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    if direct.is_some() {
+        env.insert("PWD".into(), work.display().to_string());
     }
-    command.process_group(0).spawn()
+    // The logs go through the waiter (see `log_pump`).
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let pid = Spawn {
+        program: &program,
+        argv,
+        env: &env,
+        cwd: &work,
+        stdout: out_w.as_raw_fd(),
+        stderr: err_w.as_raw_fd(),
+    }
+    .start()?;
+    // Our copies of the write ends close here, so the pumps see the end of the script's.
+    Ok((pid, [out_r, err_r]))
+}
+
+/// A pipe whose two ends close on exec: (read, write).
+fn pipe() -> io::Result<(File, File)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills the two-element array on success.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both fds are new and ours alone.
+    Ok(unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) })
+}
+
+/// Where `program` is, as `execvp` in the script's folder `work` would find it on `path` (a
+/// name with a slash is taken as it is; no PATH means the system default).
+fn find_program(program: &str, path: Option<&String>, work: &Path) -> io::Result<PathBuf> {
+    if program.contains('/') {
+        return Ok(PathBuf::from(program));
+    }
+    let path = path.map_or("/usr/local/bin:/usr/bin:/bin", String::as_str);
+    let mut denied = false;
+    for entry in path.split(':') {
+        let candidate = work.join(entry).join(program);
+        match std::fs::metadata(&candidate) {
+            Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => return Ok(candidate),
+            Ok(m) if m.is_file() => denied = true,
+            _ => {}
+        }
+    }
+    Err(if denied {
+        io::ErrorKind::PermissionDenied.into()
+    } else {
+        io::ErrorKind::NotFound.into()
+    })
 }
 
 /// What ended the wait besides the script itself.
@@ -182,7 +197,15 @@ enum Stage {
 
 /// Waits until the script's process has exited, without reaping it. Past the timeout, or on a
 /// stop signal, sends SIGTERM to its group and SIGKILL after `grace`.
-fn wait_for_exit(pid: u32, timeout: Option<Duration>, grace: Duration, signals: &Signals) -> Stop {
+/// The cancel signal counts only when the attempt's `cancel` marker exists: it may have been
+/// meant for an attempt this waiter ran before.
+fn wait_for_exit(
+    pid: u32,
+    timeout: Option<Duration>,
+    grace: Duration,
+    signals: &Signals,
+    cancel: &Path,
+) -> Stop {
     let mut stop = Stop::None;
     let mut stage = Stage::Running;
     let mut wake = timeout.map(|t| Instant::now() + t);
@@ -208,7 +231,11 @@ fn wait_for_exit(pid: u32, timeout: Option<Duration>, grace: Duration, signals: 
             continue;
         }
         match signals.wait(wake.map(|at| at - now)) {
-            Some(sig) if sig != libc::SIGCHLD && stage == Stage::Running => {
+            Some(sig)
+                if sig != libc::SIGCHLD
+                    && stage == Stage::Running
+                    && (sig != CANCEL_SIGNAL || cancel.exists()) =>
+            {
                 stop = Stop::Signal(sig);
                 kill_group(pid, libc::SIGTERM);
                 stage = Stage::Terminating;

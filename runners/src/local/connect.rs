@@ -13,12 +13,20 @@ use super::spec::LaunchSpec;
 use crate::RunnerError;
 
 /// How the supervisor's waiter answered a launch.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 pub(crate) enum Answer {
-    /// This launch's waiter claimed the attempt and runs it.
-    Claimed(ProcId),
+    /// This launch's waiter claimed the attempt and runs it; it says `exited RECORD` on the
+    /// connection when the job has ended.
+    Claimed(ProcId, Connection),
     /// An earlier launch's waiter owns the attempt.
     Taken(ProcId),
+}
+
+/// A claimed launch's connection, with what was read past the `claimed` line.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    pub buffered: Vec<u8>,
+    pub stream: UnixStream,
 }
 
 /// How long a launch may take to reach a supervisor, starting one if need be.
@@ -33,7 +41,7 @@ pub(crate) fn launch(dir: &Path, shim: &Path, spec: &LaunchSpec) -> Result<Answe
         let conn = socket_path(dir, SOCKET).and_then(|(_dir, path)| UnixStream::connect(path));
         match conn {
             Ok(conn) => match exchange(conn, &bytes)? {
-                Some(line) => return parse(&line, spec),
+                Some((line, reader)) => return parse(&line, reader, spec),
                 // The supervisor went away before its waiter took the connection: nothing
                 // was claimed, so launching again is safe.
                 None => last_problem = "the supervisor closed the connection".into(),
@@ -54,24 +62,38 @@ pub(crate) fn launch(dir: &Path, shim: &Path, spec: &LaunchSpec) -> Result<Answe
 /// Writes the spec and reads the waiter's one line; `None` when the connection closed (or was
 /// reset) first, which only happens when no waiter took it: a waiter holds the connection
 /// until it has answered.
-fn exchange(mut conn: UnixStream, spec: &[u8]) -> Result<Option<String>, RunnerError> {
+fn exchange(
+    mut conn: UnixStream,
+    spec: &[u8],
+) -> Result<Option<(String, BufReader<UnixStream>)>, RunnerError> {
     // A waiter that finds the attempt taken may stop reading early: that is not an error.
     let _ = conn.write_all(spec);
     let _ = conn.shutdown(std::net::Shutdown::Write);
     let mut line = String::new();
-    match BufReader::new(conn).read_line(&mut line) {
-        Ok(_) => Ok((!line.is_empty()).then_some(line)),
+    let mut reader = BufReader::new(conn);
+    match reader.read_line(&mut line) {
+        Ok(_) => Ok((!line.is_empty()).then_some((line, reader))),
         Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(None),
         Err(e) => Err(e.into()),
     }
 }
 
-fn parse(line: &str, spec: &LaunchSpec) -> Result<Answer, RunnerError> {
+fn parse(
+    line: &str,
+    reader: BufReader<UnixStream>,
+    spec: &LaunchSpec,
+) -> Result<Answer, RunnerError> {
     let line = line.trim_end();
     let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
     let owner = serde_json::from_str::<ProcId>(rest);
     match (word, owner) {
-        ("claimed", Ok(id)) => Ok(Answer::Claimed(id)),
+        ("claimed", Ok(id)) => Ok(Answer::Claimed(
+            id,
+            Connection {
+                buffered: reader.buffer().to_vec(),
+                stream: reader.into_inner(),
+            },
+        )),
         ("taken", Ok(id)) => Ok(Answer::Taken(id)),
         ("error", _) => Err(RunnerError::Spawn(rest.to_owned())),
         _ => Err(RunnerError::Protocol(format!(

@@ -1,18 +1,21 @@
 //! The home's supervisor: one detached process per tuna home that starts every local step.
 //!
 //! `tuna-shim --supervisor DIR` becomes the supervisor of `DIR` (`HOME/supervisor/`) unless one
-//! already holds `DIR/lock`. It listens on `DIR/sock`; for each connection it forks a *waiter*
-//! (no exec: a copy of this small, single-threaded process) that reads the launch spec, claims
-//! the attempt, starts the script (the step's one exec) and records how it ended. A waiter
-//! leaves the supervisor's session, so killing the supervisor never reaches a running step,
-//! and a waiter that outlives it still writes its exit record. The supervisor reaps its
-//! waiters and exits once it has had none and no connection for a while
-//! (`TUNA_SUPERVISOR_IDLE_MS`, default 30 s) or when its socket was removed.
+//! already holds `DIR/lock`. It listens on `DIR/sock` and hands each connection to an idle
+//! *waiter* (over the waiter's control socket, `SCM_RIGHTS`), forking a new one (no exec: a
+//! copy of this small, single-threaded process) only when none is idle. A waiter reads the
+//! launch spec, claims the attempt in the run's journal, starts the script (the step's one
+//! process), records how it ended, and says `i` when it is idle again: a step costs one
+//! process, not three. A waiter leaves the supervisor's session, so killing the supervisor
+//! never reaches a running step, and a waiter that outlives it still records its step's end
+//! (then sees its control socket closed and exits). The supervisor exits once no waiter is
+//! busy and no connection came for a while (`TUNA_SUPERVISOR_IDLE_MS`, default 30 s) or when
+//! its socket was removed; its idle waiters exit with it.
 //!
 //! It must stay single-threaded: forking is only safe in a process with one thread.
 
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -91,7 +94,7 @@ fn try_start(dir: &Path) -> io::Result<&'static str> {
                 sock,
                 inode,
                 idle: idle_after(),
-                waiters: 0,
+                waiters: Vec::new(),
             };
             supervisor.serve();
             std::process::exit(0)
@@ -118,6 +121,14 @@ fn detach_stdio() {
     }
 }
 
+/// A waiter the supervisor forked: it runs one launch at a time and asks for the next one
+/// over `ctl` (one byte, `i`, when it is idle again).
+struct Waiter {
+    pid: libc::pid_t,
+    ctl: UnixStream,
+    idle: bool,
+}
+
 /// The running supervisor.
 struct Supervisor {
     listener: UnixListener,
@@ -126,8 +137,8 @@ struct Supervisor {
     /// The socket file's inode: another one at the path means we were replaced.
     inode: u64,
     idle: Duration,
-    /// Waiters forked and not yet reaped.
-    waiters: usize,
+    /// Waiters forked and still alive, idle or busy.
+    waiters: Vec<Waiter>,
 }
 
 impl Supervisor {
@@ -135,7 +146,11 @@ impl Supervisor {
         let mut last = Instant::now();
         loop {
             self.reap();
-            if self.waiters == 0 && (last.elapsed() >= self.idle || !self.socket_is_ours()) {
+            let busy = self.waiters.iter().any(|w| !w.idle);
+            if busy {
+                last = Instant::now();
+            }
+            if !self.socket_is_ours() || (!busy && last.elapsed() >= self.idle) {
                 break;
             }
             if self.poll(Duration::from_millis(200)) && self.accept_all() > 0 {
@@ -147,58 +162,134 @@ impl Supervisor {
             let _ = fs::remove_file(&self.sock);
         }
         self.accept_all();
+        // Idle waiters see their control socket close and exit; busy ones finish first.
     }
 
     fn socket_is_ours(&self) -> bool {
         fs::symlink_metadata(&self.sock).is_ok_and(|m| m.ino() == self.inode)
     }
 
-    /// Waits up to `timeout` for a connection; whether one is there.
-    fn poll(&self, timeout: Duration) -> bool {
-        let mut fds = libc::pollfd {
-            fd: self.listener.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
+    /// Waits up to `timeout` for a connection or a waiter's word; whether a connection is
+    /// there.
+    fn poll(&mut self, timeout: Duration) -> bool {
+        let mut fds: Vec<libc::pollfd> = std::iter::once(self.listener.as_raw_fd())
+            .chain(self.waiters.iter().map(|w| w.ctl.as_raw_fd()))
+            .map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        // SAFETY: poll on a vector of valid pollfds.
+        let n = unsafe {
+            libc::poll(
+                fds.as_mut_ptr(),
+                fds.len() as libc::nfds_t,
+                timeout.as_millis() as libc::c_int,
+            )
         };
-        // SAFETY: poll on one valid pollfd.
-        let n = unsafe { libc::poll(&mut fds, 1, timeout.as_millis() as libc::c_int) };
-        n > 0 && fds.revents & libc::POLLIN != 0
+        if n <= 0 {
+            return false;
+        }
+        let mut gone = Vec::new();
+        for (i, fd) in fds.iter().enumerate().skip(1) {
+            if fd.revents != 0 && !self.hear(i - 1) {
+                gone.push(i - 1);
+            }
+        }
+        for i in gone.into_iter().rev() {
+            self.waiters.swap_remove(i);
+        }
+        fds[0].revents & libc::POLLIN != 0
     }
 
-    /// Forks a waiter for every pending connection; how many.
+    /// Reads what waiter `i` said; false once its control socket is closed (it exited).
+    fn hear(&mut self, i: usize) -> bool {
+        let waiter = &mut self.waiters[i];
+        let mut buf = [0u8; 16];
+        match (&waiter.ctl).read(&mut buf) {
+            Ok(0) => false,
+            Ok(n) => {
+                if buf[..n].contains(&b'i') {
+                    waiter.idle = true;
+                }
+                true
+            }
+            Err(e) => {
+                e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted
+            }
+        }
+    }
+
+    /// Gives every pending connection to a waiter; how many.
     fn accept_all(&mut self) -> usize {
         let mut n = 0;
         while let Ok((conn, _)) = self.listener.accept() {
             n += 1;
-            if self.fork_waiter(conn).is_ok() {
-                self.waiters += 1;
-            }
+            let _ = self.dispatch(conn);
         }
         n
     }
 
-    fn fork_waiter(&self, conn: UnixStream) -> io::Result<()> {
+    /// Hands `conn` to an idle waiter, or to a new one. A connection no waiter takes is
+    /// dropped: its launcher sees it closed and launches again.
+    fn dispatch(&mut self, conn: UnixStream) -> io::Result<()> {
         conn.set_nonblocking(false)?;
+        while let Some(i) = self.waiters.iter().position(|w| w.idle) {
+            let waiter = &mut self.waiters[i];
+            if super::fd_pass::send(waiter.ctl.as_raw_fd(), conn.as_raw_fd()).is_ok() {
+                waiter.idle = false;
+                return Ok(());
+            }
+            // It went away while idle.
+            self.waiters.swap_remove(i);
+        }
+        let waiter = self.fork_waiter(conn)?;
+        self.waiters.push(waiter);
+        Ok(())
+    }
+
+    fn fork_waiter(&self, conn: UnixStream) -> io::Result<Waiter> {
+        let (ours, theirs) = UnixStream::pair()?;
         // SAFETY: this process has one thread; the child only runs our own code and exits.
         match unsafe { libc::fork() } {
             -1 => Err(io::Error::last_os_error()),
             0 => {
-                // The waiter must not keep the supervisor's lock or socket: a new supervisor
-                // takes over while waiters of the old one still run.
+                // The waiter must not keep the supervisor's lock, socket or the other
+                // waiters' control sockets: a new supervisor takes over while waiters of the
+                // old one still run, and a waiter must see the supervisor's end close.
                 close(self.listener.as_raw_fd());
                 close(self.lock.as_raw_fd());
-                let fd = conn.into_raw_fd();
-                std::process::exit(super::waiter::main(fd))
+                close(ours.as_raw_fd());
+                for w in &self.waiters {
+                    close(w.ctl.as_raw_fd());
+                }
+                std::mem::forget(ours);
+                std::process::exit(super::waiter::main(
+                    conn.into_raw_fd(),
+                    theirs.into_raw_fd(),
+                ))
             }
-            _ => Ok(()),
+            pid => {
+                ours.set_nonblocking(true)?;
+                Ok(Waiter {
+                    pid,
+                    ctl: ours,
+                    idle: false,
+                })
+            }
         }
     }
 
     fn reap(&mut self) {
         let mut status = 0;
         // SAFETY: waitpid writes the status into a local.
-        while unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) } > 0 {
-            self.waiters = self.waiters.saturating_sub(1);
+        loop {
+            let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+            if pid <= 0 {
+                break;
+            }
+            self.waiters.retain(|w| w.pid != pid);
         }
     }
 }

@@ -1,4 +1,5 @@
-//! `exit.json`: how the script ended, written by the shim.
+//! How an attempt's script ended: the record a local waiter appends to the run's journal, and
+//! the `exit.json` a Ray job's driver writes.
 
 use std::io;
 use std::path::Path;
@@ -8,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::layout;
 use crate::Outcome;
 
-/// The shim's record of one finished attempt.
+/// The record of one finished attempt.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ExitRecord {
     pub outcome: Outcome,
@@ -29,17 +30,5 @@ impl ExitRecord {
         serde_json::from_slice(&bytes).map(Some).map_err(|e| {
             io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", layout::EXIT))
         })
-    }
-
-    pub(crate) fn write(&self, attempt_dir: &Path) -> io::Result<()> {
-        let bytes = serde_json::to_vec(self).map_err(io::Error::other)?;
-        if layout::create_exclusive(attempt_dir, layout::EXIT, &bytes)? {
-            Ok(())
-        } else {
-            Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                "the attempt already has an exit record",
-            ))
-        }
     }
 }

@@ -1,11 +1,12 @@
-//! The logs of a job that has secrets: the script's stdout and stderr reach the shim through
-//! pipes, and the shim appends them to the log files with every secret value masked
-//! ([`crate::redact::Redactor`]). Jobs without secrets write their logs directly.
+//! A job's logs: the script's stdout and stderr reach its waiter through pipes, and the waiter
+//! appends them to `stdout.log` and `stderr.log` with every secret value masked
+//! ([`crate::redact::Redactor`]). A log file is made at the first byte there is to write: most
+//! short steps print nothing, and every inode a step makes costs (more so on ext4 right after
+//! many files were deleted).
 
-use std::fs::OpenOptions;
-use std::io::{self, Read};
-use std::path::Path;
-use std::process::Child;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -18,32 +19,20 @@ pub(crate) struct Pumps {
 }
 
 impl Pumps {
-    /// Starts a pump for each of the child's piped outputs, into `dir/log`.
-    pub(crate) fn start(child: &mut Child, dir: &Path, values: &[Vec<u8>]) -> io::Result<Pumps> {
+    /// Starts a pump for each of the script's output pipes (stdout, stderr: their read ends),
+    /// into the attempt's log files.
+    pub(crate) fn start(pipes: [File; 2], dir: &Path, values: &[Vec<u8>]) -> Pumps {
         let (tx, done) = mpsc::channel();
         let mut running = 0;
-        let streams: [(Option<Box<dyn Read + Send>>, &str); 2] = [
-            (
-                child
-                    .stdout
-                    .take()
-                    .map(|s| Box::new(s) as Box<dyn Read + Send>),
-                super::layout::STDOUT_LOG,
-            ),
-            (
-                child
-                    .stderr
-                    .take()
-                    .map(|s| Box::new(s) as Box<dyn Read + Send>),
-                super::layout::STDERR_LOG,
-            ),
-        ];
-        for (stream, name) in streams {
-            let Some(mut stream) = stream else { continue };
-            let mut log = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(dir.join(name))?;
+        let [out, err] = pipes;
+        for (mut stream, name) in [
+            (out, super::layout::STDOUT_LOG),
+            (err, super::layout::STDERR_LOG),
+        ] {
+            let mut log = LazyLog {
+                path: dir.join(name),
+                file: None,
+            };
             let mut redactor = Redactor::new(values.iter().cloned());
             let tx = tx.clone();
             running += 1;
@@ -52,7 +41,7 @@ impl Pumps {
                 let _ = tx.send(());
             });
         }
-        Ok(Pumps { done, running })
+        Pumps { done, running }
     }
 
     /// Waits until both pipes are drained, at most `within` (a process that left the
@@ -64,6 +53,61 @@ impl Pumps {
             if self.done.recv_timeout(left).is_err() {
                 return;
             }
+        }
+    }
+}
+
+/// A log file opened (created, appended to) at the first write.
+struct LazyLog {
+    path: PathBuf,
+    file: Option<File>,
+}
+
+impl Write for LazyLog {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        if bytes.is_empty() {
+            return Ok(0);
+        }
+        if self.file.is_none() {
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)?;
+            self.file = Some(file);
+        }
+        self.file.as_mut().expect("opened above").write(bytes)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_silent_stream_makes_no_log_file_and_a_loud_one_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let (quiet_r, quiet_w) = pipe();
+        let (loud_r, mut loud_w) = pipe();
+        let pumps = Pumps::start([loud_r, quiet_r], dir.path(), &[b"hunter22".to_vec()]);
+        loud_w.write_all(b"pass hunter22\n").unwrap();
+        drop((quiet_w, loud_w));
+        pumps.finish(Duration::from_secs(10));
+        let out = std::fs::read_to_string(dir.path().join(super::super::layout::STDOUT_LOG));
+        assert_eq!(out.unwrap(), "pass ***\n");
+        assert!(!dir.path().join(super::super::layout::STDERR_LOG).exists());
+    }
+
+    fn pipe() -> (File, File) {
+        let mut fds = [0; 2];
+        // SAFETY: pipe fills the array; the fds are ours alone.
+        unsafe {
+            assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
+            use std::os::fd::FromRawFd;
+            (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1]))
         }
     }
 }

@@ -17,6 +17,8 @@ mod connect;
 pub mod daemon;
 mod direct;
 mod exit_record;
+mod fd_pass;
+pub mod journal;
 pub mod layout;
 mod log_pump;
 mod pidfd;
@@ -24,6 +26,7 @@ mod proc_id;
 mod runner;
 mod shim;
 mod signals;
+mod spawn;
 mod spec;
 mod waiter;
 

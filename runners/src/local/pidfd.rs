@@ -1,12 +1,8 @@
-//! Waiting for and signalling a process that may not be our child, without races against pid
+//! Signalling a process that may not be our child, without races against pid
 //! reuse: a Linux pidfd, checked against the start time the handle recorded.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::time::Duration;
-
-use tokio::io::Interest;
-use tokio::io::unix::AsyncFd;
 
 use super::proc_id::{ProcId, ProcStatus};
 
@@ -58,22 +54,6 @@ impl Pidfd {
             }
         }
         Ok(())
-    }
-
-    /// Resolves when the process has ended (the pidfd turns readable).
-    pub async fn exited(self) -> io::Result<()> {
-        // SAFETY: an OwnedFd keeps its one open fd until it is dropped with the AsyncFd.
-        let fd = unsafe { AsyncFd::register_with_interest(self.0, Interest::READABLE) }
-            .map_err(io::Error::from)?;
-        let _ready = fd.readable().await?;
-        Ok(())
-    }
-}
-
-/// Waits for `id` to end where pidfds are missing: checks `/proc` at a short interval.
-pub(crate) async fn poll_until_gone(id: ProcId) {
-    while id.is_running() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -1,20 +1,25 @@
-//! [`LocalRunner`]: hands each job to the home's supervisor (which forks a waiter for it) and
-//! watches the waiter through the attempt folder, also after the orchestrator restarted.
+//! [`LocalRunner`]: hands each job to the home's supervisor (one of whose waiters runs it) and
+//! learns how it ended: from the waiter, on the launch's connection, or, for a job launched by
+//! an earlier orchestrator (or an earlier launch of the same attempt), from the run's journal.
 
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use async_trait::async_trait;
 
 use super::config::LocalConfig;
-use super::connect::{self, Answer};
+use super::connect::{self, Answer, Connection};
 use super::exit_record::ExitRecord;
+use super::journal;
 use super::layout;
 use super::pidfd::{self, Pidfd};
 use super::proc_id::{self, ProcId, ProcStatus};
+use super::signals::CANCEL_SIGNAL;
 use super::spec::LaunchSpec;
 use crate::{Handle, Job, Outcome, Runner, RunnerError, RunnerInfo};
 
@@ -24,6 +29,10 @@ pub struct LocalRunner {
     config: LocalConfig,
     /// The supervisor's folder: the configured one, or a private temporary one.
     supervisor: Supervisor,
+    /// The connections of jobs this runner launched and nobody watches yet, by attempt folder.
+    connections: Mutex<HashMap<PathBuf, Connection>>,
+    /// What this runner has read of each run's journal.
+    journals: Arc<Mutex<HashMap<PathBuf, journal::Index>>>,
 }
 
 /// Where the runner's supervisor lives.
@@ -42,7 +51,12 @@ impl LocalRunner {
             Some(dir) => Supervisor::Home(dir.clone()),
             None => Supervisor::Private(OnceLock::new()),
         };
-        LocalRunner { config, supervisor }
+        LocalRunner {
+            config,
+            supervisor,
+            connections: Mutex::default(),
+            journals: Arc::default(),
+        }
     }
 
     pub fn config(&self) -> &LocalConfig {
@@ -111,9 +125,17 @@ impl Runner for LocalRunner {
         };
         let shim = self.config.shim.clone();
         let dir = self.supervisor_dir()?;
-        let id = tokio::task::spawn_blocking(move || start(&dir, &shim, &spec))
+        let id = match tokio::task::spawn_blocking(move || start(&dir, &shim, &spec))
             .await
-            .map_err(join_error)??;
+            .map_err(join_error)??
+        {
+            Answer::Claimed(id, connection) => {
+                let mut connections = self.connections.lock().expect("not poisoned");
+                connections.insert(job.attempt_dir.clone(), connection);
+                id
+            }
+            Answer::Taken(id) => id,
+        };
         Ok(Handle {
             runner: self.config.name.clone(),
             attempt_dir: job.attempt_dir.clone(),
@@ -124,23 +146,28 @@ impl Runner for LocalRunner {
     async fn watch(&self, handle: &Handle) -> Result<Outcome, RunnerError> {
         let id = proc_id(handle)?;
         let dir = handle.attempt_dir.clone();
+        let connection = self.connections.lock().expect("not poisoned").remove(&dir);
+        if let Some(connection) = connection
+            && let Some(record) = exited(connection).await
         {
-            let dir = dir.clone();
-            if let Some(record) = blocking(move || ExitRecord::read(&dir)).await? {
+            return Ok(record.outcome);
+        }
+        // Launched by someone else, or the connection closed early: the journal tells.
+        let mut delay = Duration::from_millis(2);
+        loop {
+            if let Some(record) = self.journal_exit(&dir).await? {
                 return Ok(record.outcome);
             }
+            if !id.is_running() {
+                // A waiter appends its record before it takes another job or exits.
+                return match self.journal_exit(&dir).await? {
+                    Some(record) => Ok(record.outcome),
+                    None => blocking(move || Ok(lost(&dir, id))).await,
+                };
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_millis(250));
         }
-        match Pidfd::open(id) {
-            Ok(Some(fd)) => fd.exited().await?,
-            Ok(None) => {}
-            Err(e) if e.kind() == io::ErrorKind::Unsupported => pidfd::poll_until_gone(id).await,
-            Err(e) => return Err(e.into()),
-        }
-        blocking(move || match ExitRecord::read(&dir)? {
-            Some(record) => Ok(record.outcome),
-            None => Ok(lost(&dir, id)),
-        })
-        .await
     }
 
     async fn cancel(&self, handle: &Handle) -> Result<(), RunnerError> {
@@ -149,10 +176,10 @@ impl Runner for LocalRunner {
         blocking(move || {
             File::create(dir.join(layout::CANCEL))?;
             match Pidfd::open(id) {
-                Ok(Some(fd)) => fd.signal(libc::SIGTERM),
+                Ok(Some(fd)) => fd.signal(CANCEL_SIGNAL),
                 Ok(None) => Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Unsupported => {
-                    pidfd::signal_without_pidfd(id, libc::SIGTERM)
+                    pidfd::signal_without_pidfd(id, CANCEL_SIGNAL)
                 }
                 Err(e) => Err(e),
             }
@@ -161,13 +188,60 @@ impl Runner for LocalRunner {
     }
 }
 
-/// Prepares the attempt folder and hands the job to the supervisor. Returns the waiter that
-/// owns the attempt (this launch's, or an earlier one's).
-fn start(supervisor: &Path, shim: &Path, spec: &LaunchSpec) -> Result<ProcId, RunnerError> {
+impl LocalRunner {
+    /// The exit record of the attempt in `dir`, read from its run's journal.
+    async fn journal_exit(&self, dir: &Path) -> Result<Option<ExitRecord>, RunnerError> {
+        let journals = self.journals.clone();
+        let dir = dir.to_path_buf();
+        blocking(move || {
+            let path = journal::path_for(&dir);
+            let mut journals = journals.lock().expect("not poisoned");
+            let index = journals.entry(path.clone()).or_default();
+            let torn = index.torn();
+            index.refresh(&path)?;
+            if index.torn() > torn {
+                tracing::warn!(
+                    "{}: {} torn record(s) ignored (a writer was killed mid-record)",
+                    path.display(),
+                    index.torn() - torn
+                );
+            }
+            Ok(index.exit(&dir).cloned())
+        })
+        .await
+    }
+}
+
+/// Reads the `exited RECORD` line the waiter writes on a claimed launch's connection; `None`
+/// when the connection ended without it (the waiter died).
+async fn exited(connection: Connection) -> Option<ExitRecord> {
+    use tokio::io::AsyncReadExt;
+    let Connection {
+        mut buffered,
+        stream,
+    } = connection;
+    stream.set_nonblocking(true).ok()?;
+    let mut stream = tokio::net::UnixStream::from_std(stream).ok()?;
+    loop {
+        if let Some(end) = buffered.iter().position(|&b| b == b'\n') {
+            let json = buffered[..end].strip_prefix(b"exited ")?;
+            return serde_json::from_slice(json).ok();
+        }
+        let mut chunk = [0u8; 1024];
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buffered.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// Prepares the attempt folder and hands the job to the supervisor: how the waiter that owns
+/// the attempt (this launch's, or an earlier one's) answered.
+fn start(supervisor: &Path, shim: &Path, spec: &LaunchSpec) -> Result<Answer, RunnerError> {
     let dir = &spec.job.attempt_dir;
     fs::create_dir_all(dir.join(layout::WORK_DIR))?;
     match connect::launch(supervisor, shim, spec) {
-        Ok(Answer::Claimed(id) | Answer::Taken(id)) => Ok(id),
+        Ok(answer) => Ok(answer),
         Err(RunnerError::Spawn(e)) => Err(RunnerError::Spawn(format!(
             "{e} ({})",
             waiter_log_tail(dir)

@@ -13,8 +13,21 @@ pub(crate) struct Signals {
 /// Signals that ask the shim to stop its job.
 pub(crate) const STOP_SIGNALS: [i32; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
 
+/// The signal `cancel` sends a waiter: "look at your attempt's `cancel` marker". A waiter runs
+/// one attempt after another, so a plain stop signal could reach the wrong one.
+pub(crate) const CANCEL_SIGNAL: i32 = libc::SIGUSR1;
+
+/// Every signal a waiter blocks and takes synchronously.
+const BLOCKED: [i32; 5] = [
+    libc::SIGTERM,
+    libc::SIGINT,
+    libc::SIGHUP,
+    CANCEL_SIGNAL,
+    libc::SIGCHLD,
+];
+
 impl Signals {
-    /// Blocks SIGCHLD and the stop signals in this (single-threaded) process and resets their
+    /// Blocks SIGCHLD, the cancel signal and the stop signals in this (single-threaded) process and resets their
     /// dispositions, which an exec inherits when they were ignored. Children started with
     /// `std::process::Command` get an empty mask back.
     pub fn block() -> io::Result<Signals> {
@@ -22,17 +35,27 @@ impl Signals {
         unsafe {
             let mut set: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut set);
-            for sig in STOP_SIGNALS.into_iter().chain([libc::SIGCHLD]) {
+            for sig in BLOCKED {
                 libc::sigaddset(&mut set, sig);
             }
             if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
                 return Err(io::Error::last_os_error());
             }
-            for sig in STOP_SIGNALS.into_iter().chain([libc::SIGCHLD]) {
+            for sig in BLOCKED {
                 libc::signal(sig, libc::SIG_DFL);
             }
             Ok(Signals { set })
         }
+    }
+
+    /// Takes every pending signal (a waiter between two attempts); whether a stop signal was
+    /// among them.
+    pub fn drain_stop(&self) -> bool {
+        let mut stop = false;
+        while let Some(sig) = self.wait(Some(Duration::ZERO)) {
+            stop |= STOP_SIGNALS.contains(&sig);
+        }
+        stop
     }
 
     /// Waits up to `timeout` (forever if `None`) for one of the blocked signals.

@@ -1,75 +1,131 @@
-//! A waiter: the process the home's supervisor forks for one launch. It owns one attempt from
-//! its claim to its exit record.
+//! A waiter: a process the home's supervisor forks to run launches, one at a time, and keeps
+//! for the next ones.
 //!
-//! It blocks its signals first, leaves the supervisor's session, reads the launch spec from its
-//! connection, claims the attempt exclusively (so a second launch of the same attempt never
-//! runs the script again), says `claimed` or `taken` on the connection and never writes there
-//! again (the launcher may be dead by then), then runs the script (see [`super::attempt`]).
+//! Once, it blocks its signals and leaves the supervisor's session. Then, for each connection
+//! it is handed: it reads the launch spec, claims the attempt in the run's journal (so a second
+//! launch of the same attempt never runs the script again), says `claimed` or `taken`, runs the
+//! script (see [`super::attempt`]), appends the exit record to the journal and says
+//! `exited RECORD` to the launcher if it still listens. Then it writes `i` on its control
+//! socket and waits for the next connection. It exits when that socket closes (its supervisor
+//! is gone) or when a stop signal came while it was idle.
 
+use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::io::{self, Write};
-use std::os::fd::{FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use super::journal::{self, Claimed, Entry};
 use super::layout;
 use super::proc_id::ProcId;
 use super::signals::Signals;
 use super::spec::LaunchSpec;
 
-/// Runs the launch that arrives on the connection `fd`; the process exit code.
-pub(crate) fn main(fd: RawFd) -> i32 {
-    // SAFETY: the supervisor hands over an open connection that nothing else in this process
+/// Serves the connection `conn`, then every one the supervisor hands over `ctl`; the process
+/// exit code.
+pub(crate) fn main(conn: RawFd, ctl: RawFd) -> i32 {
+    // SAFETY: the supervisor hands over two open sockets that nothing else in this process
     // owns.
-    let conn = unsafe { UnixStream::from_raw_fd(fd) };
+    let (conn, ctl) = unsafe { (OwnedFd::from_raw_fd(conn), UnixStream::from_raw_fd(ctl)) };
+    let Ok(signals) = Signals::block() else {
+        return 1;
+    };
+    // Leave the supervisor's session, so that a kill of its group does not reach the jobs.
+    // SAFETY: setsid has no preconditions; a forked child leads no group.
+    unsafe { libc::setsid() };
+    let Ok(me) = ProcId::current() else {
+        return 1;
+    };
+    let mut journals = Journals::default();
+    let mut next = Some(conn);
+    while let Some(conn) = next.take() {
+        // A stop signal that came while idle: leave the connection unanswered (its launcher
+        // launches again) and exit.
+        if signals.drain_stop() {
+            return 0;
+        }
+        serve(UnixStream::from(conn), me, &signals, &mut journals);
+        if (&ctl).write_all(b"i").is_err() {
+            return 0;
+        }
+        next = super::fd_pass::receive(ctl.as_raw_fd()).ok().flatten();
+    }
+    0
+}
+
+/// The journals this waiter appended to lately, with what it has read of them.
+#[derive(Default)]
+struct Journals(HashMap<PathBuf, (journal::Writer, journal::Index)>);
+
+impl Journals {
+    fn get(&mut self, path: &Path) -> io::Result<&mut (journal::Writer, journal::Index)> {
+        if !self.0.contains_key(path) {
+            // A waiter serves one run at a time, mostly: keep a few, not every run's.
+            if self.0.len() >= 4 {
+                self.0.clear();
+            }
+            let writer = journal::Writer::open(path)?;
+            self.0
+                .insert(path.to_path_buf(), (writer, journal::Index::default()));
+        }
+        Ok(self.0.get_mut(path).expect("inserted above"))
+    }
+}
+
+fn serve(conn: UnixStream, me: ProcId, signals: &Signals, journals: &mut Journals) {
     let mut announced = false;
     let mut dir = None;
-    match run(&conn, &mut dir, &mut announced) {
-        Ok(()) => 0,
-        Err(e) => {
-            let place = dir
-                .as_deref()
-                .map_or(String::new(), |d: &Path| format!("{}: ", d.display()));
-            let message = format!("tuna-shim: {place}{e}");
-            if !announced {
-                announce(&conn, &format!("error {message}"));
-            }
-            if let Some(d) = &dir {
-                log(d, &message);
-            }
-            1
+    if let Err(e) = run(&conn, me, signals, journals, &mut dir, &mut announced) {
+        let place = dir
+            .as_deref()
+            .map_or(String::new(), |d: &Path| format!("{}: ", d.display()));
+        let message = format!("tuna-shim: {place}{e}");
+        if !announced {
+            let _ = say(&conn, &format!("error {message}"));
+        }
+        if let Some(d) = &dir {
+            log(d, &message);
         }
     }
 }
 
 fn run(
     conn: &UnixStream,
-    dir: &mut Option<std::path::PathBuf>,
+    me: ProcId,
+    signals: &Signals,
+    journals: &mut Journals,
+    dir: &mut Option<PathBuf>,
     announced: &mut bool,
 ) -> io::Result<()> {
-    let signals = Signals::block()?;
-    // Leave the supervisor's session, so that a kill of its group does not reach the job.
-    // SAFETY: setsid has no preconditions; a forked child leads no group.
-    unsafe { libc::setsid() };
     // Before the claim: a launcher that died mid-write leaves the attempt unclaimed.
     let spec = LaunchSpec::read_from(conn)?;
     let attempt = spec.job.attempt_dir.clone();
     *dir = Some(attempt.clone());
-    let me = ProcId::current()?;
-    let claim = serde_json::to_string(&me).map_err(io::Error::other)?;
-    if layout::create_exclusive(&attempt, layout::CLAIM, claim.as_bytes())? {
-        announce(conn, &format!("claimed {claim}"));
-        *announced = true;
-        super::attempt::supervise(&attempt, &spec, &signals).write(&attempt)
-    } else {
-        let owner = layout::read_settled(&attempt, layout::CLAIM)?.unwrap_or_default();
-        announce(
-            conn,
-            &format!("taken {}", String::from_utf8_lossy(&owner).trim()),
-        );
-        *announced = true;
-        Ok(())
+    let (writer, index) = journals.get(&journal::path_for(&attempt))?;
+    match writer.claim(index, &attempt, me)? {
+        Claimed::Already(owner) => {
+            let _ = say(conn, &format!("taken {}", to_json(&owner)?));
+            *announced = true;
+        }
+        Claimed::Now => {
+            let _ = say(conn, &format!("claimed {}", to_json(&me)?));
+            *announced = true;
+            let record = super::attempt::supervise(&attempt, &spec, signals);
+            let line = format!("exited {}", to_json(&record)?);
+            writer.append(&Entry::Exit { attempt, record })?;
+            // The launcher makes the outcome durable in its store; when it is gone, the
+            // journal is the only record, so it is synced now.
+            if !say(conn, &line) {
+                writer.sync()?;
+            }
+        }
     }
+    Ok(())
+}
+
+fn to_json(value: &impl serde::Serialize) -> io::Result<String> {
+    serde_json::to_string(value).map_err(io::Error::other)
 }
 
 /// Appends `message` to the attempt's shim.log (created only now: most waiters never need it).
@@ -83,9 +139,8 @@ fn log(dir: &Path, message: &str) {
     }
 }
 
-/// Writes the one line the launcher waits for and ends our side of the connection.
-fn announce(conn: &UnixStream, line: &str) {
+/// Writes one line to the launcher; whether it could (it may be gone, which is no error).
+fn say(conn: &UnixStream, line: &str) -> bool {
     let mut out: &UnixStream = conn;
-    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
-    let _ = conn.shutdown(std::net::Shutdown::Both);
+    writeln!(out, "{line}").and_then(|()| out.flush()).is_ok()
 }

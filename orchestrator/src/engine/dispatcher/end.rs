@@ -40,16 +40,17 @@ impl Dispatcher<'_> {
     }
 
     pub(super) fn next_timer(&self) -> Option<u64> {
-        let waiting_capacity = self
-            .recs
-            .values()
-            .any(|r| r.status == StepStatus::Waiting && r.not_before.is_none());
-        let retry = self
-            .recs
-            .values()
-            .filter(|r| r.status == StepStatus::Waiting)
-            .filter_map(|r| r.not_before)
-            .min();
+        // Waiting steps are all on the walk's frontier: no need to look at every record on
+        // every turn of the loop (that was quadratic in the run's size).
+        let order = self.dag.topo_order();
+        let waiting = || {
+            self.walk
+                .frontier_iter()
+                .map(|i| &self.recs[&order[i]])
+                .filter(|r| r.status == StepStatus::Waiting)
+        };
+        let waiting_capacity = waiting().any(|r| r.not_before.is_none());
+        let retry = waiting().filter_map(|r| r.not_before).min();
         // A step waiting for capacity is re-placed whenever an event frees a slot; the timer
         // only enforces `wait_for_capacity` (checked once a second).
         let capacity = waiting_capacity.then(|| now_ms() + 1000);
