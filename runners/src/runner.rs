@@ -143,7 +143,9 @@ pub trait Runner: Send + Sync {
     /// Reachability and a one-line description.
     async fn check(&self) -> Result<RunnerInfo, RunnerError>;
     /// Starts the job and returns its handle. Launching the same job (same attempt folder)
-    /// twice never runs its script twice.
+    /// twice never runs its script twice. Makes the job's attempt folder on this machine (with
+    /// its `work/`) when it is missing: the orchestrator leaves that to the launch, which runs
+    /// off its dispatcher's thread.
     async fn launch(&self, job: &Job) -> Result<Handle, RunnerError>;
     /// Waits for the job to end, also for a handle from an earlier process.
     async fn watch(&self, handle: &Handle) -> Result<Outcome, RunnerError>;

@@ -76,20 +76,14 @@ pub fn spawn(
     });
 }
 
-/// Makes the attempt folder (here, on a blocking thread, so that the dispatcher's loop never
-/// waits for a directory to be created) and brings the upstream outputs the job needs.
+/// Brings the upstream outputs the job needs from the runners that keep them (the runner's
+/// launch makes the attempt folder).
 async fn before_launch(
     job: &Job,
     preps: Vec<Prep>,
     cas: &Arc<Cas>,
     runner: &Arc<dyn Runner>,
 ) -> Result<(), String> {
-    let work = job.attempt_dir.join("work");
-    tokio::task::spawn_blocking(move || {
-        std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))
-    })
-    .await
-    .unwrap_or_else(|e| Err(format!("making the attempt folder: {e}")))?;
     if preps.is_empty() {
         return Ok(());
     }

@@ -82,7 +82,7 @@ pub struct JobContext<'a> {
 
 /// Builds the job for one attempt: stages inputs, renders the script (values shell-quoted) and
 /// the env. The attempt folder is made here only when inputs are staged into it; otherwise the
-/// executor makes it off the dispatcher's thread (see [`super::executor::spawn`]). `remote` is the attempt folder on the runner's
+/// runner's launch makes it, off the dispatcher's thread. `remote` is the attempt folder on the runner's
 /// machine when that is another one: inputs and upstream outputs are then listed in
 /// `Job::stage` for the runner to carry there, and paths in the script name that folder.
 pub fn build_job(

@@ -2,8 +2,8 @@
 //! events, retry timers and control messages.
 //!
 //! Every state change is written to the store, and the store flushed, before the action that
-//! follows it (a launch, or the end of the run): one flush per turn of the loop covers all the
-//! changes of that turn. A step found Launching or Running (after a crash) is adopted by
+//! follows it (a launch, or the end of the run): one flush per launching turn of the loop
+//! covers all the changes since the last one. A step found Launching or Running (after a crash) is adopted by
 //! launching the same attempt again: the runner's launch is idempotent per attempt, so a
 //! command never runs twice in one attempt.
 
@@ -165,7 +165,13 @@ impl<'e> Dispatcher<'e> {
         self.adopt()?;
         loop {
             let launches = self.schedule()?;
-            self.eng.store.flush()?;
+            // Durable before the action that follows: a turn that launches nothing needs no
+            // flush (a Running record with its handle, say, is flushed with the next launch or
+            // the run's end, and by sled's own flusher within half a second; lost, it is found
+            // again by launching the same attempt, which is idempotent).
+            if !launches.is_empty() {
+                self.eng.store.flush()?;
+            }
             for (runner, job, outputs, preps) in launches {
                 executor::spawn(
                     runner,
