@@ -650,3 +650,24 @@ async fn an_idle_waiter_told_to_stop_exits_and_the_next_launch_still_runs() {
         gone(waiter.pid)
     });
 }
+
+#[tokio::test]
+async fn a_step_that_prints_megabytes_on_both_streams_is_not_held_up_by_its_pipes() {
+    let tmp = TempDir::new().unwrap();
+    // Far more than a pipe holds (64 KiB): the waiter must drain both while the script runs.
+    let mut job = job(
+        &tmp,
+        "loud",
+        "for i in $(seq 1 20000); do echo \"line $i of out with $SECRET\"; echo \"line $i of err\" >&2; done",
+    );
+    job.env.insert("SECRET".into(), "hunter2-hunter2".into());
+    job.secrets = vec!["SECRET".into()];
+    let outcome = tokio::time::timeout(Duration::from_secs(60), run(&job)).await;
+    assert!(outcome.expect("the step was held up").success());
+    let out = read(job.attempt_dir.join(layout::STDOUT_LOG));
+    let err = read(job.attempt_dir.join(layout::STDERR_LOG));
+    assert_eq!(out.lines().count(), 20000);
+    assert_eq!(err.lines().count(), 20000);
+    assert!(out.ends_with("line 20000 of out with ***\n"));
+    assert!(!out.contains("hunter2-hunter2"));
+}

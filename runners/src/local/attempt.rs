@@ -51,9 +51,15 @@ pub(crate) fn supervise(dir: &Path, spec: &LaunchSpec, signals: &Signals) -> Exi
         }
         Err((program, e)) => return finish(lost(format!("cannot start {program}: {e}")), None),
     };
-    let pumps = log_pump::Pumps::start(pipes, dir, &spec.job.secret_values());
+    let mut pumps = log_pump::Pumps::start(pipes, dir, &spec.job.secret_values());
     let cancel = dir.join(layout::CANCEL);
-    let stop = wait_for_exit(pid, spec.job.timeout, spec.kill_grace(), signals, &cancel);
+    let stop = wait_for_exit(
+        pid,
+        spec.job.timeout,
+        spec.kill_grace(),
+        (signals, &mut pumps),
+        &cancel,
+    );
     // The script's process is a zombie now (waited for without reaping), so its pid, which
     // names its process group, cannot be reused yet: kill what is left of the group, then reap.
     kill_group(pid, libc::SIGKILL);
@@ -195,17 +201,20 @@ enum Stage {
     Killed,
 }
 
-/// Waits until the script's process has exited, without reaping it. Past the timeout, or on a
-/// stop signal, sends SIGTERM to its group and SIGKILL after `grace`.
+/// Waits until the script's process has exited, without reaping it, copying its output into
+/// the logs meanwhile. Past the timeout, or on a stop signal, sends SIGTERM to its group and
+/// SIGKILL after `grace`.
 /// The cancel signal counts only when the attempt's `cancel` marker exists: it may have been
 /// meant for an attempt this waiter ran before.
 fn wait_for_exit(
     pid: u32,
     timeout: Option<Duration>,
     grace: Duration,
-    signals: &Signals,
+    (signals, pumps): (&Signals, &mut log_pump::Pumps),
     cancel: &Path,
 ) -> Stop {
+    /// The poll entry of the signalfd, among the pipes'.
+    const SIGNALS: usize = usize::MAX;
     let mut stop = Stop::None;
     let mut stage = Stage::Running;
     let mut wake = timeout.map(|t| Instant::now() + t);
@@ -230,18 +239,24 @@ fn wait_for_exit(
             }
             continue;
         }
-        match signals.wait(wake.map(|at| at - now)) {
-            Some(sig)
-                if sig != libc::SIGCHLD
-                    && stage == Stage::Running
-                    && (sig != CANCEL_SIGNAL || cancel.exists()) =>
-            {
-                stop = Stop::Signal(sig);
-                kill_group(pid, libc::SIGTERM);
-                stage = Stage::Terminating;
-                wake = Some(Instant::now() + grace);
+        let mut fds = pumps.open_fds();
+        fds.push((SIGNALS, signals.fd()));
+        for ready in log_pump::poll_readable(&fds, wake.map(|at| at - now)) {
+            if ready != SIGNALS {
+                pumps.read(ready);
+                continue;
             }
-            _ => {}
+            for sig in signals.take() {
+                let asks_to_stop = sig != libc::SIGCHLD
+                    && stage == Stage::Running
+                    && (sig != CANCEL_SIGNAL || cancel.exists());
+                if asks_to_stop {
+                    stop = Stop::Signal(sig);
+                    kill_group(pid, libc::SIGTERM);
+                    stage = Stage::Terminating;
+                    wake = Some(Instant::now() + grace);
+                }
+            }
         }
     }
 }
@@ -257,7 +272,7 @@ fn has_exited(pid: u32) -> bool {
             &mut info,
             libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
         );
-        // An error (no such child) must not leave the shim waiting forever.
+        // An error (no such child) must not leave the waiter waiting forever.
         rc != 0 || info.si_pid() != 0
     }
 }

@@ -1,60 +1,136 @@
 //! A job's logs: the script's stdout and stderr reach its waiter through pipes, and the waiter
-//! appends them to `stdout.log` and `stderr.log` with every secret value masked
+//! (between its waits for signals: see `attempt.rs`) appends them to `stdout.log` and
+//! `stderr.log` with every secret value masked
 //! ([`crate::redact::Redactor`]). A log file is made at the first byte there is to write: most
 //! short steps print nothing, and every inode a step makes costs (more so on ext4 right after
 //! many files were deleted).
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::redact::Redactor;
 
-/// The two pumps of one script.
+/// The two output streams of one script, read by its waiter between its waits for signals
+/// (no thread of their own: a step would pay for two).
 pub(crate) struct Pumps {
-    done: mpsc::Receiver<()>,
-    running: usize,
+    streams: Vec<Stream>,
+    buf: Vec<u8>,
+}
+
+/// One pipe and the log it goes to.
+struct Stream {
+    pipe: File,
+    log: LazyLog,
+    redactor: Redactor,
+    open: bool,
 }
 
 impl Pumps {
-    /// Starts a pump for each of the script's output pipes (stdout, stderr: their read ends),
-    /// into the attempt's log files.
+    /// The script's output pipes (stdout, stderr: their read ends), into the attempt's log
+    /// files.
     pub(crate) fn start(pipes: [File; 2], dir: &Path, values: &[Vec<u8>]) -> Pumps {
-        let (tx, done) = mpsc::channel();
-        let mut running = 0;
         let [out, err] = pipes;
-        for (mut stream, name) in [
+        let streams = [
             (out, super::layout::STDOUT_LOG),
             (err, super::layout::STDERR_LOG),
-        ] {
-            let mut log = LazyLog {
-                path: dir.join(name),
-                file: None,
+        ]
+        .into_iter()
+        .map(|(pipe, name)| {
+            // SAFETY: fcntl on a pipe we own.
+            let open = unsafe {
+                let flags = libc::fcntl(pipe.as_raw_fd(), libc::F_GETFL);
+                libc::fcntl(pipe.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) == 0
             };
-            let mut redactor = Redactor::new(values.iter().cloned());
-            let tx = tx.clone();
-            running += 1;
-            std::thread::spawn(move || {
-                redactor.copy(&mut stream, &mut log);
-                let _ = tx.send(());
-            });
+            Stream {
+                pipe,
+                log: LazyLog {
+                    path: dir.join(name),
+                    file: None,
+                },
+                redactor: Redactor::new(values.iter().cloned()),
+                open,
+            }
+        })
+        .collect();
+        Pumps {
+            streams,
+            buf: vec![0u8; 64 << 10],
         }
-        Pumps { done, running }
     }
 
-    /// Waits until both pipes are drained, at most `within` (a process that left the
-    /// script's group may hold a pipe open: its later output is lost, the attempt is not).
-    pub(crate) fn finish(self, within: Duration) {
-        let deadline = std::time::Instant::now() + within;
-        for _ in 0..self.running {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if self.done.recv_timeout(left).is_err() {
-                return;
+    /// The pipes still open, to poll for input: (stream, fd).
+    pub(crate) fn open_fds(&self) -> Vec<(usize, RawFd)> {
+        (self.streams.iter().enumerate())
+            .filter(|(_, s)| s.open)
+            .map(|(i, s)| (i, s.pipe.as_raw_fd()))
+            .collect()
+    }
+
+    /// Copies what stream `i` holds now into its log, masked (until the pipe is empty, or at
+    /// its end). Write errors are ignored: the pipe is drained either way, so the script
+    /// never blocks on it.
+    pub(crate) fn read(&mut self, i: usize) {
+        let stream = &mut self.streams[i];
+        let mut out = Vec::new();
+        while stream.open {
+            match (&stream.pipe).read(&mut self.buf) {
+                Ok(0) => {
+                    stream.open = false;
+                    stream.redactor.finish(&mut out);
+                }
+                Ok(n) => stream.redactor.push(&self.buf[..n], &mut out),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => stream.open = false,
+            }
+            if !out.is_empty() {
+                let _ = stream.log.write_all(&out);
+                out.clear();
             }
         }
     }
+
+    /// Reads both pipes to their end, at most `within` (a process that left the script's
+    /// group may hold a pipe open: its later output is lost, the attempt is not).
+    pub(crate) fn finish(mut self, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let fds = self.open_fds();
+            let left = deadline.saturating_duration_since(Instant::now());
+            if fds.is_empty() || left.is_zero() {
+                return;
+            }
+            for i in poll_readable(&fds, Some(left)) {
+                self.read(i);
+            }
+        }
+    }
+}
+
+/// Waits up to `timeout` (forever if `None`) until one of `fds` is readable or closed; the
+/// streams that are.
+pub(crate) fn poll_readable(fds: &[(usize, RawFd)], timeout: Option<Duration>) -> Vec<usize> {
+    let mut polled: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&(_, fd)| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as libc::c_int);
+    // SAFETY: poll on a vector of valid pollfds.
+    let n = unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as libc::nfds_t, ms) };
+    if n <= 0 {
+        return Vec::new();
+    }
+    (polled.iter().zip(fds))
+        .filter(|(p, _)| p.revents != 0)
+        .map(|(_, &(i, _))| i)
+        .collect()
 }
 
 /// A log file opened (created, appended to) at the first write.

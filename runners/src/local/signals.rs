@@ -1,16 +1,20 @@
-//! The shim's signals: blocked from its first instruction and taken synchronously with
-//! `sigtimedwait`, so that a signal is never lost between two checks and no handler runs.
+//! A waiter's signals: blocked from its first instruction and taken synchronously (through a
+//! signalfd polled with the script's output pipes, or `sigtimedwait`), so that a signal is
+//! never lost between two checks and no handler runs.
 
 use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
-/// The signals the shim waits for: its child's end, and requests to stop.
+/// The signals a waiter waits for: its script's end, and requests to stop.
 #[derive(Debug)]
 pub(crate) struct Signals {
     set: libc::sigset_t,
+    /// A signalfd for the blocked signals, so that a wait can also watch the log pipes.
+    fd: OwnedFd,
 }
 
-/// Signals that ask the shim to stop its job.
+/// Signals that ask a waiter to stop its job.
 pub(crate) const STOP_SIGNALS: [i32; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
 
 /// The signal `cancel` sends a waiter: "look at your attempt's `cancel` marker". A waiter runs
@@ -27,9 +31,9 @@ const BLOCKED: [i32; 5] = [
 ];
 
 impl Signals {
-    /// Blocks SIGCHLD, the cancel signal and the stop signals in this (single-threaded) process and resets their
-    /// dispositions, which an exec inherits when they were ignored. Children started with
-    /// `std::process::Command` get an empty mask back.
+    /// Blocks SIGCHLD, the cancel signal and the stop signals in this (single-threaded)
+    /// process and resets their dispositions, which an exec inherits when they were ignored.
+    /// Scripts get an empty mask back (see `spawn.rs`).
     pub fn block() -> io::Result<Signals> {
         // SAFETY: plain libc calls on a local sigset_t, initialised by sigemptyset.
         unsafe {
@@ -44,7 +48,41 @@ impl Signals {
             for sig in BLOCKED {
                 libc::signal(sig, libc::SIG_DFL);
             }
-            Ok(Signals { set })
+            let fd = libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK);
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(Signals {
+                set,
+                fd: OwnedFd::from_raw_fd(fd),
+            })
+        }
+    }
+
+    /// The signalfd: readable while a blocked signal is pending.
+    pub fn fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Takes the pending signals through the signalfd (none: an empty list).
+    pub fn take(&self) -> Vec<i32> {
+        let mut taken = Vec::new();
+        loop {
+            // SAFETY: signalfd_siginfo is plain data; read fills at most its size.
+            let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+            let size = std::mem::size_of::<libc::signalfd_siginfo>();
+            // SAFETY: reads into a local of exactly `size` bytes.
+            let n = unsafe {
+                libc::read(
+                    self.fd.as_raw_fd(),
+                    (&mut info as *mut libc::signalfd_siginfo).cast(),
+                    size,
+                )
+            };
+            if n != size as isize {
+                return taken;
+            }
+            taken.push(info.ssi_signo as i32);
         }
     }
 
