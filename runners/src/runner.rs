@@ -169,6 +169,14 @@ pub trait Runner: Send + Sync {
     fn remote_attempt_dir(&self, _run: &str, _step: &str, _attempt: u32) -> Option<String> {
         None
     }
+    /// Whether the runner itself records each launch durably before the script starts, so
+    /// that a launch of the same attempt after a crash finds it (and adopts it, never running
+    /// the script twice) without the orchestrator's own record of the launch. The orchestrator
+    /// need not make its records durable before such a launch: a record lost with a crash is
+    /// rebuilt by launching the same attempt again.
+    fn records_launches(&self) -> bool {
+        false
+    }
     /// Whether the runner's machine stopped answering (a down host takes no new jobs). A
     /// runner that is down looks again now and then (without blocking the caller), so a
     /// machine that comes back is used again.

@@ -19,7 +19,7 @@ steps:
 fn journal(p: &Project) -> Option<PathBuf> {
     let runs = std::fs::read_dir(p.home().join("runs")).ok()?;
     runs.flatten()
-        .map(|e| e.path().join("journal"))
+        .map(|e| e.path().join(".journal"))
         .find(|j| j.exists())
 }
 
@@ -55,4 +55,24 @@ fn a_torn_journal_record_is_skipped_reported_and_loses_nothing() {
         3,
         "a's and b's exit records, and the torn line ended by the next writer: {text}"
     );
+}
+
+/// The journal is the run folder's `.journal`: a step may be named `journal` (step names have
+/// no dot), and its folder sits beside the journal.
+#[test]
+fn a_step_named_journal_runs() {
+    let p = Project::new();
+    p.file(
+        "wf.yaml",
+        r#"name: named
+steps:
+  journal:
+    run: echo j >> "$TUNA_PROJECT_DIR/lines"
+  after:
+    needs: [journal]
+    run: echo after >> "$TUNA_PROJECT_DIR/lines"
+"#,
+    );
+    p.run(&["run", "wf.yaml"]).ok();
+    assert_eq!(p.read("lines"), "j\nafter\n");
 }

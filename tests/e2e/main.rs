@@ -21,6 +21,7 @@ mod daemon_upload;
 mod disk_full;
 mod examples;
 mod failure;
+mod folders;
 mod hostile_files;
 mod journal;
 mod kinds;

@@ -11,9 +11,10 @@ use super::open::{home, open_engine};
 use crate::engine::{Control, Engine, RunOptions};
 use crate::store::{RunStatus, Store};
 
+/// One thread drives the run: the dispatcher and its executors hand events to each other
+/// without waking another thread (blocking work goes to tokio's blocking pool).
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime")

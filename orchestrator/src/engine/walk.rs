@@ -26,7 +26,18 @@ pub enum Verdict {
 pub struct Walk {
     needs: Vec<Vec<usize>>,
     dependents: Vec<Vec<usize>>,
+    /// Per step, how many of its upstream steps are not final yet (a fan-in of thousands is
+    /// not rescanned each time one of them ends).
+    unfinished: Vec<usize>,
+    /// The steps seen final (each counted down from its dependents once).
+    ended: Vec<bool>,
     frontier: BTreeSet<usize>,
+    /// Steps on the frontier found ready and not in the cache, that wait for a free slot
+    /// only: not worth a look while every slot is taken.
+    parked: BTreeSet<usize>,
+    /// The frontier less the parked steps: what a turn looks at while every slot is taken
+    /// (a fan-out parks thousands).
+    open: BTreeSet<usize>,
 }
 
 impl Walk {
@@ -53,24 +64,36 @@ impl Walk {
                 dependents[u].push(i);
             }
         }
+        let ended: Vec<bool> = (0..needs.len()).map(|i| status(i).is_final()).collect();
+        let unfinished = needs
+            .iter()
+            .map(|ns| ns.iter().filter(|&&u| !ended[u]).count())
+            .collect();
         let mut walk = Walk {
             needs,
             dependents,
+            unfinished,
+            ended,
             frontier: BTreeSet::new(),
+            parked: BTreeSet::new(),
+            open: BTreeSet::new(),
         };
         walk.frontier = (0..walk.needs.len())
             .filter(|&i| walk.may_start(i, &status))
             .collect();
+        walk.open = walk.frontier.clone();
         walk
     }
 
     /// The steps worth a look now, in topological order.
+    #[cfg(test)]
     pub fn frontier(&self) -> Vec<usize> {
         self.frontier.iter().copied().collect()
     }
 
     /// The frontier without a copy. Every Pending or Waiting step whose upstream steps are
     /// final is on it, so every Waiting step is.
+    #[cfg(test)]
     pub fn frontier_iter(&self) -> impl Iterator<Item = usize> + '_ {
         self.frontier.iter().copied()
     }
@@ -102,30 +125,64 @@ impl Walk {
         }
     }
 
+    /// The frontier, less the parked steps when `full` (every slot taken), in topological
+    /// order.
+    pub fn to_look_at(&self, full: bool) -> impl Iterator<Item = usize> + '_ {
+        let steps = if full { &self.open } else { &self.frontier };
+        steps.iter().copied()
+    }
+
+    /// Step `i`, on the frontier, is ready and waits for a slot only (see [`Walk::to_look_at`]).
+    pub fn park(&mut self, i: usize) {
+        if self.frontier.contains(&i) {
+            self.parked.insert(i);
+            self.open.remove(&i);
+        }
+    }
+
+    /// The parked steps, in topological order.
+    pub fn parked(&self) -> impl Iterator<Item = usize> + '_ {
+        self.parked.iter().copied()
+    }
+
+    /// Whether step `i` waits for a slot only.
+    pub fn is_parked(&self, i: usize) -> bool {
+        self.parked.contains(&i)
+    }
+
     /// Step `i` left the frontier (it started, was cached, skipped or failed).
     pub fn leave(&mut self, i: usize) {
         self.frontier.remove(&i);
+        self.parked.remove(&i);
+        self.open.remove(&i);
     }
 
     /// Step `i` comes back to the frontier (it will be retried).
     pub fn revisit(&mut self, i: usize) {
         self.frontier.insert(i);
+        self.parked.remove(&i);
+        self.open.insert(i);
     }
 
     /// Step `i` became final: each step after it whose upstream steps are now all final
     /// joins the frontier.
     pub fn finished(&mut self, i: usize, status: impl Fn(usize) -> StepStatus) {
-        for &d in &self.dependents[i] {
+        if std::mem::replace(&mut self.ended[i], true) {
+            return;
+        }
+        for k in 0..self.dependents[i].len() {
+            let d = self.dependents[i][k];
+            self.unfinished[d] -= 1;
             if self.may_start(d, &status) {
                 self.frontier.insert(d);
+                self.open.insert(d);
             }
         }
     }
 
     /// Pending or waiting, with every upstream step final.
     fn may_start(&self, i: usize, status: &impl Fn(usize) -> StepStatus) -> bool {
-        matches!(status(i), StepStatus::Pending | StepStatus::Waiting)
-            && self.needs[i].iter().all(|&u| status(u).is_final())
+        self.unfinished[i] == 0 && matches!(status(i), StepStatus::Pending | StepStatus::Waiting)
     }
 }
 
@@ -227,5 +284,38 @@ mod tests {
         assert!(waiting(&w, &st));
         let rebuilt = Walk::from_needs(diamond(), |i| st[i]);
         assert!(waiting(&rebuilt, &st));
+    }
+
+    #[test]
+    fn a_parked_step_is_looked_at_only_while_a_slot_is_free() {
+        let st = [Pending; 5];
+        let mut w = Walk::from_needs(diamond(), |i| st[i]);
+        w.park(4);
+        assert!(w.is_parked(4));
+        assert_eq!(w.to_look_at(true).collect::<Vec<_>>(), [0]);
+        assert_eq!(w.to_look_at(false).collect::<Vec<_>>(), [0, 4]);
+        w.leave(4);
+        assert!(!w.is_parked(4));
+        assert_eq!(w.to_look_at(true).collect::<Vec<_>>(), [0]);
+    }
+
+    /// A fan-in is counted down, once per upstream step, however often one is said to end.
+    #[test]
+    fn a_fan_in_joins_the_frontier_when_its_last_upstream_step_ends() {
+        let needs = vec![vec![], vec![], vec![], vec![0, 1, 2]];
+        let mut st = [Pending; 4];
+        let mut w = Walk::from_needs(needs, |i| st[i]);
+        for i in 0..2 {
+            st[i] = Passed;
+            w.leave(i);
+            w.finished(i, |j| st[j]);
+            w.finished(i, |j| st[j]); // said twice: counted once
+            assert!(!w.frontier().contains(&3));
+        }
+        st[2] = Failed;
+        w.leave(2);
+        w.finished(2, |j| st[j]);
+        assert_eq!(w.frontier(), [3]);
+        assert_eq!(w.verdict(3, |j| st[j]), Verdict::Skip(2));
     }
 }

@@ -10,7 +10,7 @@
 //! before anything else. After a failure the tracker sends nothing more for that run until its
 //! end, where it tries once more; the run's result never depends on any of it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
@@ -39,6 +39,9 @@ struct State {
     queue: VecDeque<Msg>,
     steps: usize,
     closed: bool,
+    /// Runs the worker found without tracking: their step events are not queued (a short
+    /// step would otherwise wake the thread for nothing).
+    untracked: HashSet<String>,
 }
 
 #[derive(Default)]
@@ -50,14 +53,24 @@ struct Queue {
 impl Queue {
     fn push(&self, m: Msg) {
         let mut st = self.state.lock().expect("tracking queue");
-        if matches!(m, Msg::Step(..)) {
-            if st.steps >= MAX_QUEUED_STEPS {
+        if let Msg::Step(run, _) = &m {
+            if st.steps >= MAX_QUEUED_STEPS || st.untracked.contains(run) {
                 return;
             }
             st.steps += 1;
         }
         st.queue.push_back(m);
         self.ready.notify_one();
+    }
+
+    /// Whether run `run`'s step events are worth queueing.
+    fn set_tracked(&self, run: &str, tracked: bool) {
+        let mut st = self.state.lock().expect("tracking queue");
+        if tracked {
+            st.untracked.remove(run);
+        } else {
+            st.untracked.insert(run.to_string());
+        }
     }
 
     /// The next message; `None` once closed and drained.
@@ -183,9 +196,16 @@ impl Worker {
         self.sync_pending();
         while let Some(m) = q.pop() {
             match m {
-                Msg::Start(run) => self.start(&run),
+                Msg::Start(run) => {
+                    self.start(&run);
+                    let off = matches!(self.runs.get(&run), Some(Followed::Off));
+                    q.set_tracked(&run, !off);
+                }
                 Msg::Step(run, step) => self.step(&run, &step),
-                Msg::End(run) => self.end(&run),
+                Msg::End(run) => {
+                    q.set_tracked(&run, true);
+                    self.end(&run);
+                }
             }
         }
     }

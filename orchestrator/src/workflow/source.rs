@@ -26,6 +26,14 @@ impl<'t> Source<'t> {
         let Some(&line_start) = self.line_starts.get(p.line.saturating_sub(1)) else {
             return self.text.len();
         };
+        // ASCII up to the column (the common case): the column is the byte count, found
+        // without walking the rest of a long line (a flow list of thousands of names).
+        if let Some(prefix) = self.text.as_bytes()[line_start..].get(..p.col)
+            && prefix.is_ascii()
+            && !prefix.contains(&b'\n')
+        {
+            return line_start + p.col;
+        }
         let line_end = self.text[line_start..]
             .find('\n')
             .map_or(self.text.len(), |i| line_start + i);
@@ -99,5 +107,10 @@ mod tests {
         assert_eq!(&s.text[off..off + 1], "x");
         assert_eq!(s.line_col(off), (2, 5));
         assert_eq!(s.line_col(0), (1, 1));
+        // Past the line's end, and with a wide character before the column: clamped and
+        // counted in characters, as before the ASCII shortcut.
+        let s = Source::new("ab\né: x\n");
+        assert_eq!(s.offset(Pos { line: 1, col: 9 }), 2);
+        assert_eq!(&s.text[s.offset(Pos { line: 2, col: 3 })..][..1], "x");
     }
 }

@@ -17,8 +17,14 @@ use super::spawn::Spawn;
 use super::spec::LaunchSpec;
 use crate::Outcome;
 
-/// Runs the attempt in `dir` to its end and says how it ended.
-pub(crate) fn supervise(dir: &Path, spec: &LaunchSpec, signals: &Signals) -> ExitRecord {
+/// Runs the attempt in `dir` to its end and says how it ended. `started` is called once the
+/// script runs (not when it could not start).
+pub(crate) fn supervise(
+    dir: &Path,
+    spec: &LaunchSpec,
+    signals: &Signals,
+    started: impl FnOnce(),
+) -> ExitRecord {
     let started_ms = unix_ms();
     let finish = |outcome, child_pid| ExitRecord {
         outcome,
@@ -51,6 +57,7 @@ pub(crate) fn supervise(dir: &Path, spec: &LaunchSpec, signals: &Signals) -> Exi
         }
         Err((program, e)) => return finish(lost(format!("cannot start {program}: {e}")), None),
     };
+    started();
     let mut pumps = log_pump::Pumps::start(pipes, dir, &spec.job.secret_values());
     let cancel = dir.join(layout::CANCEL);
     let stop = wait_for_exit(

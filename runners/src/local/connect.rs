@@ -41,7 +41,10 @@ pub(crate) fn launch(dir: &Path, shim: &Path, spec: &LaunchSpec) -> Result<Answe
         let conn = socket_path(dir, SOCKET).and_then(|(_dir, path)| UnixStream::connect(path));
         match conn {
             Ok(conn) => match exchange(conn, &bytes)? {
-                Some((line, reader)) => return parse(&line, reader, spec),
+                Some((line, reader)) => {
+                    let buffered = reader.buffer().to_vec();
+                    return parse(&line, buffered, reader.into_inner(), spec);
+                }
                 // The supervisor went away before its waiter took the connection: nothing
                 // was claimed, so launching again is safe.
                 None => last_problem = "the supervisor closed the connection".into(),
@@ -57,6 +60,42 @@ pub(crate) fn launch(dir: &Path, shim: &Path, spec: &LaunchSpec) -> Result<Answe
         dir.display(),
         REACH_WITHIN.as_secs()
     )))
+}
+
+/// [`launch`] without blocking, for when the supervisor listens: `None` when no waiter took
+/// the spec (nobody listens, or the supervisor went away first), and [`launch`] must start
+/// one. The launcher's common path: no thread of its own, no hand-off.
+pub(crate) async fn try_launch(
+    dir: &Path,
+    spec: &LaunchSpec,
+    bytes: &[u8],
+) -> Result<Option<Answer>, RunnerError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok((_dir, path)) = socket_path(dir, SOCKET) else {
+        return Ok(None);
+    };
+    let Ok(mut conn) = tokio::net::UnixStream::connect(&path).await else {
+        return Ok(None);
+    };
+    // As in `exchange`: a waiter that finds the attempt taken may stop reading early.
+    let _ = conn.write_all(bytes).await;
+    let _ = conn.shutdown().await;
+    let mut buffered = Vec::new();
+    let end = loop {
+        if let Some(end) = buffered.iter().position(|&b| b == b'\n') {
+            break end;
+        }
+        let mut chunk = [0u8; 1024];
+        match conn.read(&mut chunk).await {
+            Ok(0) => return Ok(None),
+            Ok(n) => buffered.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let line = String::from_utf8_lossy(&buffered[..end]).into_owned();
+    let rest = buffered[end + 1..].to_vec();
+    parse(&line, rest, conn.into_std()?, spec).map(Some)
 }
 
 /// Writes the spec and reads the waiter's one line; `None` when the connection closed (or was
@@ -78,22 +117,18 @@ fn exchange(
     }
 }
 
+/// The waiter's line, with what was read past it on `stream`.
 fn parse(
     line: &str,
-    reader: BufReader<UnixStream>,
+    buffered: Vec<u8>,
+    stream: UnixStream,
     spec: &LaunchSpec,
 ) -> Result<Answer, RunnerError> {
     let line = line.trim_end();
     let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
     let owner = serde_json::from_str::<ProcId>(rest);
     match (word, owner) {
-        ("claimed", Ok(id)) => Ok(Answer::Claimed(
-            id,
-            Connection {
-                buffered: reader.buffer().to_vec(),
-                stream: reader.into_inner(),
-            },
-        )),
+        ("claimed", Ok(id)) => Ok(Answer::Claimed(id, Connection { buffered, stream })),
         ("taken", Ok(id)) => Ok(Answer::Taken(id)),
         ("error", _) => Err(RunnerError::Spawn(rest.to_owned())),
         _ => Err(RunnerError::Protocol(format!(

@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 pub const SOCKET: &str = "sock";
 /// Held (`flock`) by the live supervisor; holds its pid.
 pub const LOCK: &str = "lock";
+/// How long the supervisor waits for a connection before it looks at its socket file again.
+const POLL_PERIOD: Duration = Duration::from_millis(200);
 
 /// `tuna-shim --supervisor DIR`. Prints `ready` once a supervisor of its own listens, or
 /// `running` when another holds the lock, and returns; the supervisor goes on detached.
@@ -144,16 +146,23 @@ struct Supervisor {
 impl Supervisor {
     fn serve(mut self) {
         let mut last = Instant::now();
+        // The socket file is looked at once per poll period, not on every wake-up (two a
+        // step): a replaced supervisor hands over within that period either way.
+        let mut looked = Instant::now();
         loop {
             self.reap();
             let busy = self.waiters.iter().any(|w| !w.idle);
             if busy {
                 last = Instant::now();
             }
-            if !self.socket_is_ours() || (!busy && last.elapsed() >= self.idle) {
+            let replaced = looked.elapsed() >= POLL_PERIOD && {
+                looked = Instant::now();
+                !self.socket_is_ours()
+            };
+            if replaced || (!busy && last.elapsed() >= self.idle) {
                 break;
             }
-            if self.poll(Duration::from_millis(200)) && self.accept_all() > 0 {
+            if self.poll(POLL_PERIOD) && self.accept_all() > 0 {
                 last = Instant::now();
             }
         }

@@ -1,14 +1,19 @@
-//! The run's journal: one append-only file per run folder (`RUN/journal`) that holds, for every
+//! The run's journal: one append-only file per run folder (`RUN/.journal`; the dot keeps it
+//! apart from the step folders, whose names have none) that holds, for every
 //! local attempt of the run, its claim (the waiter that owns it) and its exit record. It
 //! replaces the per-attempt `claim` and `exit.json` files: two inodes a step, and inode
 //! creation was most of a short step's cost.
 //!
 //! A record is one line, `CHECK JSON\n`, where CHECK is the first 8 hex digits of the JSON's
-//! blake3. Writers append under an exclusive `flock`. A claim is made durable (`fdatasync`)
-//! before its script starts. An exit record is not synced on its own: the launcher that hears
-//! of it flushes the outcome into tuna's store before its next action, and the next claim's
-//! sync carries it to disk with the claim (fsyncs in batches); only when no launcher listens
-//! any more does the waiter sync it at once. A
+//! blake3. Writers append under an exclusive `flock`. Every process that reads the journal
+//! (a second launch of the attempt, a resumed tuna) sees a claim as soon as it is appended,
+//! before the script starts: that is what keeps a script from running twice when tuna or the
+//! supervisor is killed. The claim reaches the disk (`fdatasync`) right after the script has
+//! started, while it runs, so a machine that loses power within that moment may run the
+//! script again on resume (as it does anyway for a script the power loss killed). An exit
+//! record is not synced on its own: the next claim's sync carries it to disk (fsyncs in
+//! batches), and a launcher that is told of it records the outcome in tuna's store; only when
+//! no launcher listens any more does the waiter sync it at once. A
 //! writer killed mid-record leaves a torn line: the next writer ends it with a newline before
 //! appending, and readers skip lines whose check fails (and count them). An unfinished last
 //! line (no newline yet) is left for the next read.
@@ -26,7 +31,7 @@ use super::exit_record::ExitRecord;
 use super::proc_id::ProcId;
 
 /// The journal's file name, in the run folder.
-pub const JOURNAL: &str = "journal";
+pub const JOURNAL: &str = ".journal";
 
 /// One record.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -41,7 +46,7 @@ pub(crate) enum Entry {
     },
 }
 
-/// The journal of the run an attempt folder belongs to: `RUN/STEP/ATTEMPT` → `RUN/journal`.
+/// The journal of the run an attempt folder belongs to: `RUN/STEP/ATTEMPT` → `RUN/.journal`.
 pub fn path_for(attempt_dir: &Path) -> PathBuf {
     let run = attempt_dir
         .parent()
@@ -165,7 +170,8 @@ impl Writer {
     }
 
     /// Claims `attempt` for `waiter` unless the journal (as `index` reads it) has a claim for
-    /// it already, which wins.
+    /// it already, which wins. The claim is not synced here: the waiter syncs it (with
+    /// [`Writer::sync`]) once the script has started, off the launch's path.
     pub fn claim(
         &mut self,
         index: &mut Index,
@@ -181,7 +187,6 @@ impl Writer {
             attempt: attempt.to_path_buf(),
             waiter,
         })?;
-        self.file.sync_data()?;
         Ok(Claimed::Now)
     }
 
@@ -341,7 +346,7 @@ mod tests {
     fn the_journal_is_in_the_run_folder() {
         assert_eq!(
             path_for(Path::new("/h/runs/r1/train/2")),
-            Path::new("/h/runs/r1/journal")
+            Path::new("/h/runs/r1/.journal")
         );
     }
 }

@@ -86,6 +86,11 @@ impl Runner for LocalRunner {
         &self.config.name
     }
 
+    /// The waiter's claim in the run's journal is synced before the script starts.
+    fn records_launches(&self) -> bool {
+        true
+    }
+
     async fn check(&self) -> Result<RunnerInfo, RunnerError> {
         let shim = &self.config.shim;
         let executable =
@@ -123,12 +128,20 @@ impl Runner for LocalRunner {
             kill_grace_ms: self.config.kill_grace.as_millis() as u64,
             base_env: self.config.base_env.clone(),
         };
-        let shim = self.config.shim.clone();
         let dir = self.supervisor_dir()?;
-        let id = match tokio::task::spawn_blocking(move || start(&dir, &shim, &spec))
-            .await
-            .map_err(join_error)??
-        {
+        fs::create_dir_all(job.attempt_dir.join(layout::WORK_DIR))?;
+        // Most launches find the supervisor listening: they need no thread of their own.
+        let answer = match connect::try_launch(&dir, &spec, &spec.to_bytes()?).await {
+            Ok(Some(answer)) => answer,
+            Err(e) => return Err(with_waiter_log(&job.attempt_dir, e)),
+            Ok(None) => {
+                let shim = self.config.shim.clone();
+                tokio::task::spawn_blocking(move || start(&dir, &shim, &spec))
+                    .await
+                    .map_err(join_error)??
+            }
+        };
+        let id = match answer {
             Answer::Claimed(id, connection) => {
                 let mut connections = self.connections.lock().expect("not poisoned");
                 connections.insert(job.attempt_dir.clone(), connection);
@@ -235,18 +248,17 @@ async fn exited(connection: Connection) -> Option<ExitRecord> {
     }
 }
 
-/// Prepares the attempt folder and hands the job to the supervisor: how the waiter that owns
+/// Hands the job to the supervisor, starting one when none listens: how the waiter that owns
 /// the attempt (this launch's, or an earlier one's) answered.
 fn start(supervisor: &Path, shim: &Path, spec: &LaunchSpec) -> Result<Answer, RunnerError> {
-    let dir = &spec.job.attempt_dir;
-    fs::create_dir_all(dir.join(layout::WORK_DIR))?;
-    match connect::launch(supervisor, shim, spec) {
-        Ok(answer) => Ok(answer),
-        Err(RunnerError::Spawn(e)) => Err(RunnerError::Spawn(format!(
-            "{e} ({})",
-            waiter_log_tail(dir)
-        ))),
-        Err(e) => Err(e),
+    connect::launch(supervisor, shim, spec).map_err(|e| with_waiter_log(&spec.job.attempt_dir, e))
+}
+
+/// A waiter's refusal, with the end of what it logged in the attempt folder `dir`.
+fn with_waiter_log(dir: &Path, e: RunnerError) -> RunnerError {
+    match e {
+        RunnerError::Spawn(e) => RunnerError::Spawn(format!("{e} ({})", waiter_log_tail(dir))),
+        e => e,
     }
 }
 

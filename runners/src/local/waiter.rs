@@ -4,10 +4,11 @@
 //! Once, it blocks its signals and leaves the supervisor's session. Then, for each connection
 //! it is handed: it reads the launch spec, claims the attempt in the run's journal (so a second
 //! launch of the same attempt never runs the script again), says `claimed` or `taken`, runs the
-//! script (see [`super::attempt`]), appends the exit record to the journal and says
-//! `exited RECORD` to the launcher if it still listens. Then it writes `i` on its control
-//! socket and waits for the next connection. It exits when that socket closes (its supervisor
-//! is gone) or when a stop signal came while it was idle.
+//! script (see [`super::attempt`]), appends the exit record to the journal, writes `i` on its
+//! control socket (idle again: before the launcher hears of the end, so that its next launch
+//! finds this waiter) and says `exited RECORD` to the launcher if it still listens. Then it
+//! waits for the next connection. It exits when that socket closes (its supervisor is gone)
+//! or when a stop signal came while it was idle.
 
 use std::collections::HashMap;
 use std::fs::OpenOptions;
@@ -45,13 +46,41 @@ pub(crate) fn main(conn: RawFd, ctl: RawFd) -> i32 {
         if signals.drain_stop() {
             return 0;
         }
-        serve(UnixStream::from(conn), me, &signals, &mut journals);
-        if (&ctl).write_all(b"i").is_err() {
+        let mut idle = Idle {
+            ctl: &ctl,
+            said: None,
+        };
+        serve(
+            UnixStream::from(conn),
+            me,
+            &signals,
+            &mut journals,
+            &mut idle,
+        );
+        if !idle.say() {
             return 0;
         }
         next = super::fd_pass::receive(ctl.as_raw_fd()).ok().flatten();
     }
     0
+}
+
+/// The waiter's `i` to its supervisor: said once per job, as soon as the job's exit record is
+/// in the journal and before the launcher is told, so that a launcher that launches its next
+/// step at once finds this waiter idle (a job that ends otherwise says it after).
+struct Idle<'a> {
+    ctl: &'a UnixStream,
+    /// Whether the supervisor could be told, once it was.
+    said: Option<bool>,
+}
+
+impl Idle<'_> {
+    /// Says `i` unless it was said already; whether the supervisor is still there.
+    fn say(&mut self) -> bool {
+        *self
+            .said
+            .get_or_insert_with(|| (&*self.ctl).write_all(b"i").is_ok())
+    }
 }
 
 /// The journals this waiter appended to lately, with what it has read of them.
@@ -73,10 +102,23 @@ impl Journals {
     }
 }
 
-fn serve(conn: UnixStream, me: ProcId, signals: &Signals, journals: &mut Journals) {
+fn serve(
+    conn: UnixStream,
+    me: ProcId,
+    signals: &Signals,
+    journals: &mut Journals,
+    idle: &mut Idle<'_>,
+) {
     let mut announced = false;
     let mut dir = None;
-    if let Err(e) = run(&conn, me, signals, journals, &mut dir, &mut announced) {
+    if let Err(e) = run(
+        &conn,
+        me,
+        signals,
+        (journals, idle),
+        &mut dir,
+        &mut announced,
+    ) {
         let place = dir
             .as_deref()
             .map_or(String::new(), |d: &Path| format!("{}: ", d.display()));
@@ -94,7 +136,7 @@ fn run(
     conn: &UnixStream,
     me: ProcId,
     signals: &Signals,
-    journals: &mut Journals,
+    (journals, idle): (&mut Journals, &mut Idle<'_>),
     dir: &mut Option<PathBuf>,
     announced: &mut bool,
 ) -> io::Result<()> {
@@ -111,9 +153,16 @@ fn run(
         Claimed::Now => {
             let _ = say(conn, &format!("claimed {}", to_json(&me)?));
             *announced = true;
-            let record = super::attempt::supervise(&attempt, &spec, signals);
+            // The claim goes to disk while the script starts, not before: other processes
+            // see it already, and a launch does not wait on the disk.
+            let record = super::attempt::supervise(&attempt, &spec, signals, || {
+                if let Err(e) = writer.sync() {
+                    log(&attempt, &format!("tuna-shim: syncing the journal: {e}"));
+                }
+            });
             let line = format!("exited {}", to_json(&record)?);
             writer.append(&Entry::Exit { attempt, record })?;
+            idle.say();
             // The launcher makes the outcome durable in its store; when it is gone, the
             // journal is the only record, so it is synced now.
             if !say(conn, &line) {

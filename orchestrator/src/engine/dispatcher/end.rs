@@ -41,11 +41,12 @@ impl Dispatcher<'_> {
 
     pub(super) fn next_timer(&self) -> Option<u64> {
         // Waiting steps are all on the walk's frontier: no need to look at every record on
-        // every turn of the loop (that was quadratic in the run's size).
+        // every turn of the loop (that was quadratic in the run's size). Steps parked for a
+        // slot are looked at again when one frees, not on a timer.
         let order = self.dag.topo_order();
         let waiting = || {
             self.walk
-                .frontier_iter()
+                .to_look_at(true)
                 .map(|i| &self.recs[&order[i]])
                 .filter(|r| r.status == StepStatus::Waiting)
         };

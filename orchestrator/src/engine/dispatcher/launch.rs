@@ -101,6 +101,7 @@ impl Dispatcher<'_> {
         secrets: &BTreeMap<String, String>,
     ) -> Result<Launch, EngineError> {
         self.waiting_since.remove(name);
+        self.premade.remove(&self.index[name]);
         self.restore_upstream(name)?;
         let n = self.recs[name].attempt() + 1;
         let dir = self.eng.home.attempt_dir(&self.run.id, name, n);

@@ -3,9 +3,11 @@
 //!
 //! Every state change is written to the store, and the store flushed, before the action that
 //! follows it (a launch, or the end of the run): one flush per launching turn of the loop
-//! covers all the changes since the last one. A step found Launching or Running (after a crash) is adopted by
-//! launching the same attempt again: the runner's launch is idempotent per attempt, so a
-//! command never runs twice in one attempt.
+//! covers all the changes since the last one. A step found Launching or Running (after a
+//! crash) is adopted by launching the same attempt again: the runner's launch is idempotent
+//! per attempt, so a command never runs twice in one attempt. Launches on a runner that
+//! records them durably itself (the local runner's journal) need no flush before them: a step
+//! whose records were lost with a crash resumes at an attempt that ran already, and adopts it.
 
 mod adopt;
 mod end;
@@ -63,6 +65,9 @@ pub struct Dispatcher<'e> {
     /// When a step started waiting for capacity.
     waiting_since: HashMap<String, u64>,
     active: usize,
+    /// Parked steps whose next attempt folder was made while the dispatcher had nothing else
+    /// to do (topological index → that attempt), so their launch does not wait on it.
+    premade: HashMap<usize, u32>,
     /// The walk over the DAG: the steps to look at when scheduling (Pending or Waiting, every
     /// upstream step final: the scan is over the frontier, not the whole DAG).
     walk: Walk,
@@ -135,6 +140,7 @@ impl<'e> Dispatcher<'e> {
             tries: HashMap::new(),
             waiting_since: HashMap::new(),
             active: 0,
+            premade: HashMap::new(),
             walk,
             index,
             stop: None,
@@ -168,8 +174,14 @@ impl<'e> Dispatcher<'e> {
             // Durable before the action that follows: a turn that launches nothing needs no
             // flush (a Running record with its handle, say, is flushed with the next launch or
             // the run's end, and by sled's own flusher within half a second; lost, it is found
-            // again by launching the same attempt, which is idempotent).
-            if !launches.is_empty() {
+            // again by launching the same attempt, which is idempotent). Nor does a turn whose
+            // launches all go to runners that record them durably themselves (the local
+            // runner's journal): a step whose records were lost with a crash is resumed at an
+            // attempt it launched already, and launching that attempt again adopts it.
+            if launches
+                .iter()
+                .any(|(runner, ..)| !runner.records_launches())
+            {
                 self.eng.store.flush()?;
             }
             for (runner, job, outputs, preps) in launches {
@@ -191,18 +203,47 @@ impl<'e> Dispatcher<'e> {
                 tracing::error!(run = %self.run.id, "scheduler stalled with steps left; ending the run");
                 break;
             }
+            let premake = self.next_to_premake();
             tokio::select! {
+                // Control first (it is rare), then events; the folder of a step to launch
+                // soon is made only when nothing else is ready.
+                biased;
+                Some(c) = ctl_rx.recv() => self.on_control(c).await,
                 Some(ev) = self.rx.recv() => {
                     self.on_event(ev)?;
                     while let Ok(ev) = self.rx.try_recv() {
                         self.on_event(ev)?;
                     }
                 }
-                Some(c) = ctl_rx.recv() => self.on_control(c).await,
                 _ = sleep_until_ms(timer), if timer.is_some() => {}
+                _ = std::future::ready(()), if premake.is_some() => {
+                    if let Some((i, attempt, dir)) = premake {
+                        self.premade.insert(i, attempt);
+                        // A folder that cannot be made now is left to the launch, which
+                        // says why.
+                        let _ = std::fs::create_dir_all(dir.join("work"));
+                    }
+                }
             }
         }
         self.finish()
+    }
+
+    /// The parked step (waiting for a slot only) whose next attempt folder to make now, while
+    /// nothing else is ready: the first in topological order without one, when fewer than one
+    /// per slot are made ahead. With its index, that attempt and its folder.
+    fn next_to_premake(&self) -> Option<(usize, u32, PathBuf)> {
+        if self.stop.is_some() || self.premade.len() >= self.run.jobs {
+            return None;
+        }
+        let order = self.dag.topo_order();
+        let i = self.walk.parked().find(|i| !self.premade.contains_key(i))?;
+        let attempt = self.recs[&order[i]].attempt() + 1;
+        Some((
+            i,
+            attempt,
+            self.eng.home.attempt_dir(&self.run.id, &order[i], attempt),
+        ))
     }
 
     fn requeue(&mut self, name: &str) {

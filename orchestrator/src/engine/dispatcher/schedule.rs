@@ -15,10 +15,11 @@ impl Dispatcher<'_> {
         // A pass can make steps ready (a cache hit, a skip): go again until one adds nothing.
         let mut seen = std::collections::BTreeSet::new();
         loop {
+            // While every slot is taken, the steps that wait for one only are not looked at.
+            let full = self.active >= self.run.jobs;
             let todo: Vec<usize> = self
                 .walk
-                .frontier()
-                .into_iter()
+                .to_look_at(full)
                 .filter(|i| seen.insert(*i))
                 .collect();
             if todo.is_empty() {
@@ -36,6 +37,9 @@ impl Dispatcher<'_> {
         launches: &mut Vec<Launch>,
     ) -> Result<(), EngineError> {
         for i in todo {
+            if self.active >= self.run.jobs && self.walk.is_parked(i) {
+                continue;
+            }
             let order = self.dag.topo_order();
             let name = &order[i];
             let verdict = {
@@ -70,6 +74,7 @@ impl Dispatcher<'_> {
                 continue;
             }
             if self.active >= self.run.jobs {
+                self.walk.park(i);
                 continue;
             }
             let placement = self
