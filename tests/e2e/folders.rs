@@ -30,10 +30,14 @@ fn the_next_steps_folder_is_made_while_the_slots_are_taken_and_only_one_per_slot
     let p = Project::new();
     p.file("wf.yaml", WF);
     let mut tuna = p.spawn(&["run", "wf.yaml", "-j", "1"]);
-    wait_until(Duration::from_secs(30), "b's folder is made ahead", || {
-        attempt_dir(&p, "b").is_some_and(|d| d.join("work").is_dir())
-    });
-    assert!(attempt_dir(&p, "a").is_some(), "a runs");
+    wait_until(
+        Duration::from_secs(30),
+        "a runs and b's folder is made ahead",
+        || {
+            attempt_dir(&p, "a").is_some()
+                && attempt_dir(&p, "b").is_some_and(|d| d.join("work").is_dir())
+        },
+    );
     assert!(
         !p.path("lines").exists(),
         "b has not started: a holds the slot"

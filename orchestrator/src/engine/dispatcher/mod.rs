@@ -233,7 +233,14 @@ impl<'e> Dispatcher<'e> {
     /// nothing else is ready: the first in topological order without one, when fewer than one
     /// per slot are made ahead. With its index, that attempt and its folder.
     fn next_to_premake(&self) -> Option<(usize, u32, PathBuf)> {
-        if self.stop.is_some() || self.premade.len() >= self.run.jobs {
+        // A premade step that left the walk without starting (it failed to be placed) no
+        // longer counts.
+        let ahead = self
+            .premade
+            .keys()
+            .filter(|&&i| self.walk.is_parked(i))
+            .count();
+        if self.stop.is_some() || ahead >= self.run.jobs {
             return None;
         }
         let order = self.dag.topo_order();
