@@ -85,17 +85,11 @@ impl Walk {
         walk
     }
 
-    /// The steps worth a look now, in topological order.
+    /// The steps worth a look now, in topological order. Every Pending or Waiting step whose
+    /// upstream steps are final is on it, so every Waiting step is.
     #[cfg(test)]
     pub fn frontier(&self) -> Vec<usize> {
         self.frontier.iter().copied().collect()
-    }
-
-    /// The frontier without a copy. Every Pending or Waiting step whose upstream steps are
-    /// final is on it, so every Waiting step is.
-    #[cfg(test)]
-    pub fn frontier_iter(&self) -> impl Iterator<Item = usize> + '_ {
-        self.frontier.iter().copied()
     }
 
     /// What to do with step `i`.
@@ -279,7 +273,7 @@ mod tests {
         let waiting = |w: &Walk, st: &[StepStatus]| {
             (0..st.len())
                 .filter(|&i| st[i] == Waiting)
-                .all(|i| w.frontier_iter().any(|f| f == i))
+                .all(|i| w.frontier().contains(&i))
         };
         assert!(waiting(&w, &st));
         let rebuilt = Walk::from_needs(diamond(), |i| st[i]);

@@ -25,14 +25,38 @@ pub(crate) enum Answer {
 /// A claimed launch's connection, with what was read past the `claimed` line.
 #[derive(Debug)]
 pub(crate) struct Connection {
-    pub buffered: Vec<u8>,
-    pub stream: UnixStream,
+    buffered: Vec<u8>,
+    stream: tokio::net::UnixStream,
+}
+
+impl Connection {
+    /// The next line the waiter says (without its newline); `None` once the connection ended
+    /// (or was reset) first.
+    pub async fn next_line(&mut self) -> std::io::Result<Option<Vec<u8>>> {
+        use tokio::io::AsyncReadExt;
+        loop {
+            if let Some(end) = self.buffered.iter().position(|&b| b == b'\n') {
+                let mut line: Vec<u8> = self.buffered.drain(..=end).collect();
+                line.pop();
+                return Ok(Some(line));
+            }
+            let mut chunk = [0u8; 1024];
+            match self.stream.read(&mut chunk).await {
+                Ok(0) => return Ok(None),
+                Ok(n) => self.buffered.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+    }
 }
 
 /// How long a launch may take to reach a supervisor, starting one if need be.
 const REACH_WITHIN: Duration = Duration::from_secs(20);
 
-/// Sends `spec` to the supervisor of `dir` (started with `shim` when none listens).
+/// Sends `spec` to the supervisor of `dir` (started with `shim` when none listens). Runs on a
+/// thread of tokio's runtime (a blocking task): a claimed launch's connection is handed back
+/// registered with it.
 pub(crate) fn launch(dir: &Path, shim: &Path, spec: &LaunchSpec) -> Result<Answer, RunnerError> {
     let bytes = spec.to_bytes()?;
     let deadline = Instant::now() + REACH_WITHIN;
@@ -43,7 +67,10 @@ pub(crate) fn launch(dir: &Path, shim: &Path, spec: &LaunchSpec) -> Result<Answe
             Ok(conn) => match exchange(conn, &bytes)? {
                 Some((line, reader)) => {
                     let buffered = reader.buffer().to_vec();
-                    return parse(&line, buffered, reader.into_inner(), spec);
+                    let stream = reader.into_inner();
+                    stream.set_nonblocking(true)?;
+                    let stream = tokio::net::UnixStream::from_std(stream)?;
+                    return parse(&line, Connection { buffered, stream }, spec);
                 }
                 // The supervisor went away before its waiter took the connection: nothing
                 // was claimed, so launching again is safe.
@@ -70,32 +97,24 @@ pub(crate) async fn try_launch(
     spec: &LaunchSpec,
     bytes: &[u8],
 ) -> Result<Option<Answer>, RunnerError> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let Ok((_dir, path)) = socket_path(dir, SOCKET) else {
         return Ok(None);
     };
-    let Ok(mut conn) = tokio::net::UnixStream::connect(&path).await else {
+    let Ok(mut stream) = tokio::net::UnixStream::connect(&path).await else {
         return Ok(None);
     };
     // As in `exchange`: a waiter that finds the attempt taken may stop reading early.
-    let _ = conn.write_all(bytes).await;
-    let _ = conn.shutdown().await;
-    let mut buffered = Vec::new();
-    let end = loop {
-        if let Some(end) = buffered.iter().position(|&b| b == b'\n') {
-            break end;
-        }
-        let mut chunk = [0u8; 1024];
-        match conn.read(&mut chunk).await {
-            Ok(0) => return Ok(None),
-            Ok(n) => buffered.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(None),
-            Err(e) => return Err(e.into()),
-        }
+    let _ = stream.write_all(bytes).await;
+    let _ = stream.shutdown().await;
+    let mut conn = Connection {
+        buffered: Vec::new(),
+        stream,
     };
-    let line = String::from_utf8_lossy(&buffered[..end]).into_owned();
-    let rest = buffered[end + 1..].to_vec();
-    parse(&line, rest, conn.into_std()?, spec).map(Some)
+    let Some(line) = conn.next_line().await? else {
+        return Ok(None);
+    };
+    parse(&String::from_utf8_lossy(&line), conn, spec).map(Some)
 }
 
 /// Writes the spec and reads the waiter's one line; `None` when the connection closed (or was
@@ -117,18 +136,13 @@ fn exchange(
     }
 }
 
-/// The waiter's line, with what was read past it on `stream`.
-fn parse(
-    line: &str,
-    buffered: Vec<u8>,
-    stream: UnixStream,
-    spec: &LaunchSpec,
-) -> Result<Answer, RunnerError> {
+/// The waiter's line, read from `conn`.
+fn parse(line: &str, conn: Connection, spec: &LaunchSpec) -> Result<Answer, RunnerError> {
     let line = line.trim_end();
     let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
     let owner = serde_json::from_str::<ProcId>(rest);
     match (word, owner) {
-        ("claimed", Ok(id)) => Ok(Answer::Claimed(id, Connection { buffered, stream })),
+        ("claimed", Ok(id)) => Ok(Answer::Claimed(id, conn)),
         ("taken", Ok(id)) => Ok(Answer::Taken(id)),
         ("error", _) => Err(RunnerError::Spawn(rest.to_owned())),
         _ => Err(RunnerError::Protocol(format!(

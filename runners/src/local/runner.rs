@@ -86,7 +86,7 @@ impl Runner for LocalRunner {
         &self.config.name
     }
 
-    /// The waiter's claim in the run's journal is synced before the script starts.
+    /// The waiter appends its claim to the run's journal before the script starts.
     fn records_launches(&self) -> bool {
         true
     }
@@ -227,25 +227,9 @@ impl LocalRunner {
 
 /// Reads the `exited RECORD` line the waiter writes on a claimed launch's connection; `None`
 /// when the connection ended without it (the waiter died).
-async fn exited(connection: Connection) -> Option<ExitRecord> {
-    use tokio::io::AsyncReadExt;
-    let Connection {
-        mut buffered,
-        stream,
-    } = connection;
-    stream.set_nonblocking(true).ok()?;
-    let mut stream = tokio::net::UnixStream::from_std(stream).ok()?;
-    loop {
-        if let Some(end) = buffered.iter().position(|&b| b == b'\n') {
-            let json = buffered[..end].strip_prefix(b"exited ")?;
-            return serde_json::from_slice(json).ok();
-        }
-        let mut chunk = [0u8; 1024];
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => buffered.extend_from_slice(&chunk[..n]),
-        }
-    }
+async fn exited(mut connection: Connection) -> Option<ExitRecord> {
+    let line = connection.next_line().await.ok()??;
+    serde_json::from_slice(line.strip_prefix(b"exited ")?).ok()
 }
 
 /// Hands the job to the supervisor, starting one when none listens: how the waiter that owns
