@@ -40,6 +40,7 @@ async fn main() {
             stage: Vec::new(),
             outputs: Vec::new(),
             secrets: Vec::new(),
+            workdir: None,
         };
         let (runner, permit) = (
             runner.clone(),

@@ -39,6 +39,7 @@ fn job(local: &std::path::Path, step: &str) -> Job {
         stage: Vec::new(),
         outputs: Vec::new(),
         secrets: Vec::new(),
+        workdir: None,
     }
 }
 

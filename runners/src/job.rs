@@ -40,9 +40,22 @@ pub struct Job {
     /// attempt's logs.
     #[serde(default)]
     pub secrets: Vec<String>,
+    /// Where the script runs when the step has no folder of its own (a step on this machine
+    /// that declares no outputs and no inputs: the run's folder for such steps). Its attempt
+    /// folder is then made only when something goes in it (a log's first byte, a cancel).
+    /// `None`: `attempt_dir/work`, which the launch makes.
+    #[serde(default)]
+    pub workdir: Option<PathBuf>,
 }
 
 impl Job {
+    /// The folder the script runs in (see [`Job::workdir`]).
+    pub fn cwd(&self) -> PathBuf {
+        self.workdir
+            .clone()
+            .unwrap_or_else(|| self.attempt_dir.join("work"))
+    }
+
     /// The values of the job's secrets long enough to be masked in its logs.
     pub fn secret_values(&self) -> Vec<Vec<u8>> {
         self.secrets

@@ -51,6 +51,7 @@ fn job(tmp: &TempDir, name: &str, script: &str) -> Job {
         stage: Vec::new(),
         outputs: Vec::new(),
         secrets: Vec::new(),
+        workdir: None,
     }
 }
 

@@ -58,6 +58,7 @@ impl Rig {
             stage: Vec::new(),
             outputs: Vec::new(),
             secrets: Vec::new(),
+            workdir: None,
         }
     }
 

@@ -67,8 +67,11 @@ fn status_shows_a_running_steps_progress_file_and_drops_it_when_the_step_ends() 
     let after = long(&p, &id);
     assert_eq!(after["status"], "passed", "{after}");
     assert!(after.get("progress").is_none(), "{after}");
-    // The file stays in the attempt folder; plain output gets no line from it.
-    let file = p.home().join(format!("runs/{id}/long/1/progress.json"));
+    // The file stays where `$TUNA_PROGRESS` named it (a step without outputs has no folder of
+    // its own: the run's `.steps/`); plain output gets no line from it.
+    let file = p
+        .home()
+        .join(format!("runs/{id}/.steps/long.1.progress.json"));
     assert!(file.exists(), "{}", file.display());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("3/8"), "{stderr}");

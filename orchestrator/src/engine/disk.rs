@@ -12,11 +12,18 @@ const FULL_BELOW: u64 = 1 << 20;
 /// If the filesystem of `attempt_dir` is full now: removes the attempt's work folder (its
 /// partial outputs; nothing it links to) and returns the message for the step.
 pub(crate) fn full_disk_failure(attempt_dir: &Path) -> Option<String> {
-    let free = free_bytes(attempt_dir)?;
+    // A step without a folder of its own may have none: its run's folder tells as well.
+    let free = attempt_dir.ancestors().find_map(free_bytes)?;
     if free >= FULL_BELOW {
         return None;
     }
     let work = attempt_dir.join("work");
+    if !work.exists() {
+        return Some(format!(
+            "no space left on device: the filesystem of {} had {free} bytes free when the step ended",
+            attempt_dir.display()
+        ));
+    }
     let size = folder_size(&work);
     let cleared = std::fs::remove_dir_all(&work).is_ok();
     let _ = std::fs::create_dir_all(&work);

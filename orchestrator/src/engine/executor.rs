@@ -4,13 +4,14 @@
 //! dispatcher by events.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::sync::mpsc::UnboundedSender;
 use tuna_runners::{Job, KeptOutputs, Runner};
 
 use super::artifacts::{self, Prep};
+use super::attempt_files::AttemptFiles;
 use super::events::{Collected, Event};
 use crate::cas::Cas;
 use crate::store::Location;
@@ -55,14 +56,18 @@ pub fn spawn(
         let collected = match &result {
             // Without declared outputs there are two small files to look for: done here,
             // rather than paying a hand-off to a blocking thread on every short step.
-            Ok(o) if o.success() && outputs.is_empty() => {
-                Some(collect(&cas, &job.attempt_dir, &outputs))
-            }
+            Ok(o) if o.success() && outputs.is_empty() => Some(collect(
+                &cas,
+                &job.attempt_dir,
+                &metrics_file(&job),
+                &outputs,
+            )),
             Ok(o) if o.success() => {
-                let dir = job.attempt_dir.clone();
-                let c = tokio::task::spawn_blocking(move || collect(&cas, &dir, &outputs))
-                    .await
-                    .unwrap_or_else(|e| Err(format!("collecting outputs: {e}")));
+                let (dir, metrics) = (job.attempt_dir.clone(), metrics_file(&job));
+                let c =
+                    tokio::task::spawn_blocking(move || collect(&cas, &dir, &metrics, &outputs))
+                        .await
+                        .unwrap_or_else(|e| Err(format!("collecting outputs: {e}")));
                 Some(c)
             }
             _ => None,
@@ -95,9 +100,20 @@ async fn before_launch(
     Ok(())
 }
 
+/// Where the job's `$TUNA_METRICS` is on this machine (a remote runner brings it back into
+/// the attempt folder).
+fn metrics_file(job: &Job) -> PathBuf {
+    AttemptFiles::new(&job.attempt_dir, job.workdir.is_none()).metrics
+}
+
 /// Puts each declared output of the attempt's work folder into the store (or records the
 /// runner that kept it, per `kept.json`), reads metrics.
-pub fn collect(cas: &Cas, attempt_dir: &Path, outputs: &[String]) -> Result<Collected, String> {
+pub fn collect(
+    cas: &Cas,
+    attempt_dir: &Path,
+    metrics: &Path,
+    outputs: &[String],
+) -> Result<Collected, String> {
     let work = attempt_dir.join("work");
     let mut digests = BTreeMap::new();
     let mut locations = BTreeMap::new();
@@ -148,7 +164,7 @@ pub fn collect(cas: &Cas, attempt_dir: &Path, outputs: &[String]) -> Result<Coll
         digests.insert(out.clone(), d);
         locations.insert(out.clone(), Location::Local);
     }
-    let metrics = read_metrics(&attempt_dir.join("metrics.json"))?;
+    let metrics = read_metrics(metrics)?;
     Ok(Collected {
         outputs: digests,
         locations,

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use tuna_runners::{Job, Resources, Stage};
 
+use super::attempt_files::{AttemptFiles, has_own_folder};
 use crate::cache::with_paths;
 use crate::workflow::{Action, Ref, Step, Workflow, param_env_name};
 
@@ -82,7 +83,8 @@ pub struct JobContext<'a> {
 
 /// Builds the job for one attempt: stages inputs, renders the script (values shell-quoted) and
 /// the env. The attempt folder is made here only when inputs are staged into it; otherwise the
-/// runner's launch makes it, off the dispatcher's thread. `remote` is the attempt folder on the runner's
+/// runner's launch makes it, off the dispatcher's thread, when the step has a folder of its
+/// own (see [`super::attempt_files`]). `remote` is the attempt folder on the runner's
 /// machine when that is another one: inputs and upstream outputs are then listed in
 /// `Job::stage` for the runner to carry there, and paths in the script name that folder.
 pub fn build_job(
@@ -94,7 +96,13 @@ pub fn build_job(
     resources: Resources,
     remote: Option<&str>,
 ) -> Result<Job, String> {
-    let work = attempt_dir.join("work");
+    let files = AttemptFiles::new(attempt_dir, remote.is_some() || has_own_folder(step));
+    if remote.is_none() {
+        files
+            .make_shared()
+            .map_err(|e| format!("{}: {e}", files.work.display()))?;
+    }
+    let work = files.work.clone();
     let stage = match remote {
         Some(_) => remote_stage(wf, step, ctx)?,
         None => {
@@ -118,7 +126,7 @@ pub fn build_job(
     for (name, value) in ctx.secrets {
         env.insert(name.clone(), value.clone());
     }
-    tuna_env(wf, step, ctx, attempt, attempt_dir, &work, &mut env);
+    tuna_env(wf, step, ctx, attempt, &files, &mut env);
     Ok(Job {
         secrets: ctx.secrets.keys().cloned().collect(),
         run_id: ctx.run_id.to_string(),
@@ -132,6 +140,7 @@ pub fn build_job(
         resources,
         stage,
         outputs: step.outputs.clone(),
+        workdir: (!files.own_folder).then_some(work),
     })
 }
 
@@ -226,27 +235,20 @@ fn tuna_env(
     step: &Step,
     ctx: &JobContext<'_>,
     attempt: u32,
-    attempt_dir: &Path,
-    work: &Path,
+    files: &AttemptFiles,
     env: &mut BTreeMap<String, String>,
 ) {
-    let path = |p: PathBuf| p.to_string_lossy().into_owned();
+    let path = |p: &Path| p.to_string_lossy().into_owned();
     env.insert("TUNA_RUN_ID".into(), ctx.run_id.to_string());
     env.insert("TUNA_STEP".into(), step.name.clone());
     env.insert("TUNA_ATTEMPT".into(), attempt.to_string());
-    env.insert("TUNA_OUTPUTS".into(), path(work.to_path_buf()));
-    env.insert(
-        "TUNA_METRICS".into(),
-        path(attempt_dir.join("metrics.json")),
-    );
+    env.insert("TUNA_OUTPUTS".into(), path(&files.work));
+    env.insert("TUNA_METRICS".into(), path(&files.metrics));
     // Read while the step runs (`tuna status`, the `tuna run` bars); only here, so a step on
     // another machine writes it there and shows no progress.
-    env.insert(
-        "TUNA_PROGRESS".into(),
-        path(attempt_dir.join(super::view::PROGRESS_FILE)),
-    );
-    env.insert("TUNA_PROJECT_DIR".into(), path(wf.project_dir.clone()));
-    env.insert("TUNA_EXE".into(), path(ctx.tuna_exe.to_path_buf()));
+    env.insert("TUNA_PROGRESS".into(), path(&files.progress));
+    env.insert("TUNA_PROJECT_DIR".into(), path(&wf.project_dir));
+    env.insert("TUNA_EXE".into(), path(ctx.tuna_exe));
 }
 
 /// What a job on another machine needs carried there: its inputs into `work/`, and every

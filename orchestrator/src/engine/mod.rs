@@ -4,6 +4,7 @@
 //! run, executors own one attempt each and report by [`events`].
 
 mod artifacts;
+mod attempt_files;
 mod check;
 mod control;
 mod disk;

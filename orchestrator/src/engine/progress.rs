@@ -11,7 +11,7 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use tuna_steps::StepProgress;
 
-use super::view::PROGRESS_FILE;
+use super::attempt_files::AttemptFiles;
 
 use crate::store::StepStatus;
 
@@ -219,7 +219,7 @@ fn poll(state: Weak<Mutex<BarState>>) {
         };
         drop(state);
         for (step, bar, dir) in shown {
-            if let Some(p) = StepProgress::read(&dir.join(PROGRESS_FILE)) {
+            if let Some(p) = StepProgress::read(&AttemptFiles::progress_of(&dir)) {
                 bar.set_message(running_line(&step, Some(&p)));
             }
         }
@@ -351,7 +351,8 @@ mod tests {
         };
         for done in [1, 4] {
             p.done = done;
-            p.write(&d.path().join(PROGRESS_FILE)).unwrap();
+            p.write(&d.path().join(super::super::attempt_files::PROGRESS_FILE))
+                .unwrap();
             let want = format!("tune: running · {done}/4 steps");
             let limit = std::time::Instant::now() + Duration::from_secs(20);
             while line() != want {

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use tuna_steps::StepProgress;
 
+use super::attempt_files::AttemptFiles;
 use super::ledger::Cost;
 use crate::store::{RunRecord, StepRecord, StepStatus, Store, StoreError, now_ms};
 
@@ -135,13 +136,10 @@ impl StepView {
             cost: cost.cost,
             progress: last
                 .filter(|_| r.status == StepStatus::Running)
-                .and_then(|a| StepProgress::read(&a.dir.join(PROGRESS_FILE))),
+                .and_then(|a| StepProgress::read(&AttemptFiles::progress_of(&a.dir))),
         }
     }
 }
-
-/// The file in an attempt folder a step reports its progress in (`$TUNA_PROGRESS`).
-pub const PROGRESS_FILE: &str = "progress.json";
 
 impl RunSummary {
     pub fn list(store: &Store) -> Result<Vec<RunSummary>, StoreError> {

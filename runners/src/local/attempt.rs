@@ -2,7 +2,7 @@
 //! the timeout and cancellation (SIGTERM to the group, a grace period, SIGKILL), clean up
 //! what the script left behind, and produce the [`ExitRecord`].
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::fs::PermissionsExt;
@@ -38,7 +38,7 @@ pub(crate) fn supervise(
     // Orphans of the script's group come to us, so we can reap them before reporting.
     // SAFETY: prctl with an integer option and flag.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    let (pid, pipes) = match spawn_script(dir, spec) {
+    let (pid, pipes) = match spawn_script(spec) {
         Ok(started) => started,
         Err((program, e)) if program != "bash" && direct_exit_code(&e).is_some() => {
             // As bash reports a program it cannot run.
@@ -48,10 +48,7 @@ pub(crate) fn supervise(
             } else {
                 e.to_string()
             };
-            let _ = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(dir.join(layout::STDERR_LOG))
+            let _ = layout::open_log(dir, layout::STDERR_LOG)
                 .and_then(|mut f| writeln!(f, "bash: line 1: {program}: {what}"));
             return finish(Outcome::Exited { code }, None);
         }
@@ -110,21 +107,17 @@ type Pipes = [File; 2];
 
 /// Spawns the script (directly when it is one simple command, else under bash): its pid and
 /// its output pipes. On failure, the program that could not start.
-fn spawn_script(dir: &Path, spec: &LaunchSpec) -> Result<(u32, Pipes), (String, io::Error)> {
+fn spawn_script(spec: &LaunchSpec) -> Result<(u32, Pipes), (String, io::Error)> {
     let direct = super::direct::simple_argv(&spec.job.script, &|k| env_has(spec, k));
     let program = direct
         .as_ref()
         .map_or("bash".to_string(), |argv| argv[0].clone());
-    spawn_inner(dir, spec, direct).map_err(|e| (program, e))
+    spawn_inner(spec, direct).map_err(|e| (program, e))
 }
 
-fn spawn_inner(
-    dir: &Path,
-    spec: &LaunchSpec,
-    direct: Option<Vec<String>>,
-) -> io::Result<(u32, Pipes)> {
+fn spawn_inner(spec: &LaunchSpec, direct: Option<Vec<String>>) -> io::Result<(u32, Pipes)> {
     let job = &spec.job;
-    let work = dir.join(layout::WORK_DIR);
+    let work = job.cwd();
     let mut env = spec.base_env.clone();
     env.extend(job.env.iter().map(|(k, v)| (k.clone(), v.clone())));
     env.insert(

@@ -18,6 +18,24 @@ pub const SHIM_LOG: &str = "shim.log";
 /// The script's working directory.
 pub const WORK_DIR: &str = "work";
 
+/// Opens `dir/name` for appending, made now; `dir` too when it is not there yet (the attempt
+/// folder of a step without one of its own is made only when something goes in it).
+pub(crate) fn open_log(dir: &Path, name: &str) -> io::Result<fs::File> {
+    let open = || {
+        fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(name))
+    };
+    match open() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir_all(dir)?;
+            open()
+        }
+        other => other,
+    }
+}
+
 /// Reads a file written in one `write` after its exclusive create, waiting (briefly, bounded)
 /// while it is still empty because its writer is between the two.
 pub(crate) fn read_settled(dir: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {

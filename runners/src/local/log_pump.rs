@@ -5,7 +5,7 @@
 //! short steps print nothing, and every inode a step makes costs (more so on ext4 right after
 //! many files were deleted).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
@@ -47,7 +47,8 @@ impl Pumps {
             Stream {
                 pipe,
                 log: LazyLog {
-                    path: dir.join(name),
+                    dir: dir.to_path_buf(),
+                    name,
                     file: None,
                 },
                 redactor: Redactor::new(values.iter().cloned()),
@@ -133,9 +134,11 @@ pub(crate) fn poll_readable(fds: &[(usize, RawFd)], timeout: Option<Duration>) -
         .collect()
 }
 
-/// A log file opened (created, appended to) at the first write.
+/// A log file opened (created, appended to) at the first write, its folder with it when that
+/// is not there yet.
 struct LazyLog {
-    path: PathBuf,
+    dir: PathBuf,
+    name: &'static str,
     file: Option<File>,
 }
 
@@ -145,11 +148,7 @@ impl Write for LazyLog {
             return Ok(0);
         }
         if self.file.is_none() {
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)?;
-            self.file = Some(file);
+            self.file = Some(super::layout::open_log(&self.dir, self.name)?);
         }
         self.file.as_mut().expect("opened above").write(bytes)
     }

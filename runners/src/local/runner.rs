@@ -3,7 +3,7 @@
 //! an earlier orchestrator (or an earlier launch of the same attempt), from the run's journal.
 
 use std::collections::HashMap;
-use std::fs::{self, File};
+use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -129,7 +129,7 @@ impl Runner for LocalRunner {
             base_env: self.config.base_env.clone(),
         };
         let dir = self.supervisor_dir()?;
-        fs::create_dir_all(job.attempt_dir.join(layout::WORK_DIR))?;
+        fs::create_dir_all(job.cwd())?;
         // Most launches find the supervisor listening: they need no thread of their own.
         let answer = match connect::try_launch(&dir, &spec, &spec.to_bytes()?).await {
             Ok(Some(answer)) => answer,
@@ -187,7 +187,7 @@ impl Runner for LocalRunner {
         let id = proc_id(handle)?;
         let dir = handle.attempt_dir.clone();
         blocking(move || {
-            File::create(dir.join(layout::CANCEL))?;
+            drop(layout::open_log(&dir, layout::CANCEL)?);
             match Pidfd::open(id) {
                 Ok(Some(fd)) => fd.signal(CANCEL_SIGNAL),
                 Ok(None) => Ok(()),

@@ -11,7 +11,6 @@
 //! or when a stop signal came while it was idle.
 
 use std::collections::HashMap;
-use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
@@ -179,11 +178,7 @@ fn to_json(value: &impl serde::Serialize) -> io::Result<String> {
 
 /// Appends `message` to the attempt's shim.log (created only now: most waiters never need it).
 fn log(dir: &Path, message: &str) {
-    if let Ok(mut file) = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join(layout::SHIM_LOG))
-    {
+    if let Ok(mut file) = layout::open_log(dir, layout::SHIM_LOG) {
         let _ = writeln!(file, "{message}");
     }
 }

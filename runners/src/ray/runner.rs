@@ -497,6 +497,7 @@ mod tests {
             timeout: None,
             wait_for_capacity: None,
             secrets: Vec::new(),
+            workdir: None,
             resources: crate::Resources {
                 slots: 1,
                 gpus: vec![gpu("a100", 0), gpu("a100", 1)],
@@ -577,6 +578,7 @@ mod tests {
             timeout: None,
             wait_for_capacity: None,
             secrets: Vec::new(),
+            workdir: None,
             resources: crate::Resources::default(),
             stage: Vec::new(),
             outputs: Vec::new(),

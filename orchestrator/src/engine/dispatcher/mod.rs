@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 use tuna_runners::{Outcome, Resources};
 
 use super::artifacts::{self, Prep};
+use super::attempt_files::has_own_folder;
 use super::engine::{Engine, EngineError};
 use super::events::{Collected, Control, Event};
 use super::executor;
@@ -68,6 +69,9 @@ pub struct Dispatcher<'e> {
     /// Parked steps whose next attempt folder was made while the dispatcher had nothing else
     /// to do (topological index → that attempt), so their launch does not wait on it.
     premade: HashMap<usize, u32>,
+    /// Per topological index: whether the step gets a folder of its own (only those are
+    /// premade; see `attempt_files`).
+    own_folder: Vec<bool>,
     /// The walk over the DAG: the steps to look at when scheduling (Pending or Waiting, every
     /// upstream step final: the scan is over the frontier, not the whole DAG).
     walk: Walk,
@@ -129,6 +133,11 @@ impl<'e> Dispatcher<'e> {
             .enumerate()
             .map(|(i, n)| (n.clone(), i))
             .collect();
+        let own_folder = dag
+            .topo_order()
+            .iter()
+            .map(|n| has_own_folder(&dag.workflow().steps[n]))
+            .collect();
         Ok(Dispatcher {
             eng,
             dag,
@@ -141,6 +150,7 @@ impl<'e> Dispatcher<'e> {
             waiting_since: HashMap::new(),
             active: 0,
             premade: HashMap::new(),
+            own_folder,
             walk,
             index,
             stop: None,
@@ -244,7 +254,10 @@ impl<'e> Dispatcher<'e> {
             return None;
         }
         let order = self.dag.topo_order();
-        let i = self.walk.parked().find(|i| !self.premade.contains_key(i))?;
+        let i = self
+            .walk
+            .parked()
+            .find(|&i| self.own_folder[i] && !self.premade.contains_key(&i))?;
         let attempt = self.recs[&order[i]].attempt() + 1;
         Some((
             i,
