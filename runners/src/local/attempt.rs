@@ -17,13 +17,18 @@ use super::spawn::Spawn;
 use super::spec::LaunchSpec;
 use crate::Outcome;
 
-/// Runs the attempt in `dir` to its end and says how it ended. `started` is called once the
-/// script runs (not when it could not start).
+/// How long a script runs before `ran_a_while` is called (see [`supervise`]).
+pub(crate) const A_WHILE: Duration = Duration::from_millis(20);
+
+/// Runs the attempt in `dir` to its end and says how it ended. `ran_a_while` is called once
+/// the script has run for [`A_WHILE`], and not at all for a script that ended sooner or could
+/// not start: the waiter makes its claim durable then, so a step of a few milliseconds costs
+/// no disk sync.
 pub(crate) fn supervise(
     dir: &Path,
     spec: &LaunchSpec,
     signals: &Signals,
-    started: impl FnOnce(),
+    ran_a_while: impl FnOnce(),
 ) -> ExitRecord {
     let started_ms = unix_ms();
     let finish = |outcome, child_pid| ExitRecord {
@@ -54,7 +59,6 @@ pub(crate) fn supervise(
         }
         Err((program, e)) => return finish(lost(format!("cannot start {program}: {e}")), None),
     };
-    started();
     let mut pumps = log_pump::Pumps::start(pipes, dir, &spec.job.secret_values());
     let cancel = dir.join(layout::CANCEL);
     let stop = wait_for_exit(
@@ -63,6 +67,7 @@ pub(crate) fn supervise(
         spec.kill_grace(),
         (signals, &mut pumps),
         &cancel,
+        Some((Instant::now() + A_WHILE, ran_a_while)),
     );
     // The script's process is a zombie now (waited for without reaping), so its pid, which
     // names its process group, cannot be reused yet: kill what is left of the group, then reap.
@@ -205,13 +210,15 @@ enum Stage {
 /// the logs meanwhile. Past the timeout, or on a stop signal, sends SIGTERM to its group and
 /// SIGKILL after `grace`.
 /// The cancel signal counts only when the attempt's `cancel` marker exists: it may have been
-/// meant for an attempt this waiter ran before.
+/// meant for an attempt this waiter ran before. `later` is called at its time if the script
+/// still runs then.
 fn wait_for_exit(
     pid: u32,
     timeout: Option<Duration>,
     grace: Duration,
     (signals, pumps): (&Signals, &mut log_pump::Pumps),
     cancel: &Path,
+    mut later: Option<(Instant, impl FnOnce())>,
 ) -> Stop {
     /// The poll entry of the signalfd, among the pipes'.
     const SIGNALS: usize = usize::MAX;
@@ -223,6 +230,12 @@ fn wait_for_exit(
             return stop;
         }
         let now = Instant::now();
+        if later.as_ref().is_some_and(|(at, _)| *at <= now)
+            && let Some((_, call)) = later.take()
+        {
+            call();
+            continue;
+        }
         if wake.is_some_and(|at| at <= now) {
             match stage {
                 Stage::Running => {
@@ -241,7 +254,11 @@ fn wait_for_exit(
         }
         let mut fds = pumps.open_fds();
         fds.push((SIGNALS, signals.fd()));
-        for ready in log_pump::poll_readable(&fds, wake.map(|at| at - now)) {
+        let next = match (wake, later.as_ref().map(|(at, _)| *at)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        for ready in log_pump::poll_readable(&fds, next.map(|at| at - now)) {
             if ready != SIGNALS {
                 pumps.read(ready);
                 continue;
@@ -327,4 +344,47 @@ fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `sh -c script` to its end; whether `later`, due `after`, was called.
+    fn later_called(script: &str, after: Duration) -> bool {
+        let signals = Signals::block().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (out_r, out_w) = pipe().unwrap();
+        let (err_r, err_w) = pipe().unwrap();
+        let pid = Spawn {
+            program: Path::new("/bin/sh"),
+            argv: vec!["sh", "-c", script],
+            env: &Default::default(),
+            cwd: dir.path(),
+            stdout: out_w.as_raw_fd(),
+            stderr: err_w.as_raw_fd(),
+        }
+        .start()
+        .unwrap();
+        drop((out_w, err_w));
+        let mut pumps = log_pump::Pumps::start([out_r, err_r], dir.path(), &[]);
+        let mut called = false;
+        let stop = wait_for_exit(
+            pid,
+            None,
+            Duration::from_secs(1),
+            (&signals, &mut pumps),
+            &dir.path().join(layout::CANCEL),
+            Some((Instant::now() + after, || called = true)),
+        );
+        assert_eq!(stop, Stop::None);
+        assert_eq!(outcome_of(reap(pid)), Outcome::Exited { code: 0 });
+        called
+    }
+
+    #[test]
+    fn later_is_called_only_while_the_script_still_runs_at_its_time() {
+        assert!(later_called("sleep 0.2", Duration::ZERO));
+        assert!(!later_called("exit 0", Duration::from_secs(30)));
+    }
 }

@@ -152,8 +152,11 @@ fn run(
         Claimed::Now => {
             let _ = say(conn, &format!("claimed {}", to_json(&me)?));
             *announced = true;
-            // The claim goes to disk while the script starts, not before: other processes
-            // see it already, and a launch does not wait on the disk.
+            // Every process sees the claim once it is appended, which is what keeps a command
+            // from running twice after a kill. It goes to disk once the script has run for a
+            // while: a step of a few milliseconds costs no sync, and a power loss in those
+            // first milliseconds may run it again on resume, as it may any step whose
+            // store records had not reached the disk yet.
             let record = super::attempt::supervise(&attempt, &spec, signals, || {
                 if let Err(e) = writer.sync() {
                     log(&attempt, &format!("tuna-shim: syncing the journal: {e}"));
