@@ -518,9 +518,11 @@ async fn a_killed_supervisor_loses_no_running_job_and_a_new_one_takes_over() {
         Outcome::Exited { code: 3 }
     );
     assert_eq!(read(job.attempt_dir.join("count")), "ran\n");
-    // The next launch starts a new supervisor in the same folder.
+    // That waiter takes no more launches (its supervisor is gone): the next launch starts a
+    // new supervisor in the same folder.
     let next = crate::job(&tmp, "next", "exit 0");
     let h = runner.launch(&next).await.unwrap();
+    assert_ne!(waiter_of(&h), waiter_of(&handle));
     assert!(runner.watch(&h).await.unwrap().success());
     assert_ne!(supervisor_pid(&sup), old);
 }
@@ -671,4 +673,34 @@ async fn a_step_that_prints_megabytes_on_both_streams_is_not_held_up_by_its_pipe
     assert_eq!(err.lines().count(), 20000);
     assert!(out.ends_with("line 20000 of out with ***\n"));
     assert!(!out.contains("hunter2-hunter2"));
+}
+
+#[tokio::test]
+async fn a_runner_keeps_its_waiter_for_the_next_launch_and_goes_to_the_supervisor_once_it_is_gone()
+{
+    let tmp = TempDir::new().unwrap();
+    let runner = runner_in(&tmp.path().join("supervisor"));
+    let first = job(&tmp, "first", "exit 0");
+    let h1 = runner.launch(&first).await.unwrap();
+    assert!(runner.watch(&h1).await.unwrap().success());
+    // The next launch goes over the same connection to the same waiter.
+    let second = job(&tmp, "second", "exit 4");
+    let h2 = runner.launch(&second).await.unwrap();
+    assert_eq!(waiter_of(&h2), waiter_of(&h1));
+    assert_eq!(
+        runner.watch(&h2).await.unwrap(),
+        Outcome::Exited { code: 4 }
+    );
+    // A kept waiter that died claimed nothing: the launch goes to the supervisor's next one.
+    let kept = waiter_of(&h2).pid;
+    // SAFETY: SIGKILL to the waiter this test's runner keeps.
+    unsafe { libc::kill(kept as i32, libc::SIGKILL) };
+    wait_until("the kept waiter is gone", Duration::from_secs(10), || {
+        gone(kept)
+    });
+    let third = job(&tmp, "third", "echo once >> ../count");
+    let h3 = runner.launch(&third).await.unwrap();
+    assert_ne!(waiter_of(&h3).pid, kept);
+    assert!(runner.watch(&h3).await.unwrap().success());
+    assert_eq!(read(third.attempt_dir.join("count")), "once\n");
 }

@@ -153,7 +153,12 @@ fn chaos(victims: Victims) {
 /// The live supervisor of the project's home, from its lock file (empty for the instant a new
 /// one writes it).
 fn supervisor_pid(p: &Project) -> Option<u32> {
-    let text = std::fs::read_to_string(p.home().join("supervisor/lock")).ok()?;
+    let text = std::fs::read_to_string(
+        p.home()
+            .join("supervisor")
+            .join(tuna_runners::local::daemon::LOCK),
+    )
+    .ok()?;
     let pid: u32 = text.trim().parse().ok()?;
     std::path::Path::new(&format!("/proc/{pid}"))
         .exists()

@@ -30,6 +30,32 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
+    /// Sends `bytes` (the spec of `spec`) to this connection's waiter, whose last job has
+    /// ended, and reads its answer: `None` when the waiter is gone (nothing was claimed: the
+    /// launch may go to the supervisor instead).
+    pub async fn launch(
+        mut self,
+        spec: &LaunchSpec,
+        bytes: &[u8],
+    ) -> Result<Option<Answer>, RunnerError> {
+        use tokio::io::AsyncWriteExt;
+        if !self.buffered.is_empty() || self.stream.write_all(bytes).await.is_err() {
+            return Ok(None);
+        }
+        self.answer(spec).await
+    }
+
+    /// The waiter's answer to the launch just sent; `None` when the connection ended first.
+    async fn answer(mut self, spec: &LaunchSpec) -> Result<Option<Answer>, RunnerError> {
+        let line = match self.next_line().await {
+            Ok(Some(line)) => line,
+            Ok(None) => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        parse(&String::from_utf8_lossy(&line), self, spec).map(Some)
+    }
+
     /// The next line the waiter says (without its newline); `None` once the connection ended
     /// (or was reset) first.
     pub async fn next_line(&mut self) -> std::io::Result<Option<Vec<u8>>> {
@@ -104,17 +130,17 @@ pub(crate) async fn try_launch(
     let Ok(mut stream) = tokio::net::UnixStream::connect(&path).await else {
         return Ok(None);
     };
-    // As in `exchange`: a waiter that finds the attempt taken may stop reading early.
-    let _ = stream.write_all(bytes).await;
-    let _ = stream.shutdown().await;
-    let mut conn = Connection {
+    // The connection stays open both ways: the waiter runs the launcher's next launches on
+    // it too (see [`Connection::launch`]).
+    if stream.write_all(bytes).await.is_err() {
+        return Ok(None);
+    }
+    Connection {
         buffered: Vec::new(),
         stream,
-    };
-    let Some(line) = conn.next_line().await? else {
-        return Ok(None);
-    };
-    parse(&String::from_utf8_lossy(&line), conn, spec).map(Some)
+    }
+    .answer(spec)
+    .await
 }
 
 /// Writes the spec and reads the waiter's one line; `None` when the connection closed (or was
@@ -126,7 +152,6 @@ fn exchange(
 ) -> Result<Option<(String, BufReader<UnixStream>)>, RunnerError> {
     // A waiter that finds the attempt taken may stop reading early: that is not an error.
     let _ = conn.write_all(spec);
-    let _ = conn.shutdown(std::net::Shutdown::Write);
     let mut line = String::new();
     let mut reader = BufReader::new(conn);
     match reader.read_line(&mut line) {
@@ -136,7 +161,8 @@ fn exchange(
     }
 }
 
-/// The waiter's line, read from `conn`.
+/// The waiter's line, read from `conn`. A `taken` answer lets go of the connection (its
+/// waiter is then idle again).
 fn parse(line: &str, conn: Connection, spec: &LaunchSpec) -> Result<Answer, RunnerError> {
     let line = line.trim_end();
     let (word, rest) = line.split_once(' ').unwrap_or((line, ""));

@@ -22,10 +22,12 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// The socket launchers connect to.
-pub const SOCKET: &str = "sock";
+/// The socket launchers connect to. Its name and the lock's carry the version of the
+/// protocol launchers and waiters speak, so that a supervisor of an older tuna still running
+/// in the home is left alone (its waiters read a spec to its end, not one line per launch).
+pub const SOCKET: &str = "v2.sock";
 /// Held (`flock`) by the live supervisor; holds its pid.
-pub const LOCK: &str = "lock";
+pub const LOCK: &str = "v2.lock";
 /// How long the supervisor waits for a connection before it looks at its socket file again.
 const POLL_PERIOD: Duration = Duration::from_millis(200);
 
@@ -106,7 +108,8 @@ fn try_start(dir: &Path) -> io::Result<&'static str> {
     }
 }
 
-fn idle_after() -> Duration {
+/// How long the supervisor stays without work (`TUNA_SUPERVISOR_IDLE_MS`, default 30 s).
+pub(crate) fn idle_after() -> Duration {
     std::env::var("TUNA_SUPERVISOR_IDLE_MS")
         .ok()
         .and_then(|v| v.parse().ok())

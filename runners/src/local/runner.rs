@@ -31,6 +31,9 @@ pub struct LocalRunner {
     supervisor: Supervisor,
     /// The connections of jobs this runner launched and nobody watches yet, by attempt folder.
     connections: Mutex<HashMap<PathBuf, Connection>>,
+    /// Connections whose job has ended, each to a waiter kept for this runner's next launch
+    /// (at most one per slot: a waiter held here is busy for the supervisor).
+    kept: Mutex<Vec<Connection>>,
     /// What this runner has read of each run's journal.
     journals: Arc<Mutex<HashMap<PathBuf, journal::Index>>>,
 }
@@ -55,6 +58,7 @@ impl LocalRunner {
             config,
             supervisor,
             connections: Mutex::default(),
+            kept: Mutex::default(),
             journals: Arc::default(),
         }
     }
@@ -130,16 +134,21 @@ impl Runner for LocalRunner {
         };
         let dir = self.supervisor_dir()?;
         fs::create_dir_all(job.cwd())?;
-        // Most launches find the supervisor listening: they need no thread of their own.
-        let answer = match connect::try_launch(&dir, &spec, &spec.to_bytes()?).await {
-            Ok(Some(answer)) => answer,
-            Err(e) => return Err(with_waiter_log(&job.attempt_dir, e)),
-            Ok(None) => {
-                let shim = self.config.shim.clone();
-                tokio::task::spawn_blocking(move || start(&dir, &shim, &spec))
-                    .await
-                    .map_err(join_error)??
-            }
+        let bytes = spec.to_bytes()?;
+        let answer = match self.launch_on_kept(&spec, &bytes).await? {
+            Some(answer) => answer,
+            // Most other launches find the supervisor listening: they need no thread of their
+            // own.
+            None => match connect::try_launch(&dir, &spec, &bytes).await {
+                Ok(Some(answer)) => answer,
+                Err(e) => return Err(with_waiter_log(&job.attempt_dir, e)),
+                Ok(None) => {
+                    let shim = self.config.shim.clone();
+                    tokio::task::spawn_blocking(move || start(&dir, &shim, &spec))
+                        .await
+                        .map_err(join_error)??
+                }
+            },
         };
         let id = match answer {
             Answer::Claimed(id, connection) => {
@@ -161,8 +170,12 @@ impl Runner for LocalRunner {
         let dir = handle.attempt_dir.clone();
         let connection = self.connections.lock().expect("not poisoned").remove(&dir);
         if let Some(connection) = connection
-            && let Some(record) = exited(connection).await
+            && let Some((record, connection)) = exited(connection).await
         {
+            let mut kept = self.kept.lock().expect("not poisoned");
+            if kept.len() < self.config.slots.max(1) as usize {
+                kept.push(connection);
+            }
             return Ok(record.outcome);
         }
         // Launched by someone else, or the connection closed early: the journal tells.
@@ -202,6 +215,28 @@ impl Runner for LocalRunner {
 }
 
 impl LocalRunner {
+    /// Launches on a waiter this runner keeps, if one is still there; `None` when there is
+    /// none (then the supervisor hands the launch to a waiter).
+    async fn launch_on_kept(
+        &self,
+        spec: &LaunchSpec,
+        bytes: &[u8],
+    ) -> Result<Option<Answer>, RunnerError> {
+        loop {
+            let Some(connection) = self.kept.lock().expect("not poisoned").pop() else {
+                return Ok(None);
+            };
+            // A waiter that went away (stopped, killed) claimed nothing: try the next one.
+            if let Some(answer) = connection
+                .launch(spec, bytes)
+                .await
+                .map_err(|e| with_waiter_log(&spec.job.attempt_dir, e))?
+            {
+                return Ok(Some(answer));
+            }
+        }
+    }
+
     /// The exit record of the attempt in `dir`, read from its run's journal.
     async fn journal_exit(&self, dir: &Path) -> Result<Option<ExitRecord>, RunnerError> {
         let journals = self.journals.clone();
@@ -225,11 +260,13 @@ impl LocalRunner {
     }
 }
 
-/// Reads the `exited RECORD` line the waiter writes on a claimed launch's connection; `None`
-/// when the connection ended without it (the waiter died).
-async fn exited(mut connection: Connection) -> Option<ExitRecord> {
+/// Reads the `exited RECORD` line the waiter writes on a claimed launch's connection, and
+/// hands the connection back for the next launch; `None` when the connection ended without
+/// it (the waiter died).
+async fn exited(mut connection: Connection) -> Option<(ExitRecord, Connection)> {
     let line = connection.next_line().await.ok()??;
-    serde_json::from_slice(line.strip_prefix(b"exited ")?).ok()
+    let record = serde_json::from_slice(line.strip_prefix(b"exited ")?).ok()?;
+    Some((record, connection))
 }
 
 /// Hands the job to the supervisor, starting one when none listens: how the waiter that owns

@@ -26,15 +26,26 @@ impl LaunchSpec {
         Duration::from_millis(self.kill_grace_ms)
     }
 
-    /// Reads the spec the launcher writes to the supervisor's socket.
-    pub fn read_from(mut input: impl io::Read) -> io::Result<LaunchSpec> {
-        // Read whole first: serde_json reads an unbuffered stream one byte per call.
-        let mut bytes = Vec::with_capacity(4096);
-        input.read_to_end(&mut bytes)?;
-        serde_json::from_slice(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    /// Reads the next spec a launcher sends on its connection: one line of JSON. `None` when
+    /// the connection ended first (its launcher is done with this waiter).
+    pub fn read_line_from(input: &mut impl io::BufRead) -> io::Result<Option<LaunchSpec>> {
+        let mut line = Vec::with_capacity(4096);
+        if input.read_until(b'\n', &mut line)? == 0 {
+            return Ok(None);
+        }
+        if line.last() != Some(&b'\n') {
+            // Its launcher died mid-line: nothing to run.
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        serde_json::from_slice(&line)
+            .map(Some)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
 
+    /// The spec as the launcher sends it: one line (JSON escapes every newline in a string).
     pub fn to_bytes(&self) -> io::Result<Vec<u8>> {
-        serde_json::to_vec(self).map_err(io::Error::other)
+        let mut bytes = serde_json::to_vec(self).map_err(io::Error::other)?;
+        bytes.push(b'\n');
+        Ok(bytes)
     }
 }

@@ -2,19 +2,22 @@
 //! for the next ones.
 //!
 //! Once, it blocks its signals and leaves the supervisor's session. Then, for each connection
-//! it is handed: it reads the launch spec, claims the attempt in the run's journal (so a second
-//! launch of the same attempt never runs the script again), says `claimed` or `taken`, runs the
-//! script (see [`super::attempt`]), appends the exit record to the journal, writes `i` on its
-//! control socket (idle again: before the launcher hears of the end, so that its next launch
-//! finds this waiter) and says `exited RECORD` to the launcher if it still listens. Then it
-//! waits for the next connection. It exits when that socket closes (its supervisor is gone)
-//! or when a stop signal came while it was idle.
+//! it is handed, and for each launch spec its launcher sends on it (one line each; the
+//! launcher keeps the connection from one step to its next): it claims the attempt in the
+//! run's journal (so a second launch of the same attempt never runs the script again), says
+//! `claimed` or `taken`, runs the script (see [`super::attempt`]), appends the exit record to
+//! the journal and says `exited RECORD` to the launcher if it still listens. When the launcher
+//! closes the connection, the waiter writes `i` on its control socket (idle again) and waits
+//! for the next connection. It exits when that socket closes (its supervisor is gone: at once
+//! when idle or held between two launches, else once its step has ended) or when a stop
+//! signal came while it was idle or held.
 
 use std::collections::HashMap;
-use std::io::{self, Write};
+use std::io::{self, BufReader, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use super::journal::{self, Claimed, Entry};
 use super::layout;
@@ -45,18 +48,13 @@ pub(crate) fn main(conn: RawFd, ctl: RawFd) -> i32 {
         if signals.drain_stop() {
             return 0;
         }
-        let mut idle = Idle {
-            ctl: &ctl,
-            said: None,
-        };
-        serve(
-            UnixStream::from(conn),
-            me,
-            &signals,
-            &mut journals,
-            &mut idle,
-        );
-        if !idle.say() {
+        let conn = UnixStream::from(conn);
+        if hold(&conn, &ctl, me, &signals, &mut journals) == Held::Stopped {
+            return 0;
+        }
+        drop(conn);
+        // Its launcher let go of it: idle again, unless the supervisor is gone.
+        if (&ctl).write_all(b"i").is_err() {
             return 0;
         }
         next = super::fd_pass::receive(ctl.as_raw_fd()).ok().flatten();
@@ -64,21 +62,116 @@ pub(crate) fn main(conn: RawFd, ctl: RawFd) -> i32 {
     0
 }
 
-/// The waiter's `i` to its supervisor: said once per job, as soon as the job's exit record is
-/// in the journal and before the launcher is told, so that a launcher that launches its next
-/// step at once finds this waiter idle (a job that ends otherwise says it after).
-struct Idle<'a> {
-    ctl: &'a UnixStream,
-    /// Whether the supervisor could be told, once it was.
-    said: Option<bool>,
+/// How a launcher's hold on this waiter ended.
+#[derive(Debug, PartialEq)]
+enum Held {
+    /// It closed the connection.
+    Released,
+    /// A stop signal came between two launches.
+    Stopped,
 }
 
-impl Idle<'_> {
-    /// Says `i` unless it was said already; whether the supervisor is still there.
-    fn say(&mut self) -> bool {
-        *self
-            .said
-            .get_or_insert_with(|| (&*self.ctl).write_all(b"i").is_ok())
+/// Runs the launches a launcher sends on `conn`, one after the other: it keeps the connection
+/// from one step to its next, so a launch costs no connection and no word with the
+/// supervisor.
+fn hold(
+    conn: &UnixStream,
+    ctl: &UnixStream,
+    me: ProcId,
+    signals: &Signals,
+    journals: &mut Journals,
+) -> Held {
+    let mut reader = BufReader::new(conn);
+    let wait = hold_for();
+    loop {
+        if reader.buffer().is_empty() {
+            match readable(conn, ctl, signals, wait) {
+                Ready::Readable => {}
+                // Let go of a launcher that launched nothing for a while: the supervisor
+                // counts this waiter busy while it is held, and would never go idle. A launch
+                // sent meanwhile finds the connection closed, unread, and goes to the
+                // supervisor.
+                Ready::TimedOut => return Held::Released,
+                Ready::Stop => return Held::Stopped,
+            }
+        }
+        match LaunchSpec::read_line_from(&mut reader) {
+            Ok(Some(spec)) => serve(conn, spec, me, signals, journals),
+            Ok(None) => return Held::Released,
+            Err(e) => {
+                let _ = say(conn, &format!("error tuna-shim: reading the launch: {e}"));
+                return Held::Released;
+            }
+        }
+    }
+}
+
+/// How long a launcher may hold a waiter without launching: a second, or the supervisor's
+/// idle time when that is shorter.
+fn hold_for() -> Duration {
+    super::daemon::idle_after().min(Duration::from_secs(1))
+}
+
+/// What came first while a waiter is held.
+enum Ready {
+    /// The connection has something to read, or ended.
+    Readable,
+    TimedOut,
+    /// A stop signal, or the supervisor is gone.
+    Stop,
+}
+
+/// Waits until `conn` has something to read (or ended), a stop signal comes, the supervisor
+/// is gone (`ctl` closed: a waiter whose supervisor is gone takes no more launches, so every
+/// waiter of the home belongs to its live supervisor) or `wait` has passed. Other signals
+/// (the end of an earlier script, a cancel meant for an earlier job) are dropped.
+fn readable(conn: &UnixStream, ctl: &UnixStream, signals: &Signals, wait: Duration) -> Ready {
+    let deadline = Instant::now() + wait;
+    let mut fds = [
+        libc::pollfd {
+            fd: conn.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: signals.fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        // The supervisor hands a held waiter nothing: its control socket stirs only when
+        // the supervisor is gone.
+        libc::pollfd {
+            fd: ctl.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        // SAFETY: poll on three valid pollfds.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), 3, left.as_millis() as libc::c_int) };
+        if n < 0 {
+            continue;
+        }
+        if fds[1].revents != 0
+            && signals
+                .take()
+                .iter()
+                .any(|s| super::signals::STOP_SIGNALS.contains(s))
+        {
+            return Ready::Stop;
+        }
+        // A launch sent as the supervisor went away stays unread: its launcher takes it to
+        // the next supervisor.
+        if fds[2].revents != 0 {
+            return Ready::Stop;
+        }
+        if fds[0].revents != 0 {
+            return Ready::Readable;
+        }
+        if n == 0 {
+            return Ready::TimedOut;
+        }
     }
 }
 
@@ -102,47 +195,32 @@ impl Journals {
 }
 
 fn serve(
-    conn: UnixStream,
+    conn: &UnixStream,
+    spec: LaunchSpec,
     me: ProcId,
     signals: &Signals,
     journals: &mut Journals,
-    idle: &mut Idle<'_>,
 ) {
     let mut announced = false;
-    let mut dir = None;
-    if let Err(e) = run(
-        &conn,
-        me,
-        signals,
-        (journals, idle),
-        &mut dir,
-        &mut announced,
-    ) {
-        let place = dir
-            .as_deref()
-            .map_or(String::new(), |d: &Path| format!("{}: ", d.display()));
-        let message = format!("tuna-shim: {place}{e}");
+    let dir = spec.job.attempt_dir.clone();
+    if let Err(e) = run(conn, spec, me, signals, journals, &mut announced) {
+        let message = format!("tuna-shim: {}: {e}", dir.display());
         if !announced {
-            let _ = say(&conn, &format!("error {message}"));
+            let _ = say(conn, &format!("error {message}"));
         }
-        if let Some(d) = &dir {
-            log(d, &message);
-        }
+        log(&dir, &message);
     }
 }
 
 fn run(
     conn: &UnixStream,
+    spec: LaunchSpec,
     me: ProcId,
     signals: &Signals,
-    (journals, idle): (&mut Journals, &mut Idle<'_>),
-    dir: &mut Option<PathBuf>,
+    journals: &mut Journals,
     announced: &mut bool,
 ) -> io::Result<()> {
-    // Before the claim: a launcher that died mid-write leaves the attempt unclaimed.
-    let spec = LaunchSpec::read_from(conn)?;
     let attempt = spec.job.attempt_dir.clone();
-    *dir = Some(attempt.clone());
     let (writer, index) = journals.get(&journal::path_for(&attempt))?;
     match writer.claim(index, &attempt, me)? {
         Claimed::Already(owner) => {
@@ -164,7 +242,6 @@ fn run(
             });
             let line = format!("exited {}", to_json(&record)?);
             writer.append(&Entry::Exit { attempt, record })?;
-            idle.say();
             // The launcher makes the outcome durable in its store; when it is gone, the
             // journal is the only record, so it is synced now.
             if !say(conn, &line) {

@@ -250,7 +250,7 @@ impl<'e> Dispatcher<'e> {
             .keys()
             .filter(|&&i| self.walk.is_parked(i))
             .count();
-        if self.stop.is_some() || ahead >= self.run.jobs {
+        if self.stop.is_some() || ahead >= self.run.jobs || !self.own_folder.contains(&true) {
             return None;
         }
         let order = self.dag.topo_order();
