@@ -43,7 +43,8 @@ pub struct Job {
     /// Where the script runs when the step has no folder of its own (a step on this machine
     /// that declares no outputs and no inputs: the run's folder for such steps). Its attempt
     /// folder is then made only when something goes in it (a log's first byte, a cancel).
-    /// `None`: `attempt_dir/work`, which the launch makes.
+    /// The job's builder makes that folder. `None`: `attempt_dir/work`, which the launch
+    /// makes.
     #[serde(default)]
     pub workdir: Option<PathBuf>,
 }

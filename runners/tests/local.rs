@@ -679,12 +679,15 @@ async fn a_step_that_prints_megabytes_on_both_streams_is_not_held_up_by_its_pipe
 async fn a_runner_keeps_its_waiter_for_the_next_launch_and_goes_to_the_supervisor_once_it_is_gone()
 {
     let tmp = TempDir::new().unwrap();
-    let runner = runner_in(&tmp.path().join("supervisor"));
+    let mut config = runner_in(&tmp.path().join("supervisor")).config().clone();
+    config.base_env.insert("FROM_BASE".into(), "kept".into());
+    let runner = LocalRunner::new(config);
     let first = job(&tmp, "first", "exit 0");
     let h1 = runner.launch(&first).await.unwrap();
     assert!(runner.watch(&h1).await.unwrap().success());
-    // The next launch goes over the same connection to the same waiter.
-    let second = job(&tmp, "second", "exit 4");
+    // The next launch goes over the same connection to the same waiter, which still has the
+    // base environment the first launch brought.
+    let second = job(&tmp, "second", "[ \"$FROM_BASE\" = kept ] || exit 9; exit 4");
     let h2 = runner.launch(&second).await.unwrap();
     assert_eq!(waiter_of(&h2), waiter_of(&h1));
     assert_eq!(

@@ -35,25 +35,25 @@ impl Connection {
     /// launch may go to the supervisor instead).
     pub async fn launch(
         mut self,
-        spec: &LaunchSpec,
+        attempt_dir: &Path,
         bytes: &[u8],
     ) -> Result<Option<Answer>, RunnerError> {
         use tokio::io::AsyncWriteExt;
         if !self.buffered.is_empty() || self.stream.write_all(bytes).await.is_err() {
             return Ok(None);
         }
-        self.answer(spec).await
+        self.answer(attempt_dir).await
     }
 
     /// The waiter's answer to the launch just sent; `None` when the connection ended first.
-    async fn answer(mut self, spec: &LaunchSpec) -> Result<Option<Answer>, RunnerError> {
+    async fn answer(mut self, attempt_dir: &Path) -> Result<Option<Answer>, RunnerError> {
         let line = match self.next_line().await {
             Ok(Some(line)) => line,
             Ok(None) => return Ok(None),
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        parse(&String::from_utf8_lossy(&line), self, spec).map(Some)
+        parse(&String::from_utf8_lossy(&line), self, attempt_dir).map(Some)
     }
 
     /// The next line the waiter says (without its newline); `None` once the connection ended
@@ -96,7 +96,8 @@ pub(crate) fn launch(dir: &Path, shim: &Path, spec: &LaunchSpec) -> Result<Answe
                     let stream = reader.into_inner();
                     stream.set_nonblocking(true)?;
                     let stream = tokio::net::UnixStream::from_std(stream)?;
-                    return parse(&line, Connection { buffered, stream }, spec);
+                    let conn = Connection { buffered, stream };
+                    return parse(&line, conn, &spec.job.attempt_dir);
                 }
                 // The supervisor went away before its waiter took the connection: nothing
                 // was claimed, so launching again is safe.
@@ -120,7 +121,7 @@ pub(crate) fn launch(dir: &Path, shim: &Path, spec: &LaunchSpec) -> Result<Answe
 /// one. The launcher's common path: no thread of its own, no hand-off.
 pub(crate) async fn try_launch(
     dir: &Path,
-    spec: &LaunchSpec,
+    attempt_dir: &Path,
     bytes: &[u8],
 ) -> Result<Option<Answer>, RunnerError> {
     use tokio::io::AsyncWriteExt;
@@ -139,7 +140,7 @@ pub(crate) async fn try_launch(
         buffered: Vec::new(),
         stream,
     }
-    .answer(spec)
+    .answer(attempt_dir)
     .await
 }
 
@@ -163,7 +164,7 @@ fn exchange(
 
 /// The waiter's line, read from `conn`. A `taken` answer lets go of the connection (its
 /// waiter is then idle again).
-fn parse(line: &str, conn: Connection, spec: &LaunchSpec) -> Result<Answer, RunnerError> {
+fn parse(line: &str, conn: Connection, attempt_dir: &Path) -> Result<Answer, RunnerError> {
     let line = line.trim_end();
     let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
     let owner = serde_json::from_str::<ProcId>(rest);
@@ -173,7 +174,7 @@ fn parse(line: &str, conn: Connection, spec: &LaunchSpec) -> Result<Answer, Runn
         ("error", _) => Err(RunnerError::Spawn(rest.to_owned())),
         _ => Err(RunnerError::Protocol(format!(
             "the supervisor did not take the attempt {} (it said {line:?})",
-            spec.job.attempt_dir.display()
+            attempt_dir.display()
         ))),
     }
 }

@@ -20,7 +20,7 @@ use super::layout;
 use super::pidfd::{self, Pidfd};
 use super::proc_id::{self, ProcId, ProcStatus};
 use super::signals::CANCEL_SIGNAL;
-use super::spec::LaunchSpec;
+use super::spec::{LaunchSpec, NextLaunch};
 use crate::{Handle, Job, Outcome, Runner, RunnerError, RunnerInfo};
 
 /// Runs jobs as processes on this machine.
@@ -127,28 +127,33 @@ impl Runner for LocalRunner {
     }
 
     async fn launch(&self, job: &Job) -> Result<Handle, RunnerError> {
-        let spec = LaunchSpec {
-            job: job.clone(),
-            kill_grace_ms: self.config.kill_grace.as_millis() as u64,
-            base_env: self.config.base_env.clone(),
-        };
-        let dir = self.supervisor_dir()?;
-        fs::create_dir_all(job.cwd())?;
-        let bytes = spec.to_bytes()?;
-        let answer = match self.launch_on_kept(&spec, &bytes).await? {
+        let kill_grace_ms = self.config.kill_grace.as_millis() as u64;
+        if job.workdir.is_none() {
+            fs::create_dir_all(job.cwd())?;
+        }
+        let answer = match self.launch_on_kept(job, kill_grace_ms).await? {
             Some(answer) => answer,
-            // Most other launches find the supervisor listening: they need no thread of their
-            // own.
-            None => match connect::try_launch(&dir, &spec, &bytes).await {
-                Ok(Some(answer)) => answer,
-                Err(e) => return Err(with_waiter_log(&job.attempt_dir, e)),
-                Ok(None) => {
-                    let shim = self.config.shim.clone();
-                    tokio::task::spawn_blocking(move || start(&dir, &shim, &spec))
-                        .await
-                        .map_err(join_error)??
+            None => {
+                let spec = LaunchSpec {
+                    job: job.clone(),
+                    kill_grace_ms,
+                    base_env: self.config.base_env.clone(),
+                    same_env: false,
+                };
+                let dir = self.supervisor_dir()?;
+                // Most other launches find the supervisor listening: they need no thread of
+                // their own.
+                match connect::try_launch(&dir, &job.attempt_dir, &spec.to_bytes()?).await {
+                    Ok(Some(answer)) => answer,
+                    Err(e) => return Err(with_waiter_log(&job.attempt_dir, e)),
+                    Ok(None) => {
+                        let shim = self.config.shim.clone();
+                        tokio::task::spawn_blocking(move || start(&dir, &shim, &spec))
+                            .await
+                            .map_err(join_error)??
+                    }
                 }
-            },
+            }
         };
         let id = match answer {
             Answer::Claimed(id, connection) => {
@@ -216,21 +221,32 @@ impl Runner for LocalRunner {
 
 impl LocalRunner {
     /// Launches on a waiter this runner keeps, if one is still there; `None` when there is
-    /// none (then the supervisor hands the launch to a waiter).
+    /// none (then the supervisor hands the launch to a waiter). The waiter has this runner's
+    /// base environment from the connection's first launch: it does not travel again.
     async fn launch_on_kept(
         &self,
-        spec: &LaunchSpec,
-        bytes: &[u8],
+        job: &Job,
+        kill_grace_ms: u64,
     ) -> Result<Option<Answer>, RunnerError> {
+        let mut bytes = None;
         loop {
             let Some(connection) = self.kept.lock().expect("not poisoned").pop() else {
                 return Ok(None);
             };
+            if bytes.is_none() {
+                let next = NextLaunch {
+                    job,
+                    kill_grace_ms,
+                    same_env: true,
+                };
+                bytes = Some(next.to_bytes()?);
+            }
+            let bytes = bytes.as_deref().unwrap_or_default();
             // A waiter that went away (stopped, killed) claimed nothing: try the next one.
             if let Some(answer) = connection
-                .launch(spec, bytes)
+                .launch(&job.attempt_dir, bytes)
                 .await
-                .map_err(|e| with_waiter_log(&spec.job.attempt_dir, e))?
+                .map_err(|e| with_waiter_log(&job.attempt_dir, e))?
             {
                 return Ok(Some(answer));
             }

@@ -18,7 +18,31 @@ pub(crate) struct LaunchSpec {
     pub kill_grace_ms: u64,
     /// The environment the script starts from (plus the job's own `env`): the launcher's,
     /// since one supervisor serves every tuna process of the home.
+    #[serde(default)]
     pub base_env: BTreeMap<String, String>,
+    /// Sent instead of `base_env` when it is the one of the previous launch on the same
+    /// connection (a kept waiter's next launch).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub same_env: bool,
+}
+
+/// A launch on a kept waiter, written from borrowed parts: the job without its base
+/// environment, which the waiter has from the connection's first launch.
+#[derive(Serialize)]
+pub(crate) struct NextLaunch<'a> {
+    #[serde(flatten)]
+    pub job: &'a Job,
+    pub kill_grace_ms: u64,
+    pub same_env: bool,
+}
+
+impl NextLaunch<'_> {
+    /// One line, as [`LaunchSpec::to_bytes`].
+    pub fn to_bytes(&self) -> io::Result<Vec<u8>> {
+        let mut bytes = serde_json::to_vec(self).map_err(io::Error::other)?;
+        bytes.push(b'\n');
+        Ok(bytes)
+    }
 }
 
 impl LaunchSpec {

@@ -83,6 +83,9 @@ fn hold(
 ) -> Held {
     let mut reader = BufReader::new(conn);
     let wait = hold_for();
+    // The base environment of the connection's last launch, for the next ones that do not
+    // send it again.
+    let mut env = std::collections::BTreeMap::new();
     loop {
         if reader.buffer().is_empty() {
             match readable(conn, ctl, signals, wait) {
@@ -96,7 +99,13 @@ fn hold(
             }
         }
         match LaunchSpec::read_line_from(&mut reader) {
-            Ok(Some(spec)) => serve(conn, spec, me, signals, journals),
+            Ok(Some(mut spec)) => {
+                if spec.same_env {
+                    spec.base_env = std::mem::take(&mut env);
+                }
+                serve(conn, &spec, me, signals, journals);
+                env = spec.base_env;
+            }
             Ok(None) => return Held::Released,
             Err(e) => {
                 let _ = say(conn, &format!("error tuna-shim: reading the launch: {e}"));
@@ -196,7 +205,7 @@ impl Journals {
 
 fn serve(
     conn: &UnixStream,
-    spec: LaunchSpec,
+    spec: &LaunchSpec,
     me: ProcId,
     signals: &Signals,
     journals: &mut Journals,
@@ -214,7 +223,7 @@ fn serve(
 
 fn run(
     conn: &UnixStream,
-    spec: LaunchSpec,
+    spec: &LaunchSpec,
     me: ProcId,
     signals: &Signals,
     journals: &mut Journals,
@@ -235,7 +244,7 @@ fn run(
             // while: a step of a few milliseconds costs no sync, and a power loss in those
             // first milliseconds may run it again on resume, as it may any step whose
             // store records had not reached the disk yet.
-            let record = super::attempt::supervise(&attempt, &spec, signals, || {
+            let record = super::attempt::supervise(&attempt, spec, signals, || {
                 if let Err(e) = writer.sync() {
                     log(&attempt, &format!("tuna-shim: syncing the journal: {e}"));
                 }
