@@ -687,7 +687,11 @@ async fn a_runner_keeps_its_waiter_for_the_next_launch_and_goes_to_the_superviso
     assert!(runner.watch(&h1).await.unwrap().success());
     // The next launch goes over the same connection to the same waiter, which still has the
     // base environment the first launch brought.
-    let second = job(&tmp, "second", "[ \"$FROM_BASE\" = kept ] || exit 9; exit 4");
+    let second = job(
+        &tmp,
+        "second",
+        "[ \"$FROM_BASE\" = kept ] || exit 9; exit 4",
+    );
     let h2 = runner.launch(&second).await.unwrap();
     assert_eq!(waiter_of(&h2), waiter_of(&h1));
     assert_eq!(
