@@ -121,3 +121,31 @@ fn a_step_without_outputs_or_inputs_runs_in_the_runs_shared_folder_and_makes_no_
     assert_ne!(r.code, 0, "{}", r.stdout);
     assert_eq!(p.step_status(&r.run_id(), "quiet"), "failed");
 }
+
+const RETRIED: &str = r#"name: retried
+steps:
+  flaky:
+    run: |
+      echo "{\"attempt\": $TUNA_ATTEMPT}" > "$TUNA_METRICS"
+      [ "$TUNA_ATTEMPT" = 2 ]
+    retry: { attempts: 2, backoff: 0s }
+"#;
+
+#[test]
+fn gc_removes_an_older_attempts_files_from_the_runs_shared_folder() {
+    let p = Project::new();
+    p.file("wf.yaml", RETRIED);
+    let id = p.run(&["run", "wf.yaml"]).ok().run_id();
+    let files = p.home().join("runs").join(&id).join(".steps");
+    let (first, second) = (
+        files.join("flaky.1.metrics.json"),
+        files.join("flaky.2.metrics.json"),
+    );
+    assert!(first.is_file() && second.is_file());
+    let gc = p.run(&["gc", "--json"]).ok();
+    let report: serde_json::Value = serde_json::from_str(&gc.stdout).unwrap();
+    assert_eq!(report["local"]["attempt_dirs_removed"], 1, "{report}");
+    assert!(!first.exists(), "the failed attempt's metrics go");
+    let kept = std::fs::read_to_string(&second).unwrap();
+    assert_eq!(kept.trim(), "{\"attempt\": 2}", "the last attempt's stay");
+}

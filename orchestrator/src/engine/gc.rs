@@ -11,6 +11,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use tuna_runners::Runner;
 
+use super::attempt_files::AttemptFiles;
 use super::engine::{Engine, EngineError};
 use super::remote_gc::{self, HostGc, References};
 use crate::store::RunStatus;
@@ -78,7 +79,9 @@ impl Engine {
         let mut refs = References::new(&cutoff);
         let mut live = Vec::new();
         let mut live_keys = HashSet::new();
-        let mut old_dirs: Vec<PathBuf> = Vec::new();
+        // Older attempts: each one's folder (when it has one) and its files in the run's shared
+        // folder.
+        let mut old_dirs: Vec<(PathBuf, Vec<PathBuf>)> = Vec::new();
         for r in runs.iter().filter(|r| !dropped.contains(&r.id)) {
             refs.retain_run(&r.id);
             for rec in store.steps(&r.id)? {
@@ -86,13 +89,18 @@ impl Engine {
                 live_keys.extend(rec.cache_key.clone());
                 refs.step(&rec);
                 let n = rec.attempts.len();
-                old_dirs.extend(
-                    rec.attempts
-                        .iter()
-                        .take(n.saturating_sub(1))
-                        .map(|a| a.dir.clone())
-                        .filter(|d| d.exists()),
-                );
+                for a in rec.attempts.iter().take(n.saturating_sub(1)) {
+                    // A step without a folder of its own left its files in the run's shared
+                    // folder: they go with the attempt.
+                    let shared = AttemptFiles::new(&a.dir, false);
+                    let files: Vec<PathBuf> = [shared.metrics, shared.progress]
+                        .into_iter()
+                        .filter(|f| f.exists())
+                        .collect();
+                    if a.dir.exists() || !files.is_empty() {
+                        old_dirs.push((a.dir.clone(), files));
+                    }
+                }
             }
         }
         let mut stale_entries = Vec::new();
@@ -135,7 +143,11 @@ impl Engine {
             }
             local.attempt_dirs_removed = old_dirs
                 .iter()
-                .filter(|d| std::fs::remove_dir_all(d).is_ok())
+                .filter(|(dir, files)| {
+                    let files_gone = files.iter().all(|f| std::fs::remove_file(f).is_ok());
+                    let dir_gone = !dir.exists() || std::fs::remove_dir_all(dir).is_ok();
+                    files_gone && dir_gone
+                })
                 .count();
             for key in &stale_entries {
                 store.remove_cache_entry(key)?;
