@@ -85,7 +85,7 @@ fn hold(
     let wait = hold_for();
     // The base environment of the connection's last launch, for the next ones that do not
     // send it again.
-    let mut env = std::collections::BTreeMap::new();
+    let mut env = None;
     loop {
         if reader.buffer().is_empty() {
             match readable(conn, ctl, signals, wait) {
@@ -101,10 +101,15 @@ fn hold(
         match LaunchSpec::read_line_from(&mut reader) {
             Ok(Some(mut spec)) => {
                 if spec.same_env {
-                    spec.base_env = std::mem::take(&mut env);
+                    // Only a launcher that sent one on this connection may leave it out.
+                    let Some(last) = env.take() else {
+                        let _ = say(conn, "error tuna-shim: a launch without its environment");
+                        return Held::Released;
+                    };
+                    spec.base_env = last;
                 }
                 serve(conn, &spec, me, signals, journals);
-                env = spec.base_env;
+                env = Some(spec.base_env);
             }
             Ok(None) => return Held::Released,
             Err(e) => {
