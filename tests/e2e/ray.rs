@@ -852,7 +852,13 @@ steps:
             .stdout
             .contains("is waiting for resources (PENDING)")
     });
-    // Only the running one has started its command.
+    // Only the running one has started its command (Ray says RUNNING as the node's wrapper
+    // starts, a moment before the command writes its line).
+    wait_until(
+        Duration::from_secs(30),
+        "the running step's command",
+        || std::fs::read_to_string(p.path("order")).is_ok_and(|t| !t.is_empty()),
+    );
     let started = p.read("order");
     assert_eq!(started.lines().count(), 1, "{started}");
     assert_ne!(started.trim(), pending_step);
