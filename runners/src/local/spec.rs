@@ -39,9 +39,7 @@ pub(crate) struct NextLaunch<'a> {
 impl NextLaunch<'_> {
     /// One line, as [`LaunchSpec::to_bytes`].
     pub fn to_bytes(&self) -> io::Result<Vec<u8>> {
-        let mut bytes = serde_json::to_vec(self).map_err(io::Error::other)?;
-        bytes.push(b'\n');
-        Ok(bytes)
+        json_line(self)
     }
 }
 
@@ -68,8 +66,13 @@ impl LaunchSpec {
 
     /// The spec as the launcher sends it: one line (JSON escapes every newline in a string).
     pub fn to_bytes(&self) -> io::Result<Vec<u8>> {
-        let mut bytes = serde_json::to_vec(self).map_err(io::Error::other)?;
-        bytes.push(b'\n');
-        Ok(bytes)
+        json_line(self)
     }
+}
+
+/// `value` as one line of JSON.
+fn json_line(value: &impl Serialize) -> io::Result<Vec<u8>> {
+    let mut bytes = serde_json::to_vec(value).map_err(io::Error::other)?;
+    bytes.push(b'\n');
+    Ok(bytes)
 }

@@ -72,6 +72,8 @@ pub struct Dispatcher<'e> {
     /// Per topological index: whether the step gets a folder of its own (only those are
     /// premade; see `attempt_files`).
     own_folder: Vec<bool>,
+    /// Whether any step does (else nothing is ever premade).
+    any_own_folder: bool,
     /// The walk over the DAG: the steps to look at when scheduling (Pending or Waiting, every
     /// upstream step final: the scan is over the frontier, not the whole DAG).
     walk: Walk,
@@ -133,11 +135,12 @@ impl<'e> Dispatcher<'e> {
             .enumerate()
             .map(|(i, n)| (n.clone(), i))
             .collect();
-        let own_folder = dag
+        let own_folder: Vec<bool> = dag
             .topo_order()
             .iter()
             .map(|n| has_own_folder(&dag.workflow().steps[n]))
             .collect();
+        let any_own_folder = own_folder.contains(&true);
         Ok(Dispatcher {
             eng,
             dag,
@@ -151,6 +154,7 @@ impl<'e> Dispatcher<'e> {
             active: 0,
             premade: HashMap::new(),
             own_folder,
+            any_own_folder,
             walk,
             index,
             stop: None,
@@ -250,7 +254,7 @@ impl<'e> Dispatcher<'e> {
             .keys()
             .filter(|&&i| self.walk.is_parked(i))
             .count();
-        if self.stop.is_some() || ahead >= self.run.jobs || !self.own_folder.contains(&true) {
+        if self.stop.is_some() || ahead >= self.run.jobs || !self.any_own_folder {
             return None;
         }
         let order = self.dag.topo_order();
