@@ -40,9 +40,13 @@ pub(crate) fn supervise(
     if dir.join(layout::CANCEL).exists() {
         return finish(Outcome::Cancelled, None);
     }
-    // Orphans of the script's group come to us, so we can reap them before reporting.
+    // Orphans of the script's group come to us, so we can reap them before reporting (set once:
+    // it lasts for the process).
+    static SUBREAPER: std::sync::Once = std::sync::Once::new();
     // SAFETY: prctl with an integer option and flag.
-    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    SUBREAPER.call_once(|| unsafe {
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    });
     let (pid, pipes) = match spawn_script(spec) {
         Ok(started) => started,
         Err((program, e)) if program != "bash" && direct_exit_code(&e).is_some() => {
@@ -207,7 +211,7 @@ enum Stage {
 }
 
 /// Waits until the script's process has exited, without reaping it, copying its output into
-/// the logs meanwhile. Past the timeout, or on a stop signal, sends SIGTERM to its group and
+/// the logs meanwhile (from [`A_WHILE`] on: before, it waits in the pipes). Past the timeout, or on a stop signal, sends SIGTERM to its group and
 /// SIGKILL after `grace`.
 /// The cancel signal counts only when the attempt's `cancel` marker exists: it may have been
 /// meant for an attempt this waiter ran before. `later` is called at its time if the script
@@ -225,6 +229,10 @@ fn wait_for_exit(
     let mut stop = Stop::None;
     let mut stage = Stage::Running;
     let mut wake = timeout.map(|t| Instant::now() + t);
+    // The output pipes are listened to once the script has run for a while: a short script's
+    // output waits in them (64 KiB each) until it has ended. A waiter that listened at once
+    // would be woken as the script closes each of them, and take the CPU from it each time.
+    let listen_from = Instant::now() + A_WHILE;
     loop {
         if has_exited(pid) {
             return stop;
@@ -252,12 +260,18 @@ fn wait_for_exit(
             }
             continue;
         }
-        let mut fds = pumps.open_fds();
-        fds.push((SIGNALS, signals.fd()));
-        let next = match (wake, later.as_ref().map(|(at, _)| *at)) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        let listening = listen_from <= now;
+        let mut fds = if listening {
+            pumps.open_fds()
+        } else {
+            Vec::new()
         };
+        fds.push((SIGNALS, signals.fd()));
+        let next = [wake, later.as_ref().map(|(at, _)| *at)]
+            .into_iter()
+            .chain([(!listening).then_some(listen_from)])
+            .flatten()
+            .min();
         for ready in log_pump::poll_readable(&fds, next.map(|at| at - now)) {
             if ready != SIGNALS {
                 pumps.read(ready);

@@ -72,9 +72,19 @@ pub struct Index {
     exits: HashMap<PathBuf, ExitRecord>,
     /// Lines whose check failed: records torn by a writer that was killed.
     torn: usize,
+    /// Whether exit records are passed over (a waiter needs the claims only).
+    claims_only: bool,
 }
 
 impl Index {
+    /// An index that keeps the claims only: exit records are passed over unread.
+    pub(crate) fn claims_only() -> Index {
+        Index {
+            claims_only: true,
+            ..Index::default()
+        }
+    }
+
     pub fn claim(&self, attempt: &Path) -> Option<ProcId> {
         self.claims.get(attempt).copied()
     }
@@ -107,7 +117,7 @@ impl Index {
             None => return Ok(()),
         };
         for line in bytes[..complete].split(|&b| b == b'\n') {
-            if line.is_empty() {
+            if line.is_empty() || self.claims_only && line.get(9..).is_some_and(is_exit) {
                 continue;
             }
             match decode(line) {
@@ -123,6 +133,12 @@ impl Index {
         self.offset += complete as u64;
         Ok(())
     }
+}
+
+/// Whether a record's JSON is an exit record's (a torn one included: it is not a claim either
+/// way).
+fn is_exit(json: &[u8]) -> bool {
+    json.starts_with(b"{\"exit\"")
 }
 
 fn check(json: &[u8]) -> String {
@@ -289,6 +305,11 @@ mod tests {
         index.refresh(&path).unwrap();
         assert_eq!(index.exit(&a), Some(&exit(4)));
         assert_eq!(index.torn(), 0);
+        // A waiter's index keeps the claims and passes over the exits.
+        let mut waiter = Index::claims_only();
+        waiter.refresh(&path).unwrap();
+        assert_eq!(waiter.claim(&a), Some(me()));
+        assert_eq!(waiter.exit(&a), None);
     }
 
     #[test]

@@ -13,6 +13,12 @@ use std::time::{Duration, Instant};
 
 use crate::redact::Redactor;
 
+thread_local! {
+    /// The read buffer of the last script's pumps, for the next one's (a waiter runs one
+    /// script after another: a new 64 KiB buffer each time would be zeroed each time).
+    static SPARE: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
 /// The two output streams of one script, read by its waiter between its waits for signals
 /// (no thread of their own: a step would pay for two).
 pub(crate) struct Pumps {
@@ -58,7 +64,7 @@ impl Pumps {
         .collect();
         Pumps {
             streams,
-            buf: vec![0u8; 64 << 10],
+            buf: SPARE.take(),
         }
     }
 
@@ -77,6 +83,9 @@ impl Pumps {
         let stream = &mut self.streams[i];
         let mut out = Vec::new();
         while stream.open {
+            if self.buf.is_empty() {
+                self.buf = vec![0u8; 64 << 10];
+            }
             match (&stream.pipe).read(&mut self.buf) {
                 Ok(0) => {
                     stream.open = false;
@@ -102,6 +111,7 @@ impl Pumps {
             let fds = self.open_fds();
             let left = deadline.saturating_duration_since(Instant::now());
             if fds.is_empty() || left.is_zero() {
+                SPARE.set(std::mem::take(&mut self.buf));
                 return;
             }
             for i in poll_readable(&fds, Some(left)) {

@@ -4,9 +4,11 @@
 //! Once, it blocks its signals and leaves the supervisor's session. Then, for each connection
 //! it is handed, and for each launch spec its launcher sends on it (one line each; the
 //! launcher keeps the connection from one step to its next): it claims the attempt in the
-//! run's journal (so a second launch of the same attempt never runs the script again), says
-//! `claimed` or `taken`, runs the script (see [`super::attempt`]), appends the exit record to
-//! the journal and says `exited RECORD` to the launcher if it still listens. When the launcher
+//! run's journal (so a second launch of the same attempt never runs the script again), runs
+//! the script (see [`super::attempt`]), appends the exit record to the journal and says
+//! `exited RECORD` to the launcher if it still listens. It says `claimed` once the script has
+//! run for [`super::attempt::A_WHILE`], or with `exited` for a shorter one (`taken` at once
+//! when another launch owns the attempt). When the launcher
 //! closes the connection, the waiter writes `i` on its control socket (idle again) and waits
 //! for the next connection. It exits when that socket closes (its supervisor is gone: at once
 //! when idle or held between two launches, else once its step has ended) or when a stop
@@ -202,7 +204,7 @@ impl Journals {
             }
             let writer = journal::Writer::open(path)?;
             self.0
-                .insert(path.to_path_buf(), (writer, journal::Index::default()));
+                .insert(path.to_path_buf(), (writer, journal::Index::claims_only()));
         }
         Ok(self.0.get_mut(path).expect("inserted above"))
     }
@@ -242,20 +244,35 @@ fn run(
             *announced = true;
         }
         Claimed::Now => {
-            let _ = say(conn, &format!("claimed {}", to_json(&me)?));
-            *announced = true;
+            let claimed = format!("claimed {}", to_json(&me)?);
             // Every process sees the claim once it is appended, which is what keeps a command
             // from running twice after a kill. It goes to disk once the script has run for a
-            // while: a step of a few milliseconds costs no sync, and a power loss in those
-            // first milliseconds may run it again on resume, as it may any step whose
-            // store records had not reached the disk yet.
+            // while, and the launcher hears of it then: a step of a few milliseconds costs no
+            // sync, and its launcher one wake-up (`claimed` and `exited` come in one write). A
+            // power loss in those first milliseconds may run it again on resume, as it may any
+            // step whose store records had not reached the disk yet.
             let record = super::attempt::supervise(&attempt, spec, signals, || {
                 if let Err(e) = writer.sync() {
                     log(&attempt, &format!("tuna-shim: syncing the journal: {e}"));
                 }
+                let _ = say(conn, &claimed);
+                *announced = true;
             });
-            let line = format!("exited {}", to_json(&record)?);
-            writer.append(&Entry::Exit { attempt, record })?;
+            let exited = format!("exited {}", to_json(&record)?);
+            let line = if *announced {
+                exited
+            } else {
+                format!("{claimed}\n{exited}")
+            };
+            if let Err(e) = writer.append(&Entry::Exit { attempt, record }) {
+                // The script ran: its launcher hears that it was claimed, and no more.
+                if !*announced {
+                    let _ = say(conn, &claimed);
+                    *announced = true;
+                }
+                return Err(e);
+            }
+            *announced = true;
             // The launcher makes the outcome durable in its store; when it is gone, the
             // journal is the only record, so it is synced now.
             if !say(conn, &line) {
