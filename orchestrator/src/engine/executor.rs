@@ -117,9 +117,14 @@ pub fn collect(
     let work = attempt_dir.join("work");
     let mut digests = BTreeMap::new();
     let mut locations = BTreeMap::new();
-    let kept = KeptOutputs::read(attempt_dir)
-        .map_err(|e| format!("reading what the runner kept: {e}"))?
-        .unwrap_or_default();
+    // Only a remote runner keeps outputs, and only declared ones.
+    let kept = if outputs.is_empty() {
+        KeptOutputs::default()
+    } else {
+        KeptOutputs::read(attempt_dir)
+            .map_err(|e| format!("reading what the runner kept: {e}"))?
+            .unwrap_or_default()
+    };
     for out in outputs {
         if let Some(k) = kept.outputs.get(out) {
             if out.ends_with('/') != k.dir {

@@ -84,7 +84,7 @@ pub struct JobContext<'a> {
 /// Builds the job for one attempt: stages inputs, renders the script (values shell-quoted) and
 /// the env. The attempt folder is made here only when inputs are staged into it; otherwise the
 /// runner's launch makes it, off the dispatcher's thread, when the step has a folder of its
-/// own (see [`super::attempt_files`]). `remote` is the attempt folder on the runner's
+/// own (see [`super::attempt_files`]; the run's shared folders are the dispatcher's to make). `remote` is the attempt folder on the runner's
 /// machine when that is another one: inputs and upstream outputs are then listed in
 /// `Job::stage` for the runner to carry there, and paths in the script name that folder.
 pub fn build_job(
@@ -97,11 +97,6 @@ pub fn build_job(
     remote: Option<&str>,
 ) -> Result<Job, String> {
     let files = AttemptFiles::new(attempt_dir, remote.is_some() || has_own_folder(step));
-    if remote.is_none() {
-        files
-            .make_shared()
-            .map_err(|e| format!("{}: {e}", files.work.display()))?;
-    }
     let work = files.work.clone();
     let stage = match remote {
         Some(_) => remote_stage(wf, step, ctx)?,

@@ -77,6 +77,14 @@ impl Dispatcher<'_> {
             secrets,
         };
         let step = self.step(name);
+        if remote.is_none() && !has_own_folder(step) && !self.shared_made.get() {
+            // The run's folders shared by the steps without one of their own: made once.
+            let files = AttemptFiles::new(dir, false);
+            files
+                .make_shared()
+                .map_err(|e| EngineError::Invalid(format!("{}: {e}", files.work.display())))?;
+            self.shared_made.set(true);
+        }
         let job = build_job(
             self.dag.workflow(),
             step,
@@ -93,7 +101,8 @@ impl Dispatcher<'_> {
         Ok((job, preps))
     }
 
-    /// Records a new attempt as Launching (flushed by the caller before the launch).
+    /// Records a new attempt as Launching (flushed by the caller before the launch; on a runner
+    /// that records its launches itself, stored with the step's next change).
     pub(super) fn start_attempt(
         &mut self,
         name: &str,
@@ -134,7 +143,13 @@ impl Dispatcher<'_> {
         rec.message = None;
         rec.not_before = None;
         rec.started_at.get_or_insert(now);
-        self.save(name)?;
+        if runner.records_launches() {
+            // The runner's journal records the launch: the store hears of it with the step's
+            // next change (see the module's note), so a short step's record is written once.
+            self.report(name);
+        } else {
+            self.save(name)?;
+        }
         *self.tries.entry(name.to_string()).or_insert(0) += 1;
         self.assignments.insert(name.to_string(), asg);
         self.active += 1;

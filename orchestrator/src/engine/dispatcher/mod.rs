@@ -6,8 +6,10 @@
 //! covers all the changes since the last one. A step found Launching or Running (after a
 //! crash) is adopted by launching the same attempt again: the runner's launch is idempotent
 //! per attempt, so a command never runs twice in one attempt. Launches on a runner that
-//! records them durably itself (the local runner's journal) need no flush before them: a step
-//! whose records were lost with a crash resumes at an attempt that ran already, and adopts it.
+//! records them durably itself (the local runner's journal) need no flush before them, nor a
+//! record of their own: a step whose records were lost with a crash resumes at an attempt that
+//! ran already, and adopts it. Such a step's record is written when it is seen running (after
+//! the events at hand: a short step's end comes with it) and when it ends.
 
 mod adopt;
 mod end;
@@ -24,7 +26,7 @@ use tokio::sync::mpsc;
 use tuna_runners::{Outcome, Resources};
 
 use super::artifacts::{self, Prep};
-use super::attempt_files::has_own_folder;
+use super::attempt_files::{AttemptFiles, has_own_folder};
 use super::engine::{Engine, EngineError};
 use super::events::{Collected, Control, Event};
 use super::executor;
@@ -66,6 +68,8 @@ pub struct Dispatcher<'e> {
     /// When a step started waiting for capacity.
     waiting_since: HashMap<String, u64>,
     active: usize,
+    /// Steps whose record changed and is saved after the events at hand (see `on_event`).
+    unsaved: std::collections::BTreeSet<String>,
     /// Parked steps whose next attempt folder was made while the dispatcher had nothing else
     /// to do (topological index → that attempt), so their launch does not wait on it.
     premade: HashMap<usize, u32>,
@@ -74,6 +78,8 @@ pub struct Dispatcher<'e> {
     own_folder: Vec<bool>,
     /// Whether any step does (else nothing is ever premade).
     any_own_folder: bool,
+    /// Whether the run's folders shared by the other steps were made.
+    shared_made: std::cell::Cell<bool>,
     /// The walk over the DAG: the steps to look at when scheduling (Pending or Waiting, every
     /// upstream step final: the scan is over the frontier, not the whole DAG).
     walk: Walk,
@@ -152,9 +158,11 @@ impl<'e> Dispatcher<'e> {
             tries: HashMap::new(),
             waiting_since: HashMap::new(),
             active: 0,
+            unsaved: Default::default(),
             premade: HashMap::new(),
             own_folder,
             any_own_folder,
+            shared_made: Default::default(),
             walk,
             index,
             stop: None,
@@ -228,6 +236,7 @@ impl<'e> Dispatcher<'e> {
                     while let Ok(ev) = self.rx.try_recv() {
                         self.on_event(ev)?;
                     }
+                    self.save_unsaved()?;
                 }
                 _ = sleep_until_ms(timer), if timer.is_some() => {}
                 _ = std::future::ready(()), if premake.is_some() => {
@@ -270,6 +279,11 @@ impl<'e> Dispatcher<'e> {
         ))
     }
 
+    /// The workflow the run follows.
+    pub fn workflow(&self) -> &crate::workflow::Workflow {
+        self.dag.workflow()
+    }
+
     fn requeue(&mut self, name: &str) {
         self.walk.revisit(self.index[name]);
     }
@@ -282,13 +296,28 @@ impl<'e> Dispatcher<'e> {
         &self.dag.workflow().steps[name]
     }
 
+    /// Saves the records left for after the events at hand.
+    fn save_unsaved(&mut self) -> Result<(), EngineError> {
+        while let Some(name) = self.unsaved.pop_first() {
+            self.save(&name)?;
+        }
+        Ok(())
+    }
+
     fn save(&mut self, name: &str) -> Result<(), EngineError> {
+        self.unsaved.remove(name);
         let rec = &self.recs[name];
         self.eng.store.put_step(rec)?;
         if rec.status.is_final() {
             let (i, recs, order) = (self.index[name], &self.recs, self.dag.topo_order());
             self.walk.finished(i, |j| recs[&order[j]].status);
         }
+        self.report(name);
+        Ok(())
+    }
+
+    /// Tells the reporter the step's state.
+    fn report(&self, name: &str) {
         let rec = &self.recs[name];
         self.eng.reporter.report(&Progress::Step {
             run: &self.run.id,
@@ -299,7 +328,6 @@ impl<'e> Dispatcher<'e> {
             message: rec.message.as_deref(),
             dir: rec.attempts.last().map(|a| a.dir.as_path()),
         });
-        Ok(())
     }
 }
 

@@ -17,7 +17,9 @@ impl Dispatcher<'_> {
                 }
                 rec.status = StepStatus::Running;
                 rec.handle = Some(handle.clone());
-                self.save(&step)?;
+                // Saved once the events at hand are handled: a short step's end comes with
+                // it, and one record says both.
+                self.unsaved.insert(step.clone());
                 if self.stop.is_some() {
                     let runner = self.runner_of(&step);
                     tokio::spawn(async move {
