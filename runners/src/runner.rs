@@ -177,6 +177,16 @@ pub trait Runner: Send + Sync {
     fn records_launches(&self) -> bool {
         false
     }
+    /// The handle of the attempt in `attempt_dir` when this runner's own records say it was
+    /// launched and has not ended: for a run whose orchestrator crashed before recording the
+    /// launch (see [`Runner::records_launches`]), so that it can still be stopped. `None` when
+    /// the runner keeps no such records.
+    async fn launched(
+        &self,
+        _attempt_dir: &std::path::Path,
+    ) -> Result<Option<Handle>, RunnerError> {
+        Ok(None)
+    }
     /// Whether the runner's machine stopped answering (a down host takes no new jobs). A
     /// runner that is down looks again now and then (without blocking the caller), so a
     /// machine that comes back is used again.

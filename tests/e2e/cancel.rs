@@ -84,6 +84,29 @@ fn cancel_from_another_process_then_resume() {
     assert_eq!(p.status(&id)["status"], "passed");
 }
 
+/// A run whose tuna was killed before its store held the step's launch (a local launch is
+/// recorded in the run's journal; the store hears of it later): `tuna cancel` finds the step
+/// in the journal and stops it.
+#[test]
+fn cancel_of_a_run_whose_tuna_was_killed_stops_the_step_it_launched() {
+    let p = Project::new();
+    let (mut child, id) = start(&p);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let out = p.run(&["cancel", &id]).ok();
+    assert!(
+        out.stdout.contains("(1 running steps stopped)"),
+        "{}",
+        out.stdout
+    );
+    let pid: i32 = p.read("slow.pid").trim().parse().unwrap();
+    wait_until(Duration::from_secs(10), "the step's process to end", || {
+        !alive(pid)
+    });
+    assert_eq!(p.step_status(&id, "slow"), "cancelled");
+    assert_eq!(p.status(&id)["status"], "cancelled");
+}
+
 #[test]
 fn ctrl_c_interrupts_cleanly_and_resume_last_finishes() {
     let p = Project::new();

@@ -499,20 +499,29 @@ impl Engine {
         }
         let mut stopped = 0;
         for mut rec in self.store.steps(run_id)? {
-            if !rec.status.is_active() && rec.status != StepStatus::Waiting {
+            if rec.status.is_final() {
                 continue;
             }
-            if let (Some(h), Some(att)) = (&rec.handle, rec.attempts.last()) {
-                let runner = {
+            let recorded = rec
+                .handle
+                .clone()
+                .zip(rec.attempts.last())
+                .and_then(|(h, att)| {
                     let pool = self.pool.lock().expect("pool");
                     pool.by_name(&att.runner)
-                        .map(|i| pool.runner(i).runner.clone())
-                };
-                if let Some(r) = runner {
-                    let _ = r.cancel(h).await;
-                    let _ = r.watch(h).await;
-                    stopped += 1;
-                }
+                        .map(|i| (pool.runner(i).runner.clone(), h))
+                });
+            let launched = match recorded {
+                Some(found) => Some(found),
+                None => self.launched_unrecorded(&rec).await,
+            };
+            if !rec.status.is_active() && rec.status != StepStatus::Waiting && launched.is_none() {
+                continue;
+            }
+            if let Some((r, h)) = launched {
+                let _ = r.cancel(&h).await;
+                let _ = r.watch(&h).await;
+                stopped += 1;
             }
             rec.status = StepStatus::Cancelled;
             rec.message = Some("cancelled".into());
@@ -524,6 +533,35 @@ impl Engine {
         self.store.put_run(&run)?;
         self.store.flush()?;
         Ok(stopped)
+    }
+
+    /// A step's attempt that a runner recording its own launches started, though the store
+    /// lost that (its driver crashed before the record was written): the runner and the
+    /// attempt's handle. The attempt is the step's latest when it is recorded active, else its
+    /// next one.
+    async fn launched_unrecorded(
+        &self,
+        rec: &StepRecord,
+    ) -> Option<(Arc<dyn tuna_runners::Runner>, tuna_runners::Handle)> {
+        let attempt = if rec.status.is_active() {
+            rec.attempt().max(1)
+        } else {
+            rec.attempt() + 1
+        };
+        let dir = self.home.attempt_dir(&rec.run, &rec.step, attempt);
+        let runners: Vec<_> = {
+            let pool = self.pool.lock().expect("pool");
+            (pool.runners.iter())
+                .filter(|r| r.runner.records_launches())
+                .map(|r| r.runner.clone())
+                .collect()
+        };
+        for r in runners {
+            if let Ok(Some(h)) = r.launched(&dir).await {
+                return Some((r, h));
+            }
+        }
+        None
     }
 }
 

@@ -95,6 +95,27 @@ impl Runner for LocalRunner {
         true
     }
 
+    /// A claim in the run's journal without an exit record.
+    async fn launched(&self, attempt_dir: &Path) -> Result<Option<Handle>, RunnerError> {
+        let dir = attempt_dir.to_path_buf();
+        let owner = blocking(move || {
+            let mut index = journal::Index::default();
+            index.refresh(&journal::path_for(&dir))?;
+            Ok(index.claim(&dir).filter(|_| index.exit(&dir).is_none()))
+        })
+        .await?;
+        owner
+            .map(|id| {
+                Ok(Handle {
+                    runner: self.config.name.clone(),
+                    attempt_dir: attempt_dir.to_path_buf(),
+                    data: serde_json::to_value(id)
+                        .map_err(|e| RunnerError::Protocol(e.to_string()))?,
+                })
+            })
+            .transpose()
+    }
+
     async fn check(&self) -> Result<RunnerInfo, RunnerError> {
         let shim = &self.config.shim;
         let executable =
