@@ -84,9 +84,10 @@ pub struct JobContext<'a> {
 /// Builds the job for one attempt: stages inputs, renders the script (values shell-quoted) and
 /// the env. The attempt folder is made here only when inputs are staged into it; otherwise the
 /// runner's launch makes it, off the dispatcher's thread, when the step has a folder of its
-/// own (see [`super::attempt_files`]; the run's shared folders are the dispatcher's to make). `remote` is the attempt folder on the runner's
-/// machine when that is another one: inputs and upstream outputs are then listed in
-/// `Job::stage` for the runner to carry there, and paths in the script name that folder.
+/// own (see [`super::attempt_files`]; the run's shared folders are the dispatcher's to make).
+/// `remote` is the attempt folder on the runner's machine when that is another one: inputs and
+/// upstream outputs are then listed in `Job::stage` for the runner to carry there, and paths
+/// in the script name that folder.
 pub fn build_job(
     wf: &Workflow,
     step: &Step,

@@ -211,8 +211,8 @@ enum Stage {
 }
 
 /// Waits until the script's process has exited, without reaping it, copying its output into
-/// the logs meanwhile (from [`A_WHILE`] on: before, it waits in the pipes). Past the timeout, or on a stop signal, sends SIGTERM to its group and
-/// SIGKILL after `grace`.
+/// the logs meanwhile (from [`A_WHILE`] on: before, it waits in the pipes). Past the timeout,
+/// or on a stop signal, sends SIGTERM to its group and SIGKILL after `grace`.
 /// The cancel signal counts only when the attempt's `cancel` marker exists: it may have been
 /// meant for an attempt this waiter ran before. `later` is called at its time if the script
 /// still runs then.

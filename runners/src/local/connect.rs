@@ -31,8 +31,8 @@ pub(crate) struct Connection {
 
 impl Connection {
     /// Sends `bytes` (a launch line for the attempt in `attempt_dir`) to this connection's
-    /// waiter, whose last job has ended, and reads its answer: `None` when the waiter is gone (nothing was claimed: the
-    /// launch may go to the supervisor instead).
+    /// waiter, whose last job has ended, and reads its answer: `None` when the waiter is gone
+    /// (nothing was claimed: the launch may go to the supervisor instead).
     pub async fn launch(
         mut self,
         attempt_dir: &Path,

@@ -97,23 +97,12 @@ impl Runner for LocalRunner {
 
     /// A claim in the run's journal without an exit record.
     async fn launched(&self, attempt_dir: &Path) -> Result<Option<Handle>, RunnerError> {
-        let dir = attempt_dir.to_path_buf();
-        let owner = blocking(move || {
-            let mut index = journal::Index::default();
-            index.refresh(&journal::path_for(&dir))?;
-            Ok(index.claim(&dir).filter(|_| index.exit(&dir).is_none()))
-        })
-        .await?;
-        owner
-            .map(|id| {
-                Ok(Handle {
-                    runner: self.config.name.clone(),
-                    attempt_dir: attempt_dir.to_path_buf(),
-                    data: serde_json::to_value(id)
-                        .map_err(|e| RunnerError::Protocol(e.to_string()))?,
-                })
+        let owner = self
+            .read_journal(attempt_dir, |index, dir| {
+                index.claim(dir).filter(|_| index.exit(dir).is_none())
             })
-            .transpose()
+            .await?;
+        owner.map(|id| self.handle(attempt_dir, id)).transpose()
     }
 
     async fn check(&self) -> Result<RunnerInfo, RunnerError> {
@@ -184,11 +173,7 @@ impl Runner for LocalRunner {
             }
             Answer::Taken(id) => id,
         };
-        Ok(Handle {
-            runner: self.config.name.clone(),
-            attempt_dir: job.attempt_dir.clone(),
-            data: serde_json::to_value(id).map_err(|e| RunnerError::Protocol(e.to_string()))?,
-        })
+        self.handle(&job.attempt_dir, id)
     }
 
     async fn watch(&self, handle: &Handle) -> Result<Outcome, RunnerError> {
@@ -274,8 +259,28 @@ impl LocalRunner {
         }
     }
 
+    /// The handle of the attempt in `attempt_dir`, run by the waiter `id`.
+    fn handle(&self, attempt_dir: &Path, id: ProcId) -> Result<Handle, RunnerError> {
+        Ok(Handle {
+            runner: self.config.name.clone(),
+            attempt_dir: attempt_dir.to_path_buf(),
+            data: serde_json::to_value(id).map_err(|e| RunnerError::Protocol(e.to_string()))?,
+        })
+    }
+
     /// The exit record of the attempt in `dir`, read from its run's journal.
     async fn journal_exit(&self, dir: &Path) -> Result<Option<ExitRecord>, RunnerError> {
+        self.read_journal(dir, |index, dir| index.exit(dir).cloned())
+            .await
+    }
+
+    /// What `read` finds about the attempt in `dir` in its run's journal, read up to its end
+    /// (this runner keeps what it read of each journal).
+    async fn read_journal<T: Send + 'static>(
+        &self,
+        dir: &Path,
+        read: fn(&journal::Index, &Path) -> T,
+    ) -> Result<T, RunnerError> {
         let journals = self.journals.clone();
         let dir = dir.to_path_buf();
         blocking(move || {
@@ -291,7 +296,7 @@ impl LocalRunner {
                     index.torn() - torn
                 );
             }
-            Ok(index.exit(&dir).cloned())
+            Ok(read(index, &dir))
         })
         .await
     }

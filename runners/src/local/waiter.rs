@@ -8,11 +8,11 @@
 //! the script (see [`super::attempt`]), appends the exit record to the journal and says
 //! `exited RECORD` to the launcher if it still listens. It says `claimed` once the script has
 //! run for [`super::attempt::A_WHILE`], or with `exited` for a shorter one (`taken` at once
-//! when another launch owns the attempt). When the launcher
-//! closes the connection, the waiter writes `i` on its control socket (idle again) and waits
-//! for the next connection. It exits when that socket closes (its supervisor is gone: at once
-//! when idle or held between two launches, else once its step has ended) or when a stop
-//! signal came while it was idle or held.
+//! when another launch owns the attempt). When the launcher closes the connection, the waiter
+//! writes `i` on its control socket (idle again) and waits for the next connection. It exits
+//! when that socket closes (its supervisor is gone: at once when idle or held between two
+//! launches, else once its step has ended) or when a stop signal came while it was idle or
+//! held.
 
 use std::collections::HashMap;
 use std::io::{self, BufReader, Write};
