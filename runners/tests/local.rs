@@ -582,6 +582,81 @@ async fn after_one_step(tmp: &TempDir, name: &str) -> (LocalRunner, Handle) {
     (runner, handle)
 }
 
+/// The signals a step's command gets back at their default disposition (bit `n - 1` of
+/// `/proc/PID/status`'s masks is signal `n`): SIGHUP, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2,
+/// SIGPIPE, SIGTERM, SIGCHLD.
+const RESET_SIGNALS: u64 =
+    (1 << 0) | (1 << 1) | (1 << 2) | (1 << 9) | (1 << 11) | (1 << 12) | (1 << 14) | (1 << 16);
+
+/// A command started directly (no bash between) has a process group of its own, no blocked
+/// signal (the waiter blocks those it reads from a signalfd), none of the reset signals
+/// ignored (the Rust runtime ignores SIGPIPE), and /dev/null as its input.
+#[tokio::test]
+async fn a_command_gets_its_own_group_no_blocked_signal_and_null_input() {
+    let tmp = TempDir::new().unwrap();
+    let state = job(&tmp, "state", "cat /proc/self/status /proc/self/stat");
+    assert!(run(&state).await.success());
+    let out = read(state.attempt_dir.join(layout::STDOUT_LOG));
+    let mask = |name: &str| {
+        let hex = out.lines().find_map(|l| l.strip_prefix(name)).unwrap();
+        u64::from_str_radix(hex.trim(), 16).unwrap()
+    };
+    assert_eq!(mask("SigBlk:"), 0, "{out}");
+    assert_eq!(mask("SigIgn:") & RESET_SIGNALS, 0, "{out}");
+    // `/proc/PID/stat`: "PID (COMM) STATE PPID PGRP ...".
+    let stat = out.lines().last().unwrap();
+    let pid = stat.split(' ').next().unwrap();
+    let pgrp = stat[stat.rfind(')').unwrap() + 2..]
+        .split(' ')
+        .nth(2)
+        .unwrap();
+    assert_eq!(pgrp, pid, "{stat}");
+
+    let input = job(&tmp, "input", "readlink /proc/self/fd/0");
+    assert!(run(&input).await.success());
+    assert_eq!(
+        read(input.attempt_dir.join(layout::STDOUT_LOG)),
+        "/dev/null\n"
+    );
+}
+
+/// A command whose exec fails: not found exits 127 as in bash; another reason (a symlink
+/// loop) loses the attempt with the reason. The waiter goes on with its next step.
+#[tokio::test]
+async fn a_command_that_cannot_be_executed_says_why_and_the_waiter_goes_on() {
+    let tmp = TempDir::new().unwrap();
+    let runner = runner_in(&tmp.path().join("supervisor"));
+    let missing = job(&tmp, "missing", "./no-such-program --flag");
+    let handle = runner.launch(&missing).await.unwrap();
+    assert_eq!(
+        runner.watch(&handle).await.unwrap(),
+        Outcome::Exited { code: 127 }
+    );
+    let stderr = read(missing.attempt_dir.join(layout::STDERR_LOG));
+    assert!(
+        stderr.contains("./no-such-program: command not found"),
+        "{stderr}"
+    );
+
+    let looping = job(&tmp, "loop", "./loop");
+    let work = looping.attempt_dir.join(layout::WORK_DIR);
+    std::fs::create_dir_all(&work).unwrap();
+    std::os::unix::fs::symlink("loop", work.join("loop")).unwrap();
+    let handle = runner.launch(&looping).await.unwrap();
+    match runner.watch(&handle).await.unwrap() {
+        Outcome::Lost { reason } => assert!(
+            reason.contains("cannot start ./loop") && reason.contains("symbolic links"),
+            "{reason}"
+        ),
+        other => panic!("expected a lost attempt, got {other:?}"),
+    }
+
+    let next = job(&tmp, "next", "true");
+    let next_handle = runner.launch(&next).await.unwrap();
+    assert!(runner.watch(&next_handle).await.unwrap().success());
+    assert_eq!(waiter_of(&handle), waiter_of(&next_handle));
+}
+
 #[tokio::test]
 async fn a_waiter_runs_one_step_after_another_and_a_silent_step_makes_no_log_file() {
     let tmp = TempDir::new().unwrap();

@@ -20,12 +20,24 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
+/// How the run to drive came to be.
+enum Start {
+    /// Made now from this workflow (the one stored with it: the dispatcher does not parse it
+    /// again).
+    New(Box<crate::dag::Dag>),
+    Resumed,
+}
+
 /// Drives a run with the control socket served and signals turned into a clean stop; then
 /// records its leaderboard rows.
 /// `show`: print the results and the next commands at the end (not with `--progress quiet`).
 /// `track`: export the run to MLflow while it runs (off with `--no-tracking`): a tracker thread
 /// fed by the run's progress events, which first sends what earlier runs left pending.
-fn drive(engine: Engine, run_id: &str, resumed: bool, show: bool, track: bool) -> Result<u8, Fail> {
+fn drive(engine: Engine, run_id: &str, start: Start, show: bool, track: bool) -> Result<u8, Fail> {
+    let (resumed, dag) = match start {
+        Start::New(dag) => (false, Some(*dag)),
+        Start::Resumed => (true, None),
+    };
     let tracker = track.then(|| {
         crate::tracking::Tracker::start(
             engine.store.clone(),
@@ -47,7 +59,7 @@ fn drive(engine: Engine, run_id: &str, resumed: bool, show: bool, track: bool) -
         async move {
             let server = tokio::spawn(crate::engine::serve_control(engine.clone()));
             let signals = tokio::spawn(watch_signals(engine.clone()));
-            let status = engine.drive(run_id, resumed).await;
+            let status = engine.drive_loaded(run_id, resumed, dag).await;
             server.abort();
             signals.abort();
             let _ = std::fs::remove_file(engine.home.control_socket());
@@ -130,7 +142,7 @@ pub fn run(
     drive(
         engine,
         &id,
-        false,
+        Start::New(Box::new(dag)),
         !matches!(cli.progress, ProgressMode::Quiet),
         track,
     )
@@ -179,7 +191,7 @@ pub fn resume(
     drive(
         engine,
         &id,
-        true,
+        Start::Resumed,
         !matches!(cli.progress, ProgressMode::Quiet),
         track,
     )

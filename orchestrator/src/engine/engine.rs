@@ -458,7 +458,18 @@ impl Engine {
     /// Drives a run recorded in the store until it ends: a new one from [`Engine::create_run`],
     /// or one made ready by [`Engine::prepare_resume`].
     pub async fn drive(&self, run_id: &str, resumed: bool) -> Result<RunStatus, EngineError> {
-        let dispatcher = super::dispatcher::Dispatcher::load(self, run_id)?;
+        self.drive_loaded(run_id, resumed, None).await
+    }
+
+    /// [`Engine::drive`], given the run's workflow as [`Engine::create_run`] was (loaded from
+    /// the text stored with the run): it is not parsed again.
+    pub async fn drive_loaded(
+        &self,
+        run_id: &str,
+        resumed: bool,
+        dag: Option<Dag>,
+    ) -> Result<RunStatus, EngineError> {
+        let dispatcher = super::dispatcher::Dispatcher::load(self, run_id, dag)?;
         // A workflow without `leaderboard:` has no rows to record: its end reads nothing back.
         let board = !dispatcher.workflow().leaderboard.is_empty();
         let status = dispatcher.drive(resumed).await?;

@@ -22,6 +22,24 @@ pub enum Verdict {
     Ready,
 }
 
+/// Two ascending iterators of distinct steps, merged in ascending order.
+struct Merged<A: Iterator<Item = usize>, B: Iterator<Item = usize>> {
+    a: std::iter::Peekable<A>,
+    b: std::iter::Peekable<B>,
+}
+
+impl<A: Iterator<Item = usize>, B: Iterator<Item = usize>> Iterator for Merged<A, B> {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        match (self.a.peek(), self.b.peek()) {
+            (Some(x), Some(y)) if y < x => self.b.next(),
+            (Some(_), _) => self.a.next(),
+            (None, _) => self.b.next(),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Walk {
     needs: Vec<Vec<usize>>,
@@ -119,11 +137,14 @@ impl Walk {
         }
     }
 
-    /// The frontier, less the parked steps when `full` (every slot taken), in topological
-    /// order.
-    pub fn to_look_at(&self, full: bool) -> impl Iterator<Item = usize> + '_ {
-        let steps = if full { &self.open } else { &self.frontier };
-        steps.iter().copied()
+    /// The frontier less the parked steps, with the first `parked` of those (one per free
+    /// slot), in topological order. A turn with one free slot in a fan-out of thousands looks
+    /// at one parked step, not at each of them.
+    pub fn to_look_at(&self, parked: usize) -> impl Iterator<Item = usize> + '_ {
+        Merged {
+            a: self.open.iter().copied().peekable(),
+            b: self.parked.iter().copied().take(parked).peekable(),
+        }
     }
 
     /// Step `i`, on the frontier, is ready and waits for a slot only (see [`Walk::to_look_at`]).
@@ -286,11 +307,11 @@ mod tests {
         let mut w = Walk::from_needs(diamond(), |i| st[i]);
         w.park(4);
         assert!(w.is_parked(4));
-        assert_eq!(w.to_look_at(true).collect::<Vec<_>>(), [0]);
-        assert_eq!(w.to_look_at(false).collect::<Vec<_>>(), [0, 4]);
+        assert_eq!(w.to_look_at(0).collect::<Vec<_>>(), [0]);
+        assert_eq!(w.to_look_at(1).collect::<Vec<_>>(), [0, 4]);
         w.leave(4);
         assert!(!w.is_parked(4));
-        assert_eq!(w.to_look_at(true).collect::<Vec<_>>(), [0]);
+        assert_eq!(w.to_look_at(1).collect::<Vec<_>>(), [0]);
     }
 
     /// A fan-in is counted down, once per upstream step, however often one is said to end.

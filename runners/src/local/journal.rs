@@ -20,7 +20,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -108,13 +108,35 @@ impl Index {
         }
     }
 
-    fn read_from(&mut self, mut file: &File) -> io::Result<()> {
-        file.seek(SeekFrom::Start(self.offset))?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)?;
+    fn read_from(&mut self, file: &File) -> io::Result<()> {
+        let len = file.metadata()?.len();
+        self.read_to(file, len).map(drop)
+    }
+
+    /// Reads what the journal holds before byte `len` (its length, as its writer saw it under
+    /// the lock); whether a record appended at `len` starts on a line of its own (the bytes
+    /// before end with a newline, or there are none).
+    fn read_to(&mut self, file: &File, len: u64) -> io::Result<bool> {
+        if len < self.offset {
+            // An append-only file does not shrink; should it, its tail is looked at afresh.
+            return ends_a_line(file, len);
+        }
+        let mut bytes = vec![0; (len - self.offset) as usize];
+        let mut got = 0;
+        while got < bytes.len() {
+            match file.read_at(&mut bytes[got..], self.offset + got as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        bytes.truncate(got);
+        // `offset` is 0 or just past a newline.
+        let fresh_line = bytes.last().is_none_or(|&b| b == b'\n');
         let complete = match bytes.iter().rposition(|&b| b == b'\n') {
             Some(end) => end + 1,
-            None => return Ok(()),
+            None => return Ok(fresh_line),
         };
         for line in bytes[..complete].split(|&b| b == b'\n') {
             if line.is_empty() || self.claims_only && line.get(9..).is_some_and(is_exit) {
@@ -131,8 +153,14 @@ impl Index {
             }
         }
         self.offset += complete as u64;
-        Ok(())
+        Ok(fresh_line)
     }
+}
+
+/// Whether the first `len` bytes of `file` end with a newline (or there are none).
+fn ends_a_line(file: &File, len: u64) -> io::Result<bool> {
+    let mut last = [0u8];
+    Ok(len == 0 || file.read_at(&mut last, len - 1)? == 1 && last[0] == b'\n')
 }
 
 /// Whether a record's JSON is an exit record's (a torn one included: it is not a claim either
@@ -195,21 +223,27 @@ impl Writer {
         waiter: ProcId,
     ) -> io::Result<Claimed> {
         let _lock = Lock::take(&self.file)?;
-        index.read_from(&self.file)?;
+        let len = self.file.metadata()?.len();
+        let fresh_line = index.read_to(&self.file, len)?;
         if let Some(owner) = index.claim(attempt) {
             return Ok(Claimed::Already(owner));
         }
-        self.append_locked(&Entry::Claim {
-            attempt: attempt.to_path_buf(),
-            waiter,
-        })?;
+        self.write(
+            &Entry::Claim {
+                attempt: attempt.to_path_buf(),
+                waiter,
+            },
+            fresh_line,
+        )?;
         Ok(Claimed::Now)
     }
 
     /// Appends `entry` (not synced: see [`Writer::sync`]).
     pub fn append(&mut self, entry: &Entry) -> io::Result<()> {
         let _lock = Lock::take(&self.file)?;
-        self.append_locked(entry)
+        let len = self.file.metadata()?.len();
+        let fresh_line = ends_a_line(&self.file, len)?;
+        self.write(entry, fresh_line)
     }
 
     /// Makes everything appended so far durable.
@@ -217,15 +251,15 @@ impl Writer {
         self.file.sync_data()
     }
 
-    fn append_locked(&mut self, entry: &Entry) -> io::Result<()> {
+    /// Appends `entry` under the lock; after a newline when the journal's last line is
+    /// unfinished (`fresh_line` false): a record torn by a killed writer must not swallow
+    /// this one.
+    fn write(&mut self, entry: &Entry, fresh_line: bool) -> io::Result<()> {
         let line = encode(entry)?;
-        // A record torn by a killed writer must not swallow this one.
-        let len = self.file.metadata()?.len();
-        let mut last = [0u8];
-        let out = if len > 0 && self.file.read_at(&mut last, len - 1)? == 1 && last[0] != b'\n' {
-            [b"\n".as_slice(), &line].concat()
-        } else {
+        let out = if fresh_line {
             line
+        } else {
+            [b"\n".as_slice(), &line].concat()
         };
         self.file.write_all(&out)
     }
@@ -329,12 +363,7 @@ mod tests {
             record: exit(0),
         })
         .unwrap();
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .unwrap()
-            .write_all(&whole[..whole.len() / 2])
-            .unwrap();
+        append_raw(&path, &whole[..whole.len() / 2]);
         // Read now, the unfinished tail is left for later.
         let mut index = Index::default();
         index.refresh(&path).unwrap();
@@ -348,6 +377,20 @@ mod tests {
         assert_eq!(index.exit(&a), None);
         assert_eq!(index.exit(&b), Some(&exit(1)));
         assert_eq!(index.torn(), 1);
+        // A claim after another torn record, by a writer whose index had read up to it.
+        let c = tmp.path().join("u/1");
+        append_raw(&path, &whole[..whole.len() / 3]);
+        let mut waiter = Index::claims_only();
+        waiter.refresh(&path).unwrap();
+        assert_eq!(w.claim(&mut waiter, &c, me()).unwrap(), Claimed::Now);
+        index.refresh(&path).unwrap();
+        assert_eq!((index.claim(&c), index.torn()), (Some(me()), 2));
+    }
+
+    /// Appends `bytes` as a writer killed mid-record leaves them.
+    fn append_raw(path: &Path, bytes: &[u8]) {
+        let mut file = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+        file.write_all(bytes).unwrap();
     }
 
     #[test]

@@ -46,7 +46,7 @@ impl Dispatcher<'_> {
         let order = self.dag.topo_order();
         let waiting = || {
             self.walk
-                .to_look_at(true)
+                .to_look_at(0)
                 .map(|i| &self.recs[&order[i]])
                 .filter(|r| r.status == StepStatus::Waiting)
         };

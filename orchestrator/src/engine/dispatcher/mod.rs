@@ -91,18 +91,26 @@ pub struct Dispatcher<'e> {
 }
 
 impl<'e> Dispatcher<'e> {
-    /// Loads a run (new or resumed) from the store.
-    pub fn load(eng: &'e Engine, run_id: &str) -> Result<Dispatcher<'e>, EngineError> {
+    /// Loads a run (new or resumed) from the store; `dag`, when given, is its workflow as
+    /// loaded from the text stored with it.
+    pub fn load(
+        eng: &'e Engine,
+        run_id: &str,
+        dag: Option<Dag>,
+    ) -> Result<Dispatcher<'e>, EngineError> {
         let run = eng
             .store
             .run(run_id)?
             .ok_or_else(|| EngineError::NoSuchRun(run_id.to_string()))?;
-        let dag = crate::dag::load_str(&run.workflow_path, &run.workflow_text).map_err(|e| {
-            EngineError::Invalid(format!(
-                "the workflow stored with run `{run_id}` no longer loads:\n{}",
-                e.render_plain()
-            ))
-        })?;
+        let dag = match dag {
+            Some(dag) => dag,
+            None => crate::dag::load_str(&run.workflow_path, &run.workflow_text).map_err(|e| {
+                EngineError::Invalid(format!(
+                    "the workflow stored with run `{run_id}` no longer loads:\n{}",
+                    e.render_plain()
+                ))
+            })?,
+        };
         let params = merged_params(dag.workflow(), &run.params).map_err(EngineError::Invalid)?;
         let mut recs = HashMap::new();
         for rec in eng.store.steps(run_id)? {

@@ -18,20 +18,11 @@ impl Dispatcher<'_> {
             // While every slot is taken, the steps that wait for one only are not looked at;
             // else only as many of them as there are free slots (the first in topological
             // order): a wide fan-out parks hundreds, and one frees a slot at a time.
-            let full = self.active >= self.run.jobs;
-            let mut free = self.run.jobs.saturating_sub(self.active);
-            let walk = &self.walk;
-            let todo: Vec<usize> = walk
-                .to_look_at(full)
-                .filter(|&i| {
-                    if walk.is_parked(i) {
-                        if free == 0 {
-                            return false;
-                        }
-                        free -= 1;
-                    }
-                    seen.insert(i)
-                })
+            let free = self.run.jobs.saturating_sub(self.active);
+            let todo: Vec<usize> = self
+                .walk
+                .to_look_at(free)
+                .filter(|&i| seen.insert(i))
                 .collect();
             if todo.is_empty() {
                 break;
