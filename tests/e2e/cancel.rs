@@ -158,10 +158,16 @@ steps:
         .tuna()
         .args(["logs", &id, "s", "-f"])
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     p.file("go", "");
     let out = follower.wait_with_output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "one\ntwo\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "one\ntwo\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(wait_exit(&mut child), 0);
 }

@@ -36,6 +36,24 @@ fn access(cli: &Cli) -> Result<Access, Fail> {
     }
 }
 
+/// The run's view and how it was read. A run's owner can end between the store's lock check
+/// and the request to its control socket (a command started as the run finishes): the store,
+/// free by then, is read instead.
+fn access_view(cli: &Cli, run: &str) -> Result<(Access, RunView), Fail> {
+    let a = access(cli)?;
+    match view(&a, run) {
+        Ok(v) => Ok((a, v)),
+        Err(e) if matches!(a, Access::Remote(_)) => match access(cli)? {
+            Access::Remote(_) => Err(e),
+            again => {
+                let v = view(&again, run)?;
+                Ok((again, v))
+            }
+        },
+        Err(e) => Err(e),
+    }
+}
+
 fn summaries(a: &Access) -> Result<Vec<RunSummary>, Fail> {
     match a {
         Access::Local(s) => Ok(RunSummary::list(s)?),
@@ -106,7 +124,7 @@ pub fn runs(cli: &Cli, json: bool) -> Result<u8, Fail> {
 }
 
 pub fn status(cli: &Cli, run: &str, json: bool) -> Result<u8, Fail> {
-    let v = view(&access(cli)?, run)?;
+    let (_, v) = access_view(cli, run)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&v).expect("json"));
         return Ok(OK);
@@ -189,8 +207,7 @@ pub fn logs(
     stderr: bool,
     attempt: Option<u32>,
 ) -> Result<u8, Fail> {
-    let a = access(cli)?;
-    let v = view(&a, run)?;
+    let (a, v) = access_view(cli, run)?;
     if let Access::Server(c) = &a {
         return server_logs(c, &v.id, step, follow, stderr, attempt);
     }
