@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::Child;
 use std::time::Duration;
 
-use tuna_tests::{Project, alive, wait_until};
+use tuna_tests::{Project, alive, wait_exit, wait_until};
 
 const WF: &str = r#"
 name: long
@@ -36,15 +36,6 @@ fn start(p: &Project) -> (Child, String) {
         p.path("slow.pid").exists()
     });
     (child, id)
-}
-
-fn wait_exit(child: &mut Child) -> i32 {
-    let mut code = None;
-    wait_until(Duration::from_secs(30), "tuna to exit", || {
-        code = child.try_wait().unwrap().map(|s| s.code().unwrap_or(-1));
-        code.is_some()
-    });
-    code.unwrap()
 }
 
 #[test]
@@ -130,9 +121,9 @@ fn ctrl_c_interrupts_cleanly_and_resume_last_finishes() {
     assert_eq!(p.status(&id)["status"], "passed");
 }
 
-#[test]
-fn logs_follow_a_running_step() {
-    let p = Project::new();
+/// Starts a run of one step `s` that prints `one`, waits for the file `go` in the project,
+/// then prints `two`; the run and its id, once `s` is running.
+pub(super) fn start_held(p: &Project) -> (Child, String) {
     p.file(
         "wf.yaml",
         r#"
@@ -145,15 +136,19 @@ steps:
       echo two
 "#,
     );
-    let mut child = p.spawn(&["run", "wf.yaml"]);
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let id = line.trim().to_string();
+    let mut cmd = p.tuna();
+    cmd.args(["run", "wf.yaml"]);
+    let (child, id) = tuna_tests::spawn_for_id(cmd);
     wait_until(Duration::from_secs(20), "s to be running", || {
         p.step_status(&id, "s") == "running"
     });
+    (child, id)
+}
+
+#[test]
+fn logs_follow_a_running_step() {
+    let p = Project::new();
+    let (mut child, id) = start_held(&p);
     let follower = p
         .tuna()
         .args(["logs", &id, "s", "-f"])

@@ -26,6 +26,7 @@ mod hostile_files;
 mod journal;
 mod kinds;
 mod leaderboard_local;
+mod owner;
 mod placement;
 mod progress;
 mod quoting;

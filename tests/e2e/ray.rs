@@ -6,7 +6,7 @@ use std::process::Child;
 use std::time::Duration;
 
 use tuna_tests::ray::{self, RayCluster};
-use tuna_tests::{Project, Run, wait_until};
+use tuna_tests::{Project, Run, wait_exit, wait_until};
 
 /// A token the test cluster refuses.
 const WRONG_TOKEN: &str = "wrong-9f2c-token";
@@ -45,15 +45,6 @@ fn tuna(p: &Project, args: &[&str]) -> Run {
 /// Starts `tuna ARGS…`; the child and the first line it prints (the run id).
 fn spawn(p: &Project, args: &[&str]) -> (Child, String) {
     tuna_tests::spawn_for_id(command(p, args))
-}
-
-fn wait_exit(child: &mut Child) -> i32 {
-    let mut code = None;
-    wait_until(Duration::from_secs(90), "tuna to exit", || {
-        code = child.try_wait().unwrap().map(|s| s.code().unwrap_or(-1));
-        code.is_some()
-    });
-    code.unwrap()
 }
 
 pub(crate) fn step<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {

@@ -7,7 +7,7 @@ use std::process::Child;
 use std::time::Duration;
 
 use tuna_tests::sshd::{self, Sshd};
-use tuna_tests::{Project, Run, wait_until};
+use tuna_tests::{Project, Run, wait_exit, wait_until};
 
 /// One fake GPU host: an sshd, its runner folder, and how runners.yaml describes it.
 pub(super) struct Host {
@@ -99,15 +99,6 @@ pub(super) fn step<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_j
         .iter()
         .find(|s| s["name"] == name)
         .unwrap_or_else(|| panic!("no step {name} in {status}"))
-}
-
-pub(super) fn wait_exit(child: &mut Child) -> i32 {
-    let mut code = None;
-    wait_until(Duration::from_secs(60), "tuna to exit", || {
-        code = child.try_wait().unwrap().map(|s| s.code().unwrap_or(-1));
-        code.is_some()
-    });
-    code.unwrap()
 }
 
 pub(super) fn skip() -> bool {

@@ -6,9 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tuna_tests::{Project, wait_until};
+use tuna_tests::{Project, wait_exit, wait_until};
 
-use super::ssh::{Host, inventory, skip, spawn, step, tuna, wait_exit};
+use super::ssh::{Host, inventory, skip, spawn, step, tuna};
 
 /// runners.yaml with a local runner and `hosts`, each keeping outputs over 1 KiB.
 pub(super) fn keeping_inventory(p: &Project, hosts: &[&Host]) {

@@ -264,6 +264,16 @@ pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// Waits for a child to exit (failing the test after 90 s); its exit code, -1 for a signal.
+pub fn wait_exit(child: &mut Child) -> i32 {
+    let mut code = None;
+    wait_until(Duration::from_secs(90), "tuna to exit", || {
+        code = child.try_wait().unwrap().map(|s| s.code().unwrap_or(-1));
+        code.is_some()
+    });
+    code.unwrap()
+}
+
 /// Every regular file under `dir` (links not followed); none when `dir` is not there.
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

@@ -1,104 +1,22 @@
-//! Commands that look at runs: runs, status, logs, cancel. They read the store directly when
-//! no other tuna process owns it, ask the owner over its control socket when one does, and
-//! ask a daemon over HTTP with `--server`.
+//! Commands that look at runs: runs, status, logs, cancel, each through an [`Access`] (the
+//! store, its owner, or a daemon).
 
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::PathBuf;
 use std::time::Duration;
 
+use super::access::Access;
 use super::args::Cli;
 use super::client::Client;
 use super::exit::{Fail, OK};
-use crate::engine::{Request, RunSummary, RunView, fmt_secs, request};
-use crate::store::{Store, StoreError};
+use crate::engine::{Request, RunView, fmt_secs};
 
-enum Access {
-    Local(Store),
-    Remote(PathBuf),
-    Server(Client),
-}
-
-fn access(cli: &Cli) -> Result<Access, Fail> {
-    if let Some(c) = Client::from_cli(cli) {
-        return Ok(Access::Server(c));
-    }
-    let home = super::open::home(cli);
-    if !home.db().exists() {
-        return Err(Fail::invalid(format!(
-            "error: no tuna store at {} (run a workflow first, or set --home)",
-            home.root.display()
-        )));
-    }
-    match Store::open(&home.db()) {
-        Ok(s) => Ok(Access::Local(s)),
-        Err(StoreError::Locked { .. }) => Ok(Access::Remote(home.control_socket())),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// The run's view and how it was read. A run's owner can end between the store's lock check
-/// and the request to its control socket (a command started as the run finishes): the store,
-/// free by then, is read instead.
+/// One run through a way in that answers.
 fn access_view(cli: &Cli, run: &str) -> Result<(Access, RunView), Fail> {
-    let a = access(cli)?;
-    match view(&a, run) {
-        Ok(v) => Ok((a, v)),
-        Err(e) if matches!(a, Access::Remote(_)) => match access(cli)? {
-            Access::Remote(_) => Err(e),
-            again => {
-                let v = view(&again, run)?;
-                Ok((again, v))
-            }
-        },
-        Err(e) => Err(e),
-    }
-}
-
-fn summaries(a: &Access) -> Result<Vec<RunSummary>, Fail> {
-    match a {
-        Access::Local(s) => Ok(RunSummary::list(s)?),
-        Access::Remote(sock) => {
-            let v = request(sock, &Request::Runs).map_err(Fail::env)?;
-            serde_json::from_value(v).map_err(|e| Fail::env(e.to_string()))
-        }
-        Access::Server(c) => {
-            let mut list: Vec<RunSummary> = serde_json::from_value(c.get("/api/v1/runs")?)
-                .map_err(|e| Fail::env(e.to_string()))?;
-            list.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
-            Ok(list)
-        }
-    }
-}
-
-fn view(a: &Access, run: &str) -> Result<RunView, Fail> {
-    let run = if run == "last" {
-        summaries(a)?
-            .into_iter()
-            .max_by(|x, y| x.created_at.cmp(&y.created_at).then(x.id.cmp(&y.id)))
-            .ok_or_else(|| Fail::invalid("error: there are no runs"))?
-            .id
-    } else {
-        run.to_string()
-    };
-    match a {
-        Access::Local(s) => RunView::load(s, &run)?
-            .ok_or_else(|| Fail::invalid(format!("error: run `{run}` not found"))),
-        Access::Remote(sock) => {
-            let v = request(sock, &Request::Status { run }).map_err(Fail::invalid)?;
-            serde_json::from_value(v).map_err(|e| Fail::env(e.to_string()))
-        }
-        Access::Server(c) => {
-            if !crate::daemon::valid_run_id(&run) {
-                return Err(Fail::invalid(format!("error: `{run}` is not a run id")));
-            }
-            serde_json::from_value(c.get(&format!("/api/v1/runs/{run}"))?)
-                .map_err(|e| Fail::env(e.to_string()))
-        }
-    }
+    Access::read(cli, |a| a.view(run))
 }
 
 pub fn runs(cli: &Cli, json: bool) -> Result<u8, Fail> {
-    let list = summaries(&access(cli)?)?;
+    let (_, list) = Access::read(cli, Access::summaries)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&list).expect("json"));
         return Ok(OK);
@@ -238,18 +156,19 @@ pub fn logs(
     }
     let mut pos = 0u64;
     let mut out = std::io::stdout().lock();
+    let mut owned = matches!(a, Access::Remote { .. });
+    drop(a);
     loop {
         pos += copy_from(&path, pos, &mut out);
-        if !follow {
+        if !follow || !owned {
             break;
         }
-        let Access::Remote(_) = &a else { break };
-        // The owner going away (its run ended) also ends the follow.
-        let Ok(v) = view(&a, &v.id) else {
-            copy_from(&path, pos, &mut out);
-            break;
-        };
-        let done = v.status != "running"
+        // A run whose owner went away (it ended) has nothing more to follow.
+        let (now, v) = Access::read(cli, |a| a.view(&v.id))?;
+        owned = matches!(now, Access::Remote { .. });
+        drop(now);
+        let done = !owned
+            || v.status != "running"
             || v.steps.iter().find(|x| x.name == step).is_none_or(|x| {
                 !matches!(
                     x.status.as_str(),
@@ -327,25 +246,23 @@ fn server_logs(
 }
 
 pub fn cancel(cli: &Cli, run: &str) -> Result<u8, Fail> {
-    match access(cli)? {
+    let (a, id) = Access::read(cli, |a| match a {
+        Access::Server(_) => Ok(a.view(run)?.id),
+        Access::Remote { .. } => {
+            let req = Request::Cancel {
+                run: run.to_string(),
+            };
+            a.ask(&req, |m| Fail::invalid(format!("error: {m}")))?;
+            Ok(run.to_string())
+        }
+        Access::Local(_) => Ok(run.to_string()),
+    })?;
+    match a {
         Access::Server(c) => {
-            let id = view(&Access::Server(c), run)?.id;
-            let c = Client::from_cli(cli).expect("server");
             c.post(&format!("/api/v1/runs/{id}/cancel"), &serde_json::json!({}))?;
             println!("cancelling {id}");
-            Ok(OK)
         }
-        Access::Remote(sock) => {
-            request(
-                &sock,
-                &Request::Cancel {
-                    run: run.to_string(),
-                },
-            )
-            .map_err(|e| Fail::invalid(format!("error: {e}")))?;
-            println!("cancelling {run}");
-            Ok(OK)
-        }
+        Access::Remote { .. } => println!("cancelling {id}"),
         Access::Local(store) => {
             drop(store);
             let engine = super::open::open_engine(cli, true)?;
@@ -353,11 +270,11 @@ pub fn cancel(cli: &Cli, run: &str) -> Result<u8, Fail> {
                 .enable_all()
                 .build()
                 .expect("runtime");
-            let n = rt.block_on(engine.cancel_detached(run))?;
-            println!("cancelled {run} ({n} running steps stopped)");
-            Ok(OK)
+            let n = rt.block_on(engine.cancel_detached(&id))?;
+            println!("cancelled {id} ({n} running steps stopped)");
         }
     }
+    Ok(OK)
 }
 
 /// A metric value for a table: six significant digits, trailing zeros dropped.

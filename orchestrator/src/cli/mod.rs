@@ -1,6 +1,7 @@
 //! The `tuna` command line: argument parsing and one function per command. Only this module
 //! maps errors to exit codes (see [`exit`]).
 
+mod access;
 mod args;
 mod board;
 mod client;

@@ -9,10 +9,7 @@ pub fn pull(cli: &Cli, run: &str, step: &str, to: Option<&Path>, json: bool) -> 
     let engine = super::open::open_engine(cli, true)?;
     let run = if run == "last" {
         engine
-            .store
-            .runs()?
-            .into_iter()
-            .max_by(|x, y| x.created_at.cmp(&y.created_at).then(x.id.cmp(&y.id)))
+            .last_run()?
             .ok_or_else(|| Fail::invalid("error: there are no runs"))?
             .id
     } else {

@@ -77,26 +77,51 @@ fn answer(engine: &Engine, req: Request) -> Value {
     }
 }
 
-/// Asks the store's owner; errors are the owner's message.
-pub fn request(socket: &Path, req: &Request) -> Result<Value, String> {
+/// Why a request to the store's owner got no answer of its own.
+#[derive(Debug)]
+pub enum AskError {
+    /// No answer: the socket is not there yet or any more, or the owner closed the connection
+    /// before answering (it is starting, or its run is ending).
+    Unreachable(String),
+    /// The owner answered with an error.
+    Refused(String),
+}
+
+impl std::fmt::Display for AskError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AskError::Unreachable(m) | AskError::Refused(m) => f.write_str(m),
+        }
+    }
+}
+
+/// Asks the store's owner.
+pub fn request(socket: &Path, req: &Request) -> Result<Value, AskError> {
+    let gone = |e: String| AskError::Unreachable(e);
     let mut stream = std::os::unix::net::UnixStream::connect(socket).map_err(|e| {
-        format!(
+        gone(format!(
             "cannot reach the tuna process that owns this store ({}): {e}",
             socket.display()
-        )
+        ))
     })?;
     let mut line = serde_json::to_vec(req).expect("json");
     line.push(b'\n');
-    stream.write_all(&line).map_err(|e| e.to_string())?;
+    let lost = |e: std::io::Error| gone(format!("the tuna process that owns this store: {e}"));
+    stream.write_all(&line).map_err(lost)?;
     let mut reply = String::new();
-    BufReader::new(stream)
-        .read_line(&mut reply)
-        .map_err(|e| e.to_string())?;
-    let v: Value =
-        serde_json::from_str(&reply).map_err(|e| format!("bad answer from the owner: {e}"))?;
+    BufReader::new(stream).read_line(&mut reply).map_err(lost)?;
+    if !reply.ends_with('\n') {
+        return Err(gone(
+            "the tuna process that owns this store closed the connection before it answered".into(),
+        ));
+    }
+    let v: Value = serde_json::from_str(&reply)
+        .map_err(|e| AskError::Refused(format!("bad answer from the owner: {e}")))?;
     if v["ok"].as_bool() == Some(true) {
         Ok(v["data"].clone())
     } else {
-        Err(v["error"].as_str().unwrap_or("unknown error").to_string())
+        Err(AskError::Refused(
+            v["error"].as_str().unwrap_or("unknown error").to_string(),
+        ))
     }
 }

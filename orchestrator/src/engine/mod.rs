@@ -36,7 +36,7 @@ mod view;
 mod walk;
 
 pub use check::{RunnerCheck, check_runners};
-pub use control::{Request, request, serve as serve_control};
+pub use control::{AskError, Request, request, serve as serve_control};
 pub use engine::{Engine, EngineError, RunOptions, cores};
 pub use events::Control;
 pub use executor::read_metrics;
