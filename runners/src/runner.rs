@@ -177,12 +177,17 @@ pub trait Runner: Send + Sync {
     fn records_launches(&self) -> bool {
         false
     }
-    /// The handle of the attempt in `attempt_dir` when this runner's own records say it was
-    /// launched and has not ended: for a run whose orchestrator crashed before recording the
-    /// launch (see [`Runner::records_launches`]), so that it can still be stopped. `None` when
-    /// the runner keeps no such records.
+    /// The handle of attempt `attempt` of `step` in `run` (its folder here: `attempt_dir`) when
+    /// the runner's own records say it was launched and has not ended, for a run whose
+    /// orchestrator crashed before its record of the launch was durable, so that the attempt
+    /// can still be stopped. The local runner reads the run's journal; runners on other
+    /// machines ask there (an SSH host: the attempt folder's claim; a Ray cluster: the job of
+    /// the attempt's submission id). `None` when nothing runs for that attempt.
     async fn launched(
         &self,
+        _run: &str,
+        _step: &str,
+        _attempt: u32,
         _attempt_dir: &std::path::Path,
     ) -> Result<Option<Handle>, RunnerError> {
         Ok(None)

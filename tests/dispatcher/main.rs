@@ -68,13 +68,18 @@ impl Case {
 
     /// Drives the run in a task of its own.
     fn spawn(&self) -> JoinHandle<Result<RunStatus, EngineError>> {
-        let (eng, run) = (self.eng.clone(), self.run.clone());
-        tokio::spawn(async move { eng.drive(&run, false).await })
+        driving(&self.eng, &self.run)
     }
 
     fn step(&self, name: &str) -> StepRecord {
         step(&self.eng, &self.run, name)
     }
+}
+
+/// `eng` driving `run` (new, not resumed) in a task of its own.
+fn driving(eng: &Arc<Engine>, run: &str) -> JoinHandle<Result<RunStatus, EngineError>> {
+    let (eng, run) = (eng.clone(), run.to_string());
+    tokio::spawn(async move { eng.drive(&run, false).await })
 }
 
 fn step(eng: &Engine, run: &str, name: &str) -> StepRecord {
@@ -238,10 +243,7 @@ async fn a_second_engine_adopts_the_stored_handle_without_starting_the_job_again
         "  long:\n    run: 'true'\n  after:\n    needs: [long]\n    run: 'echo after'\n",
         &[&fake],
     );
-    let driver = {
-        let (eng, run) = (first.clone(), run.clone());
-        tokio::spawn(async move { eng.drive(&run, false).await })
-    };
+    let driver = driving(&first, &run);
     watched(&fake, "long").await;
     // The handle is stored when the dispatcher takes the Launched event.
     let deadline = tokio::time::Instant::now() + LIMIT;
@@ -278,4 +280,37 @@ async fn a_second_engine_adopts_the_stored_handle_without_starting_the_job_again
     assert_eq!(rec.attempts.len(), 1);
     assert_eq!(rec.handle.as_ref(), Some(&handle));
     assert_eq!(fake.attempts("after", Kind::Start), vec![1]);
+}
+
+/// A run whose driver died after its runner launched a step but before the store held the
+/// handle (the runner keeps no journal of its own, so the store had the launch recorded as
+/// `Launching` and nothing more): `cancel` from another engine asks that runner for the
+/// attempt and stops it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_of_a_crashed_run_finds_a_launch_whose_handle_was_lost_and_stops_it() {
+    let fake = Arc::new(FakeRunner::new("a").script("long", 1, Script::Hang));
+    let Case {
+        _dir,
+        home,
+        eng: first,
+        run,
+    } = Case::new("  long:\n    run: 'true'\n", &[&fake]);
+    let driver = driving(&first, &run);
+    watched(&fake, "long").await;
+    driver.abort();
+    assert!(driver.await.unwrap_err().is_cancelled());
+    drop(first);
+
+    let second = engine(&home, &[&fake]);
+    // What such a crash leaves: the launch's record, written before it was made, and no handle.
+    let mut rec = step(&second, &run, "long");
+    rec.status = StepStatus::Launching;
+    rec.handle = None;
+    second.store.put_step(&rec).expect("store");
+    assert_eq!(second.cancel_detached(&run).await.expect("cancel"), 1);
+    assert_eq!(fake.attempts("long", Kind::Cancel), vec![1]);
+    assert_eq!(fake.attempts("long", Kind::Start), vec![1]);
+    assert_eq!(step(&second, &run, "long").status, StepStatus::Cancelled);
+    let stored = second.store.run(&run).expect("store").expect("run");
+    assert_eq!(stored.status, RunStatus::Cancelled);
 }

@@ -121,6 +121,36 @@ fn ctrl_c_interrupts_cleanly_and_resume_last_finishes() {
     assert_eq!(p.status(&id)["status"], "passed");
 }
 
+/// Kills the run's tuna (SIGKILL: no chance to clean up), leaves `step`'s record as a kill
+/// between a remote launch and the store's record of its handle leaves it (a kill soon after
+/// the launch often does so itself): the launch recorded (`launching`, its attempt and runner)
+/// and no handle; then `tuna cancel` (run by `tuna`) must find the step and stop it.
+pub(super) fn kill_lose_the_handle_and_cancel(
+    mut child: Child,
+    p: &Project,
+    run: &str,
+    step: &str,
+    tuna: impl Fn(&[&str]) -> tuna_tests::Run,
+) {
+    child.kill().unwrap();
+    child.wait().unwrap();
+    {
+        let store = tuna::store::Store::open(&p.home().join("db")).expect("the store");
+        let mut rec = store.step(run, step).unwrap().expect("the step's record");
+        assert_eq!(rec.attempts.len(), 1, "{step}'s launch was not recorded");
+        rec.status = tuna::store::StepStatus::Launching;
+        rec.handle = None;
+        store.put_step(&rec).unwrap();
+        store.flush().unwrap();
+    }
+    let out = tuna(&["cancel", run]).ok();
+    assert!(
+        out.stdout.contains("(1 running steps stopped)"),
+        "{}",
+        out.stdout
+    );
+}
+
 /// Starts a run of one step `s` that prints `one`, waits for the file `go` in the project,
 /// then prints `two`; the run and its id, once `s` is running.
 pub(super) fn start_held(p: &Project) -> (Child, String) {

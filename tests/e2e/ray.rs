@@ -382,6 +382,28 @@ steps:
     assert_stopped(c, &id, "train", pid);
 }
 
+/// tuna killed after it submitted a Ray job but before the store held the job's handle:
+/// `tuna cancel` finds the job by the attempt's submission id and stops it.
+#[test]
+fn cancel_of_a_run_killed_before_its_ray_handle_was_stored_stops_the_job() {
+    let (c, shared, p) = project(
+        r#"
+name: lost
+steps:
+  train:
+    runs-on: ray
+    run: |
+      echo $$ > "$TUNA_ATTEMPT_DIR/pid"
+      sleep 300
+"#,
+    );
+    let (child, id) = spawn(&p, &["run", "wf.yaml"]);
+    let pid = script_pid(shared.path(), &id, "train");
+    super::cancel::kill_lose_the_handle_and_cancel(child, &p, &id, "train", |a| tuna(&p, a));
+    assert_stopped(c, &id, "train", pid);
+    assert_eq!(p.step_status(&id, "train"), "cancelled");
+}
+
 #[test]
 fn a_ray_step_past_its_timeout_is_stopped_and_timed_out() {
     let (c, shared, p) = project(

@@ -75,6 +75,18 @@ pub(super) fn inventory(p: &Project, hosts: &[&Host]) {
     p.file("runners.yaml", &y);
 }
 
+/// An a100 host (at `price` per GPU-hour) and a project whose runners.yaml has it beside
+/// `local`; `None` (the test is skipped) without an OpenSSH server.
+fn a100_project(price: f64) -> Option<(Host, Project)> {
+    if skip() {
+        return None;
+    }
+    let a100 = Host::start("a100-box", "127.0.0.2", "a100", 1, price);
+    let p = Project::new();
+    inventory(&p, &[&a100]);
+    Some((a100, p))
+}
+
 pub(super) fn tuna(p: &Project, args: &[&str]) -> Run {
     let mut all = vec!["--runners", "runners.yaml"];
     all.extend_from_slice(args);
@@ -192,12 +204,9 @@ steps:
 
 #[test]
 fn a_step_waits_behind_a_busy_a100_and_a_bounded_wait_fails_with_what_exists() {
-    if skip() {
+    let Some((_a100, p)) = a100_project(2.90) else {
         return;
-    }
-    let a100 = Host::start("a100-box", "127.0.0.2", "a100", 1, 2.90);
-    let p = Project::new();
-    inventory(&p, &[&a100]);
+    };
     let gate = p.path("gate");
     p.file(
         "wf.yaml",
@@ -315,12 +324,9 @@ steps:
 
 #[test]
 fn a_cut_connection_is_reopened_and_the_step_reattached() {
-    if skip() {
+    let Some((a100, p)) = a100_project(2.90) else {
         return;
-    }
-    let a100 = Host::start("a100-box", "127.0.0.2", "a100", 1, 2.90);
-    let p = Project::new();
-    inventory(&p, &[&a100]);
+    };
     let gate = p.path("gate");
     p.file(
         "wf.yaml",
@@ -356,12 +362,9 @@ steps:
 
 #[test]
 fn tuna_killed_mid_remote_step_resumes_without_running_it_again() {
-    if skip() {
+    let Some((a100, p)) = a100_project(2.90) else {
         return;
-    }
-    let a100 = Host::start("a100-box", "127.0.0.2", "a100", 1, 2.90);
-    let p = Project::new();
-    inventory(&p, &[&a100]);
+    };
     let gate = p.path("gate");
     p.file(
         "wf.yaml",
@@ -405,6 +408,41 @@ steps:
     assert_eq!(step(&status, "eval")["status"], "passed");
     let logs = tuna(&p, &["logs", &id, "eval"]).ok();
     assert_eq!(logs.stdout.trim(), "result");
+}
+
+/// tuna killed after it started a step on a host but before the store held the step's
+/// handle: `tuna cancel` finds the attempt's claim on the host and stops the step.
+#[test]
+fn cancel_of_a_run_killed_before_its_ssh_handle_was_stored_stops_the_step() {
+    let Some((a100, p)) = a100_project(2.90) else {
+        return;
+    };
+    p.file(
+        "wf.yaml",
+        &format!(
+            r#"
+name: lost
+steps:
+  train:
+    runs-on: {{ gpu: a100 }}
+    run: |
+      echo $$ > {pid}.tmp && mv {pid}.tmp {pid}
+      sleep 300
+"#,
+            pid = p.path("pid").display()
+        ),
+    );
+    let (child, id) = spawn(&p, &["run", "wf.yaml"]);
+    wait_until(Duration::from_secs(20), "the remote step to start", || {
+        !p.read("pid").is_empty() && p.step_status(&id, "train") == "running"
+    });
+    let pid: i32 = p.read("pid").trim().parse().unwrap();
+    super::cancel::kill_lose_the_handle_and_cancel(child, &p, &id, "train", |a| tuna(&p, a));
+    wait_until(Duration::from_secs(20), "the remote script to end", || {
+        !tuna_tests::alive(pid)
+    });
+    assert_eq!(p.step_status(&id, "train"), "cancelled");
+    assert!(a100.remote(&format!("runs/{id}/train/1/cancel")).exists());
 }
 
 #[test]
@@ -490,13 +528,10 @@ fn unknown_and_changed_host_keys_are_refused() {
 
 #[test]
 fn the_budget_stops_new_dispatches_with_a_clear_message() {
-    if skip() {
-        return;
-    }
     // 3600 per GPU-hour: one GPU-second costs 1.
-    let a100 = Host::start("a100-box", "127.0.0.2", "a100", 1, 3600.0);
-    let p = Project::new();
-    inventory(&p, &[&a100]);
+    let Some((_a100, p)) = a100_project(3600.0) else {
+        return;
+    };
     p.file(
         "wf.yaml",
         r#"
@@ -530,12 +565,9 @@ steps:
 
 #[test]
 fn cancel_and_follow_a_remote_step() {
-    if skip() {
+    let Some((a100, p)) = a100_project(2.90) else {
         return;
-    }
-    let a100 = Host::start("a100-box", "127.0.0.2", "a100", 1, 2.90);
-    let p = Project::new();
-    inventory(&p, &[&a100]);
+    };
     p.file(
         "wf.yaml",
         r#"

@@ -271,6 +271,22 @@ impl Runner for FakeRunner {
         Ok(())
     }
 
+    /// A job of the attempt folder that has not ended, as a real runner finds it on its
+    /// machine.
+    async fn launched(
+        &self,
+        _run: &str,
+        step: &str,
+        attempt: u32,
+        attempt_dir: &std::path::Path,
+    ) -> Result<Option<Handle>, RunnerError> {
+        let jobs = self.jobs.lock().expect("jobs");
+        let job = jobs
+            .get(attempt_dir)
+            .filter(|j| j.step == step && j.attempt == attempt && j.end.borrow().is_none());
+        Ok(job.map(|j| j.handle.clone()))
+    }
+
     fn is_down(&self) -> bool {
         self.down.load(Ordering::SeqCst)
     }

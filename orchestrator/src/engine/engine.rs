@@ -546,10 +546,12 @@ impl Engine {
         Ok(stopped)
     }
 
-    /// A step's attempt that a runner recording its own launches started, though the store
-    /// lost that (its driver crashed before the record was written): the runner and the
-    /// attempt's handle. The attempt is the step's latest when it is recorded active, else its
-    /// next one.
+    /// A step's attempt that was launched though the store lost its handle (its driver
+    /// crashed before the record was written): the runner and the attempt's handle, asked of
+    /// the runners that can know. The runner an active record names for its latest attempt
+    /// (that launch was recorded before it was made, its handle only after); and the runners
+    /// recording their own launches (the local runner's journal), for the step's latest
+    /// attempt when it is recorded active, else its next one, which the store may not know.
     async fn launched_unrecorded(
         &self,
         rec: &StepRecord,
@@ -560,15 +562,22 @@ impl Engine {
             rec.attempt() + 1
         };
         let dir = self.home.attempt_dir(&rec.run, &rec.step, attempt);
-        let runners: Vec<_> = {
+        let asks: Vec<_> = {
             let pool = self.pool.lock().expect("pool");
-            (pool.runners.iter())
+            let named = (rec.attempts.last())
+                .filter(|_| rec.status.is_active())
+                .and_then(|att| {
+                    let i = pool.by_name(&att.runner)?;
+                    Some((pool.runner(i).runner.clone(), att.n, att.dir.clone()))
+                })
+                .filter(|(r, ..)| !r.records_launches());
+            let recording = (pool.runners.iter())
                 .filter(|r| r.runner.records_launches())
-                .map(|r| r.runner.clone())
-                .collect()
+                .map(|r| (r.runner.clone(), attempt, dir.clone()));
+            named.into_iter().chain(recording).collect()
         };
-        for r in runners {
-            if let Ok(Some(h)) = r.launched(&dir).await {
+        for (r, n, dir) in asks {
+            if let Ok(Some(h)) = r.launched(&rec.run, &rec.step, n, &dir).await {
                 return Some((r, h));
             }
         }

@@ -96,7 +96,13 @@ impl Runner for LocalRunner {
     }
 
     /// A claim in the run's journal without an exit record.
-    async fn launched(&self, attempt_dir: &Path) -> Result<Option<Handle>, RunnerError> {
+    async fn launched(
+        &self,
+        _run: &str,
+        _step: &str,
+        _attempt: u32,
+        attempt_dir: &Path,
+    ) -> Result<Option<Handle>, RunnerError> {
         let owner = self
             .read_journal(attempt_dir, |index, dir| {
                 index.claim(dir).filter(|_| index.exit(dir).is_none())

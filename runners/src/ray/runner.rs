@@ -3,7 +3,7 @@
 //! crash of tuna) finds the job and watches it instead of submitting it twice.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -167,6 +167,32 @@ impl RayRunner {
             }
             (_, RayArtifacts::Shared(root)) => root.to_string_lossy().into_owned(),
         }
+    }
+
+    /// What a handle of `(run, step, attempt)` holds, without the step's time limits.
+    fn handle_data(&self, run: &str, step: &str, attempt: u32) -> Result<RayHandle, RunnerError> {
+        let records = match &self.store {
+            Store::Bucket(_) => Some(
+                Bucket::attempt_key(run, step, &attempt.to_string())
+                    .map_err(RunnerError::Protocol)?,
+            ),
+            Store::Shared(_) => None,
+        };
+        Ok(RayHandle {
+            submission_id: submission_id(run, step, attempt),
+            dir: self.attempt_dir(run, step, attempt),
+            records,
+            timeout_s: None,
+            wait_for_capacity_s: None,
+        })
+    }
+
+    fn handle(&self, data: &RayHandle, attempt_dir: &Path) -> Result<Handle, RunnerError> {
+        Ok(Handle {
+            runner: self.cfg.name.clone(),
+            attempt_dir: attempt_dir.to_path_buf(),
+            data: serde_json::to_value(data).map_err(|e| RunnerError::Protocol(e.to_string()))?,
+        })
     }
 
     /// The attempt of `handle` in the bucket (a bucket runner's handle names it).
@@ -343,27 +369,15 @@ impl Runner for RayRunner {
             )));
         }
         std::fs::create_dir_all(job.attempt_dir.join("work"))?;
-        let id = submission_id(&job.run_id, &job.step, job.attempt);
-        let dir_s = self.attempt_dir(&job.run_id, &job.step, job.attempt);
-        let records = match &self.store {
-            Store::Bucket(_) => Some(
-                Bucket::attempt_key(&job.run_id, &job.step, &job.attempt.to_string())
-                    .map_err(RunnerError::Protocol)?,
-            ),
-            Store::Shared(_) => None,
-        };
-        let data = RayHandle {
-            submission_id: id.clone(),
-            dir: dir_s.clone(),
-            records: records.clone(),
-            timeout_s: job.timeout.map(|t| t.as_secs_f64()),
-            wait_for_capacity_s: job.wait_for_capacity.map(|t| t.as_secs_f64()),
-        };
-        let handle = Handle {
-            runner: self.cfg.name.clone(),
-            attempt_dir: job.attempt_dir.clone(),
-            data: serde_json::to_value(&data).map_err(|e| RunnerError::Protocol(e.to_string()))?,
-        };
+        let mut data = self.handle_data(&job.run_id, &job.step, job.attempt)?;
+        data.timeout_s = job.timeout.map(|t| t.as_secs_f64());
+        data.wait_for_capacity_s = job.wait_for_capacity.map(|t| t.as_secs_f64());
+        let handle = self.handle(&data, &job.attempt_dir)?;
+        let (id, dir_s, records) = (
+            data.submission_id.clone(),
+            data.dir.clone(),
+            data.records.clone(),
+        );
         // Launched before (tuna crashed after submitting): watch that job.
         if self
             .client
@@ -427,6 +441,28 @@ impl Runner for RayRunner {
             .stop(&data.submission_id)
             .await
             .map_err(|e| RunnerError::remote(&self.cfg.name, e))
+    }
+
+    /// The job of the attempt's submission id, while Ray has it pending or running.
+    async fn launched(
+        &self,
+        run: &str,
+        step: &str,
+        attempt: u32,
+        attempt_dir: &Path,
+    ) -> Result<Option<Handle>, RunnerError> {
+        let data = self.handle_data(run, step, attempt)?;
+        let job = self
+            .client
+            .job(&data.submission_id)
+            .await
+            .map_err(|e| self.failed(e))?;
+        match job {
+            Some(j) if matches!(j.status.as_str(), "PENDING" | "RUNNING") => {
+                Ok(Some(self.handle(&data, attempt_dir)?))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// Full or unreachable counts as down for placement for a while: a step's next attempt

@@ -283,6 +283,52 @@ impl Runner for SshRunner {
         .await
     }
 
+    /// The attempt folder's claim on the host, while its supervisor runs.
+    async fn launched(
+        &self,
+        run: &str,
+        step: &str,
+        attempt: u32,
+        attempt_dir: &std::path::Path,
+    ) -> Result<Option<Handle>, RunnerError> {
+        let dir = self.attempt_dir(run, step, attempt);
+        let host = self.host.clone();
+        let local = attempt_dir.to_path_buf();
+        blocking(move || {
+            let answer = host
+                .retrying(|conn| {
+                    conn.exec(&format!(
+                        "sh {w} poll {d} && cat {d}/claim 2>/dev/null; true",
+                        w = quote(&conn.wrapper),
+                        d = quote(&dir)
+                    ))
+                })
+                .map_err(|e| RunnerError::remote(&host.cfg.name, e))?;
+            // `== DIR`, the state, the log sizes, then (running) the claim: `PID NONCE`.
+            let lines: Vec<&str> = answer.stdout.lines().collect();
+            let supervisor = match lines.as_slice() {
+                [_, "running", _, claim, ..] => claim.split_whitespace().next(),
+                _ => None,
+            };
+            let Some(supervisor) = supervisor.and_then(|p| p.parse().ok()) else {
+                return Ok(None);
+            };
+            let data = SshHandle {
+                host: host.cfg.host_entry(),
+                dir,
+                supervisor,
+                outputs: Vec::new(),
+            };
+            Ok(Some(Handle {
+                runner: host.cfg.name.clone(),
+                attempt_dir: local,
+                data: serde_json::to_value(data)
+                    .map_err(|e| RunnerError::Protocol(e.to_string()))?,
+            }))
+        })
+        .await
+    }
+
     fn remote_attempt_dir(&self, run: &str, step: &str, attempt: u32) -> Option<String> {
         Some(self.attempt_dir(run, step, attempt))
     }
