@@ -264,8 +264,8 @@ pub fn cancel(cli: &Cli, run: &str) -> Result<u8, Fail> {
         }
         Access::Remote { .. } => println!("cancelling {id}"),
         Access::Local(store) => {
-            drop(store);
-            let engine = super::open::open_engine(cli, true)?;
+            // On the store read already: no other process can take it in between.
+            let engine = super::open::open_engine_on(cli, store, true)?;
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

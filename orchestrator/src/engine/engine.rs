@@ -105,6 +105,28 @@ impl Engine {
         reporter: Arc<dyn Reporter>,
         step_env: &tuna_runners::StepEnv,
     ) -> Result<Engine, EngineError> {
+        Engine::open_with(home, None, inventory, reporter, step_env)
+    }
+
+    /// [`Engine::open`] on the home's store opened already (a command that read it first
+    /// keeps it, so that no other process takes it in between).
+    pub fn open_on(
+        home: Home,
+        store: Store,
+        inventory: &Inventory,
+        reporter: Arc<dyn Reporter>,
+        step_env: &tuna_runners::StepEnv,
+    ) -> Result<Engine, EngineError> {
+        Engine::open_with(home, Some(store), inventory, reporter, step_env)
+    }
+
+    fn open_with(
+        home: Home,
+        store: Option<Store>,
+        inventory: &Inventory,
+        reporter: Arc<dyn Reporter>,
+        step_env: &tuna_runners::StepEnv,
+    ) -> Result<Engine, EngineError> {
         let tuna_exe = std::env::current_exe()?;
         let shim = std::env::var_os("TUNA_SHIM")
             .map(PathBuf::from)
@@ -151,7 +173,7 @@ impl Engine {
                 ..PoolRunner::new(name, &spec.kind, runner, slots)
             });
         }
-        Engine::with_runners(home, runners, reporter, step_env)
+        Engine::with_runners_on(home, store, runners, reporter, step_env)
     }
 
     /// Opens the home's stores with a pool of runners built already: what [`Engine::open`]
@@ -163,8 +185,21 @@ impl Engine {
         reporter: Arc<dyn Reporter>,
         step_env: &tuna_runners::StepEnv,
     ) -> Result<Engine, EngineError> {
+        Engine::with_runners_on(home, None, runners, reporter, step_env)
+    }
+
+    fn with_runners_on(
+        home: Home,
+        store: Option<Store>,
+        runners: Vec<PoolRunner>,
+        reporter: Arc<dyn Reporter>,
+        step_env: &tuna_runners::StepEnv,
+    ) -> Result<Engine, EngineError> {
         home.create()?;
-        let store = Store::open(&home.db())?;
+        let store = match store {
+            Some(s) => s,
+            None => Store::open(&home.db())?,
+        };
         let cas = Cas::open(&home.cas())
             .map_err(|e| EngineError::Artifacts(format!("artifact store: {e}")))?;
         let tuna_exe = std::env::current_exe()?;
