@@ -1,6 +1,6 @@
 //! The `Runner` trait and the durable names of launched jobs.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -17,6 +17,22 @@ pub struct Handle {
     pub attempt_dir: PathBuf,
     /// Runner-specific data (a pid, a remote job id, ...).
     pub data: serde_json::Value,
+}
+
+impl Handle {
+    /// The handle of the attempt in `attempt_dir` that `runner` launched, with its data.
+    pub fn new(
+        runner: &str,
+        attempt_dir: &Path,
+        data: &impl Serialize,
+    ) -> Result<Handle, crate::RunnerError> {
+        Ok(Handle {
+            runner: runner.to_owned(),
+            attempt_dir: attempt_dir.to_path_buf(),
+            data: serde_json::to_value(data)
+                .map_err(|e| crate::RunnerError::Protocol(e.to_string()))?,
+        })
+    }
 }
 
 /// How a job ended.

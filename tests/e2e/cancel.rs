@@ -1,7 +1,6 @@
 //! A run seen and stopped from a second terminal: status and logs through the owner's control
 //! socket, `tuna cancel`, Ctrl-C, and resume after either.
 
-use std::io::{BufRead, BufReader};
 use std::process::Child;
 use std::time::Duration;
 
@@ -23,15 +22,17 @@ steps:
     run: touch "$TUNA_PROJECT_DIR/after-ran"
 "#;
 
+/// `tuna run wf.yaml`, started; the child and the run id it printed first.
+fn run_held(p: &Project) -> (Child, String) {
+    let mut cmd = p.tuna();
+    cmd.args(["run", "wf.yaml"]);
+    tuna_tests::spawn_for_id(cmd)
+}
+
 /// Starts `tuna run` and returns it with its run id, once `slow` is running.
 fn start(p: &Project) -> (Child, String) {
     p.file("wf.yaml", WF);
-    let mut child = p.spawn(&["run", "wf.yaml"]);
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let id = line.trim().to_string();
+    let (child, id) = run_held(p);
     wait_until(Duration::from_secs(20), "the slow step to start", || {
         p.path("slow.pid").exists()
     });
@@ -166,9 +167,7 @@ steps:
       echo two
 "#,
     );
-    let mut cmd = p.tuna();
-    cmd.args(["run", "wf.yaml"]);
-    let (child, id) = tuna_tests::spawn_for_id(cmd);
+    let (child, id) = run_held(p);
     wait_until(Duration::from_secs(20), "s to be running", || {
         p.step_status(&id, "s") == "running"
     });

@@ -94,14 +94,9 @@ pub(super) fn tuna(p: &Project, args: &[&str]) -> Run {
 }
 
 pub(super) fn spawn(p: &Project, args: &[&str]) -> (Child, String) {
-    let mut all = vec!["--runners", "runners.yaml"];
-    all.extend_from_slice(args);
-    let mut child = p.spawn(&all);
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    (child, line.trim().to_string())
+    let mut cmd = p.tuna();
+    cmd.args(["--runners", "runners.yaml"]).args(args);
+    tuna_tests::spawn_for_id(cmd)
 }
 
 pub(super) fn step<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {

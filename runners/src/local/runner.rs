@@ -267,11 +267,7 @@ impl LocalRunner {
 
     /// The handle of the attempt in `attempt_dir`, run by the waiter `id`.
     fn handle(&self, attempt_dir: &Path, id: ProcId) -> Result<Handle, RunnerError> {
-        Ok(Handle {
-            runner: self.config.name.clone(),
-            attempt_dir: attempt_dir.to_path_buf(),
-            data: serde_json::to_value(id).map_err(|e| RunnerError::Protocol(e.to_string()))?,
-        })
+        Handle::new(&self.config.name, attempt_dir, &id)
     }
 
     /// The exit record of the attempt in `dir`, read from its run's journal.

@@ -187,14 +187,6 @@ impl RayRunner {
         })
     }
 
-    fn handle(&self, data: &RayHandle, attempt_dir: &Path) -> Result<Handle, RunnerError> {
-        Ok(Handle {
-            runner: self.cfg.name.clone(),
-            attempt_dir: attempt_dir.to_path_buf(),
-            data: serde_json::to_value(data).map_err(|e| RunnerError::Protocol(e.to_string()))?,
-        })
-    }
-
     /// The attempt of `handle` in the bucket (a bucket runner's handle names it).
     pub(crate) fn bucket_of(&self, handle: &RayHandle) -> Option<Bucket> {
         match (&self.store, &handle.records) {
@@ -372,16 +364,11 @@ impl Runner for RayRunner {
         let mut data = self.handle_data(&job.run_id, &job.step, job.attempt)?;
         data.timeout_s = job.timeout.map(|t| t.as_secs_f64());
         data.wait_for_capacity_s = job.wait_for_capacity.map(|t| t.as_secs_f64());
-        let handle = self.handle(&data, &job.attempt_dir)?;
-        let (id, dir_s, records) = (
-            data.submission_id.clone(),
-            data.dir.clone(),
-            data.records.clone(),
-        );
+        let handle = Handle::new(&self.cfg.name, &job.attempt_dir, &data)?;
         // Launched before (tuna crashed after submitting): watch that job.
         if self
             .client
-            .job(&id)
+            .job(&data.submission_id)
             .await
             .map_err(|e| self.failed(e))?
             .is_some()
@@ -390,11 +377,11 @@ impl Runner for RayRunner {
         }
         let kinds: Vec<String> = job.resources.gpus.iter().map(|g| g.kind.clone()).collect();
         self.offers_gpu_types(&kinds).await?;
-        let env_vars = self.env_vars(job, &dir_s)?;
+        let env_vars = self.env_vars(job, &data.dir)?;
         let staged = job.clone();
         let to = match (&self.store, self.bucket_of(&data)) {
             (_, Some(bucket)) => Stage::Bucket(bucket),
-            (Store::Shared(shared), _) => Stage::Shared(shared.clone(), PathBuf::from(&dir_s)),
+            (Store::Shared(shared), _) => Stage::Shared(shared.clone(), PathBuf::from(&data.dir)),
             (Store::Bucket(_), None) => unreachable!("a bucket runner's handle names its records"),
         };
         let name = self.cfg.name.clone();
@@ -405,12 +392,12 @@ impl Runner for RayRunner {
             // Never in runtime_env (Ray shows it in the job's details): a file only the user
             // reads, in the attempt folder, that the wrapper takes and removes before the
             // script starts.
-            write_secrets(&PathBuf::from(&dir_s), job)?;
+            write_secrets(&PathBuf::from(&data.dir), job)?;
         }
         let (num_gpus, resources) = self.gpu_request(job);
         let sub = Submission {
-            entrypoint: self.entrypoint(&dir_s, records.as_deref()),
-            submission_id: id,
+            entrypoint: self.entrypoint(&data.dir, data.records.as_deref()),
+            submission_id: data.submission_id,
             entrypoint_num_gpus: num_gpus,
             entrypoint_resources: resources,
             runtime_env: RuntimeEnv { env_vars },
@@ -459,7 +446,7 @@ impl Runner for RayRunner {
             .map_err(|e| self.failed(e))?;
         match job {
             Some(j) if matches!(j.status.as_str(), "PENDING" | "RUNNING") => {
-                Ok(Some(self.handle(&data, attempt_dir)?))
+                Ok(Some(Handle::new(&self.cfg.name, attempt_dir, &data)?))
             }
             _ => Ok(None),
         }

@@ -12,7 +12,7 @@ use super::conn::{Conn, OpError};
 use super::handle::SshHandle;
 use super::host::{Host, HostError};
 use super::mask::LogMasks;
-use super::poll::PollBoard;
+use super::poll::{PollBoard, State};
 use super::stage::{self, StageReport};
 use super::store::HostStore;
 use super::watch;
@@ -139,11 +139,7 @@ fn launch(host: &Host, job: &Job, dir: &str) -> Result<(Handle, StageReport), Ru
         outputs: job.outputs.clone(),
     };
     Ok((
-        Handle {
-            runner: host.cfg.name.clone(),
-            attempt_dir: job.attempt_dir.clone(),
-            data: serde_json::to_value(data).map_err(|e| RunnerError::Protocol(e.to_string()))?,
-        },
+        Handle::new(&host.cfg.name, &job.attempt_dir, &data)?,
         report,
     ))
 }
@@ -292,25 +288,24 @@ impl Runner for SshRunner {
         attempt_dir: &std::path::Path,
     ) -> Result<Option<Handle>, RunnerError> {
         let dir = self.attempt_dir(run, step, attempt);
-        let host = self.host.clone();
+        let (host, board) = (self.host.clone(), self.board.clone());
         let local = attempt_dir.to_path_buf();
         blocking(move || {
-            let answer = host
+            let supervisor = host
                 .retrying(|conn| {
-                    conn.exec(&format!(
-                        "sh {w} poll {d} && cat {d}/claim 2>/dev/null; true",
-                        w = quote(&conn.wrapper),
-                        d = quote(&dir)
-                    ))
+                    if board.poll(conn, &dir)?.state != State::Running {
+                        return Ok(None);
+                    }
+                    // The claim: `PID NONCE`.
+                    let claim = conn.exec(&format!("cat {}/claim", quote(&dir)))?;
+                    Ok(claim
+                        .stdout
+                        .split_whitespace()
+                        .next()
+                        .and_then(|p| p.parse().ok()))
                 })
                 .map_err(|e| RunnerError::remote(&host.cfg.name, e))?;
-            // `== DIR`, the state, the log sizes, then (running) the claim: `PID NONCE`.
-            let lines: Vec<&str> = answer.stdout.lines().collect();
-            let supervisor = match lines.as_slice() {
-                [_, "running", _, claim, ..] => claim.split_whitespace().next(),
-                _ => None,
-            };
-            let Some(supervisor) = supervisor.and_then(|p| p.parse().ok()) else {
+            let Some(supervisor) = supervisor else {
                 return Ok(None);
             };
             let data = SshHandle {
@@ -319,12 +314,7 @@ impl Runner for SshRunner {
                 supervisor,
                 outputs: Vec::new(),
             };
-            Ok(Some(Handle {
-                runner: host.cfg.name.clone(),
-                attempt_dir: local,
-                data: serde_json::to_value(data)
-                    .map_err(|e| RunnerError::Protocol(e.to_string()))?,
-            }))
+            Handle::new(&host.cfg.name, &local, &data).map(Some)
         })
         .await
     }
